@@ -1,0 +1,173 @@
+"""Entropy coding figures of the image codec on Kodak: speed, rate per stage, exactness.
+
+For every image and every quality level 1..S it encodes, decodes and checks:
+  * the decoded indices equal the encoder's (exact), and the pixels are within 1 LSB of the encoder's
+    own reconstruction;
+  * encode and decode wall time (in process, torch threads as given; the model is loaded once);
+  * the coded stream bits per index of each stage, against 9 bits (uncoded), against the empirical
+    unigram entropy of that stage's indices over the dataset, and against the prior's cross-entropy;
+  * with --float-prior, the float prior's cross-entropy, giving the rate penalty of the integer prior.
+
+    python benchmarks/codec_speed.py                    # all 24 Kodak images, every quality
+    python benchmarks/codec_speed.py --quick            # 2 images, qualities 1 and max
+    python benchmarks/codec_speed.py --float-prior runs/prior/prior_float.safetensors
+
+Writes codec_speed.json and codec_speed.md to --out (default benchmarks/results/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATASET = HERE.parent / "data" / "kodak"
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    p = counts / max(counts.sum(), 1)
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--quick", action="store_true", help="2 images, lowest and highest quality")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
+    ap.add_argument("--float-prior", type=Path, default=None, help="float prior weights, for the integer-prior penalty")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from PIL import Image
+
+    from vqcodec.api import to_rgb_array
+    from vqcodec.bitstream import cross_entropy_bits, unpack
+    from vqcodec.codec.image_codec import ImageCodec
+
+    codec = ImageCodec.default()
+    S, K = codec.max_quality, codec.model.cfg.num_codes
+    files = sorted(p for p in args.dataset.iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp", ".tif", ".tiff", ".webp"))
+    qualities = list(range(1, S + 1))
+    if args.quick:
+        files, qualities = files[:2], [1, S]
+    float_prior = None
+    if args.float_prior:
+        from vqcodec.codec.train_prior import load_float_prior
+
+        float_prior = load_float_prior(args.float_prior)
+
+    per_q = {q: {"enc_s": [], "dec_s": [], "bytes": [], "pixels": [], "exact": True, "max_lsb": 0} for q in qualities}
+    stage_bits = np.zeros(S)  # coded payload bits per stage (at max quality)
+    stage_xent = np.zeros(S)  # integer-prior cross-entropy bits per stage
+    stage_float_xent = np.zeros(S)
+    stage_counts = np.zeros((S, K))
+    n_indices = 0
+    # warm-up (first-call allocations, lazy imports) so that timings are steady state
+    with Image.open(files[0]) as im:
+        codec.decode(codec.encode(to_rgb_array(im)[:64, :64], 1))
+    for p in tqdm(files, desc="codec speed", unit="img", file=sys.stderr):
+        with Image.open(p) as im:
+            rgb = to_rgb_array(im)
+        for q in qualities:
+            t0 = time.perf_counter()
+            data = codec.encode(rgb, q)
+            t1 = time.perf_counter()
+            header, indices = codec.decode_indices(data)
+            decoded = codec.render(indices, header.height, header.width)
+            t2 = time.perf_counter()
+            expected = codec.encode_indices(rgb, q)
+            recon = codec.render(expected, rgb.shape[0], rgb.shape[1])
+            r = per_q[q]
+            r["enc_s"].append(t1 - t0)
+            r["dec_s"].append(t2 - t1)
+            r["bytes"].append(len(data))
+            r["pixels"].append(rgb.shape[0] * rgb.shape[1])
+            r["exact"] &= bool(torch.equal(indices, expected))
+            r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
+            if q == S:
+                _, streams = unpack(data)
+                s_, h, w = indices.shape
+                n_indices += h * w
+                for s in range(S):
+                    stage_bits[s] += 8 * len(streams[s])
+                    freqs = codec.prior.frequencies(indices, s + 1)
+                    stage_xent[s] += cross_entropy_bits(indices[s].reshape(-1).numpy(), freqs)
+                    stage_counts[s] += np.bincount(indices[s].reshape(-1).numpy(), minlength=K)
+                if float_prior is not None:
+                    with torch.no_grad():
+                        logits = float_prior(indices[None])[0]  # (S, K, h, w)
+                        logp = torch.log_softmax(logits.double(), dim=1)
+                        nll = -logp.gather(1, indices[:, None]).sum(dim=(1, 2, 3)) / math.log(2)
+                    stage_float_xent += nll.numpy()
+
+    levels = []
+    for q in qualities:
+        r = per_q[q]
+        levels.append({
+            "quality": q,
+            "bpp": float(np.sum(np.array(r["bytes"]) * 8) / np.sum(r["pixels"])),
+            "bpp_mean_of_images": float(np.mean(np.array(r["bytes"]) * 8 / np.array(r["pixels"]))),
+            "raw_bpp": 9 * q / 64,
+            "encode_s_median": float(np.median(r["enc_s"])),
+            "decode_s_median": float(np.median(r["dec_s"])),
+            "encode_s_max": float(np.max(r["enc_s"])),
+            "decode_s_max": float(np.max(r["dec_s"])),
+            "indices_exact": r["exact"],
+            "max_pixel_diff_lsb": r["max_lsb"],
+        })
+    stages = []
+    for s in range(S):
+        row = {
+            "stage": s + 1,
+            "coded_bits_per_index": stage_bits[s] / n_indices,
+            "prior_xent_bits_per_index": stage_xent[s] / n_indices,
+            "unigram_entropy_bits": _entropy_bits(stage_counts[s]),
+            "coding_overhead_pct": 100 * (stage_bits[s] / stage_xent[s] - 1),
+        }
+        if float_prior is not None:
+            row["float_prior_bits_per_index"] = stage_float_xent[s] / n_indices
+            row["integer_penalty_pct"] = 100 * (stage_xent[s] / stage_float_xent[s] - 1)
+        stages.append(row)
+    result = {"dataset": str(args.dataset), "images": len(files), "threads": args.threads,
+              "model_id": codec.model_id, "levels": levels, "stages": stages}
+    if float_prior is not None:
+        result["integer_penalty_total_pct"] = 100 * (stage_xent.sum() / stage_float_xent.sum() - 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "codec_speed.json").write_text(json.dumps(result, indent=2))
+
+    cmd = "python benchmarks/codec_speed.py" + (" --quick" if args.quick else "") + (f" --float-prior {args.float_prior}" if args.float_prior else "")
+    lines = [f"{len(files)} images of `{args.dataset.name}`, {args.threads} torch threads, in process (command: `{cmd}`).", "",
+             "| quality | bpp (coded) | raw bpp | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff |",
+             "|---|---|---|---|---|---|---|"]
+    for lv in levels:
+        lines.append(f"| {lv['quality']} | {lv['bpp']:.4f} | {lv['raw_bpp']:.3f} | {lv['encode_s_median']:.2f} / {lv['encode_s_max']:.2f} | "
+                     f"{lv['decode_s_median']:.2f} / {lv['decode_s_max']:.2f} | {lv['indices_exact']} | {lv['max_pixel_diff_lsb']} LSB |")
+    lines += ["", "| stage | coded bits/index | integer prior xent | unigram entropy | uncoded | coder overhead |"
+              + (" float prior xent | integer penalty |" if float_prior is not None else ""),
+              "|---|---|---|---|---|---|" + ("---|---|" if float_prior is not None else "")]
+    for st in stages:
+        line = (f"| {st['stage']} | {st['coded_bits_per_index']:.3f} | {st['prior_xent_bits_per_index']:.3f} | "
+                f"{st['unigram_entropy_bits']:.3f} | 9 | {st['coding_overhead_pct']:.3f}% |")
+        if float_prior is not None:
+            line += f" {st['float_prior_bits_per_index']:.3f} | {st['integer_penalty_pct']:.2f}% |"
+        lines.append(line)
+    if float_prior is not None:
+        lines += ["", f"Integer prior rate penalty over all stages: {result['integer_penalty_total_pct']:.2f}%"]
+    table = "\n".join(lines) + "\n"
+    (args.out / "codec_speed.md").write_text(table)
+    print(table)
+    ok = all(lv["indices_exact"] and lv["max_pixel_diff_lsb"] <= 1 for lv in levels)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

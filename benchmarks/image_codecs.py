@@ -1,0 +1,183 @@
+"""The codecs `rate_distortion.py` measures, behind one small interface.
+
+A codec here has a CLI key ("jpeg"), a display name ("JPEG"), a description (library and version, settings),
+the quality settings of its full and of its quick sweep, and `encode(PIL RGB image, quality) -> bytes`
+and `decode(bytes) -> PIL image`. The bytes are the complete file (headers included): bpp is computed
+from their length.
+
+Baselines go through Pillow with fixed settings:
+  * JPEG: libjpeg-turbo, Pillow's defaults (4:2:0 chroma subsampling, baseline, standard tables);
+  * WebP: libwebp lossy, method=6 (slowest, best);
+  * AVIF: libavif with the aom encoder, speed=4 (Pillow's default, 6, gives 0.1-0.2 dB less PSNR and
+    1-3 % more bytes at the same quality setting on Kodak), 4:2:0, full range;
+  * JPEG XL: only when a Pillow plugin registering the "JXL" format is installed (pillow-jxl-plugin),
+    quality on libjxl's JPEG-like scale, effort 7 (the plugin's default).
+The sweeps span roughly 0.07..1.5 bpp on Kodak (JPEG cannot go below ~0.17 bpp there).
+
+vqcodec is measured through its public API only: `vqcodec.encode_image`, `vqcodec.decode` and
+`vqcodec.max_quality("image")`; its qualities are 1..max_quality.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+import PIL
+from PIL import Image, features
+
+__all__ = [
+    "Codec",
+    "PillowCodec",
+    "VqCodec",
+    "BASELINE_KEYS",
+    "baseline_codecs",
+    "load_vqcodec",
+]
+
+BASELINE_KEYS = ("jpeg", "webp", "avif", "jpegxl")
+
+
+class Codec(Protocol):
+    """What the benchmark needs from a codec."""
+
+    key: str
+    name: str
+    qualities: tuple[int, ...]
+    quick_qualities: tuple[int, ...]
+
+    @property
+    def description(self) -> str: ...
+
+    def encode(self, img: Image.Image, quality: int) -> bytes:
+        """img: RGB PIL image. Returns the complete encoded file."""
+        ...
+
+    def decode(self, data: bytes) -> Image.Image:
+        """Returns the fully decoded image (pixels loaded)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PillowCodec:
+    """A lossy format written and read by Pillow with fixed `options` passed to `Image.save`."""
+
+    key: str
+    name: str
+    fmt: str
+    library: str
+    qualities: tuple[int, ...]
+    quick_qualities: tuple[int, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.name} via Pillow {PIL.__version__} ({self.library}{', ' + opts if opts else ''})"
+
+    def encode(self, img: Image.Image, quality: int) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format=self.fmt, quality=int(quality), **self.options)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> Image.Image:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+
+
+def _jpegxl_registered() -> bool:
+    """True if a Pillow plugin for JPEG XL is importable and registers the "JXL" format."""
+    Image.init()
+    if "JXL" not in Image.SAVE:
+        try:
+            importlib.import_module("pillow_jxl")
+        except ImportError:
+            return False
+    return "JXL" in Image.SAVE and "JXL" in Image.OPEN
+
+
+def baseline_codecs() -> dict[str, PillowCodec]:
+    """The Pillow baselines this installation supports, by key (jpeg always; webp, avif, jpegxl if built in)."""
+    codecs = {
+        "jpeg": PillowCodec(
+            key="jpeg",
+            name="JPEG",
+            fmt="JPEG",
+            library=f"libjpeg-turbo {features.version('libjpeg_turbo')}, 4:2:0",
+            qualities=(5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80),
+            quick_qualities=(10, 50),
+        )
+    }
+    if features.check("webp"):
+        codecs["webp"] = PillowCodec(
+            key="webp",
+            name="WebP",
+            fmt="WEBP",
+            library=f"libwebp {features.version('webp')}",
+            qualities=(0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85),
+            quick_qualities=(10, 50),
+            options={"method": 6},
+        )
+    if features.check("avif"):
+        codecs["avif"] = PillowCodec(
+            key="avif",
+            name="AVIF",
+            fmt="AVIF",
+            library=f"libavif {features.version('avif')}, 4:2:0",
+            qualities=(0, 10, 20, 30, 40, 50, 60, 70, 75),
+            quick_qualities=(10, 40),
+            options={"speed": 4},
+        )
+    if _jpegxl_registered():
+        codecs["jpegxl"] = PillowCodec(
+            key="jpegxl",
+            name="JPEG XL",
+            fmt="JXL",
+            library="libjxl via a Pillow plugin, effort 7",
+            qualities=(0, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85),
+            quick_qualities=(20, 60),
+        )
+    return codecs
+
+
+@dataclass(frozen=True)
+class VqCodec:
+    """vqcodec through its public API (`api` is the imported `vqcodec` module)."""
+
+    api: Any
+    qualities: tuple[int, ...]
+    quick_qualities: tuple[int, ...]
+    key: str = "vqcodec"
+    name: str = "vqcodec"
+
+    @property
+    def description(self) -> str:
+        return f"vqcodec {getattr(self.api, '__version__', '?')} (public API: encode_image / decode)"
+
+    def encode(self, img: Image.Image, quality: int) -> bytes:
+        return bytes(self.api.encode_image(img, int(quality)))
+
+    def decode(self, data: bytes) -> Image.Image:
+        img = self.api.decode(data)
+        img.load()
+        return img
+
+
+def load_vqcodec() -> tuple[VqCodec | None, str]:
+    """Import vqcodec and check its public API. Returns (codec, "") or (None, one-line reason)."""
+    try:
+        api = importlib.import_module("vqcodec")
+    except ImportError as exc:
+        return None, f"vqcodec is not importable ({exc}); install it with `pip install -e .` from the repo root"
+    missing = [n for n in ("encode_image", "decode", "max_quality") if not hasattr(api, n)]
+    if missing:
+        return None, f"vqcodec's public API is missing {', '.join(missing)} (vqcodec/api.py not written yet?)"
+    try:
+        top = int(api.max_quality("image"))
+    except Exception as exc:  # noqa: BLE001 - any failure here means the codec cannot be measured
+        return None, f"vqcodec.max_quality('image') failed: {type(exc).__name__}: {exc}"
+    if top < 1:
+        return None, f"vqcodec.max_quality('image') returned {top}; expected >= 1"
+    return VqCodec(api=api, qualities=tuple(range(1, top + 1)), quick_qualities=tuple(sorted({1, top}))), ""

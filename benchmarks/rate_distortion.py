@@ -1,0 +1,258 @@
+#!/usr/bin/env python
+"""Rate-distortion benchmark: vqcodec against JPEG, WebP and AVIF (and JPEG XL if its plugin is installed).
+
+    python benchmarks/rate_distortion.py                       # every codec, bundled Kodak, benchmarks/results/
+    python benchmarks/rate_distortion.py --codecs jpeg,webp,avif
+    python benchmarks/rate_distortion.py --quick               # 3 images, 2 qualities: smoke run (temp dir)
+    python benchmarks/rate_distortion.py --dataset DIR --out DIR
+
+For each codec and quality setting, every image is encoded to a complete file and decoded; bpp is
+len(file) * 8 / (H * W), headers included. PSNR (RGB, 8-bit) and MS-SSIM (pytorch_msssim, data_range=255)
+are computed per image and averaged over the images, as CompressAI does; MS-SSIM in dB is
+-10 log10(1 - mean MS-SSIM). Encode and decode wall times (time.perf_counter) are averaged per image.
+
+Outputs in --out: <codec>.json (CompressAI results format), bd_rate.json, rd_curves.png, results.md.
+vqcodec is used only through its installed public API (`import vqcodec`), not through this checkout.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # sibling helper modules, also when imported rather than run
+    sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+import PIL  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from image_codecs import BASELINE_KEYS, Codec, baseline_codecs, load_vqcodec  # noqa: E402
+from metrics import MS_SSIM_MIN_SIDE, ms_ssim, ms_ssim_db, psnr  # noqa: E402
+from rd_report import (  # noqa: E402
+    bd_rate_document,
+    bd_rate_entries,
+    curve_from_record,
+    curve_from_reference,
+    plot_rd,
+    write_json,
+    write_markdown,
+)
+from reference_curves import REFERENCE_CURVES  # noqa: E402
+
+log = logging.getLogger("rate_distortion")
+
+DEFAULT_DATASET = HERE.parent / "data" / "kodak"
+DEFAULT_OUT = HERE / "results"
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+QUICK_IMAGES = 3
+
+
+@dataclass(frozen=True)
+class TestImage:
+    """One dataset image: pil is RGB, pixels is the same as (H, W, 3) uint8."""
+
+    name: str
+    pil: Image.Image
+    pixels: np.ndarray
+
+
+def load_images(folder: Path, limit: int | None = None) -> list[TestImage]:
+    """The images of `folder` (sorted by file name, converted to RGB), at most `limit` of them."""
+    if not folder.is_dir():
+        raise SystemExit(f"rate_distortion.py: error: dataset folder {folder} does not exist; pass --dataset DIR")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise SystemExit(
+            f"rate_distortion.py: error: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}"
+        )
+    images = []
+    for p in files[:limit]:
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+        if min(rgb.size) < MS_SSIM_MIN_SIDE:
+            raise SystemExit(
+                f"rate_distortion.py: error: {p.name} is {rgb.width}x{rgb.height}; MS-SSIM needs at least "
+                f"{MS_SSIM_MIN_SIDE} px on each side"
+            )
+        images.append(TestImage(p.name, rgb, np.asarray(rgb)))
+    return images
+
+
+def measure(codec: Codec, images: Sequence[TestImage], qualities: Sequence[int], bar: tqdm) -> dict[str, Any]:
+    """Encode/decode every image at every quality; returns the codec's record in CompressAI's format."""
+    keys = ("bpp", "psnr-rgb", "ms-ssim", "encoding_time", "decoding_time")
+    means: dict[str, list[float]] = {k: [] for k in keys}
+    qualities = sorted(qualities)
+    for q in qualities:
+        bar.set_description(f"{codec.key} q={q}")
+        sums = dict.fromkeys(keys, 0.0)
+        for img in images:
+            t0 = time.perf_counter()
+            data = codec.encode(img.pil, q)
+            t1 = time.perf_counter()
+            decoded = codec.decode(data)
+            t2 = time.perf_counter()
+            rec = np.asarray(decoded.convert("RGB"))
+            if rec.shape != img.pixels.shape:
+                raise RuntimeError(
+                    f"{codec.key} q={q} decoded {img.name} to shape {rec.shape}, expected {img.pixels.shape}"
+                )
+            h, w = img.pixels.shape[:2]
+            sums["bpp"] += len(data) * 8.0 / (h * w)
+            sums["psnr-rgb"] += psnr(img.pixels, rec)
+            sums["ms-ssim"] += ms_ssim(img.pixels, rec)
+            sums["encoding_time"] += t1 - t0
+            sums["decoding_time"] += t2 - t1
+            bar.update(1)
+        for k in keys:
+            means[k].append(sums[k] / len(images))
+    results = {
+        "quality": list(qualities),
+        "bpp": means["bpp"],
+        "psnr-rgb": means["psnr-rgb"],
+        "ms-ssim": means["ms-ssim"],
+        "ms-ssim-db": [ms_ssim_db(v) for v in means["ms-ssim"]],
+        "encoding_time": means["encoding_time"],
+        "decoding_time": means["decoding_time"],
+    }
+    return {"name": codec.name, "description": codec.description, "results": results}
+
+
+def select_codecs(spec: str | None, parser: argparse.ArgumentParser) -> list[Codec]:
+    """Codecs named in `spec` (comma list), or by default vqcodec (if its API is there) and every baseline."""
+    baselines = baseline_codecs()
+    if spec is None:
+        vq, reason = load_vqcodec()
+        if vq is None:
+            log.warning("skipping vqcodec: %s", reason)
+        return ([vq] if vq else []) + list(baselines.values())
+    chosen: list[Codec] = []
+    for key in dict.fromkeys(k.strip().lower() for k in spec.split(",") if k.strip()):
+        if key == "vqcodec":
+            vq, reason = load_vqcodec()
+            if vq is None:
+                parser.error(f"cannot measure vqcodec: {reason}")
+            chosen.append(vq)
+        elif key in baselines:
+            chosen.append(baselines[key])
+        elif key == "jpegxl":
+            parser.error("jpegxl needs a Pillow JPEG XL plugin: pip install pillow-jxl-plugin")
+        elif key in BASELINE_KEYS:
+            parser.error(f"this Pillow {PIL.__version__} build cannot write {key}; use a Pillow wheel that includes it")
+        else:
+            parser.error(f"unknown codec {key!r}; choose from vqcodec, {', '.join(BASELINE_KEYS)}")
+    if not chosen:
+        parser.error("--codecs names no codec")
+    return chosen
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rate_distortion.py",
+        description="Rate-distortion curves of vqcodec and of JPEG/WebP/AVIF (Pillow) on an image folder.",
+    )
+    p.add_argument(
+        "--codecs",
+        help="comma list from vqcodec,jpeg,webp,avif,jpegxl (default: all available; vqcodec is skipped "
+        "with a warning if its API is missing)",
+    )
+    p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="folder of images (default: bundled Kodak)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help=f"output folder (default: {DEFAULT_OUT.relative_to(HERE.parent)}; with --quick a new temporary folder)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for vqcodec and MS-SSIM (default: 1; single-thread times are reproducible, "
+        "and OpenMP threads slow down badly on cores shared with other jobs)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: first {QUICK_IMAGES} images, two qualities per codec",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    codecs = select_codecs(args.codecs, parser)
+    dataset = args.dataset.resolve()
+    images = load_images(dataset, QUICK_IMAGES if args.quick else None)
+    if args.out is not None:
+        out = args.out.resolve()
+    elif args.quick:
+        out = Path(tempfile.mkdtemp(prefix="vqcodec-rd-quick-"))
+    else:
+        out = DEFAULT_OUT
+    out.mkdir(parents=True, exist_ok=True)
+
+    plan = [(c, c.quick_qualities if args.quick else c.qualities) for c in codecs]
+    log.info(
+        "%d images from %s; codecs: %s; writing to %s",
+        len(images), dataset, ", ".join(f"{c.key} {list(q)}" for c, q in plan), out,
+    )
+
+    records: dict[str, dict[str, Any]] = {}
+    with tqdm(total=sum(len(q) for _, q in plan) * len(images), file=sys.stderr, unit="img") as bar:
+        for codec, qualities in plan:
+            records[codec.key] = measure(codec, images, qualities, bar)
+
+    written = []
+    for key, record in records.items():
+        record["dataset"] = {"name": dataset.name, "images": len(images)}
+        written.append(write_json(out / f"{key}.json", record))
+
+    on_kodak = dataset == DEFAULT_DATASET.resolve()
+    references = REFERENCE_CURVES if on_kodak else ()
+    curves = [curve_from_record(k, r) for k, r in records.items()] + [curve_from_reference(r) for r in references]
+    bd = bd_rate_entries(curves)
+    written.append(write_json(out / "bd_rate.json", bd_rate_document(bd)))
+
+    title = f"{dataset.name}: {len(images)} images" + (" (quick smoke run)" if args.quick else "")
+    written.append(plot_rd(out / "rd_curves.png", curves, title))
+
+    command = " ".join(["python benchmarks/rate_distortion.py", *(sys.argv[1:] if argv is None else argv)])
+    header = [
+        f"# Rate-distortion on {dataset.name} ({len(images)} images)",
+        "",
+        f"Measured {_dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} with `{command}` "
+        f"(Python {platform.python_version()}, Pillow {PIL.__version__}, torch {torch.__version__} with "
+        f"{args.threads} thread(s), {os.cpu_count()} CPU cores).",
+        "",
+        "- bpp: bytes of the complete encoded file (headers included) x 8 / pixels, averaged over images.",
+        "- PSNR: RGB PSNR of the 8-bit decoded image, mean of the per-image PSNRs (CompressAI's convention).",
+        "- MS-SSIM: pytorch_msssim, data_range=255, mean over images; MS-SSIM (dB) = -10 log10(1 - mean MS-SSIM).",
+        "- encode/decode: wall time per image (time.perf_counter), including Pillow's file (de)serialisation.",
+    ]
+    if args.quick:
+        header += ["", f"**Quick smoke run** ({QUICK_IMAGES} images, two qualities per codec): not a benchmark result."]
+    written.append(write_markdown(out / "results.md", header, records, bd, references))
+
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""File handling for the CLI: '-' for stdin/stdout, no overwriting without --force, atomic writes."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+__all__ = ["read_input", "write_output", "check_writable", "BadInput"]
+
+
+class BadInput(click.ClickException):
+    """A problem with the user's input file: one line on stderr, exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:  # one line, no "Usage:" block
+        click.echo(f"vqcodec: error: {self.format_message()}", err=True)
+
+
+def read_input(path: str) -> bytes:
+    """Bytes of `path`, or of stdin for '-'."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"{path}: no such file")
+    if p.is_dir():
+        raise BadInput(f"{path}: is a directory, expected a file")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror})") from None
+
+
+def check_writable(path: str, force: bool) -> None:
+    """Refuse to overwrite an existing file unless --force; check the folder exists."""
+    if path == "-":
+        return
+    p = Path(path)
+    if p.exists() and not force:
+        raise BadInput(f"{path} exists; pass --force to overwrite it")
+    if p.is_dir():
+        raise BadInput(f"{path} is a directory; give a file name")
+    if not p.resolve().parent.is_dir():
+        raise BadInput(f"{p.parent}: folder does not exist")
+
+
+def write_output(path: str, data: bytes, force: bool) -> None:
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename), or stdout for '-'."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    check_writable(path, force)
+    p = Path(path).resolve()
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if p.exists() and not force:  # appeared meanwhile
+            raise BadInput(f"{path} exists; pass --force to overwrite it")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,68 @@
+"""The `vqcodec` command: encode, decode, info, sample, train."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .image_commands import decode, encode, info, sample
+from .train import train
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vqcodec")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+def cli(verbose: bool) -> None:
+    """vqcodec: a learned image codec (residual VQ-VAE + range coding under integer priors).
+
+    \b
+    Examples:
+      vqcodec encode photo.png -o photo.vq          # default quality
+      vqcodec encode photo.png -o small.vq -q 2     # lower quality, fewer bytes
+      vqcodec decode photo.vq -o photo_out.png
+      vqcodec info photo.vq
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+for _cmd in (encode, decode, info, sample, train):
+    cli.add_command(_cmd)
+
+
+def main() -> None:
+    """Console entry point: one-line errors, exit 1 for bad input, 2 for usage errors, no traceback."""
+    verbose = "-v" in sys.argv[1:2] or "--verbose" in sys.argv[1:2]
+    try:
+        cli.main(standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+        click.echo(f"vqcodec: usage error: {e.format_message()}{hint}", err=True)
+        raise SystemExit(2) from None
+    except click.ClickException as e:
+        click.echo(f"vqcodec: error: {e.format_message()}", err=True)
+        raise SystemExit(e.exit_code) from None
+    except click.Abort:
+        click.echo("vqcodec: aborted", err=True)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        click.echo("vqcodec: interrupted", err=True)
+        raise SystemExit(130) from None
+    except BrokenPipeError:
+        raise SystemExit(1) from None
+    except (OSError, ValueError) as e:  # e.g. missing weights, unwritable folder, bad image
+        if verbose:
+            raise
+        click.echo(f"vqcodec: error: {e}", err=True)
+        raise SystemExit(1) from None
+    except Exception as e:  # a bug: still one line, the traceback with -v
+        if verbose:
+            raise
+        click.echo(f"vqcodec: internal error: {type(e).__name__}: {e} (run 'vqcodec -v ...' for the traceback)", err=True)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

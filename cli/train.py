@@ -1,0 +1,86 @@
+"""`vqcodec train ...`: training commands (image autoencoder, priors)."""
+from __future__ import annotations
+
+import click
+
+__all__ = ["train"]
+
+
+@click.group()
+def train() -> None:
+    """Train the models (the release weights were made with these commands; see codec/MODEL_CARD.md)."""
+
+
+@train.command("image")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of training images.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint, log, weights.")
+@click.option("--steps", default=10000, show_default=True, help="Total optimizer steps of the run.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--val-data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of validation images (e.g. Kodak), evaluated every --val-every steps.")
+@click.option("--val-every", default=500, show_default=True)
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--crop", default=128, show_default=True, help="Training crop size in pixels.")
+@click.option("--lr", default=4e-4, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--checkpoint-minutes", default=4.0, show_default=True)
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop (with a checkpoint) after this many minutes; continue later with --resume.")
+@click.option("--decoder-only", is_flag=True, help="Freeze encoder and codebooks; fine-tune the decoder only.")
+@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+@click.option("--seed", default=0, show_default=True)
+def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, crop, lr, threads,
+                    checkpoint_minutes, max_minutes, decoder_only, no_bf16, seed) -> None:
+    """Train the image VQ-VAE on random crops of the images in --data.
+
+    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
+    """
+    from vqcodec.codec.train_image import TrainImageConfig, train_image
+
+    train_image(TrainImageConfig(
+        data=data, out=out, steps=steps, resume=resume, val_data=val_data, val_every=val_every,
+        batch_size=batch_size, crop=crop, lr=lr, threads=threads, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
+        decoder_only=decoder_only, bf16=not no_bf16, seed=seed,
+    ))
+
+
+@train.command("prior")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training images (the same photos the image model was trained on).")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Image model weights (.safetensors) whose indices the prior models; keep it frozen.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint, log, weights.")
+@click.option("--steps", default=6000, show_default=True, help="Total optimizer steps of the run.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--max-steps-now", type=int, default=None, help="Stop (with a checkpoint) at this step; resume later.")
+def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now) -> None:
+    """Train the autoregressive priors on the index maps of --data under --model, then export the
+    integer prior used for coding (OUT/image_prior.safetensors)."""
+    from pathlib import Path
+
+    import torch
+
+    from vqcodec.codec.image_data import load_folder
+    from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE
+    from vqcodec.codec.index_maps import compute_index_maps
+    from vqcodec.codec.train_prior import export_integer_prior, train_prior
+    from vqcodec.codec.weights_io import load_weights
+
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps_file = out_dir / "index_maps.pt"
+    tensors, _, config = load_weights(model_path)
+    model = ImageVQVAE(ImageModelConfig(**config))
+    model.load_state_dict(tensors, strict=False)
+    if maps_file.is_file():
+        maps = torch.load(maps_file, weights_only=True)
+    else:
+        maps = compute_index_maps(model, load_folder(data))
+        torch.save(maps, maps_file)
+    prior = train_prior(maps, out_dir, steps, resume=resume, threads=threads, stop_after=max_steps_now)
+    if max_steps_now is None or max_steps_now >= steps:
+        export_integer_prior(prior, maps, out_dir / "image_prior.safetensors")
+        click.echo(f"wrote {out_dir / 'image_prior.safetensors'}", err=True)

@@ -1,0 +1,87 @@
+"""Image folders for training and validation: loading, random crops with flips.
+
+Images are held in memory as uint8 tensors (3, H, W); crops come out as float32 (B, 3, P, P) in [0, 1].
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "load_rgb", "load_folder", "RandomCrops"]
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Sorted image files directly inside `folder`. Raises FileNotFoundError/ValueError with advice."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def load_rgb(path: str | Path) -> torch.Tensor:
+    """One image file -> (3, H, W) uint8 RGB tensor."""
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_folder(folder: str | Path) -> list[torch.Tensor]:
+    """All images of a folder as (3, H, W) uint8 tensors."""
+    images = [load_rgb(p) for p in list_images(folder)]
+    log.info("loaded %d images from %s", len(images), folder)
+    return images
+
+
+class RandomCrops:
+    """Draws batches of random P x P crops with random horizontal/vertical flips.
+
+    Images smaller than the crop are edge-padded. Sampling uses its own torch.Generator so that a
+    resumed run continues with exactly the same stream (see `state()` / `load_state()`).
+    """
+
+    def __init__(self, images: list[torch.Tensor], crop: int, seed: int = 0) -> None:
+        if not images:
+            raise ValueError("RandomCrops needs at least one image")
+        self.images, self.crop = images, crop
+        self.gen = torch.Generator().manual_seed(seed)
+        areas = torch.tensor([float(im.shape[1] * im.shape[2]) for im in images])
+        self.weights = areas / areas.sum()  # sample images proportionally to their area
+
+    def _crop(self, im: torch.Tensor) -> torch.Tensor:
+        p = self.crop
+        _, h, w = im.shape
+        if h < p or w < p:
+            im = torch.nn.functional.pad(
+                im[None].float(), (0, max(0, p - w), 0, max(0, p - h)), mode="replicate"
+            )[0].to(torch.uint8)
+            _, h, w = im.shape
+        y = int(torch.randint(0, h - p + 1, (1,), generator=self.gen))
+        x = int(torch.randint(0, w - p + 1, (1,), generator=self.gen))
+        out = im[:, y : y + p, x : x + p]
+        if bool(torch.rand(1, generator=self.gen) < 0.5):
+            out = out.flip(2)
+        if bool(torch.rand(1, generator=self.gen) < 0.5):
+            out = out.flip(1)
+        return out
+
+    def batch(self, batch_size: int) -> torch.Tensor:
+        """(B, 3, P, P) float32 in [0, 1]."""
+        picks = torch.multinomial(self.weights, batch_size, replacement=True, generator=self.gen)
+        crops = [self._crop(self.images[int(i)]) for i in picks]
+        return torch.stack(crops).float().div_(255.0)
+
+    def state(self) -> torch.Tensor:
+        return self.gen.get_state()
+
+    def load_state(self, state: torch.Tensor) -> None:
+        self.gen.set_state(state)

@@ -1,0 +1,241 @@
+"""Training of the image VQ-VAE: random crops, quantizer dropout, periodic Kodak validation,
+time-based checkpoints with exact resume, and DistributedDataParallel under torchrun.
+
+Entry point: `train_image(TrainImageConfig(...))`, used by `vqcodec train image`.
+Under `torchrun --nproc_per_node N` the same entry point runs N replicas (gloo on CPU, nccl on GPU);
+rank 0 validates, logs and checkpoints.
+
+Files written to `out_dir`:
+  checkpoint.pt           resumable state (model, optimizer, step, RNG states); not a release artefact
+  log.jsonl               one JSON object per logged step / validation
+  image_model.safetensors the exported weights (written at the end and at every checkpoint)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .image_data import RandomCrops, load_folder
+from .image_model import ImageModelConfig, ImageVQVAE, pad_to_multiple
+from .weights_io import save_weights
+
+__all__ = ["TrainImageConfig", "train_image", "evaluate_stages", "export_image_model", "IMAGE_MODEL_ID"]
+
+log = logging.getLogger(__name__)
+IMAGE_MODEL_ID = "image-f8-s8-k512-v1"
+
+
+@dataclass
+class TrainImageConfig:
+    data: str
+    out: str
+    steps: int = 10000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 4e-4
+    warmup: int = 200
+    min_lr_ratio: float = 0.05
+    resume: bool = False
+    val_data: str | None = None
+    val_images: int = 6
+    val_every: int = 500
+    log_every: int = 25
+    checkpoint_minutes: float = 4.0
+    seed: int = 0
+    threads: int | None = None
+    bf16: bool = True
+    stop_at_step: int | None = None  # stop early (with a checkpoint) at this step; resume later
+    max_minutes: float | None = None  # stop early (with a checkpoint) after this much wall time
+    decoder_only: bool = False  # freeze encoder + codebooks, train the decoder (indices stay fixed)
+    model: dict = field(default_factory=dict)
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _lr_at(step: int, cfg: TrainImageConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of two float images in [0, 1] after rounding both to 8 bits."""
+    a = (x.clamp(0, 1) * 255).round()
+    b = (y.clamp(0, 1) * 255).round()
+    mse = F.mse_loss(a, b).item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+@torch.no_grad()
+def evaluate_stages(model: ImageVQVAE, images: list[torch.Tensor]) -> dict:
+    """Reconstruct each (3, H, W) uint8 image at every stage count.
+
+    Returns {"psnr": [S floats, mean over images], "usage": [S fractions of codes used over all images],
+    "perplexity": [S]}.
+    """
+    model.eval()
+    S, K = model.cfg.num_stages, model.cfg.num_codes
+    psnrs = torch.zeros(S)
+    counts = torch.zeros(S, K)
+    for im in images:
+        x = im[None].float() / 255.0
+        h, w = x.shape[-2:]
+        idx = model.encode_indices(pad_to_multiple(x, model.factor))
+        for s in range(S):
+            counts[s] += torch.bincount(idx[0, s].reshape(-1), minlength=K).float()
+            x_hat = model.decode_indices(idx[:, : s + 1])[..., :h, :w]
+            psnrs[s] += psnr(x_hat, x)
+    p = counts / counts.sum(1, keepdim=True)
+    perplexity = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(1))
+    return {
+        "psnr": (psnrs / len(images)).tolist(),
+        "usage": (counts > 0).float().mean(1).tolist(),
+        "perplexity": perplexity.tolist(),
+    }
+
+
+def export_image_model(model: ImageVQVAE, path: str | Path) -> None:
+    """Write the release weights (float32 tensors, config in the metadata)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("ema_count", "ema_sum", "steps_unused", "initialized"))}
+    save_weights(path, state, IMAGE_MODEL_ID, model.cfg.to_dict())
+
+
+def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crops: RandomCrops, cfg: TrainImageConfig) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "elapsed_s": elapsed_s,
+            "crops_rng": crops.state(),
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(cfg),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
+    """Run (or resume) a training run described by `cfg`. Returns the trained model."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = _rank()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+
+    torch.manual_seed(cfg.seed)
+    model = ImageVQVAE(ImageModelConfig(**cfg.model))
+    images = load_folder(cfg.data)
+    crops = RandomCrops(images, cfg.crop, seed=cfg.seed * 1000 + rank)
+    val_images = load_folder(cfg.val_data)[: cfg.val_images] if (cfg.val_data and rank == 0) else []
+
+    step = 0
+    elapsed0 = 0.0  # wall seconds of training before this invocation (for learning curves)
+    state = None
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        step = int(state["step"])
+        elapsed0 = float(state.get("elapsed_s", 0.0))
+    if cfg.decoder_only:
+        for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    if state is not None:
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except ValueError:
+            log.warning("optimizer state does not match this phase (decoder-only?): starting it fresh")
+        crops.load_state(state["crops_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed from %s at step %d", ckpt_path, step)
+
+    train_model = model
+    if distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(model)
+
+    log_file = open(out / "log.jsonl", "a") if rank == 0 else None
+    last_ckpt = time.time()
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, desc="train image", unit="step")
+    S = model.cfg.num_stages
+    try:
+        end = min(cfg.steps, cfg.stop_at_step or cfg.steps)
+        while step < end:
+            model.train()
+            if cfg.decoder_only:
+                model.encoder.eval()
+                model.quantizer.eval()  # no EMA updates, no restarts: indices stay fixed
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, cfg)
+            x = crops.batch(cfg.batch_size)
+            active = torch.randint(1, S + 1, (cfg.batch_size,))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                x_hat, q = train_model(x, active)
+            mse = F.mse_loss(x_hat.float(), x)
+            loss = mse + q.loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            bar.update(1)
+            if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps):
+                rec = {
+                    "step": step,
+                    "time_s": round(elapsed0 + time.time() - t0, 1),
+                    "lr": opt.param_groups[0]["lr"],
+                    "mse": mse.item(),
+                    "psnr_train_mixed": 10 * math.log10(1 / max(mse.item(), 1e-10)),
+                    "vq_loss": q.loss.item(),
+                    "usage": [round(u, 3) for u in q.usage.tolist()],
+                }
+                bar.set_postfix(psnr=f"{rec['psnr_train_mixed']:.2f}", vq=f"{rec['vq_loss']:.4f}")
+                log_file.write(json.dumps(rec) + "\n")
+                log_file.flush()
+            if rank == 0 and val_images and (step % cfg.val_every == 0 or step == cfg.steps):
+                ev = evaluate_stages(model, val_images)
+                rec = {"step": step, "time_s": round(elapsed0 + time.time() - t0, 1), "val": ev}
+                log_file.write(json.dumps(rec) + "\n")
+                log_file.flush()
+                log.info("step %d val psnr %s", step, [round(v, 2) for v in ev["psnr"]])
+            out_of_time = cfg.max_minutes is not None and time.time() - t0 > cfg.max_minutes * 60
+            due = torch.tensor(int(time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or step == end) + 2 * int(out_of_time))
+            if distributed:
+                dist.broadcast(due, src=0)  # rank 0's clock decides, so all ranks reach the barrier together
+            if bool(due):
+                if rank == 0:
+                    _save_checkpoint(ckpt_path, model, opt, step, elapsed0 + time.time() - t0, crops, cfg)
+                    export_image_model(model, out / "image_model.safetensors")
+                last_ckpt = time.time()
+                if distributed:
+                    dist.barrier()
+                if int(due) >= 2:
+                    log.info("stopping after %.1f minutes at step %d; resume with --resume", cfg.max_minutes, step)
+                    break
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+    return model

@@ -1,0 +1,47 @@
+"""Shipped weights: safetensors files inside the package, never pickle.
+
+A weights file holds the tensors of one model plus string metadata: the model id and its config
+(JSON). The weights hash (first 16 bytes of SHA-256 of the file) is written into every .vq file so a
+decoder can tell whether it has the model a file was made with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "weights_hash"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: str, config: dict) -> None:
+    """Write `tensors` (contiguous, no shared storage) with the model id and JSON config as metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"model_id": model_id, "config": json.dumps(config)})
+    tmp.replace(path)
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict]:
+    """Read a weights file -> (tensors, model_id, config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    tensors = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        for k in f.keys():
+            tensors[k] = f.get_tensor(k)
+    return tensors, meta.get("model_id", ""), json.loads(meta.get("config", "{}"))
+
+
+def weights_hash(path: str | Path) -> bytes:
+    """First 16 bytes of the SHA-256 of a weights file."""
+    return hashlib.sha256(Path(path).read_bytes()).digest()[:16]

@@ -1,0 +1,24 @@
+"""Run by tests/test_train_image.py under `torchrun --nproc_per_node 2`: a few DDP training steps, then
+each rank writes a digest of its full model state (parameters and codebook buffers) to OUT/rank{r}.txt."""
+import hashlib
+import os
+import sys
+
+import torch
+
+from vqcodec.codec.train_image import TrainImageConfig, train_image
+
+SMALL = dict(latent_dim=8, num_stages=2, num_codes=16, width_low=32, width_mid=16, width_high=8,
+             enc_blocks=1, dec_blocks=1)
+
+if __name__ == "__main__":
+    data, out = sys.argv[1], sys.argv[2]
+    model = train_image(TrainImageConfig(data=data, out=out, steps=4, batch_size=2, crop=32, warmup=1,
+                                         checkpoint_minutes=100, threads=1, bf16=False, model=SMALL,
+                                         log_every=1))
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
+    with open(os.path.join(out, f"rank{os.environ['RANK']}.txt"), "w") as f:
+        f.write(h.hexdigest())

@@ -1,0 +1,52 @@
+"""The built wheel installs into a fresh virtual environment and imports from outside the repo.
+
+Guards the flat-layout trap: the folders codec/, kernels/, bitstream/, cli/ must land inside the one
+import package `vqcodec`, with the shipped weights and FORMAT.md as package data.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git to copy the tracked tree")
+def test_wheel_installs_and_imports_outside_repo(tmp_path):
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(REPO)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheels = list(dist.glob("vqcodec-*.whl"))
+    assert len(wheels) == 1
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    inst = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])],
+                          capture_output=True, text=True, timeout=600)
+    assert inst.returncode == 0, inst.stderr[-2000:]
+    code = (
+        "import vqcodec, vqcodec.kernels, vqcodec.codec, vqcodec.bitstream, vqcodec.cli, pathlib;"
+        "import vqcodec.codec.image_codec as ic;"
+        "assert 'site-packages' in vqcodec.__file__, vqcodec.__file__;"
+        "assert pathlib.Path(vqcodec.bitstream.__file__).with_name('FORMAT.md').is_file();"
+        "assert ic.DEFAULT_MODEL_PATH.is_file() and ic.DEFAULT_PRIOR_PATH.is_file();"
+        "print(vqcodec.__version__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([str(py), "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cli = subprocess.run([str(env_dir / "bin" / "vqcodec"), "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert cli.returncode == 0 and "encode" in cli.stdout
+    # No top-level generic packages leak into site-packages.
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True).stdout.strip()
+    for generic in ("cli", "codec", "kernels", "bitstream"):
+        assert not (Path(site) / generic).exists(), f"{generic}/ leaked into site-packages"
