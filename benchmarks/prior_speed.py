@@ -1,7 +1,8 @@
 """Speed of the integer image prior: encoder frequencies and decoding of all stages of one image.
 
 Measures, for an (H, W) index map with S stages (default 64 x 96 x 8, a 768 x 512 image):
-  * encode: IntegerImagePrior.frequencies for every stage (what the encoder needs), and
+  * encode: IntegerImagePrior.frequencies for every stage, one stage at a time as the encoder uses them
+    (plus the ideal code length of each stage; `--coder` also range-codes them), and
   * decode: decode_stage for every stage with a decode_fn that returns the true symbols (prior cost and
     the per-group call overhead; `--coder` uses the real range coder instead),
 as wall-clock and process CPU seconds (min over --repeat runs). The machine may be shared: CPU seconds
@@ -53,6 +54,7 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     ip = build_prior(args)
+    ip.num_threads = args.prior_threads if args.prior_threads > 0 else None
     s_count = ip.num_stages
     h, w = args.height, args.width
     x = synthetic_index_maps(1, stages=s_count, h=h, w=w, seed=2)[0]
@@ -62,14 +64,16 @@ def run(args) -> dict:
     (_, t_plan, _) = _timed(lambda: ip.coding_groups(1, h, w))  # plan is cached after this
 
     def encode():
-        freqs = [ip.frequencies(x, s) for s in range(1, s_count + 1)]
-        if not args.coder:
-            return freqs, None
-        enc = IndexEncoder()
+        """Like the codec's encoder: one stage's frequencies at a time, coded (or just made) and dropped."""
+        enc = IndexEncoder() if args.coder else None
         for s in range(1, s_count + 1):
-            for g in ip.coding_groups(s, h, w):
-                enc.encode(x[s - 1].reshape(-1)[torch.from_numpy(g)].numpy(), freqs[s - 1][g])
-        return freqs, enc.finish()
+            f = ip.frequencies(x, s)
+            if enc is not None:
+                sym = x[s - 1].reshape(-1).numpy()
+                for g in ip.coding_groups(s, h, w):
+                    enc.encode(sym[g], f[g])
+            del f
+        return enc.finish() if enc is not None else None
 
     def decode(data):
         dec = IndexDecoder(data, verify=False) if args.coder else None
@@ -90,16 +94,18 @@ def run(args) -> dict:
     enc_w, enc_c, dec_w, dec_c, dec_s1 = [], [], [], [], []
     data = None
     for _ in range(args.repeat):
-        (freqs, data), tw, tc = _timed(encode)
+        data, tw, tc = _timed(encode)
         enc_w.append(tw); enc_c.append(tc)
         (maps, per_stage), tw, tc = _timed(lambda: decode(data))
         dec_w.append(tw); dec_c.append(tc); dec_s1.append(per_stage[0])
         if not torch.equal(maps, x):
             raise AssertionError("decoded maps differ from the input")
-    bits = [float(-np.log2(f[np.arange(h * w), x[i].reshape(-1).numpy()] / f.sum(1)).mean())
-            for i, f in enumerate(freqs)]
+    bits = []  # ideal code length per stage (untimed)
+    for s in range(1, s_count + 1):
+        f = ip.frequencies(x, s)
+        bits.append(float(-np.log2(f[np.arange(h * w), x[s - 1].reshape(-1).numpy()] / f.sum(1)).mean()))
     res = {
-        "map": [s_count, h, w], "threads": torch.get_num_threads(), "config": ip.cfg.to_dict(),
+        "map": [s_count, h, w], "threads": torch.get_num_threads(), "prior_threads": ip.num_threads, "config": ip.cfg.to_dict(),
         "params": ip.num_params(), "wavefront_slope": ip.wavefront_slope,
         "stage1_groups": len(ip.coding_groups(1, h, w)), "plan_s": round(t_plan, 4),
         "encode_wall_s": round(min(enc_w), 4), "encode_cpu_s": round(min(enc_c), 4),
@@ -119,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=96)
     p.add_argument("--stages", type=int, default=8)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the process (0: leave default)")
+    p.add_argument("--prior-threads", type=int, default=1,
+                   help="IntegerImagePrior.num_threads for whole-map passes (0: use the process setting)")
     p.add_argument("--weights", type=str, default="", help="integer prior .safetensors (default: random)")
     p.add_argument("--coder", action="store_true", help="range-code for real instead of a dummy decode_fn")
     d = PriorConfig()
@@ -130,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cond-kernel", type=int, default=d.cond_kernel)
     p.add_argument("--tile-h", type=int, default=d.tile_h)
     p.add_argument("--tile-w", type=int, default=d.tile_w)
-    p.add_argument("--json", type=str, default="", help="also write the result here")
+    p.add_argument("--json", type=str, default="", help="also write the result to this file")
+    p.add_argument("--out", type=str, default="", help="also write prior_speed.json into this directory")
     args = p.parse_args(argv)
     if args.quick:
         args.height, args.width, args.repeat = 32, 48, 1
@@ -139,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "prior_speed.json").write_text(text + "\n")
     return 0
 
 

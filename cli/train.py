@@ -27,10 +27,12 @@ def train() -> None:
 @click.option("--max-minutes", type=float, default=None,
               help="Stop (with a checkpoint) after this many minutes; continue later with --resume.")
 @click.option("--decoder-only", is_flag=True, help="Freeze encoder and codebooks; fine-tune the decoder only.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from released weights (e.g. codec/weights/image_vqvae.safetensors) instead of scratch.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 @click.option("--seed", default=0, show_default=True)
 def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, crop, lr, threads,
-                    checkpoint_minutes, max_minutes, decoder_only, no_bf16, seed) -> None:
+                    checkpoint_minutes, max_minutes, decoder_only, init_from, no_bf16, seed) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
 
     Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
@@ -40,7 +42,7 @@ def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, c
     train_image(TrainImageConfig(
         data=data, out=out, steps=steps, resume=resume, val_data=val_data, val_every=val_every,
         batch_size=batch_size, crop=crop, lr=lr, threads=threads, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
-        decoder_only=decoder_only, bf16=not no_bf16, seed=seed,
+        decoder_only=decoder_only, init_from=init_from, bf16=not no_bf16, seed=seed,
     ))
 
 
@@ -54,7 +56,9 @@ def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, c
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--max-steps-now", type=int, default=None, help="Stop (with a checkpoint) at this step; resume later.")
-def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now) -> None:
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these prior weights (float .safetensors or a run's checkpoint.pt).")
+def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now, init_from) -> None:
     """Train the autoregressive priors on the index maps of --data under --model, then export the
     integer prior used for coding (OUT/image_prior.safetensors)."""
     from pathlib import Path
@@ -80,7 +84,9 @@ def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now
     else:
         maps = compute_index_maps(model, load_folder(data))
         torch.save(maps, maps_file)
-    prior = train_prior(maps, out_dir, steps, resume=resume, threads=threads, stop_after=max_steps_now)
+    prior = train_prior(maps, out_dir, steps, resume=resume, threads=threads, stop_after=max_steps_now,
+                        init_from=init_from)
     if max_steps_now is None or max_steps_now >= steps:
-        export_integer_prior(prior, maps, out_dir / "image_prior.safetensors")
+        calibration = maps[:: max(1, len(maps) // 32)]  # activation ranges: 32 maps are plenty, all are slow
+        export_integer_prior(prior, calibration, out_dir / "image_prior.safetensors")
         click.echo(f"wrote {out_dir / 'image_prior.safetensors'}", err=True)

@@ -246,18 +246,23 @@ def make_exp_lut(logit_frac_bits: int, top_bits: int = 15) -> torch.Tensor:
     return torch.from_numpy(vals[: last + 1].copy())
 
 
-def logits_to_freqs(logits: torch.Tensor, exp_lut: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def logits_to_freqs(logits: torch.Tensor, exp_lut: torch.Tensor, inplace: bool = False,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
     """Integer logits (N, K) -> frequencies (N, K) int64 in [1, exp_lut[0]].
 
     logits: integer-valued float64 (|logit| < 2^52) or int64. exp_lut: int64 from `make_exp_lut`.
     freq = EXP_LUT[min(max_k logit - logit, D)]: the most likely symbol gets exp_lut[0], every symbol at
     least 1, and each row sums to at most K * exp_lut[0]. With inplace=True a float64 `logits` is
-    overwritten (saves a large allocation).
+    overwritten (saves a large allocation); `out`: optional contiguous int64 (N, K) destination.
     """
     mx = logits.amax(dim=1, keepdim=True)
-    d = logits if inplace else logits.clone()
-    d.neg_().add_(mx).clamp_(max=exp_lut.numel() - 1)
-    return exp_lut.index_select(0, d.to(torch.int64).view(-1)).view(d.shape)
+    d = logits if inplace else torch.empty_like(logits)
+    torch.sub(mx, logits, out=d).clamp_(max=exp_lut.numel() - 1)
+    idx = d.to(torch.int64).view(-1)
+    if out is None:
+        return exp_lut.index_select(0, idx).view(d.shape)
+    torch.index_select(exp_lut, 0, idx, out=out.view(-1))
+    return out
 
 
 def conv_weight_to_matrix(w: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .image_data import RandomCrops, load_folder
 from .image_model import ImageModelConfig, ImageVQVAE, pad_to_multiple
-from .weights_io import save_weights
+from .weights_io import load_weights, save_weights
 
 __all__ = ["TrainImageConfig", "train_image", "evaluate_stages", "export_image_model", "IMAGE_MODEL_ID"]
 
@@ -56,6 +56,8 @@ class TrainImageConfig:
     bf16: bool = True
     stop_at_step: int | None = None  # stop early (with a checkpoint) at this step; resume later
     max_minutes: float | None = None  # stop early (with a checkpoint) after this much wall time
+    full_rate_prob: float = 0.5  # quantizer dropout: all S stages with this probability, else uniform 1..S
+    init_from: str | None = None  # start (not resume) from released weights, e.g. the shipped model
     decoder_only: bool = False  # freeze encoder + codebooks, train the decoder (indices stay fixed)
     model: dict = field(default_factory=dict)
 
@@ -158,6 +160,16 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
         model.load_state_dict(state["model"])
         step = int(state["step"])
         elapsed0 = float(state.get("elapsed_s", 0.0))
+    if state is None and cfg.init_from:
+        tensors, _, init_config = load_weights(cfg.init_from)
+        if init_config != model.cfg.to_dict():
+            raise ValueError(f"{cfg.init_from} has config {init_config}, this run builds {model.cfg.to_dict()}")
+        model.load_state_dict(tensors, strict=False)
+        for vq in model.quantizer.stages:  # EMA statistics are not shipped: restart them from the codebooks
+            vq.ema_sum.copy_(vq.codebook)
+            vq.ema_count.fill_(1.0)
+            vq.initialized.fill_(True)
+        log.info("initialised from %s", cfg.init_from)
     if cfg.decoder_only:
         for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
             p.requires_grad_(False)
@@ -192,6 +204,7 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
                 g["lr"] = _lr_at(step, cfg)
             x = crops.batch(cfg.batch_size)
             active = torch.randint(1, S + 1, (cfg.batch_size,))
+            active = torch.where(torch.rand(cfg.batch_size) < cfg.full_rate_prob, torch.full_like(active, S), active)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 x_hat, q = train_model(x, active)
             mse = F.mse_loss(x_hat.float(), x)

@@ -202,7 +202,8 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
 def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume: bool = False, *,
                 cfg: PriorConfig | None = None, train_cfg: TrainConfig | None = None,
                 threads: int | None = None, stop_after: int | None = None, progress: bool = True,
-                val_maps: Sequence[torch.Tensor] | None = None) -> ImagePrior:
+                val_maps: Sequence[torch.Tensor] | None = None,
+                init_from: Path | None = None) -> ImagePrior:
     """Train the float ImagePrior on index maps [(S, H, W) int64] and return it.
 
     out_dir gets: checkpoint.pt (model, optimizer, RNG states, step; written every
@@ -213,11 +214,13 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
     the same thread count). stop_after: stop (with a checkpoint) after this many steps without changing
     the schedule, e.g. to split a run. threads: torch.set_num_threads for the run.
     val_maps: held-out maps; default: a seeded train_cfg.val_fraction of `maps`.
+    init_from: start (not resume) from these weights: a float prior .safetensors or another run's
+    checkpoint.pt, e.g. a prior pre-trained on an earlier snapshot of the image model's indices.
+    cfg / train_cfg: model and optimisation settings; on resume the checkpoint's model config is used, and
+    its train config too unless train_cfg is given.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tc = train_cfg or TrainConfig()
-    tc = TrainConfig(**{**asdict(tc), "steps": int(steps)})
     if threads is not None:
         torch.set_num_threads(int(threads))
     ckpt_path = out_dir / "checkpoint.pt"
@@ -230,6 +233,10 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
             raise FileNotFoundError(f"resume requested but {ckpt_path} does not exist; run without resume")
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         cfg = PriorConfig.from_dict(state["prior_config"])
+        if train_cfg is None:  # continue with the interrupted run's settings
+            train_cfg = TrainConfig(**state["train_config"])
+    tc = train_cfg or TrainConfig()
+    tc = TrainConfig(**{**asdict(tc), "steps": int(steps)})
     cfg = cfg or PriorConfig(num_stages=int(maps[0].shape[0]))
     if maps[0].shape[0] < cfg.num_stages:
         raise ValueError(f"maps have {maps[0].shape[0]} stages, the prior needs {cfg.num_stages}")
@@ -247,6 +254,14 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     data_gen = torch.Generator().manual_seed(tc.seed + 2)
     step = 0
+    if state is None and init_from is not None:
+        init_from = Path(init_from)
+        if init_from.suffix == ".pt":
+            init_state = torch.load(init_from, map_location="cpu", weights_only=False)["model"]
+        else:
+            init_state = load_float_prior(init_from).state_dict()
+        model.load_state_dict(init_state)
+        log.info("initialised from %s", init_from)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

@@ -52,7 +52,7 @@ def nearest_code(
         x: (N, D) floating tensor (fp16/bf16/fp32/fp64; computed in float32). Gradients are not
             tracked: the search runs under torch.no_grad() and indices are not differentiable.
         codebook: (K, D) floating tensor on the same device, K >= 1.
-        backend: "torch" (blocked addmm + min, peak extra memory one ~2 MiB block, any device),
+        backend: "torch" (blocked addmm + min, peak extra memory one ~4 MiB block, any device),
             "triton" (fused kernel: CUDA tensors, or CPU tensors when TRITON_INTERPRET=1 was set
             before the kernel module was imported), or "auto" (triton for CUDA tensors when
             triton imports, torch otherwise).

@@ -11,14 +11,15 @@ import torch
 from vqcodec.codec.prior_image import ImagePrior, PriorConfig, tile_boxes
 from vqcodec.codec.prior_integer import IntegerImagePrior
 from vqcodec.codec.train_prior import (TrainConfig, evaluate_bits, export_integer_prior, load_float_prior,
-                                       load_integer_prior, random_crops, synthetic_index_maps, train_prior)
+                                       load_integer_prior, random_crops, rate_report, synthetic_index_maps,
+                                       train_prior)
 
 K = 64
 
 
 def small_cfg(**kw) -> PriorConfig:
     base = dict(num_stages=3, codebook_size=K, ar_channels=12, ar_layers=3, ar_kernel=3, cond_channels=12,
-                cond_blocks=2, cond_kernel=3, tile_h=0, tile_w=0)
+                cond_blocks=2, cond_kernel=3, tile_h=0, tile_w=0, ar_up_right_layers=-1)
     base.update(kw)
     return PriorConfig(**base)
 
@@ -160,7 +161,7 @@ def test_train_resume_is_exact_and_export(tmp_path):
     tc = TrainConfig(batch_size=2, lr=3e-3, warmup=2, log_every=2, val_every=2, val_fraction=0.25)
     full = train_prior(maps, tmp_path / "a", steps=6, cfg=cfg, train_cfg=tc, progress=False)
     train_prior(maps, tmp_path / "b", steps=6, cfg=cfg, train_cfg=tc, progress=False, stop_after=3)
-    resumed = train_prior(maps, tmp_path / "b", steps=6, resume=True, train_cfg=tc, progress=False)
+    resumed = train_prior(maps, tmp_path / "b", steps=6, resume=True, progress=False)  # tc from checkpoint
     pa, pb = _params(full), _params(resumed)
     assert pa.keys() == pb.keys()
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
@@ -182,6 +183,9 @@ def test_train_resume_is_exact_and_export(tmp_path):
     ip2 = load_integer_prior(tmp_path / "prior_int.safetensors")
     for s in (1, 2, 3):
         assert np.array_equal(ip.frequencies(maps[1], s), ip2.frequencies(maps[1], s))
+    rep = rate_report(full, maps[:2], ip)
+    assert len(rep["integer"]) == 3 and abs(rep["quantization_penalty"]) < 0.02
+    assert rep["float_tiled_mean"] >= rep["float_untiled_mean"] - 0.05
     with pytest.raises(ValueError):
         load_integer_prior(tmp_path / "a" / "prior_float.safetensors")
 

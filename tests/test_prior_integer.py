@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from vqcodec.codec import integer_ops as iops
 from vqcodec.codec.prior_image import PREACT_CLIP, ImagePrior, PriorConfig
@@ -182,6 +181,20 @@ def test_decoder_freqs_equal_encoder_freqs(tiles, up_right):
         assert np.array_equal(rec, enc), f"stage {stage}: decoder freqs differ from encoder freqs"
 
 
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (7, 1), (5, 6)])
+def test_tiny_maps(h, w):
+    """Maps smaller than a tile or a kernel: some layers have no position to compute."""
+    model, ip, _ = make_prior(6, tile_h=4, tile_w=5)
+    x = torch.randint(0, K, (3, h, w), generator=torch.Generator().manual_seed(h * 10 + w))
+    for stage in (1, 2, 3):
+        out, rec = _decode_recording(ip, stage, x, h, w)
+        assert torch.equal(out, x[stage - 1])
+        assert np.array_equal(rec, ip.frequencies(x, stage))
+    with torch.no_grad():
+        fb = model.loss(x[None]).double().numpy()
+    assert np.abs(ip.bits(x) - fb).max() < 0.05
+
+
 def test_coding_groups_cover_every_position_once(prior):
     _, ip, _ = prior
     for stage in (1, 2):
@@ -218,22 +231,29 @@ def _digest(ip, x) -> str:
 def test_thread_count_and_backend_do_not_change_freqs(prior):
     _, ip, maps = prior
     x = torch.cat([maps[2], maps[1]], dim=2)  # wider map: larger matmuls
-    old = torch.get_num_threads()
+    old, saved_threads = torch.get_num_threads(), ip.num_threads
     try:
+        ip.num_threads = None  # use the process setting
         torch.set_num_threads(1)
         d1 = _digest(ip, x)
         torch.set_num_threads(2)
+        assert torch.get_num_threads() == 2
         d2 = _digest(ip, x)
+        ip.num_threads = 2
+        torch.set_num_threads(1)
+        d3 = _digest(ip, x)
+        assert torch.get_num_threads() == 1  # restored after the call
     finally:
         torch.set_num_threads(old)
-    assert d1 == d2
+        ip.num_threads = saved_threads
+    assert d1 == d2 == d3
     saved = iops.MATMUL_BACKEND
     try:
         iops.MATMUL_BACKEND = "int64"
-        d3 = _digest(ip, x)
+        d4 = _digest(ip, x)
     finally:
         iops.MATMUL_BACKEND = saved
-    assert d3 == d1
+    assert d4 == d1
 
 
 def test_state_dict_round_trip_and_dtypes(prior, tmp_path):

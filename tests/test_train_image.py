@@ -85,3 +85,20 @@ def test_ddp_two_processes_keep_replicas_identical(image_folder, tmp_path):
     d0, d1 = (out / "rank0.txt").read_text(), (out / "rank1.txt").read_text()
     assert d0 == d1
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_init_from_released_weights(image_folder, tmp_path):
+    torch.manual_seed(1)
+    released = ImageVQVAE(ImageModelConfig(**SMALL))
+    export_image_model(released, tmp_path / "released.safetensors")
+    cfg = _cfg(image_folder, tmp_path / "warm", 0)
+    cfg.init_from = str(tmp_path / "released.safetensors")
+    warm = train_image(cfg)
+    for k, v in released.state_dict().items():
+        if not k.endswith(("ema_count", "ema_sum", "steps_unused", "initialized")):
+            assert torch.equal(warm.state_dict()[k], v), k
+    bad = _cfg(image_folder, tmp_path / "bad", 0)
+    bad.init_from = str(tmp_path / "released.safetensors")
+    bad.model = {**SMALL, "latent_dim": 4}
+    with pytest.raises(ValueError, match="config"):
+        train_image(bad)

@@ -1,0 +1,42 @@
+"""Smoke runs (--quick) of the benchmarks that exercise the shipped model, as CI runs them.
+They check that the scripts run on a fresh clone and that their outputs are sane, not the figures."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_image_quality_quick(tmp_path):
+    p = _run("image_quality.py", "--quick", "--out", str(tmp_path), "--threads", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "image_quality.json").read_text())
+    psnrs = [lv["psnr"] for lv in res["levels"]]
+    assert len(psnrs) == 8 and psnrs[-1] > psnrs[0]  # more stages, better quality
+    assert psnrs[0] > 15
+
+
+def test_codec_speed_quick(tmp_path):
+    p = _run("codec_speed.py", "--quick", "--out", str(tmp_path), "--threads", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
+    res = json.loads((tmp_path / "codec_speed.json").read_text())
+    assert all(lv["indices_exact"] for lv in res["levels"])
+    for st in res["stages"]:
+        assert st["coded_bits_per_index"] < 9.0  # the prior beats uncoded 9-bit indices
+        assert abs(st["coding_overhead_pct"]) < 1.0
+
+
+def test_rate_distortion_quick_with_vqcodec(tmp_path):
+    p = _run("rate_distortion.py", "--quick", "--codecs", "vqcodec,jpeg", "--out", str(tmp_path), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    vq = json.loads((tmp_path / "vqcodec.json").read_text())
+    bpp = vq["results"]["bpp"]
+    assert bpp == sorted(bpp) and bpp[0] > 0
