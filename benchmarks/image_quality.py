@@ -50,16 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from vqcodec.api import to_rgb_array
-    from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE, pad_to_multiple
+    from vqcodec.codec.image_model import load_image_model, pad_to_multiple
     from vqcodec.codec.image_codec import DEFAULT_MODEL_PATH
-    from vqcodec.codec.weights_io import load_weights
     from PIL import Image
 
     path = args.model or DEFAULT_MODEL_PATH
-    tensors, model_id, config = load_weights(path)
-    model = ImageVQVAE(ImageModelConfig(**config))
-    model.load_state_dict(tensors, strict=False)
-    model.eval()
+    model, model_id = load_image_model(path)
     S, K, f = model.cfg.num_stages, model.cfg.num_codes, model.factor
 
     files = sorted(p for p in args.dataset.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"))

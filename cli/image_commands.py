@@ -72,7 +72,6 @@ def encode(input_path: str, output: str, quality: int | None, alpha: str, verify
     Grayscale and palette images are coded as RGB. A fully opaque alpha channel is dropped; a
     transparent one needs --alpha.
     """
-    import vqcodec
     from vqcodec.api import to_rgb_array
     from vqcodec.codec.image_codec import ImageCodec
 
@@ -88,14 +87,14 @@ def encode(input_path: str, output: str, quality: int | None, alpha: str, verify
     t0 = time.perf_counter()
     update, bar = _progress_bar("encode")
     try:
-        data = codec.encode(rgb, quality, update)
+        indices = codec.encode_indices(rgb, quality)
+        data = codec.pack(indices, rgb.shape[0], rgb.shape[1], update)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
     if verify:
-        header, indices = codec.decode_indices(data)
-        expected = codec.encode_indices(rgb, quality)
-        if not np.array_equal(indices.numpy(), expected.numpy()):
+        _, decoded = codec.decode_indices(data)
+        if not np.array_equal(decoded.numpy(), indices.numpy()):
             raise click.ClickException("verification failed: decoded indices differ from the encoded ones; nothing written")
     write_output(output, data, force)
     h, w = rgb.shape[:2]

@@ -66,19 +66,16 @@ def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now
     import torch
 
     from vqcodec.codec.image_data import load_folder
-    from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE
+    from vqcodec.codec.image_model import load_image_model
     from vqcodec.codec.index_maps import compute_index_maps
     from vqcodec.codec.train_prior import export_integer_prior, train_prior
-    from vqcodec.codec.weights_io import load_weights
 
     if threads:
         torch.set_num_threads(threads)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     maps_file = out_dir / "index_maps.pt"
-    tensors, _, config = load_weights(model_path)
-    model = ImageVQVAE(ImageModelConfig(**config))
-    model.load_state_dict(tensors, strict=False)
+    model, _ = load_image_model(model_path)
     if maps_file.is_file():
         maps = torch.load(maps_file, weights_only=True)
     else:

@@ -33,9 +33,9 @@ from vqcodec.bitstream import (
     unpack,
 )
 
-from .image_model import ImageModelConfig, ImageVQVAE, pad_to_multiple
+from .image_model import load_image_model, pad_to_multiple
 from .train_prior import load_integer_prior
-from .weights_io import WEIGHTS_DIR, load_weights
+from .weights_io import WEIGHTS_DIR
 
 __all__ = ["ImageCodec", "MAX_PIXELS", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
 
@@ -66,14 +66,7 @@ class ImageCodec:
                     f"model weights not found: {p}. Reinstall vqcodec, or train them with `vqcodec train image` "
                     f"and `vqcodec train prior`."
                 )
-        tensors, model_id, config = load_weights(model_path)
-        self.model = ImageVQVAE(ImageModelConfig(**config))
-        missing, unexpected = self.model.load_state_dict(tensors, strict=False)
-        missing = [k for k in missing if not k.endswith(("ema_count", "ema_sum", "steps_unused", "initialized"))]
-        if missing or unexpected:
-            raise ValueError(f"{model_path} does not match the image model: missing {missing}, unexpected {unexpected}")
-        self.model.eval()
-        self.model_id = model_id
+        self.model, self.model_id = load_image_model(model_path)
         self.prior = load_integer_prior(prior_path)
         if self.prior.num_stages != self.model.cfg.num_stages or self.prior.codebook_size != self.model.cfg.num_codes:
             raise ValueError(f"prior {prior_path} does not match the image model {model_path} (stages/codes differ)")
@@ -123,7 +116,10 @@ class ImageCodec:
 
     def encode(self, rgb: np.ndarray, quality: int | None = None, progress: Progress | None = None) -> bytes:
         """(H, W, 3) uint8 RGB -> .vq bytes holding the first `quality` stages (default: all)."""
-        indices = self.encode_indices(rgb, quality)
+        return self.pack(self.encode_indices(rgb, quality), rgb.shape[0], rgb.shape[1], progress)
+
+    def pack(self, indices: torch.Tensor, height: int, width: int, progress: Progress | None = None) -> bytes:
+        """(s, ceil(height/8), ceil(width/8)) int64 indices of a height x width image -> .vq bytes."""
         s, h, w = indices.shape
         streams = []
         for stage in range(1, s + 1):
@@ -139,8 +135,8 @@ class ImageCodec:
             modality=Modality.IMAGE,
             model_id=self.model_id,
             weights_hash=self.weights_hash,
-            width=rgb.shape[1],
-            height=rgb.shape[0],
+            width=width,
+            height=height,
             channel_layout=ChannelLayout.RGB,
         )
         return pack(header, streams)

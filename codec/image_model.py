@@ -16,9 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .quantizer import ResidualVQ, RVQOutput
+from .quantizer import TRAINING_ONLY_BUFFERS, ResidualVQ, RVQOutput
+from .weights_io import load_weights
 
-__all__ = ["ImageModelConfig", "ImageVQVAE", "pad_to_multiple"]
+__all__ = ["ImageModelConfig", "ImageVQVAE", "pad_to_multiple", "load_image_model"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,26 @@ class ImageVQVAE(nn.Module):
     def factor(self) -> int:
         return self.cfg.factor
 
+    def release_state(self) -> dict[str, torch.Tensor]:
+        """The tensors a released weights file holds: everything but the training-only buffers."""
+        return {k: v for k, v in self.state_dict().items() if not k.endswith(TRAINING_ONLY_BUFFERS)}
+
+    @classmethod
+    def from_release(cls, tensors: dict[str, torch.Tensor], config: dict) -> "ImageVQVAE":
+        """Build a model from released tensors + config (as `release_state` wrote them), in eval mode.
+
+        The training-only buffers restart from the codebooks, so the model can also be trained further.
+        Raises ValueError when the tensors do not match the config.
+        """
+        model = cls(ImageModelConfig(**config))
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        missing = [k for k in missing if not k.endswith(TRAINING_ONLY_BUFFERS)]
+        if missing or unexpected:
+            raise ValueError(f"weights do not match the image model config: missing {missing}, unexpected {unexpected}")
+        for vq in model.quantizer.stages:
+            vq.reset_training_state()
+        return model.eval()
+
     @staticmethod
     def _flatten(z: torch.Tensor) -> torch.Tensor:
         """(B, D, h, w) -> (B*h*w, D)."""
@@ -161,3 +182,12 @@ class ImageVQVAE(nn.Module):
         flat = indices.permute(0, 2, 3, 1).reshape(-1, indices.shape[1])
         z = self._unflatten(self.quantizer.decode(flat), b, h, w)
         return self.decoder(z).clamp(0.0, 1.0)
+
+
+def load_image_model(path) -> tuple[ImageVQVAE, str]:
+    """A released image model file (safetensors) -> (model in eval mode, model id)."""
+    tensors, model_id, config = load_weights(path)
+    try:
+        return ImageVQVAE.from_release(tensors, config), model_id
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None

@@ -30,7 +30,10 @@ import torch.nn.functional as F
 
 from vqcodec.kernels import nearest_code
 
-__all__ = ["VectorQuantizer", "ResidualVQ", "VQOutput", "RVQOutput"]
+__all__ = ["VectorQuantizer", "ResidualVQ", "VQOutput", "RVQOutput", "TRAINING_ONLY_BUFFERS"]
+
+# Buffers that only training needs (EMA statistics, restart counters); released weights leave them out.
+TRAINING_ONLY_BUFFERS = ("ema_count", "ema_sum", "steps_unused", "initialized")
 
 
 def _distributed() -> bool:
@@ -153,6 +156,14 @@ class VectorQuantizer(nn.Module):
         self.codebook.data.copy_(self.ema_sum / smoothed[:, None])
 
     @torch.no_grad()
+    @torch.no_grad()
+    def reset_training_state(self) -> None:
+        """Restart the EMA statistics from the current codebook (e.g. after loading released weights)."""
+        self.ema_sum.copy_(self.codebook)
+        self.ema_count.fill_(1.0)
+        self.steps_unused.zero_()
+        self.initialized.fill_(True)
+
     def _restart_dead_codes(self, x: torch.Tensor, indices: torch.Tensor) -> int:
         """Re-seed codes unused for `restart_after` steps from random rows of `x`. Returns how many."""
         used = torch.bincount(indices, minlength=self.num_codes)

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .image_data import RandomCrops, load_folder
-from .image_model import ImageModelConfig, ImageVQVAE, pad_to_multiple
-from .weights_io import load_weights, save_weights
+from .image_model import ImageModelConfig, ImageVQVAE, load_image_model, pad_to_multiple
+from .weights_io import save_weights
 
 __all__ = ["TrainImageConfig", "train_image", "evaluate_stages", "export_image_model", "IMAGE_MODEL_ID"]
 
@@ -111,8 +111,7 @@ def evaluate_stages(model: ImageVQVAE, images: list[torch.Tensor]) -> dict:
 
 def export_image_model(model: ImageVQVAE, path: str | Path) -> None:
     """Write the release weights (float32 tensors, config in the metadata)."""
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("ema_count", "ema_sum", "steps_unused", "initialized"))}
-    save_weights(path, state, IMAGE_MODEL_ID, model.cfg.to_dict())
+    save_weights(path, model.release_state(), IMAGE_MODEL_ID, model.cfg.to_dict())
 
 
 def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crops: RandomCrops, cfg: TrainImageConfig) -> None:
@@ -161,14 +160,10 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
         step = int(state["step"])
         elapsed0 = float(state.get("elapsed_s", 0.0))
     if state is None and cfg.init_from:
-        tensors, _, init_config = load_weights(cfg.init_from)
-        if init_config != model.cfg.to_dict():
-            raise ValueError(f"{cfg.init_from} has config {init_config}, this run builds {model.cfg.to_dict()}")
-        model.load_state_dict(tensors, strict=False)
-        for vq in model.quantizer.stages:  # EMA statistics are not shipped: restart them from the codebooks
-            vq.ema_sum.copy_(vq.codebook)
-            vq.ema_count.fill_(1.0)
-            vq.initialized.fill_(True)
+        released, _ = load_image_model(cfg.init_from)  # EMA statistics restart from the codebooks
+        if released.cfg != model.cfg:
+            raise ValueError(f"{cfg.init_from} has config {released.cfg.to_dict()}, this run builds {model.cfg.to_dict()}")
+        model.load_state_dict(released.state_dict())
         log.info("initialised from %s", cfg.init_from)
     if cfg.decoder_only:
         for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):

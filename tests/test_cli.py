@@ -112,4 +112,5 @@ def test_sample(run, tmp_path):
     assert p.returncode == 0, p.stderr.decode()
     assert Image.open(tmp_path / "s.png").size == (32, 24)
     q = run("sample", "-o", "t.png", "--seed", "1", "--size", "32x24")
+    assert q.returncode == 0, q.stderr.decode()
     assert (tmp_path / "s.png").read_bytes() == (tmp_path / "t.png").read_bytes()

@@ -3,7 +3,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE
+from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE, load_image_model
+from vqcodec.codec.quantizer import TRAINING_ONLY_BUFFERS
 from vqcodec.codec.train_image import TrainImageConfig, export_image_model, train_image
-from vqcodec.codec.weights_io import load_weights
 
 SMALL = dict(latent_dim=8, num_stages=2, num_codes=16, width_low=32, width_mid=16, width_high=8,
              enc_blocks=1, dec_blocks=1)
@@ -63,9 +62,7 @@ def test_export_roundtrip(tmp_path):
     torch.manual_seed(0)
     model = ImageVQVAE(ImageModelConfig(**SMALL))
     export_image_model(model, tmp_path / "m.safetensors")
-    tensors, model_id, config = load_weights(tmp_path / "m.safetensors")
-    again = ImageVQVAE(ImageModelConfig(**config))
-    again.load_state_dict(tensors, strict=False)
+    again, model_id = load_image_model(tmp_path / "m.safetensors")
     x = torch.rand(1, 3, 16, 24)
     assert torch.equal(model.encode_indices(x), again.encode_indices(x))
     assert model_id.startswith("image-")
@@ -95,7 +92,7 @@ def test_init_from_released_weights(image_folder, tmp_path):
     cfg.init_from = str(tmp_path / "released.safetensors")
     warm = train_image(cfg)
     for k, v in released.state_dict().items():
-        if not k.endswith(("ema_count", "ema_sum", "steps_unused", "initialized")):
+        if not k.endswith(TRAINING_ONLY_BUFFERS):
             assert torch.equal(warm.state_dict()[k], v), k
     bad = _cfg(image_folder, tmp_path / "bad", 0)
     bad.init_from = str(tmp_path / "released.safetensors")

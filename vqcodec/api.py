@@ -15,7 +15,7 @@ from typing import Callable, Literal
 import numpy as np
 from PIL import Image
 
-from vqcodec.bitstream import Modality, VQFormatError, read_header
+from vqcodec.bitstream import VQFormatError
 
 __all__ = ["encode_image", "decode", "max_quality", "to_rgb_array", "VQFormatError", "AlphaPolicy"]
 
@@ -91,7 +91,4 @@ def decode(data: bytes, quality: int | None = None, *, progress: Progress | None
     quality: decode only the first `quality` stages (lower quality; None = all stages in the file).
     Raises VQFormatError for anything that is not a valid .vq file of an installed model.
     """
-    header = read_header(data)
-    if header.modality != Modality.IMAGE:
-        raise VQFormatError(f"file holds {header.modality.name.lower()}, which this release cannot decode")
     return Image.fromarray(_codec().decode(bytes(data), quality, progress), mode="RGB")

@@ -4,7 +4,6 @@ import hashlib
 import os
 import sys
 
-import torch
 
 from vqcodec.codec.train_image import TrainImageConfig, train_image
 
