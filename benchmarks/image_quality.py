@@ -46,15 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--quick", action="store_true", help="2 images: a smoke run")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beam", type=int, default=None,
+                    help="residual-VQ beam width (default: the codec's, ENCODER_BEAM; 1 = greedy)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from vqcodec.api import to_rgb_array
-    from vqcodec.codec.image_model import load_image_model, pad_to_multiple
+    from vqcodec.codec.image_model import ENCODER_BEAM, load_image_model, pad_to_multiple
     from vqcodec.codec.image_codec import DEFAULT_MODEL_PATH
     from PIL import Image
 
     path = args.model or DEFAULT_MODEL_PATH
+    args.beam = args.beam or ENCODER_BEAM
     model, model_id = load_image_model(path)
     S, K, f = model.cfg.num_stages, model.cfg.num_codes, model.factor
 
@@ -70,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             rgb = to_rgb_array(im)
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255.0
         h, w = x.shape[-2:]
-        idx = model.encode_indices(pad_to_multiple(x, f))
+        padded = pad_to_multiple(x, f)
         for s in range(S):
-            counts[s] += np.bincount(idx[0, s].reshape(-1).numpy(), minlength=K)
-            x_hat = model.decode_indices(idx[:, : s + 1])[0, :, :h, :w]
+            idx = model.encode_indices(padded, s + 1, beam=args.beam)  # as the codec encodes quality s + 1
+            x_hat = model.decode_indices(idx)[0, :, :h, :w]
             out = (x_hat.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
             psnrs[i, s] = psnr(rgb, out)
             ssims[i, s] = ms_ssim(rgb, out)
+        counts += np.stack([np.bincount(m.reshape(-1).numpy(), minlength=K) for m in idx[0]])  # quality S
     rows = []
     for s in range(S):
         raw = 9 * (s + 1) / f**2
@@ -89,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             "jpeg_psnr_at_raw_bpp": jp,
             "code_usage": float((counts[s] > 0).mean()),
         })
-    result = {"model": str(path), "model_id": model_id, "dataset": str(args.dataset), "images": len(files),
+    result = {"model": str(path), "model_id": model_id, "dataset": str(args.dataset), "images": len(files), "beam": args.beam,
               "seconds": time.perf_counter() - t0, "levels": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "image_quality.json").write_text(json.dumps(result, indent=2))
     lines = [
-        f"Image model `{model_id}` on {len(files)} images of `{args.dataset.name}`, before entropy coding "
-        f"(command: `python benchmarks/image_quality.py{' --quick' if args.quick else ''}`).",
+        f"Image model `{model_id}` on {len(files)} images of `{args.dataset.name}`, before entropy coding, "
+        f"residual-VQ beam {args.beam} (command: `python benchmarks/image_quality.py"
+        f"{' --quick' if args.quick else ''}{'' if args.beam == ENCODER_BEAM else f' --beam {args.beam}'}`).",
         "",
         "| stages | raw bpp | PSNR (dB) | JPEG PSNR at that bpp | MS-SSIM | codes used (this stage) |",
         "|---|---|---|---|---|---|",

@@ -48,6 +48,13 @@ def check_writable(path: str, force: bool) -> None:
         raise BadInput(f"{p.parent}: folder does not exist")
 
 
+def default_file_mode() -> int:
+    """The permission bits open() gives a new file: 0o666 minus the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_output(path: str, data: bytes, force: bool) -> None:
     """Write `data` to `path` atomically (temporary file in the same folder, then rename), or stdout for '-'."""
     if path == "-":
@@ -58,6 +65,8 @@ def write_output(path: str, data: bytes, force: bool) -> None:
     p = Path(path).resolve()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (or the replaced file's)
+        os.fchmod(fd, p.stat().st_mode & 0o7777 if p.exists() else default_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

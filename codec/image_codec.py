@@ -33,7 +33,7 @@ from vqcodec.bitstream import (
     unpack,
 )
 
-from .image_model import load_image_model, pad_to_multiple
+from .image_model import ENCODER_BEAM, load_image_model, pad_to_multiple
 from .train_prior import load_integer_prior
 from .weights_io import WEIGHTS_DIR
 
@@ -106,7 +106,7 @@ class ImageCodec:
         """(H, W, 3) uint8 -> (s, ceil(H/8), ceil(W/8)) int64 indices of the first s = quality stages."""
         s = self._check_quality(quality)
         x = pad_to_multiple(self._to_tensor(rgb), self.model.factor)
-        return self.model.encode_indices(x, s)[0]
+        return self.model.encode_indices(x, s, beam=ENCODER_BEAM)[0]
 
     @torch.no_grad()
     def render(self, indices: torch.Tensor, height: int, width: int) -> np.ndarray:

@@ -19,7 +19,11 @@ import torch.nn.functional as F
 from .quantizer import TRAINING_ONLY_BUFFERS, ResidualVQ, RVQOutput
 from .weights_io import load_weights
 
-__all__ = ["ImageModelConfig", "ImageVQVAE", "pad_to_multiple", "load_image_model"]
+__all__ = ["ImageModelConfig", "ImageVQVAE", "block_pca", "pad_to_multiple", "load_image_model", "ENCODER_BEAM"]
+
+ENCODER_BEAM = 4
+"""Beam width of the residual-VQ search the codec encodes with (and the prior's index maps are made
+with); see `ResidualVQ.beam_search`."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class ImageModelConfig:
     enc_blocks: int = 2
     dec_blocks: int = 3
     ema: bool = True
+    linear_path: bool = True  # a linear 8x8 block transform beside each net (see BlockAnalysis)
 
     @property
     def factor(self) -> int:
@@ -67,6 +72,67 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
+@torch.no_grad()
+def block_pca(images: list[torch.Tensor], dim: int, max_blocks_per_image: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Principal components of the 8x8x3 pixel blocks of `images` (uint8 (3, H, W) tensors).
+
+    Returns (mean (192,), basis (192, dim)) in float64, pixels in [0, 1]; block vectors are ordered as
+    `F.pixel_unshuffle(x, 8)` orders channels. The basis is orthonormal, so squared error on the
+    coefficients equals squared error on the pixels.
+    """
+    total = torch.zeros(192, dtype=torch.float64)
+    scatter = torch.zeros(192, 192, dtype=torch.float64)
+    count = 0
+    for im in images:
+        h, w = im.shape[1] // 8 * 8, im.shape[2] // 8 * 8
+        blocks = F.pixel_unshuffle(im[None, :, :h, :w].double() / 255.0, 8)[0].reshape(192, -1).T
+        blocks = blocks[:: max(1, blocks.shape[0] // max_blocks_per_image)]
+        total += blocks.sum(0)
+        scatter += blocks.T @ blocks
+        count += blocks.shape[0]
+    mean = total / count
+    eigvals, eigvecs = torch.linalg.eigh(scatter / count - torch.outer(mean, mean))
+    return mean, eigvecs[:, eigvals.argsort(descending=True)[:dim]]
+
+
+class BlockAnalysis(nn.Module):
+    """Linear transform of each 8x8x3 pixel block to D coefficients: (B, 3, H, W) -> (B, D, H/8, W/8).
+
+    Runs beside the encoder's conv net, which adds a nonlinear correction. Initialised to the block PCA
+    (`block_pca`), the model starts at what a linear transform does (39 dB on Kodak at D=64 before
+    quantization) and training spends its budget on what a linear transform cannot do. Measured:
+    without these paths the same nets, trained 1.8 CPU-hours, capped at 26.5 dB even unquantized.
+    """
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3 * 64, latent_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.pixel_unshuffle(x, 8))
+
+    @torch.no_grad()
+    def set_pca(self, mean: torch.Tensor, basis: torch.Tensor) -> None:
+        self.proj.weight.copy_(basis.T.reshape(*self.proj.weight.shape).float())
+        self.proj.bias.copy_((-(mean @ basis)).float())
+
+
+class BlockSynthesis(nn.Module):
+    """The inverse of `BlockAnalysis`: (B, D, h, w) -> (B, 3, 8h, 8w), beside the decoder's conv net."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(latent_dim, 3 * 64, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.proj(z), 8)
+
+    @torch.no_grad()
+    def set_pca(self, mean: torch.Tensor, basis: torch.Tensor) -> None:
+        self.proj.weight.copy_(basis.reshape(*self.proj.weight.shape).float())
+        self.proj.bias.copy_(mean.float())
+
+
 class Encoder(nn.Module):
     """(B, 3, H, W) in [0, 1] -> (B, D, H/8, W/8). H and W must be multiples of 8."""
 
@@ -77,11 +143,16 @@ class Encoder(nn.Module):
         self.down = nn.Conv2d(cfg.width_mid, cfg.width_low, 3, stride=2, padding=1)
         self.blocks = nn.Sequential(*(ResBlock(cfg.width_low) for _ in range(cfg.enc_blocks)))
         self.to_latent = nn.Conv2d(cfg.width_low, cfg.latent_dim, 1)
+        self.linear = BlockAnalysis(cfg.latent_dim) if cfg.linear_path else None
+        if self.linear is not None:  # the net starts as a small correction to the linear transform
+            nn.init.zeros_(self.to_latent.bias)
+            self.to_latent.weight.data.mul_(0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.quarter_block(self.to_quarter(x * 2.0 - 1.0))
         h = self.blocks(self.down(F.silu(h)))
-        return self.to_latent(F.silu(h))
+        z = self.to_latent(F.silu(h))
+        return z if self.linear is None else z + self.linear(x)
 
 
 class Decoder(nn.Module):
@@ -96,13 +167,18 @@ class Decoder(nn.Module):
         self.up2 = nn.Sequential(nn.Conv2d(cfg.width_mid, 4 * cfg.width_high, 1), nn.PixelShuffle(2))
         self.half_conv = nn.Conv2d(cfg.width_high, cfg.width_high, 3, padding=1)
         self.to_rgb = nn.Sequential(nn.Conv2d(cfg.width_high, 12, 3, padding=1), nn.PixelShuffle(2))
+        self.linear = BlockSynthesis(cfg.latent_dim) if cfg.linear_path else None
+        if self.linear is not None:  # the net starts as a small correction to the linear transform
+            nn.init.zeros_(self.to_rgb[0].bias)
+            self.to_rgb[0].weight.data.mul_(0.01)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.from_latent(z))
         h = self.quarter_block(self.up1(F.silu(h)))
         h = self.up2(F.silu(h))
         h = h + self.half_conv(F.silu(h))
-        return self.to_rgb(F.silu(h)) * 0.5 + 0.5
+        correction = self.to_rgb(F.silu(h)) * 0.5
+        return correction + (0.5 if self.linear is None else self.linear(z))
 
 
 class ImageVQVAE(nn.Module):
@@ -121,6 +197,16 @@ class ImageVQVAE(nn.Module):
     def factor(self) -> int:
         return self.cfg.factor
 
+    @torch.no_grad()
+    def init_linear_paths(self, images: list[torch.Tensor]) -> None:
+        """Start encoder and decoder from the block PCA of `images` (uint8 (3, H, W)); no-op without
+        linear paths."""
+        if self.encoder.linear is None:
+            return
+        mean, basis = block_pca(images, self.cfg.latent_dim)
+        self.encoder.linear.set_pca(mean, basis)
+        self.decoder.linear.set_pca(mean, basis)
+
     def release_state(self) -> dict[str, torch.Tensor]:
         """The tensors a released weights file holds: everything but the training-only buffers."""
         return {k: v for k, v in self.state_dict().items() if not k.endswith(TRAINING_ONLY_BUFFERS)}
@@ -132,6 +218,7 @@ class ImageVQVAE(nn.Module):
         The training-only buffers restart from the codebooks, so the model can also be trained further.
         Raises ValueError when the tensors do not match the config.
         """
+        config = {"linear_path": False, **config}  # files written before linear paths existed have none
         model = cls(ImageModelConfig(**config))
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         missing = [k for k in missing if not k.endswith(TRAINING_ONLY_BUFFERS)]
@@ -168,11 +255,15 @@ class ImageVQVAE(nn.Module):
         return x_hat, q
 
     @torch.no_grad()
-    def encode_indices(self, x: torch.Tensor, num_stages: int | None = None) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] with H, W multiples of 8 -> (B, s, H/8, W/8) int64 indices."""
+    def encode_indices(self, x: torch.Tensor, num_stages: int | None = None, beam: int = 1) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] with H, W multiples of 8 -> (B, s, H/8, W/8) int64 indices.
+
+        beam: 1 = greedy residual quantization; > 1 = beam search over stages 2..s (`ResidualVQ.encode`),
+        lower error at exactly s stages.
+        """
         z = self.encoder(x)
         b, _, h, w = z.shape
-        idx = self.quantizer.encode(self._flatten(z), num_stages)
+        idx = self.quantizer.encode(self._flatten(z), num_stages, beam)
         return idx.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -26,6 +27,9 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: s
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"model_id": model_id, "config": json.dumps(config)})
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o666 & ~mask)  # safetensors writes 0600; weights are meant to be shared
     tmp.replace(path)
 
 

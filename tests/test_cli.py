@@ -59,6 +59,19 @@ def test_never_overwrites_without_force(run, png, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".part")]
 
 
+def test_outputs_get_the_usual_file_mode(run, png, tmp_path):
+    """Atomic writes go through mkstemp (0600); the result must still be readable like any new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    assert run("encode", str(png), "-o", "m.vq").returncode == 0
+    assert run("decode", "m.vq", "-o", "m.png").returncode == 0
+    for name in ("m.vq", "m.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask
+    os.chmod(tmp_path / "m.vq", 0o640)  # --force keeps the mode of the file it replaces
+    assert run("encode", str(png), "-o", "m.vq", "--force").returncode == 0
+    assert (tmp_path / "m.vq").stat().st_mode & 0o777 == 0o640
+
+
 def test_stdin_stdout(run, png, tmp_path):
     p = run("encode", "-", "-o", "-", stdin=png.read_bytes())
     assert p.returncode == 0, p.stderr.decode()

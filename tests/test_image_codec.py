@@ -26,9 +26,12 @@ def test_round_trip_every_quality(tiny_codec, size, make_image):
 def test_truncated_file_decodes_at_lower_quality(tiny_codec, make_image):
     rgb = make_image(40, 56, seed=3)
     full = tiny_codec.encode(rgb)
+    full_indices = tiny_codec.encode_indices(rgb)
     for s in range(1, tiny_codec.max_quality + 1):
+        # a truncated file holds the first s stages of the full-quality indices (the beam search
+        # optimises the full quality, so they need not equal a direct quality-s encode)
         _, idx = tiny_codec.decode_indices(truncate(full, s))
-        assert torch.equal(idx, tiny_codec.encode_indices(rgb, s))
+        assert torch.equal(idx, full_indices[:s])
         _, idx_q = tiny_codec.decode_indices(full, quality=s)
         assert torch.equal(idx_q, idx)
 

@@ -132,3 +132,46 @@ def test_bad_shapes_raise():
     vq = VectorQuantizer(num_codes=4, dim=3)
     with pytest.raises(ValueError, match="expected input of shape"):
         vq(torch.randn(5, 2))
+
+
+# --- beam search ------------------------------------------------------------------------------------
+def _fitted_rvq(num_stages: int, num_codes: int, dim: int, seed: int = 0) -> "ResidualVQ":
+    torch.manual_seed(seed)
+    rvq = ResidualVQ(num_stages, num_codes, dim).train()
+    rvq(torch.randn(4096, dim))  # k-means initialisation of every stage
+    return rvq.eval()
+
+
+def test_beam_of_one_is_greedy():
+    rvq = _fitted_rvq(3, 16, 5)
+    x = torch.randn(37, 5)
+    assert torch.equal(rvq.encode(x, beam=1), rvq.encode(x))
+
+
+def test_full_beam_is_exhaustive_after_a_greedy_first_stage():
+    """With beam >= K^(s-1) nothing is pruned: the result is the best of all K^(s-1) paths after stage 1."""
+    k, s = 4, 3
+    rvq = _fitted_rvq(s, k, 5, seed=1)
+    x = torch.randn(37, 5)
+    got = rvq.encode(x, beam=k ** (s - 1))
+    first = rvq.stages[0].encode(x)
+    c1 = rvq.stages[0].lookup(first)
+    c2, c3 = rvq.stages[1].codebook, rvq.stages[2].codebook
+    # every (stage-2, stage-3) pair: (N, K, K) squared errors
+    err = ((x[:, None, None, :] - c1[:, None, None, :] - c2[None, :, None, :] - c3[None, None, :, :]) ** 2).sum(-1)
+    best = err.reshape(37, -1).argmin(1)
+    expected = torch.stack([first, best // k, best % k], dim=1)
+    got_err = ((x - rvq.decode(got)) ** 2).sum(-1)
+    exp_err = ((x - rvq.decode(expected)) ** 2).sum(-1)
+    torch.testing.assert_close(got_err, exp_err)
+
+
+def test_beam_lowers_the_error_and_chunks_consistently():
+    rvq = _fitted_rvq(4, 32, 8, seed=2)
+    x = torch.randn(20000, 8)  # more than one 8192-row chunk
+    greedy, beamed = rvq.encode(x), rvq.encode(x, beam=4)
+    assert beamed[:, 0].equal(greedy[:, 0])  # stage 1 stays greedy
+    mse = lambda idx: ((x - rvq.decode(idx)) ** 2).mean().item()
+    assert mse(beamed) < 0.97 * mse(greedy)
+    assert torch.equal(rvq.encode(x[:100], beam=4), beamed[:100])
+    assert torch.equal(rvq.encode(x, num_stages=1, beam=4), greedy[:, :1])
