@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from vqcodec.files import default_file_mode
+
 __all__ = ["read_input", "write_output", "check_writable", "BadInput"]
 
 
@@ -46,13 +48,6 @@ def check_writable(path: str, force: bool) -> None:
         raise BadInput(f"{path} is a directory; give a file name")
     if not p.resolve().parent.is_dir():
         raise BadInput(f"{p.parent}: folder does not exist")
-
-
-def default_file_mode() -> int:
-    """The permission bits open() gives a new file: 0o666 minus the process umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def write_output(path: str, data: bytes, force: bool) -> None:

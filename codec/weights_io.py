@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from vqcodec.files import default_file_mode
 
 __all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "weights_hash"]
 
@@ -27,9 +28,7 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: s
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"model_id": model_id, "config": json.dumps(config)})
-    mask = os.umask(0)
-    os.umask(mask)
-    tmp.chmod(0o666 & ~mask)  # safetensors writes 0600; weights are meant to be shared
+    tmp.chmod(default_file_mode())  # safetensors writes 0600; weights are meant to be shared
     tmp.replace(path)
 
 
