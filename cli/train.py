@@ -33,9 +33,15 @@ def train() -> None:
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from released weights (e.g. codec/weights/image_vqvae.safetensors) instead of scratch.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+@click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Decay per step of the EMA codebook updates.")
+@click.option("--restart-after", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Re-seed a code left unused for this many steps (0: never).")
+@click.option("--tournament", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Draw this many random crops per batch entry and train on the most detailed one.")
 @click.option("--seed", default=0, show_default=True)
 def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, crop, lr, threads,
-                    checkpoint_minutes, max_minutes, stop_at_step, decoder_only, init_from, no_bf16, seed) -> None:
+                    checkpoint_minutes, max_minutes, stop_at_step, decoder_only, init_from, no_bf16,
+                    ema_decay, restart_after, tournament, seed) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
 
     Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
@@ -46,6 +52,7 @@ def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, c
         data=data, out=out, steps=steps, resume=resume, val_data=val_data, val_every=val_every,
         batch_size=batch_size, crop=crop, lr=lr, threads=threads, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
         stop_at_step=stop_at_step, decoder_only=decoder_only, init_from=init_from, bf16=not no_bf16, seed=seed,
+        ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
     ))
 
 

@@ -47,12 +47,19 @@ class RandomCrops:
 
     Images smaller than the crop are edge-padded. Sampling uses its own torch.Generator so that a
     resumed run continues with exactly the same stream (see `state()` / `load_state()`).
+
+    tournament: draw this many candidate crops per batch entry and keep the most detailed one (largest
+    mean squared difference between neighbouring pixels). 1 = plain uniform crops. Wallpaper-like
+    training photos are smoother than Kodak (the shipped model's latents quantize 3.5 dB better on
+    them), and a tournament of 2 moves the training distribution toward detailed content.
     """
 
-    def __init__(self, images: list[torch.Tensor], crop: int, seed: int = 0) -> None:
+    def __init__(self, images: list[torch.Tensor], crop: int, seed: int = 0, tournament: int = 1) -> None:
         if not images:
             raise ValueError("RandomCrops needs at least one image")
-        self.images, self.crop = images, crop
+        if tournament < 1:
+            raise ValueError(f"tournament must be >= 1, got {tournament}")
+        self.images, self.crop, self.tournament = images, crop, tournament
         self.gen = torch.Generator().manual_seed(seed)
         areas = torch.tensor([float(im.shape[1] * im.shape[2]) for im in images])
         self.weights = areas / areas.sum()  # sample images proportionally to their area
@@ -74,10 +81,19 @@ class RandomCrops:
             out = out.flip(1)
         return out
 
+    @staticmethod
+    def detail(crop: torch.Tensor) -> float:
+        """Mean squared difference of horizontally and vertically adjacent pixels of a (3, P, P) crop."""
+        c = crop.float()
+        return float(((c[:, 1:] - c[:, :-1]) ** 2).mean() + ((c[:, :, 1:] - c[:, :, :-1]) ** 2).mean())
+
     def batch(self, batch_size: int) -> torch.Tensor:
         """(B, 3, P, P) float32 in [0, 1]."""
-        picks = torch.multinomial(self.weights, batch_size, replacement=True, generator=self.gen)
+        picks = torch.multinomial(self.weights, batch_size * self.tournament, replacement=True, generator=self.gen)
         crops = [self._crop(self.images[int(i)]) for i in picks]
+        if self.tournament > 1:
+            groups = [crops[i : i + self.tournament] for i in range(0, len(crops), self.tournament)]
+            crops = [max(g, key=self.detail) for g in groups]
         return torch.stack(crops).float().div_(255.0)
 
     def state(self) -> torch.Tensor:

@@ -111,6 +111,7 @@ class VectorQuantizer(nn.Module):
         self.num_codes, self.dim, self.beta = num_codes, dim, beta
         self.ema, self.decay, self.eps = ema, decay, eps
         self.restart_after, self.kmeans_iters = restart_after, kmeans_iters
+        self.restarts = 0  # codes re-seeded since construction (a training diagnostic, not saved)
         init = torch.randn(num_codes, dim) / math.sqrt(dim)
         if ema:
             self.register_buffer("codebook", init)
@@ -180,6 +181,7 @@ class VectorQuantizer(nn.Module):
         self.ema_sum[dead] = fresh
         self.ema_count[dead] = 1.0
         self.steps_unused[dead] = 0
+        self.restarts += n_dead
         return n_dead
 
     # ----------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from .weights_io import save_weights
 __all__ = ["TrainImageConfig", "train_image", "evaluate_stages", "export_image_model", "IMAGE_MODEL_ID"]
 
 log = logging.getLogger(__name__)
-IMAGE_MODEL_ID = "image-f8-s8-k512-v2"
+IMAGE_MODEL_ID = "image-f8-s8-k512-v3"
 
 
 @dataclass
@@ -60,6 +60,9 @@ class TrainImageConfig:
     init_from: str | None = None  # start (not resume) from released weights, e.g. the shipped model
     decoder_only: bool = False  # freeze encoder + codebooks, train the decoder (indices stay fixed)
     linear_lr_scale: float = 0.1  # learning rate of the linear block paths, relative to lr
+    ema_decay: float = 0.99  # EMA codebook decay per step
+    restart_after: int = 50  # re-seed a code unused for this many steps (0: never)
+    tournament: int = 1  # candidate crops per batch entry; the most detailed is kept (see RandomCrops)
     model: dict = field(default_factory=dict)
 
 
@@ -146,8 +149,10 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
 
     torch.manual_seed(cfg.seed)
     model = ImageVQVAE(ImageModelConfig(**cfg.model))
+    for vq in model.quantizer.stages:
+        vq.decay, vq.restart_after = cfg.ema_decay, cfg.restart_after
     images = load_folder(cfg.data)
-    crops = RandomCrops(images, cfg.crop, seed=cfg.seed * 1000 + rank)
+    crops = RandomCrops(images, cfg.crop, seed=cfg.seed * 1000 + rank, tournament=cfg.tournament)
     val_images = load_folder(cfg.val_data)[: cfg.val_images] if (cfg.val_data and rank == 0) else []
 
     step = 0
@@ -229,6 +234,7 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
                     "psnr_train_mixed": 10 * math.log10(1 / max(mse.item(), 1e-10)),
                     "vq_loss": q.loss.item(),
                     "usage": [round(u, 3) for u in q.usage.tolist()],
+                    "restarts": [vq.restarts for vq in model.quantizer.stages],  # since the run (re)started
                 }
                 bar.set_postfix(psnr=f"{rec['psnr_train_mixed']:.2f}", vq=f"{rec['vq_loss']:.4f}")
                 log_file.write(json.dumps(rec) + "\n")

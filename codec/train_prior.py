@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .prior_image import ImagePrior, PriorConfig
 from .prior_integer import IntegerImagePrior
+from .weights_io import save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -335,9 +336,7 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
 # ------------------------------------------------------------------------------------------------ export
 def save_float_prior(model: ImagePrior, path: Path) -> None:
     """Float weights + config (safetensors metadata) of an ImagePrior."""
-    from safetensors.torch import save_file
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"prior_config": json.dumps(model.cfg.to_dict())})
+    save_safetensors(path, model.state_dict(), {"prior_config": json.dumps(model.cfg.to_dict())})
 
 
 def load_float_prior(path: Path) -> ImagePrior:
@@ -358,11 +357,10 @@ def export_integer_prior(model: ImagePrior, calibration_maps: Sequence[torch.Ten
     """Quantize `model` (post-training, scales from calibration_maps [(S, H, W)]) and write the integer
     prior to `path` with safetensors. Returns the IntegerImagePrior (as loaded back from the file's
     tensors, so what is returned is exactly what is shipped)."""
-    from safetensors.torch import save_file
     model.eval()
     ip = IntegerImagePrior.from_float(model, calibration_maps, weight_bits=weight_bits)
     sd = ip.state_dict()
-    save_file(sd, str(path), metadata={"format": INTEGER_PRIOR_FORMAT})
+    save_safetensors(path, sd, {"format": INTEGER_PRIOR_FORMAT})
     return IntegerImagePrior.from_state_dict(sd)
 
 

@@ -16,20 +16,26 @@ from safetensors.torch import save_file
 
 from vqcodec.files import default_file_mode
 
-__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "weights_hash"]
+__all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "weights_hash"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: str, config: dict) -> None:
-    """Write `tensors` (contiguous, no shared storage) with the model id and JSON config as metadata."""
+def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write `tensors` and string `metadata` to `path` atomically (a temporary file, then a rename), with
+    the usual file mode: safetensors creates files 0600, and weights are meant to be shared."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}  # no shared storage
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"model_id": model_id, "config": json.dumps(config)})
-    tmp.chmod(default_file_mode())  # safetensors writes 0600; weights are meant to be shared
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(default_file_mode())
     tmp.replace(path)
+
+
+def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: str, config: dict) -> None:
+    """Write a model's `tensors` with its model id and JSON config as metadata."""
+    save_safetensors(path, tensors, {"model_id": model_id, "config": json.dumps(config)})
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict]:

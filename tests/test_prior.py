@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vqcodec.files import default_file_mode
 from vqcodec.codec.prior_image import ImagePrior, PriorConfig, tile_boxes
 from vqcodec.codec.prior_integer import IntegerImagePrior
 from vqcodec.codec.train_prior import (TrainConfig, evaluate_bits, export_integer_prior, load_float_prior,
@@ -188,6 +189,10 @@ def test_train_resume_is_exact_and_export(tmp_path):
     assert rep["float_tiled_mean"] >= rep["float_untiled_mean"] - 0.05
     with pytest.raises(ValueError):
         load_integer_prior(tmp_path / "a" / "prior_float.safetensors")
+    # both prior files get the usual mode (safetensors alone creates 0600) and leave no temporary behind
+    for name in ("a/prior_float.safetensors", "prior_int.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == default_file_mode(), name
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_resume_without_checkpoint_fails(tmp_path):

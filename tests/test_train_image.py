@@ -99,3 +99,17 @@ def test_init_from_released_weights(image_folder, tmp_path):
     bad.model = {**SMALL, "latent_dim": 4}
     with pytest.raises(ValueError, match="config"):
         train_image(bad)
+
+
+def test_restart_after_and_ema_decay_reach_the_quantizer(image_folder, tmp_path):
+    """--restart-after 0 must leave every code in place (no re-seeding), and the EMA decay is the
+    configured one; with the default a 16-code codebook on 3 tiny images does re-seed codes."""
+    frozen = _cfg(image_folder, tmp_path / "norestart", 12)
+    frozen.restart_after, frozen.ema_decay = 0, 0.9
+    model = train_image(frozen)
+    assert all(vq.restart_after == 0 and vq.decay == 0.9 for vq in model.quantizer.stages)
+    assert sum(vq.restarts for vq in model.quantizer.stages) == 0
+    churn = _cfg(image_folder, tmp_path / "restart", 12)
+    churn.restart_after = 2
+    model = train_image(churn)
+    assert sum(vq.restarts for vq in model.quantizer.stages) > 0
