@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -118,7 +118,34 @@ def export_image_model(model: ImageVQVAE, path: str | Path) -> None:
     save_weights(path, model.release_state(), IMAGE_MODEL_ID, model.cfg.to_dict())
 
 
-def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crops: RandomCrops, cfg: TrainImageConfig) -> None:
+# Settings that shape the run's random stream and codebook updates: a resumed run keeps the checkpoint's.
+RUN_DEFINING_KEYS = ("seed", "batch_size", "crop", "tournament", "ema_decay", "restart_after")
+
+
+def _settings_from_checkpoint(cfg: TrainImageConfig, saved: dict) -> TrainImageConfig:
+    """cfg with the checkpoint's RUN_DEFINING_KEYS (checkpoints older than a key ran with its default)."""
+    defaults = {f.name: f.default for f in fields(TrainImageConfig)}
+    changes = {}
+    for key in RUN_DEFINING_KEYS:
+        value = saved.get(key, defaults[key])
+        if value != getattr(cfg, key):
+            log.warning("--resume keeps the checkpoint's %s=%s (given %s); start a new run with --init-from "
+                        "to change it", key, value, getattr(cfg, key))
+            changes[key] = value
+    return replace(cfg, **changes)
+
+
+def _crop_states(crops: RandomCrops, distributed: bool) -> list[torch.Tensor]:
+    """Every rank's crop-sampler state, in rank order (a collective call under DDP)."""
+    if not distributed:
+        return [crops.state()]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, crops.state())
+    return states
+
+
+def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crop_states: list[torch.Tensor],
+                     cfg: TrainImageConfig) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(
         {
@@ -126,7 +153,7 @@ def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crops:
             "optimizer": opt.state_dict(),
             "step": step,
             "elapsed_s": elapsed_s,
-            "crops_rng": crops.state(),
+            "crops_rng": crop_states,  # one state per rank
             "torch_rng": torch.get_rng_state(),
             "config": asdict(cfg),
         },
@@ -147,6 +174,13 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
 
+    state = None
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt_path}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        cfg = _settings_from_checkpoint(cfg, state.get("config", {}))
+
     torch.manual_seed(cfg.seed)
     model = ImageVQVAE(ImageModelConfig(**cfg.model))
     for vq in model.quantizer.stages:
@@ -157,11 +191,7 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
 
     step = 0
     elapsed0 = 0.0  # wall seconds of training before this invocation (for learning curves)
-    state = None
-    if cfg.resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume given but no checkpoint at {ckpt_path}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         step = int(state["step"])
         elapsed0 = float(state.get("elapsed_s", 0.0))
@@ -191,7 +221,14 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
             opt.load_state_dict(state["optimizer"])
         except ValueError:
             log.warning("optimizer state does not match this phase (decoder-only?): starting it fresh")
-        crops.load_state(state["crops_rng"])
+        saved_crops = state["crops_rng"]
+        if isinstance(saved_crops, torch.Tensor):  # checkpoints before per-rank states: one state
+            saved_crops = [saved_crops]
+        world = dist.get_world_size() if distributed else 1
+        if len(saved_crops) != world:
+            raise ValueError(f"{ckpt_path} was written by {len(saved_crops)} process(es); resume it with "
+                             f"the same number (this run has {world})")
+        crops.load_state(saved_crops[rank])
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed from %s at step %d", ckpt_path, step)
 
@@ -250,8 +287,9 @@ def train_image(cfg: TrainImageConfig) -> ImageVQVAE:
             if distributed:
                 dist.broadcast(due, src=0)  # rank 0's clock decides, so all ranks reach the barrier together
             if bool(due):
+                crop_states = _crop_states(crops, distributed)  # collective: every rank reaches it
                 if rank == 0:
-                    _save_checkpoint(ckpt_path, model, opt, step, elapsed0 + time.time() - t0, crops, cfg)
+                    _save_checkpoint(ckpt_path, model, opt, step, elapsed0 + time.time() - t0, crop_states, cfg)
                     export_image_model(model, out / "image_model.safetensors")
                 last_ckpt = time.time()
                 if distributed:

@@ -53,6 +53,25 @@ def test_resume_continues_exactly(image_folder, tmp_path):
     assert _digest(resumed) == _digest(straight)
 
 
+def test_resume_keeps_the_checkpoints_run_settings(image_folder, tmp_path, caplog):
+    """A run with non-default sampling and codebook settings, resumed without repeating those flags,
+    continues exactly as the uninterrupted run (the checkpoint's settings win, with a warning)."""
+    def custom(out, resume=False):
+        cfg = _cfg(image_folder, out, 6, resume=resume)
+        cfg.tournament, cfg.restart_after, cfg.ema_decay = 2, 0, 0.9
+        return cfg
+
+    straight = train_image(custom(tmp_path / "a"))
+    interrupted = custom(tmp_path / "b")
+    interrupted.stop_at_step = 3
+    train_image(interrupted)
+    with caplog.at_level("WARNING"):
+        resumed = train_image(_cfg(image_folder, tmp_path / "b", 6, resume=True))  # flags not repeated
+    assert _digest(resumed) == _digest(straight)
+    assert all(vq.decay == 0.9 and vq.restart_after == 0 for vq in resumed.quantizer.stages)
+    assert "tournament=2" in caplog.text
+
+
 def test_resume_without_checkpoint_is_a_clear_error(image_folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train_image(_cfg(image_folder, tmp_path / "none", 2, resume=True))
@@ -103,7 +122,7 @@ def test_init_from_released_weights(image_folder, tmp_path):
 
 def test_restart_after_and_ema_decay_reach_the_quantizer(image_folder, tmp_path):
     """--restart-after 0 must leave every code in place (no re-seeding), and the EMA decay is the
-    configured one; with the default a 16-code codebook on 3 tiny images does re-seed codes."""
+    configured one; with a restart threshold of 2 steps a 16-code codebook on 3 tiny images does re-seed."""
     frozen = _cfg(image_folder, tmp_path / "norestart", 12)
     frozen.restart_after, frozen.ema_decay = 0, 0.9
     model = train_image(frozen)
