@@ -88,19 +88,33 @@ def test_export_roundtrip(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
-def test_ddp_two_processes_keep_replicas_identical(image_folder, tmp_path):
-    out = tmp_path / "ddp"
+def _torchrun_worker(image_folder, out, mode="straight"):
     worker = Path(__file__).parent / "helpers" / "ddp_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [shutil.which("torchrun"), "--standalone", "--nproc_per_node", "2", str(worker),
-         str(image_folder), str(out)],
+         str(image_folder), str(out), mode],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    d0, d1 = (out / "rank0.txt").read_text(), (out / "rank1.txt").read_text()
+    return (out / "rank0.txt").read_text(), (out / "rank1.txt").read_text()
+
+
+def test_ddp_two_processes_keep_replicas_identical(image_folder, tmp_path):
+    out = tmp_path / "ddp"
+    d0, d1 = _torchrun_worker(image_folder, out)
     assert d0 == d1
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_ddp_resume_continues_exactly(image_folder, tmp_path):
+    """Each rank samples its own crops; the checkpoint keeps every rank's sampler, so a resumed DDP run
+    ends where the uninterrupted one does."""
+    straight = _torchrun_worker(image_folder, tmp_path / "a")
+    _torchrun_worker(image_folder, tmp_path / "b", "stop")
+    states = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["crops_rng"]
+    assert len(states) == 2 and not torch.equal(states[0], states[1])
+    assert _torchrun_worker(image_folder, tmp_path / "b", "resume") == straight
 
 
 def test_init_from_released_weights(image_folder, tmp_path):
