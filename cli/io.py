@@ -1,14 +1,12 @@
 """File handling for the CLI: '-' for stdin/stdout, no overwriting without --force, atomic writes."""
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
-from vqcodec.files import default_file_mode
+from vqcodec.files import atomic_write
 
 __all__ = ["read_input", "write_output", "check_writable", "BadInput"]
 
@@ -58,17 +56,11 @@ def write_output(path: str, data: bytes, force: bool) -> None:
         return
     check_writable(path, force)
     p = Path(path).resolve()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
-    try:
-        # mkstemp creates 0600; give the file the mode a plain open() would (or the replaced file's)
-        os.fchmod(fd, p.stat().st_mode & 0o7777 if p.exists() else default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if p.exists() and not force:  # appeared meanwhile
+
+    def not_taken_meanwhile() -> None:
+        if p.exists() and not force:
             raise BadInput(f"{path} exists; pass --force to overwrite it")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    # the usual mode for a new file, or the mode of the file it replaces
+    atomic_write(p, lambda tmp: Path(tmp).write_bytes(data),
+                 mode=p.stat().st_mode & 0o7777 if p.exists() else None, before_replace=not_taken_meanwhile)

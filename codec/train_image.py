@@ -25,6 +25,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from vqcodec.files import atomic_write
+
 from .image_data import RandomCrops, load_folder
 from .image_model import ImageModelConfig, ImageVQVAE, load_image_model, pad_to_multiple
 from .weights_io import save_weights
@@ -146,8 +148,7 @@ def _crop_states(crops: RandomCrops, distributed: bool) -> list[torch.Tensor]:
 
 def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crop_states: list[torch.Tensor],
                      cfg: TrainImageConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(
+    atomic_write(path, lambda tmp: torch.save(
         {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
@@ -158,8 +159,7 @@ def _save_checkpoint(path: Path, model, opt, step: int, elapsed_s: float, crop_s
             "config": asdict(cfg),
         },
         tmp,
-    )
-    tmp.replace(path)
+    ))
 
 
 def train_image(cfg: TrainImageConfig) -> ImageVQVAE:

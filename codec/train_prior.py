@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from vqcodec.files import atomic_write
 
 from .prior_image import ImagePrior, PriorConfig
 from .prior_integer import IntegerImagePrior
@@ -195,9 +196,7 @@ def _split(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume: bool = False, *,

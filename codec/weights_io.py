@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from vqcodec.files import default_file_mode
+from vqcodec.files import atomic_write
 
 __all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "weights_hash"]
 
@@ -24,22 +22,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write `tensors` and string `metadata` to `path` atomically (a temporary file, then a rename), with
-    the usual file mode: safetensors creates files 0600, and weights are meant to be shared."""
+    """Write `tensors` and string `metadata` to `path` atomically (`atomic_write`), with the usual file
+    mode: safetensors alone creates files 0600, and weights are meant to be shared."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}  # no shared storage
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, default_file_mode())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: str, config: dict) -> None:

@@ -87,7 +87,9 @@ def test_export_roundtrip(tmp_path):
     assert model_id.startswith("image-")
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+
+
 def _torchrun_worker(image_folder, out, mode="straight"):
     worker = Path(__file__).parent / "helpers" / "ddp_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -100,6 +102,7 @@ def _torchrun_worker(image_folder, out, mode="straight"):
     return (out / "rank0.txt").read_text(), (out / "rank1.txt").read_text()
 
 
+@needs_torchrun
 def test_ddp_two_processes_keep_replicas_identical(image_folder, tmp_path):
     out = tmp_path / "ddp"
     d0, d1 = _torchrun_worker(image_folder, out)
@@ -107,6 +110,7 @@ def test_ddp_two_processes_keep_replicas_identical(image_folder, tmp_path):
     assert (out / "checkpoint.pt").is_file()
 
 
+@needs_torchrun
 def test_ddp_resume_continues_exactly(image_folder, tmp_path):
     """Each rank samples its own crops; the checkpoint keeps every rank's sampler, so a resumed DDP run
     ends where the uninterrupted one does."""
