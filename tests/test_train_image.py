@@ -1,8 +1,8 @@
 """Image training: exact resume from a checkpoint, DDP replicas staying identical, export/load."""
 import hashlib
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,14 +87,15 @@ def test_export_roundtrip(tmp_path):
     assert model_id.startswith("image-")
 
 
-needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+# torchrun of the interpreter running the tests (`python -m torch.distributed.run`), never one found on PATH.
+needs_torchrun = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 
 
 def _torchrun_worker(image_folder, out, mode="straight"):
     worker = Path(__file__).parent / "helpers" / "ddp_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [shutil.which("torchrun"), "--standalone", "--nproc_per_node", "2", str(worker),
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
          str(image_folder), str(out), mode],
         capture_output=True, text=True, timeout=300, env=env,
     )

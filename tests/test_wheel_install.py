@@ -13,6 +13,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _dependency_dirs() -> list[str]:
+    """Folders holding the runtime dependencies in the interpreter running the tests (not the repo)."""
+    import constriction
+    import safetensors
+    import torch
+
+    dirs = {str(Path(m.__file__).resolve().parents[1]) for m in (torch, constriction, safetensors)}
+    return sorted(d for d in dirs if not d.startswith(str(REPO)))
+
+
 def test_wheel_installs_and_imports_outside_repo(tmp_path):
     dist = tmp_path / "dist"
     build = subprocess.run(
@@ -23,8 +33,14 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
     wheels = list(dist.glob("vqcodec-*.whl"))
     assert len(wheels) == 1
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    # An isolated venv that sees the dependencies of the environment running the tests, never those of
+    # the base interpreter (a fresh machine's system Python has none of them). A .pth line appends this
+    # environment's site-packages after the new venv's own, so the wheel installed there wins.
+    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(env_dir)
     py = env_dir / "bin" / "python"
+    new_site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+    (new_site / "_test_runner_deps.pth").write_text("\n".join(_dependency_dirs()) + "\n")
     inst = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])],
                           capture_output=True, text=True, timeout=600)
     assert inst.returncode == 0, inst.stderr[-2000:]
