@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqcodec.api import to_rgb_array
     from vqcodec.bitstream import cross_entropy_bits, unpack
-    from vqcodec.codec.image_codec import ImageCodec
+    from vqcodec.image.codec import ImageCodec
 
     codec = ImageCodec.default()
     S, K = codec.max_quality, codec.model.cfg.num_codes
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         files, qualities = files[:2], [1, S]
     float_prior = None
     if args.float_prior:
-        from vqcodec.codec.train_prior import load_float_prior
+        from vqcodec.image.prior import load_float_prior
 
         float_prior = load_float_prior(args.float_prior)
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         })
     report = None
     if float_prior is not None:
-        from vqcodec.codec.train_prior import rate_report
+        from vqcodec.training.image_prior import rate_report
 
         report = rate_report(float_prior, kodak_maps, codec.prior)
     stages = []

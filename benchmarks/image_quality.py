@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from vqcodec.api import to_rgb_array
-    from vqcodec.codec.image_model import ENCODER_BEAM, load_image_model, pad_to_multiple
-    from vqcodec.codec.image_codec import DEFAULT_MODEL_PATH
+    from vqcodec.image.model import ENCODER_BEAM, load_image_model, pad_to_multiple
+    from vqcodec.image.codec import DEFAULT_MODEL_PATH
     from PIL import Image
 
     path = args.model or DEFAULT_MODEL_PATH

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqcodec.codec.prior_image import ImagePrior, PriorConfig
-from vqcodec.codec.prior_integer import IntegerImagePrior
-from vqcodec.codec.train_prior import load_integer_prior, synthetic_index_maps
+from vqcodec.image.prior import ImagePrior, PriorConfig
+from vqcodec.image.prior_integer import IntegerImagePrior
+from vqcodec.image.prior_integer import load_integer_prior
+from vqcodec.training.image_prior import synthetic_index_maps
 
 
 def _timed(fn):

@@ -26,11 +26,11 @@ def make_image():
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """Folder with image_vqvae.safetensors + image_prior.safetensors of a tiny 3-stage, K=32 model."""
-    from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE
-    from vqcodec.codec.index_maps import compute_index_maps
-    from vqcodec.codec.prior_image import ImagePrior, PriorConfig
-    from vqcodec.codec.train_image import export_image_model
-    from vqcodec.codec.train_prior import export_integer_prior
+    from vqcodec.image.model import ImageModelConfig, ImageVQVAE
+    from vqcodec.image.index_maps import compute_index_maps
+    from vqcodec.image.prior import ImagePrior, PriorConfig
+    from vqcodec.training.image_model import export_image_model
+    from vqcodec.image.prior_integer import export_integer_prior
 
     folder = tmp_path_factory.mktemp("tiny_weights")
     torch.manual_seed(0)
@@ -52,6 +52,6 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def tiny_codec(tiny_weights):
-    from vqcodec.codec.image_codec import ImageCodec
+    from vqcodec.image.codec import ImageCodec
 
     return ImageCodec(tiny_weights / "image_vqvae.safetensors", tiny_weights / "image_prior.safetensors")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vqcodec.codec.image_data import RandomCrops
+from vqcodec.image.data import RandomCrops
 
 
 def _half_flat_half_noisy() -> torch.Tensor:

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE, block_pca
-from vqcodec.codec.weights_io import load_weights, save_weights
+from vqcodec.image.model import ImageModelConfig, ImageVQVAE, block_pca
+from vqcodec.weights.io import load_weights, save_weights
 
 SMALL = dict(latent_dim=16, num_stages=2, num_codes=16, width_low=16, width_mid=8, width_high=8,
              enc_blocks=1, dec_blocks=1)

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from vqcodec.files import default_file_mode
-from vqcodec.codec.prior_image import ImagePrior, PriorConfig, tile_boxes
-from vqcodec.codec.prior_integer import IntegerImagePrior
-from vqcodec.codec.train_prior import (TrainConfig, evaluate_bits, export_integer_prior, load_float_prior,
-                                       load_integer_prior, random_crops, rate_report, synthetic_index_maps,
+from vqcodec.image.prior import ImagePrior, PriorConfig, load_float_prior, tile_boxes
+from vqcodec.image.prior_integer import IntegerImagePrior, export_integer_prior, load_integer_prior
+from vqcodec.training.image_prior import (TrainConfig, evaluate_bits, random_crops, rate_report, synthetic_index_maps,
                                        train_prior)
 
 K = 64

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.codec import integer_ops as iops
-from vqcodec.codec.prior_image import PREACT_CLIP, ImagePrior, PriorConfig
-from vqcodec.codec.prior_integer import FORMAT, IntegerImagePrior
+from vqcodec.integer import ops as iops
+from vqcodec.image.prior import PREACT_CLIP, ImagePrior, PriorConfig
+from vqcodec.image.prior_integer import FORMAT, IntegerImagePrior
 
 K = 64
 

@@ -3,7 +3,7 @@ toy-data distortion and usage, and the residual stack's monotone distortion."""
 import pytest
 import torch
 
-from vqcodec.codec.quantizer import ResidualVQ, VectorQuantizer
+from vqcodec.quantization.residual_vq import ResidualVQ, VectorQuantizer
 
 
 def _toy_2d(n: int, seed: int = 0) -> torch.Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqcodec.codec.image_codec import DEFAULT_MODEL_PATH, DEFAULT_PRIOR_PATH, ImageCodec
+from vqcodec.image.codec import DEFAULT_MODEL_PATH, DEFAULT_PRIOR_PATH, ImageCodec
 
 KODAK = Path(__file__).resolve().parents[1] / "data" / "kodak"
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vqcodec.codec.image_model import ImageModelConfig, ImageVQVAE, load_image_model
-from vqcodec.codec.quantizer import TRAINING_ONLY_BUFFERS
-from vqcodec.codec.train_image import TrainImageConfig, export_image_model, train_image
+from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model
+from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS
+from vqcodec.training.image_model import TrainImageConfig, export_image_model, train_image
 
 SMALL = dict(latent_dim=8, num_stages=2, num_codes=16, width_low=32, width_mid=16, width_high=8,
              enc_blocks=1, dec_blocks=1)

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from vqcodec.codec.weights_io import load_weights, save_safetensors, save_weights
+from vqcodec.weights.io import load_weights, save_safetensors, save_weights
 from vqcodec.files import default_file_mode
 
 

@@ -1,7 +1,7 @@
 """The built wheel installs into a fresh virtual environment and imports from outside the repo.
 
-Guards the flat-layout trap: the folders codec/, kernels/, bitstream/, cli/ must land inside the one
-import package `vqcodec`, with the shipped weights and FORMAT.md as package data.
+Guards the packaging: every subpackage of vqcodec/ lands inside the one import package `vqcodec`,
+with the shipped weights and FORMAT.md as package data.
 """
 import os
 import subprocess
@@ -45,8 +45,8 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert inst.returncode == 0, inst.stderr[-2000:]
     code = (
-        "import vqcodec, vqcodec.kernels, vqcodec.codec, vqcodec.bitstream, vqcodec.cli, pathlib;"
-        "import vqcodec.codec.image_codec as ic;"
+        "import vqcodec, vqcodec.kernels, vqcodec.image, vqcodec.bitstream, vqcodec.cli, pathlib;"
+        "import vqcodec.image.codec as ic;"
         "assert 'site-packages' in vqcodec.__file__, vqcodec.__file__;"
         "assert pathlib.Path(vqcodec.bitstream.__file__).with_name('FORMAT.md').is_file();"
         "assert ic.DEFAULT_MODEL_PATH.is_file() and ic.DEFAULT_PRIOR_PATH.is_file();"
@@ -61,5 +61,5 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
     # No top-level generic packages leak into site-packages.
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True).stdout.strip()
-    for generic in ("cli", "codec", "kernels", "bitstream"):
+    for generic in ("cli", "codec", "image", "kernels", "bitstream", "training"):
         assert not (Path(site) / generic).exists(), f"{generic}/ leaked into site-packages"

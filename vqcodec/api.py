@@ -24,7 +24,7 @@ Progress = Callable[[int, int], None]
 
 
 def _codec():
-    from vqcodec.codec.image_codec import ImageCodec
+    from vqcodec.image.codec import ImageCodec
 
     return ImageCodec.default()
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 
-from vqcodec.codec.train_image import TrainImageConfig, train_image
+from vqcodec.training.image_model import TrainImageConfig, train_image
 
 SMALL = dict(latent_dim=8, num_stages=2, num_codes=16, width_low=32, width_mid=16, width_high=8,
              enc_blocks=1, dec_blocks=1)

@@ -33,9 +33,9 @@ from vqcodec.bitstream import (
     unpack,
 )
 
-from .image_model import ENCODER_BEAM, load_image_model, pad_to_multiple
-from .train_prior import load_integer_prior
-from .weights_io import WEIGHTS_DIR
+from vqcodec.image.model import ENCODER_BEAM, load_image_model, pad_to_multiple
+from vqcodec.image.prior_integer import load_integer_prior
+from vqcodec.weights.io import WEIGHTS_DIR
 
 __all__ = ["ImageCodec", "MAX_PIXELS", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
 

@@ -38,7 +38,7 @@ stages 0.66 s (stage 1: 0.29 s in 189 groups); quantization penalty (integer vs 
 Stage numbers in this API are 1-based (stage 1 is the first index map), as in the codec's format.
 
 Use by the codec (encoder and decoder must use the same groups in the same order):
-    prior = load_integer_prior(path)                       # codec/train_prior.py
+    prior = load_integer_prior(path)                       # below
     # encoder, per stage s = 1..S:
     f = prior.frequencies(indices, s)                      # (H*W, K) int64, raster order
     for g in prior.coding_groups(s, H, W):                 # int64 arrays of flat positions
@@ -49,6 +49,7 @@ Use by the codec (encoder and decoder must use the same groups in the same order
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -57,12 +58,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import integer_ops as iops
-from .prior_image import ImagePrior, PriorConfig, tile_boxes
+from vqcodec.integer import ops as iops
+from vqcodec.image.prior import ImagePrior, PriorConfig, tile_boxes
+from vqcodec.weights.io import save_safetensors
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IntegerImagePrior", "FORMAT", "DecodeFn"]
+__all__ = ["IntegerImagePrior", "FORMAT", "DecodeFn", "export_integer_prior", "load_integer_prior"]
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 """decode_fn(freqs (n, K) int64) -> symbols (n,) integer array, in the row order of freqs."""
@@ -884,3 +886,31 @@ class IntegerImagePrior:
 
     def num_params(self) -> int:
         return sum(v.numel() for k, v in self.state_dict().items() if not k.startswith(("config.", "format.")))
+
+
+# ----------------------------------------------------------------------------------------------- file
+INTEGER_PRIOR_FORMAT = "vqcodec-integer-image-prior-v1"
+
+
+def export_integer_prior(model: ImagePrior, calibration_maps: Sequence[torch.Tensor], path: Path,
+                         weight_bits: int | None = None) -> IntegerImagePrior:
+    """Quantize `model` (post-training, scales from calibration_maps [(S, H, W)]) and write the integer
+    prior to `path` with safetensors. Returns the IntegerImagePrior (as loaded back from the file's
+    tensors, so what is returned is exactly what is shipped)."""
+    model.eval()
+    ip = IntegerImagePrior.from_float(model, calibration_maps, weight_bits=weight_bits)
+    sd = ip.state_dict()
+    save_safetensors(path, sd, {"format": INTEGER_PRIOR_FORMAT})
+    return IntegerImagePrior.from_state_dict(sd)
+
+
+def load_integer_prior(path: Path) -> IntegerImagePrior:
+    """Load an integer prior written by `export_integer_prior`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != INTEGER_PRIOR_FORMAT:
+        raise ValueError(f"{path} is not an integer image prior ({INTEGER_PRIOR_FORMAT}); "
+                         "export one with export_integer_prior")
+    return IntegerImagePrior.from_state_dict(load_file(str(path)))

@@ -46,7 +46,7 @@ def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, c
 
     Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
     """
-    from vqcodec.codec.train_image import TrainImageConfig, train_image
+    from vqcodec.training.image_model import TrainImageConfig, train_image
 
     train_image(TrainImageConfig(
         data=data, out=out, steps=steps, resume=resume, val_data=val_data, val_every=val_every,
@@ -75,10 +75,11 @@ def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now
 
     import torch
 
-    from vqcodec.codec.image_data import load_folder
-    from vqcodec.codec.image_model import load_image_model
-    from vqcodec.codec.index_maps import compute_index_maps
-    from vqcodec.codec.train_prior import export_integer_prior, train_prior
+    from vqcodec.image.data import load_folder
+    from vqcodec.image.model import load_image_model
+    from vqcodec.image.index_maps import compute_index_maps
+    from vqcodec.image.prior_integer import export_integer_prior
+    from vqcodec.training.image_prior import train_prior
 
     if threads:
         torch.set_num_threads(threads)

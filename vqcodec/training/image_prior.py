@@ -3,8 +3,8 @@
 * `train_prior`: Adam on random tile-sized crops (+ horizontal flips) of index maps, JSONL log of bits per
   index per stage, validation bits on held-out maps, checkpoints every few minutes that resume exactly
   (model, optimizer, all RNG states, step).
-* `export_integer_prior` / `load_integer_prior`: post-training quantization and safetensors I/O of the
-  shipped integer prior (no pickle). `save_float_prior` / `load_float_prior` for the float artefact.
+* Export and loading live with the nets: `vqcodec.image.prior` (float file) and
+  `vqcodec.image.prior_integer` (post-training quantization and the shipped integer file).
 * `synthetic_index_maps`: structured stand-in data (a smooth random field quantized by a residual VQ
   with data-seeded codebooks), for development and tests before real index maps exist.
 
@@ -27,9 +27,7 @@ import torch.nn.functional as F
 
 from vqcodec.files import atomic_write
 
-from .prior_image import ImagePrior, PriorConfig
-from .prior_integer import IntegerImagePrior
-from .weights_io import save_safetensors
+from vqcodec.image.prior import ImagePrior, PriorConfig, load_float_prior, save_float_prior
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +37,9 @@ __all__ = [
     "evaluate_bits",
     "rate_report",
     "random_crops",
-    "export_integer_prior",
-    "load_integer_prior",
-    "save_float_prior",
-    "load_float_prior",
     "synthetic_index_maps",
 ]
 
-INTEGER_PRIOR_FORMAT = "vqcodec-integer-image-prior-v1"
 
 
 # ------------------------------------------------------------------------------------------- synthetic
@@ -330,46 +323,3 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
     save_float_prior(model, out_dir / "prior_float.safetensors")
     model.eval()
     return model
-
-
-# ------------------------------------------------------------------------------------------------ export
-def save_float_prior(model: ImagePrior, path: Path) -> None:
-    """Float weights + config (safetensors metadata) of an ImagePrior."""
-    save_safetensors(path, model.state_dict(), {"prior_config": json.dumps(model.cfg.to_dict())})
-
-
-def load_float_prior(path: Path) -> ImagePrior:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "prior_config" not in meta:
-        raise ValueError(f"{path} has no prior_config metadata; not a float prior saved by save_float_prior")
-    model = ImagePrior(PriorConfig.from_dict(json.loads(meta["prior_config"])))
-    model.load_state_dict(load_file(str(path)))
-    model.eval()
-    return model
-
-
-def export_integer_prior(model: ImagePrior, calibration_maps: Sequence[torch.Tensor], path: Path,
-                         weight_bits: int | None = None) -> IntegerImagePrior:
-    """Quantize `model` (post-training, scales from calibration_maps [(S, H, W)]) and write the integer
-    prior to `path` with safetensors. Returns the IntegerImagePrior (as loaded back from the file's
-    tensors, so what is returned is exactly what is shipped)."""
-    model.eval()
-    ip = IntegerImagePrior.from_float(model, calibration_maps, weight_bits=weight_bits)
-    sd = ip.state_dict()
-    save_safetensors(path, sd, {"format": INTEGER_PRIOR_FORMAT})
-    return IntegerImagePrior.from_state_dict(sd)
-
-
-def load_integer_prior(path: Path) -> IntegerImagePrior:
-    """Load an integer prior written by `export_integer_prior`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != INTEGER_PRIOR_FORMAT:
-        raise ValueError(f"{path} is not an integer image prior ({INTEGER_PRIOR_FORMAT}); "
-                         "export one with export_integer_prior")
-    return IntegerImagePrior.from_state_dict(load_file(str(path)))

@@ -6,7 +6,7 @@ import logging
 import torch
 from tqdm import tqdm
 
-from .image_model import ENCODER_BEAM, ImageVQVAE, pad_to_multiple
+from vqcodec.image.model import ENCODER_BEAM, ImageVQVAE, pad_to_multiple
 
 __all__ = ["compute_index_maps"]
 

@@ -73,7 +73,7 @@ def encode(input_path: str, output: str, quality: int | None, alpha: str, verify
     transparent one needs --alpha.
     """
     from vqcodec.api import to_rgb_array
-    from vqcodec.codec.image_codec import ImageCodec
+    from vqcodec.image.codec import ImageCodec
 
     check_writable(output, force)
     img = _open_image(read_input(input_path), input_path)
@@ -114,7 +114,7 @@ def encode(input_path: str, output: str, quality: int | None, alpha: str, verify
 def decode(input_path: str, output: str, quality: int | None, force: bool) -> None:
     """Decode IN.vq ('-' for stdin) to an image."""
     from vqcodec.bitstream import VQFormatError
-    from vqcodec.codec.image_codec import ImageCodec
+    from vqcodec.image.codec import ImageCodec
 
     check_writable(output, force)
     if quality is not None and quality < 1:
@@ -176,7 +176,7 @@ def info(input_path: str, as_json: bool) -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 def sample(output: str, seed: int, size: str, quality: int | None, force: bool) -> None:
     """Draw index maps from the prior and decode them: the VQ-VAE paper's generation experiment."""
-    from vqcodec.codec.image_codec import ImageCodec
+    from vqcodec.image.codec import ImageCodec
 
     check_writable(output, force)
     try:

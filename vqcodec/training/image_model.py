@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from vqcodec.files import atomic_write
 
-from .image_data import RandomCrops, load_folder
-from .image_model import ImageModelConfig, ImageVQVAE, load_image_model, pad_to_multiple
-from .weights_io import save_weights
+from vqcodec.image.data import RandomCrops, load_folder
+from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model, pad_to_multiple
+from vqcodec.weights.io import save_weights
 
 __all__ = ["TrainImageConfig", "train_image", "evaluate_stages", "export_image_model", "IMAGE_MODEL_ID"]
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .quantizer import TRAINING_ONLY_BUFFERS, ResidualVQ, RVQOutput
-from .weights_io import load_weights
+from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS, ResidualVQ, RVQOutput
+from vqcodec.weights.io import load_weights
 
 __all__ = ["ImageModelConfig", "ImageVQVAE", "block_pca", "pad_to_multiple", "load_image_model", "ENCODER_BEAM"]
 

@@ -17,14 +17,20 @@ Shapes: indices (B, S, H, W) int64; logits (B, S, K, H, W) float32 (natural-log 
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vqcodec.weights.io import save_safetensors
+
 __all__ = [
+    "save_float_prior",
+    "load_float_prior",
     "PriorConfig",
     "GatedPixelCNN",
     "ConditionalStagePrior",
@@ -294,3 +300,22 @@ class ImagePrior(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+# ------------------------------------------------------------------------------------------ float file
+def save_float_prior(model: ImagePrior, path: Path) -> None:
+    """Float weights + config (safetensors metadata) of an ImagePrior."""
+    save_safetensors(path, model.state_dict(), {"prior_config": json.dumps(model.cfg.to_dict())})
+
+
+def load_float_prior(path: Path) -> ImagePrior:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "prior_config" not in meta:
+        raise ValueError(f"{path} has no prior_config metadata; not a float prior saved by save_float_prior")
+    model = ImagePrior(PriorConfig.from_dict(json.loads(meta["prior_config"])))
+    model.load_state_dict(load_file(str(path)))
+    model.eval()
+    return model

@@ -18,7 +18,7 @@ from vqcodec.files import atomic_write
 
 __all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "weights_hash"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent
 
 
 def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:

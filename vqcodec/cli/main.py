@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .image_commands import decode, encode, info, sample
+from .commands import decode, encode, info, sample
 from .train import train
 
 __all__ = ["cli", "main"]
