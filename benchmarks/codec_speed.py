@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from vqcodec.api import to_rgb_array
-    from vqcodec.bitstream import cross_entropy_bits, unpack
+    from vqcodec.bitstream import cross_entropy_bits, read_file
     from vqcodec.image.codec import ImageCodec
 
     codec = ImageCodec.default()
@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             expected = codec.encode_indices(rgb, q)
             data = codec.pack(expected, rgb.shape[0], rgb.shape[1])  # = codec.encode(rgb, q)
             t1 = time.perf_counter()
-            header, indices = codec.decode_indices(data)
-            decoded = codec.render(indices, header.height, header.width)
+            vqfile = read_file(data)
+            indices = codec.decode_indices(vqfile)
+            decoded = codec.render(indices, vqfile.geometry.height, vqfile.geometry.width)
             t2 = time.perf_counter()
             recon = codec.render(expected, rgb.shape[0], rgb.shape[1])
             r = per_q[q]
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             r["exact"] &= bool(torch.equal(indices, expected))
             r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
             if q == S:
-                _, streams = unpack(data)
+                streams = [vqfile.streams(k)[0] for k in range(1, vqfile.layers + 1)]
                 s_, h, w = indices.shape
                 n_indices += h * w
                 for s in range(S):

@@ -62,7 +62,7 @@ def run(args) -> dict:
     if args.coder:
         from vqcodec.bitstream.entropy import IndexDecoder, IndexEncoder
 
-    (_, t_plan, _) = _timed(lambda: ip.coding_groups(1, h, w))  # plan is cached after this
+    (_, t_plan, _) = _timed(lambda: ip.coding_groups(1, (h, w)))  # plan is cached after this
 
     def encode():
         """Like the codec's encoder: one stage's frequencies at a time, coded (or just made) and dropped."""
@@ -71,7 +71,7 @@ def run(args) -> dict:
             f = ip.frequencies(x, s)
             if enc is not None:
                 sym = x[s - 1].reshape(-1).numpy()
-                for g in ip.coding_groups(s, h, w):
+                for g in ip.coding_groups(s, (h, w)):
                     enc.encode(sym[g], f[g])
             del f
         return enc.finish() if enc is not None else None
@@ -80,7 +80,7 @@ def run(args) -> dict:
         dec = IndexDecoder(data, verify=False) if args.coder else None
         out, per_stage = [], []
         for s in range(1, s_count + 1):
-            groups = iter(ip.coding_groups(s, h, w))
+            groups = iter(ip.coding_groups(s, (h, w)))
             truth = x[s - 1].reshape(-1)
 
             def fn(freqs, groups=groups, truth=truth):
@@ -88,7 +88,7 @@ def run(args) -> dict:
                     return dec.decode(freqs)
                 return truth[torch.from_numpy(next(groups))].numpy()
             t0 = time.perf_counter()
-            out.append(ip.decode_stage(s, torch.stack(out) if out else None, h, w, fn))
+            out.append(ip.decode_stage(s, torch.stack(out) if out else None, (h, w), fn))
             per_stage.append(time.perf_counter() - t0)
         return torch.stack(out), per_stage
 
@@ -108,7 +108,7 @@ def run(args) -> dict:
     res = {
         "map": [s_count, h, w], "threads": torch.get_num_threads(), "prior_threads": ip.num_threads, "config": ip.cfg.to_dict(),
         "params": ip.num_params(), "wavefront_slope": ip.wavefront_slope,
-        "stage1_groups": len(ip.coding_groups(1, h, w)), "plan_s": round(t_plan, 4),
+        "stage1_groups": len(ip.coding_groups(1, (h, w))), "plan_s": round(t_plan, 4),
         "encode_wall_s": round(min(enc_w), 4), "encode_cpu_s": round(min(enc_c), 4),
         "decode_wall_s": round(min(dec_w), 4), "decode_cpu_s": round(min(dec_c), 4),
         "decode_stage1_wall_s": round(min(dec_s1), 4),

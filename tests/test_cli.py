@@ -44,7 +44,8 @@ def test_encode_decode_info(run, png, tmp_path):
     assert out.shape == (40, 56, 3)
     p = run("info", "a.vq", "--json")
     info = json.loads(p.stdout)
-    assert info["stages"] == 2 and info["width"] == 56 and info["height"] == 40
+    assert info["layers"] == 2 and info["width"] == 56 and info["height"] == 40
+    assert info["modality"] == "image" and {m["role"] for m in info["models"]} == {"vqvae", "prior"}
     assert info["file_bytes"] == (tmp_path / "a.vq").stat().st_size
 
 
@@ -81,10 +82,15 @@ def test_stdin_stdout(run, png, tmp_path):
     assert d.stdout[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_decode_lower_quality(run, png, tmp_path):
+def test_decode_fewer_layers(run, png, tmp_path):
     assert run("encode", str(png), "-o", "c.vq").returncode == 0
-    p = run("decode", "c.vq", "-o", "c1.png", "-q", "1")
+    p = run("decode", "c.vq", "-o", "c1.png", "--layers", "1")
     assert p.returncode == 0, p.stderr.decode()
+    assert run("decode", "c.vq", "-o", "c8.png").returncode == 0
+    assert (tmp_path / "c1.png").read_bytes() != (tmp_path / "c8.png").read_bytes()
+    # -q is the quality scale of encoding; decoding fewer layers says so by name
+    p = run("decode", "c.vq", "-o", "c2.png", "-q", "1")
+    assert p.returncode == 2 and "usage error" in _one_line_error(p)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a vq file at all", b"\x89VQC" + bytes(60)])

@@ -1,29 +1,47 @@
-"""Tests for vqcodec.bitstream.container: the .vq byte layout, validation, truncation, fuzzing."""
+"""Tests for vqcodec.bitstream.container: the .vq byte layout, validation, truncation, fuzzing.
+
+Version 1 (legacy, still read) first, then version 2 (chunks).
+"""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import struct
-import time
 import zlib
 
 import numpy as np
 import pytest
 
 from vqcodec.bitstream import (
+    CHUNK_HEADER_BYTES,
     FORMAT_VERSION,
+    HEADER_BYTES,
     MAGIC,
+    MAX_CHUNKS,
     MIN_FILE_BYTES,
+    MIN_V2_FILE_BYTES,
+    V1_FORMAT_VERSION,
+    AudioGeometry,
     ChannelLayout,
+    Chunk,
+    ChunkType,
+    ImageGeometry,
+    ModelComponent,
     Modality,
+    VQFile,
     VQFormatError,
     VQHeader,
     check_model,
     hash_weights,
+    inspect,
+    metadata_chunk,
     pack,
+    read_file,
     read_header,
+    segment_table_chunk,
     truncate,
     unpack,
+    write_file,
 )
 
 HASH = hash_weights(b"pretend these are weights")
@@ -44,7 +62,7 @@ def _streams(lengths=(37, 0, 5, 120)) -> list[bytes]:
 def _raw(
     *,
     magic=MAGIC,
-    version=FORMAT_VERSION,
+    version=V1_FORMAT_VERSION,
     modality=0,
     model_id=b"m",
     weights_hash=HASH,
@@ -113,7 +131,7 @@ def test_byte_layout_matches_spec() -> None:
     data = pack(header, streams)
     L = len(MODEL)
     assert data[0:4] == MAGIC == b"\x89VQC"
-    assert data[4] == FORMAT_VERSION == 1
+    assert data[4] == V1_FORMAT_VERSION == 1
     assert data[5] == 1  # AUDIO
     assert data[6] == L
     assert data[7 : 7 + L] == MODEL.encode("ascii")
@@ -206,37 +224,39 @@ def test_check_model() -> None:
 # ------------------------------------------------------------------------------- specific errors
 
 
-@pytest.mark.parametrize(
-    "data, message",
-    [
-        (b"", "empty"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0" * 60, "bad magic"),
-        (b"VQC\x89" + b"\0" * 60, "bad magic"),
-        (MAGIC[:2], "truncated"),
-        (MAGIC, "truncated"),
-        (_raw(version=7), "format version 7 is newer than this vqcodec supports \\(1\\); upgrade"),
-        (_raw(version=0), "version 0 is invalid"),
-        (_raw(id_len=0, model_id=b""), "model id length 0"),
-        (_raw(id_len=65, model_id=b"a" * 65), "model id length 65"),
-        (_raw(stages=0, lengths=(), streams=()), "stage count 0"),
-        (_raw(stages=33, lengths=(0,) * 33, streams=()), "stage count 33"),
-        (_raw(lengths=(0xFFFFFFFF,), streams=()), "truncated: expected 4294967299 bytes"),
-        (_raw(lengths=(0xFFFFFFFF,) * 32, streams=()), "truncated"),
-        (_raw()[:-1], "truncated: expected 6 bytes of stream data and CRC, found 5"),
-        (_raw() + b"extra", "5 unexpected bytes after the end"),
-        (_raw()[:-4] + b"\0\0\0\0", "CRC mismatch"),
-        (_raw(modality=2), "unknown modality 2"),
-        (_raw(layout=9), "unknown channel layout 9"),
-        (_raw(width=0), "image size 0x3"),
-        (_raw(height=65536), "image size 4x65536"),
-        (_raw(width=0xFFFFFFFF), "outside 1..65535"),
-        (_raw(model_id=b"im age"), "visible ASCII"),
-        (_raw(model_id=b"\xc3\xa9t\xc3\xa9"), "visible ASCII"),
-    ],
-)
+V1_ERRORS = [
+    (b"", "empty"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 60, "bad magic"),
+    (b"VQC\x89" + b"\0" * 60, "bad magic"),
+    (MAGIC[:2], "truncated"),
+    (MAGIC, "truncated"),
+    (_raw(version=7), "format version 7 is newer than this vqcodec supports \\(2\\); upgrade"),
+    (_raw(version=0), "version 0 is invalid"),
+    (_raw(id_len=0, model_id=b""), "model id length 0"),
+    (_raw(id_len=65, model_id=b"a" * 65), "model id length 65"),
+    (_raw(stages=0, lengths=(), streams=()), "stage count 0"),
+    (_raw(stages=33, lengths=(0,) * 33, streams=()), "stage count 33"),
+    (_raw(lengths=(0xFFFFFFFF,), streams=()), "truncated: expected 4294967299 bytes"),
+    (_raw(lengths=(0xFFFFFFFF,) * 32, streams=()), "truncated"),
+    (_raw()[:-1], "truncated: expected 6 bytes of stream data and CRC, found 5"),
+    (_raw() + b"extra", "5 unexpected bytes after the end"),
+    (_raw()[:-4] + b"\0\0\0\0", "CRC mismatch"),
+    (_raw(modality=2), "unknown modality 2"),
+    (_raw(layout=9), "unknown channel layout 9"),
+    (_raw(width=0), "image size 0x3"),
+    (_raw(height=65536), "image size 4x65536"),
+    (_raw(width=0xFFFFFFFF), "outside 1..65535"),
+    (_raw(model_id=b"im age"), "visible ASCII"),
+    (_raw(model_id=b"\xc3\xa9t\xc3\xa9"), "visible ASCII"),
+]
+
+
+@pytest.mark.parametrize("data, message", V1_ERRORS)
 def test_specific_errors(data: bytes, message: str) -> None:
     with pytest.raises(VQFormatError, match=message):
         unpack(data)
+    with pytest.raises(VQFormatError, match=message):  # read_file reads version 1 the same way
+        read_file(data)
 
 
 def test_length_mismatch_with_bad_crc_reports_corruption() -> None:
@@ -323,7 +343,6 @@ def test_fuzz_every_single_bit_flip() -> None:
 def test_fuzz_random_bytes_and_huge_lengths() -> None:
     rng = np.random.default_rng(0)
     valid = pack(_header(), _streams((30, 2)))
-    start = time.perf_counter()
     for trial in range(3000):
         n = int(rng.integers(0, 120))
         junk = rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
@@ -339,4 +358,583 @@ def test_fuzz_random_bytes_and_huge_lengths() -> None:
     # every length field set to its maximum, with a valid CRC: rejected without allocating
     for stages in (1, 32):
         assert _only_vqformaterror(_raw(lengths=(0xFFFFFFFF,) * stages, streams=())) is not None
-    assert time.perf_counter() - start < 10.0
+
+
+# =============================================================================== version 2
+
+
+VQVAE = ModelComponent("vqvae", "image-vqvae-f8-s8-k512-v3", hash_weights(b"vqvae weights"))
+PRIOR = ModelComponent("prior", "image-prior-v3", hash_weights(b"prior weights"))
+UNKNOWN_OPTIONAL = Chunk(0x9001, 0, False, b"some future side information")
+UNKNOWN_REQUIRED = 0x0042
+
+
+def _words(n_words: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=4 * n_words, dtype=np.uint8).tobytes()
+
+
+def _image_v2(layers: int = 3, extra=(), encoder: str = "vqcodec 0.2.0") -> tuple[bytes, list[list[bytes]]]:
+    streams = [[_words(k + 2, k)] for k in range(layers)]
+    data = write_file(Modality.IMAGE, [VQVAE, PRIOR], ImageGeometry(768, 512), streams, extra, encoder=encoder)
+    return data, streams
+
+
+def _audio_v2() -> tuple[bytes, list[list[bytes]]]:
+    # 2 segments x 2 channels per layer, 2 layers
+    streams = [[_words(3 * k + i, 10 * k + i) for i in range(4)] for k in range(2)]
+    components = [ModelComponent("vqvae", "audio-vqvae-v1", hash_weights(b"a")), ModelComponent("prior", "audio-prior-v1", hash_weights(b"b"))]
+    data = write_file(Modality.AUDIO, components, AudioGeometry(44100, 2, 3 * 3600 * 44100), streams,
+                      [segment_table_chunk([1000, 17]), metadata_chunk("xmp", b"<x:xmpmeta/>")])
+    return data, streams
+
+
+def _raw2(chunks, *, modality=0, version=2, count=None) -> bytes:
+    """Hand-built v2 file with a valid CRC; chunks are (type, flags, layer, payload), bypassing write_file."""
+    body = struct.pack("<4sBBI", MAGIC, version, modality, len(chunks) if count is None else count)
+    for chunk_type, flags, layer, payload in chunks:
+        body += struct.pack("<HBBI", chunk_type, flags, layer, len(payload)) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _model_payload(role=b"vqvae", model_id=b"m", weights_hash=HASH) -> bytes:
+    return bytes([len(role)]) + role + bytes([len(model_id)]) + model_id + weights_hash
+
+
+MODEL_C = (1, 1, 0, _model_payload())
+GEOM_C = (2, 1, 0, struct.pack("<IIB", 4, 3, 0))
+AUDIO_C = (3, 1, 0, struct.pack("<IHQ", 48000, 1, 480))
+
+
+def _stream(layer, payload=b"abcd"):
+    return (4, 1, layer, payload)
+
+
+def _only_read_error(data) -> VQFormatError | None:
+    """Run read_file; return the VQFormatError raised (None if it parsed). Any other error fails."""
+    try:
+        read_file(data)
+    except VQFormatError as exc:
+        assert str(exc)
+        return exc
+    return None
+
+
+# ------------------------------------------------------------------------------- v2 round trips
+
+
+def test_v2_image_roundtrip() -> None:
+    extra = [metadata_chunk("icc", b"\x00\x01icc profile"), metadata_chunk("exif", b""), UNKNOWN_OPTIONAL]
+    data, streams = _image_v2(3, extra)
+    for view in (data, bytearray(data), memoryview(data)):
+        f = read_file(view)
+        assert (f.version, f.modality, f.modality_name) == (2, Modality.IMAGE, "image")
+        assert f.components == (VQVAE, PRIOR)
+        assert f.geometry == ImageGeometry(768, 512, ChannelLayout.RGB)
+        assert f.layers == 3
+        assert [f.streams(k) for k in (1, 2, 3)] == streams
+        assert all(type(s) is bytes for k in (1, 2, 3) for s in f.streams(k))
+        assert dict(f.metadata) == {"icc": b"\x00\x01icc profile", "exif": b""}
+        assert f.encoder_name == "vqcodec 0.2.0"
+        assert f.segment_frames == ()
+        assert UNKNOWN_OPTIONAL in f.chunks
+    assert inspect(data) == read_file(data)
+    # chunk order: MODEL x2, geometry, ENCODER, layer-0 extras, then each layer's stream
+    assert [(c.type, c.layer) for c in read_file(data).chunks] == [
+        (1, 0), (1, 0), (2, 0), (7, 0), (6, 0), (6, 0), (0x9001, 0), (4, 1), (4, 2), (4, 3)]
+
+
+def test_v2_audio_roundtrip() -> None:
+    data, streams = _audio_v2()
+    f = read_file(data)
+    assert (f.version, f.modality, f.modality_name) == (2, Modality.AUDIO, "audio")
+    assert f.geometry == AudioGeometry(44100, 2, 3 * 3600 * 44100)
+    assert f.layers == 2 and [f.streams(1), f.streams(2)] == streams
+    assert f.segment_frames == (1000, 17)
+    assert dict(f.metadata) == {"xmp": b"<x:xmpmeta/>"}
+    assert [c.role for c in f.components] == ["vqvae", "prior"]
+    big = write_file(Modality.AUDIO, [VQVAE], AudioGeometry(768000, 255, 1 << 40), [[b""]])
+    assert read_file(big).geometry.num_samples == 1 << 40  # u64 sample count
+
+
+def test_v2_streams_accessor_bounds() -> None:
+    f = read_file(_image_v2(2)[0])
+    for bad in (0, 3, -1):
+        with pytest.raises(ValueError, match="outside 1..2"):
+            f.streams(bad)
+
+
+def test_v2_byte_layout_matches_spec() -> None:
+    """Offsets from FORMAT.md: 10-byte header, 8-byte chunk headers, CRC last."""
+    data = write_file(Modality.IMAGE, [ModelComponent("vqvae", "m", HASH)], ImageGeometry(65535, 1), [[b"\x01\x02\x03\x04"]])
+    assert data[0:4] == MAGIC and data[4] == FORMAT_VERSION == 2 and data[5] == 0
+    assert struct.unpack_from("<I", data, 6) == (3,)
+    assert HEADER_BYTES == 10 and CHUNK_HEADER_BYTES == 8
+    assert struct.unpack_from("<HBBI", data, 10) == (ChunkType.MODEL, 1, 0, 1 + 5 + 1 + 1 + 16)
+    assert data[18:42] == b"\x05vqvae\x01m" + HASH
+    assert struct.unpack_from("<HBBI", data, 42) == (ChunkType.IMAGE_GEOMETRY, 1, 0, 9)
+    assert struct.unpack_from("<IIB", data, 50) == (65535, 1, 0)
+    assert struct.unpack_from("<HBBI", data, 59) == (ChunkType.STAGE_STREAM, 1, 1, 4)
+    assert data[67:71] == b"\x01\x02\x03\x04"
+    assert len(data) == 75 and struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+def test_v2_smallest_file() -> None:
+    data = write_file(Modality.IMAGE, [ModelComponent("m", "x", HASH)], ImageGeometry(1, 1), [[b""]])
+    assert len(data) == MIN_V2_FILE_BYTES == 67
+    assert read_file(data).streams(1) == [b""]
+
+
+GOLDEN_V2 = (
+    # header: magic, version 2, modality 0 (image), 7 chunks
+    "89565143" "02" "00" "07000000"
+    # MODEL (type 1, must-understand, layer 0, 34 bytes): "vqvae", "image-f8-v8", sha256(b"vqvae")[:16]
+    "0100" "01" "00" "22000000" "05" "7671766165" "0b" "696d6167652d66382d7638" "eb754efa69e82d14b4dd8a61149b6396"
+    # MODEL (33 bytes): "prior", "image-p-v8", sha256(b"prior")[:16]
+    "0100" "01" "00" "21000000" "05" "7072696f72" "0a" "696d6167652d702d7638" "e5bade0e979cb8cf6e53303dae696c66"
+    # IMAGE_GEOMETRY (type 2, 9 bytes): width 3, height 2, RGB
+    "0200" "01" "00" "09000000" "03000000" "02000000" "00"
+    # ENCODER (type 7, optional, 12 bytes): "vqcodec test"
+    "0700" "00" "00" "0c000000" "7671636f6465632074657374"
+    # METADATA (type 6, optional, 8 bytes): key "icc", value 00 01 02 03
+    "0600" "00" "00" "08000000" "03" "696363" "00010203"
+    # STAGE_STREAM (type 4, must-understand) of layer 1 (4 bytes) and layer 2 (8 bytes)
+    "0400" "01" "01" "04000000" "efbeadde"
+    "0400" "01" "02" "08000000" "00000000ffffffff"
+    # CRC-32 of everything before
+    "c0384ccd"
+)
+
+
+def test_v2_golden_bytes() -> None:
+    """The exact bytes of one small v2 file: the layout cannot drift silently."""
+    data = write_file(
+        Modality.IMAGE,
+        [ModelComponent("vqvae", "image-f8-v8", hash_weights(b"vqvae")),
+         ModelComponent("prior", "image-p-v8", hash_weights(b"prior"))],
+        ImageGeometry(3, 2),
+        [[b"\xef\xbe\xad\xde"], [b"\x00" * 4 + b"\xff" * 4]],
+        [metadata_chunk("icc", b"\x00\x01\x02\x03")],
+        encoder="vqcodec test",
+    )
+    assert data.hex() == GOLDEN_V2
+    assert read_file(bytes.fromhex(GOLDEN_V2)).encoder_name == "vqcodec test"
+
+
+# ------------------------------------------------------------------------------- v2 truncation
+
+
+def test_v2_truncate_every_layer_keeps_optional_chunks() -> None:
+    layer2_note = Chunk(0x9002, 2, False, b"belongs to layer 2")
+    extra = [metadata_chunk("exif", b"Exif\0\0"), UNKNOWN_OPTIONAL, layer2_note]
+    data, streams = _image_v2(4, extra)
+    full = read_file(data)
+    for k in range(1, 5):
+        cut = truncate(data, k)
+        f = read_file(cut)
+        assert f.layers == k and [f.streams(j) for j in range(1, k + 1)] == streams[:k]
+        assert (f.components, f.geometry, f.metadata, f.encoder_name) == (
+            full.components, full.geometry, full.metadata, full.encoder_name)
+        assert UNKNOWN_OPTIONAL in f.chunks
+        assert (layer2_note in f.chunks) == (k >= 2)
+        assert f.chunks == tuple(c for c in full.chunks if c.layer <= k)  # order unchanged
+        assert truncate(cut, 1) == truncate(data, 1)  # truncation composes
+        assert truncate(cut, k) == cut
+    assert truncate(data, 4) == data  # canonical: re-serializing gives the same bytes
+    assert truncate(bytearray(data), 2) == truncate(data, 2)
+
+
+def test_v2_truncate_audio_keeps_every_stream_of_kept_layers() -> None:
+    data, streams = _audio_v2()
+    f = read_file(truncate(data, 1))
+    assert f.layers == 1 and f.streams(1) == streams[0] and f.segment_frames == (1000, 17)
+
+
+@pytest.mark.parametrize("layers", [0, -1, 4])
+def test_v2_truncate_rejects_bad_layer_count(layers: int) -> None:
+    data = _image_v2(3)[0]
+    with pytest.raises(ValueError, match="choose 1..3"):
+        truncate(data, layers)
+
+
+def test_v2_truncate_rejects_non_int_and_bad_files() -> None:
+    data = _image_v2(2)[0]
+    for bad in (True, 1.0, "1"):
+        with pytest.raises(TypeError):
+            truncate(data, bad)  # type: ignore[arg-type]
+    broken = bytearray(data)
+    broken[-9] ^= 1
+    with pytest.raises(VQFormatError, match="CRC mismatch"):
+        truncate(bytes(broken), 1)
+
+
+def test_v1_file_stays_v1_when_truncated() -> None:
+    data = pack(_header(), _streams((8, 4, 12)))
+    cut = truncate(data, 2)
+    assert cut[4] == 1 and read_file(cut).version == 1
+    assert cut == pack(_header(), _streams((8, 4, 12))[:2])
+
+
+# ------------------------------------------------------------------------------- unknown chunks
+
+
+def test_unknown_must_understand_chunk_is_refused_with_upgrade_message() -> None:
+    data = _image_v2(2, [Chunk(UNKNOWN_REQUIRED, 0, True, b"new feature")])[0]
+    with pytest.raises(VQFormatError, match=r"chunk type 66 \(0x0042\).*made by a newer vqcodec; upgrade vqcodec"):
+        read_file(data)
+    # the same in a quality layer, in a file built by hand
+    raw = _raw2([MODEL_C, GEOM_C, _stream(1), (0x7FFF, 1, 1, b"")])
+    with pytest.raises(VQFormatError, match="32767.*upgrade vqcodec"):
+        read_file(raw)
+    # truncation is defined by the framing, so it still works and keeps the chunk
+    cut = truncate(_image_v2(2, [Chunk(UNKNOWN_REQUIRED, 2, True, b"x")])[0], 1)
+    assert read_file(cut).layers == 1  # the layer-2 chunk went with its layer
+    kept = truncate(data, 1)  # a layer-0 one stays
+    with pytest.raises(VQFormatError, match="upgrade vqcodec"):
+        read_file(kept)
+
+
+def test_unknown_optional_chunk_is_skipped_and_preserved() -> None:
+    plain = _image_v2(2)[0]
+    data = _image_v2(2, [UNKNOWN_OPTIONAL, Chunk(0x0100, 1, False, b"\x00" * 5)])[0]
+    f, g = read_file(data), read_file(plain)
+    assert (f.components, f.geometry, f.layers, f.streams(1), f.streams(2)) == (
+        g.components, g.geometry, g.layers, g.streams(1), g.streams(2))
+    unknown = [c for c in f.chunks if not c.known]
+    assert unknown == [UNKNOWN_OPTIONAL, Chunk(0x0100, 1, False, b"\x00" * 5)]
+    assert truncate(data, 2) == data
+
+
+# ------------------------------------------------------------------------------- v2 errors
+
+
+V2_ERRORS = [
+    (_raw2([MODEL_C, GEOM_C, _stream(1)])[:9], "truncated"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], version=3), "format version 3 is newer than this vqcodec supports \\(2\\); upgrade"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=0xFFFFFFFF), "chunk count 4294967295 exceeds"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=MAX_CHUNKS), "truncated: expected at least 134217742 bytes"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=4), "truncated"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=2), "unexpected bytes|corrupted"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=4)[:-4] + struct.pack("<HBBI", 4, 1, 1, 0xFFFFFFFF) + b"\0" * 4,
+     "truncated: expected at least 4294967378 bytes of file \\(chunk 4 of 4 declares a 4294967295-byte payload\\)"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)])[:-1], "truncated"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)]) + b"\0", "1 unexpected bytes after the end"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)])[:-4] + b"\0\0\0\0", "CRC mismatch"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], modality=5), "unknown modality 5.*upgrade vqcodec"),
+    (_raw2([MODEL_C, GEOM_C, (0, 1, 1, b"")]), "type 0, which is invalid"),
+    (_raw2([MODEL_C, GEOM_C, (4, 3, 1, b"")]), "reserved flag bits"),
+    (_raw2([MODEL_C, GEOM_C, (0x9000, 0x80, 1, b"")]), "reserved flag bits"),
+    # layer order and layer structure
+    (_raw2([MODEL_C, GEOM_C, _stream(2), _stream(1)]), "layer 1 after a chunk of layer 2.*non-decreasing"),
+    (_raw2([MODEL_C, _stream(1), GEOM_C]), "layer 0 after a chunk of layer 1"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1), (6, 0, 0, b"\x01kv")]), "non-decreasing"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1), _stream(3)]), "layer 2 has no STAGE_STREAM"),
+    (_raw2([MODEL_C, GEOM_C, _stream(2)]), "layer 1 has no STAGE_STREAM"),
+    (_raw2([MODEL_C, GEOM_C]), "no STAGE_STREAM"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1), (0x9000, 0, 2, b"")]), "layer 2, but the file's streams stop at layer 1"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1), _stream(1)]), "image quality layer 1 has 2 STAGE_STREAM"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 0, b"")]), "STAGE_STREAM \\(type 4\\) chunk has layer 0"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1, b"abc")]), "not a whole number of 32-bit words"),
+    # required and repeated chunks
+    (_raw2([GEOM_C, _stream(1)]), "no MODEL chunk"),
+    (_raw2([MODEL_C, _stream(1)]), "exactly one geometry chunk, IMAGE_GEOMETRY; it has none"),
+    (_raw2([MODEL_C, GEOM_C, GEOM_C, _stream(1)]), "IMAGE_GEOMETRY, IMAGE_GEOMETRY"),
+    (_raw2([MODEL_C, AUDIO_C, _stream(1)]), "it has AUDIO_GEOMETRY"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], modality=1), "audio file needs exactly one geometry chunk, AUDIO_GEOMETRY"),
+    (_raw2([MODEL_C, GEOM_C, AUDIO_C, _stream(1)], modality=1), "IMAGE_GEOMETRY, AUDIO_GEOMETRY"),
+    (_raw2([MODEL_C, MODEL_C, GEOM_C, _stream(1)]), "second MODEL chunk for role 'vqvae'"),
+    (_raw2([MODEL_C, GEOM_C, (5, 1, 0, b"\x01\0\0\0"), _stream(1)]), "SEGMENT_TABLE chunk in an image file"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\0\0\0"), (5, 1, 0, b"\x01\0\0\0"), _stream(1)], modality=1), "second SEGMENT_TABLE"),
+    (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x01k"), (6, 0, 0, b"\x01kv"), _stream(1)]), "second METADATA chunk with key 'k'"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"a"), (7, 0, 0, b"b"), _stream(1)]), "second ENCODER"),
+    # flags and layers of known types
+    (_raw2([(1, 0, 0, _model_payload()), GEOM_C, _stream(1)]), "MODEL \\(type 1\\) chunk must have its must-understand flag set"),
+    (_raw2([MODEL_C, GEOM_C, (6, 1, 0, b"\x01k"), _stream(1)]), "METADATA \\(type 6\\) chunk must have its must-understand flag clear"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1), (1, 1, 1, _model_payload(role=b"prior"))]), "MODEL \\(type 1\\) chunk has layer 1; it must have layer 0"),
+    # payloads
+    (_raw2([(1, 1, 0, b""), GEOM_C, _stream(1)]), "MODEL payload is empty"),
+    (_raw2([(1, 1, 0, _model_payload(role=b"")), GEOM_C, _stream(1)]), "role length 0"),
+    (_raw2([(1, 1, 0, _model_payload(role=b"r" * 17)), GEOM_C, _stream(1)]), "role length 17"),
+    (_raw2([(1, 1, 0, _model_payload(role=b"a b")), GEOM_C, _stream(1)]), "visible ASCII"),
+    (_raw2([(1, 1, 0, _model_payload(model_id=b"")), GEOM_C, _stream(1)]), "model id length 0"),
+    (_raw2([(1, 1, 0, _model_payload(model_id=b"x" * 65)), GEOM_C, _stream(1)]), "model id length 65"),
+    (_raw2([(1, 1, 0, _model_payload(model_id=b"\xff")), GEOM_C, _stream(1)]), "visible ASCII"),
+    (_raw2([(1, 1, 0, _model_payload() + b"\0"), GEOM_C, _stream(1)]), "MODEL payload is 25 bytes.*must be 24"),
+    (_raw2([(1, 1, 0, _model_payload()[:-1]), GEOM_C, _stream(1)]), "MODEL payload is 23 bytes"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 3, 0) + b"\0"), _stream(1)]), "IMAGE_GEOMETRY payload is 10 bytes; it must be 9"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 0, 3, 0)), _stream(1)]), "image size 0x3"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 65536, 0)), _stream(1)]), "image size 4x65536"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 3, 1)), _stream(1)]), "unknown channel layout 1.*upgrade vqcodec"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 0, 1, 1)), _stream(1)], modality=1), "sample rate 0 Hz"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 768001, 1, 1)), _stream(1)], modality=1), "sample rate 768001"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 0, 1)), _stream(1)], modality=1), "channel count 0"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 256, 1)), _stream(1)], modality=1), "channel count 256"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 1, 0)), _stream(1)], modality=1), "sample count 0"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 1, (1 << 40) + 1)), _stream(1)], modality=1), "sample count 1099511627777"),
+    (_raw2([MODEL_C, (3, 1, 0, b"\0" * 13), _stream(1)], modality=1), "AUDIO_GEOMETRY payload is 13 bytes"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b""), _stream(1)], modality=1), "SEGMENT_TABLE payload is 0 bytes"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\0\0"), _stream(1)], modality=1), "SEGMENT_TABLE payload is 3 bytes"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\0\0\0\0\0\0\0"), _stream(1)], modality=1), "segment 2 has 0 frames"),
+    (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b""), _stream(1)]), "METADATA payload is empty"),
+    (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x00v"), _stream(1)]), "metadata key length 0"),
+    (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x05ab"), _stream(1)]), "key length 5 runs past"),
+    (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x02a\n"), _stream(1)]), "visible ASCII"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b""), _stream(1)]), "encoder name length 0"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"a\tb"), _stream(1)]), "printable ASCII"),
+]
+
+
+@pytest.mark.parametrize("data, message", V2_ERRORS)
+def test_v2_specific_errors(data: bytes, message: str) -> None:
+    with pytest.raises(VQFormatError, match=message) as info:
+        read_file(data)
+    assert "upgrade" in str(info.value) or "truncated" in str(info.value) or "corrupted" in str(info.value) \
+        or "cut the file" in str(info.value)
+
+
+def test_v2_hand_built_file_matches_write_file() -> None:
+    """_raw2 and write_file agree, so the error cases above differ from a valid file only where they say."""
+    data = _raw2([MODEL_C, GEOM_C, _stream(1)])
+    assert data == write_file(Modality.IMAGE, [ModelComponent("vqvae", "m", HASH)], ImageGeometry(4, 3), [[b"abcd"]])
+
+
+def test_v2_semantic_errors_come_after_crc() -> None:
+    """A flipped bit is reported as corruption (CRC), never as a field's meaning."""
+    data = bytearray(_raw2([MODEL_C, GEOM_C, _stream(1)]))
+    data[5] = 9  # modality byte: would be "unknown modality" with a valid CRC
+    with pytest.raises(VQFormatError, match="CRC mismatch"):
+        read_file(bytes(data))
+
+
+def test_v2_verify_crc_false_reads_a_damaged_file() -> None:
+    data, streams = _image_v2(2)
+    broken = bytearray(data)
+    broken[-6] ^= 0x10  # inside the last stream
+    f = read_file(bytes(broken), verify_crc=False)
+    assert f.streams(1) == streams[0] and f.streams(2) != streams[1]
+    with pytest.raises(VQFormatError, match="CRC mismatch"):
+        read_file(bytes(broken))
+    with pytest.raises(VQFormatError, match="truncated"):
+        read_file(data[:-1], verify_crc=False)  # the size is still checked
+
+
+def test_v2_file_refused_by_v1_api() -> None:
+    data = _image_v2(1)[0]
+    for reader in (unpack, read_header):
+        with pytest.raises(VQFormatError, match="format-version-2.*use vqcodec.bitstream.read_file"):
+            reader(data)
+
+
+# ------------------------------------------------------------------------------- v1 through read_file
+
+
+def test_v1_file_through_read_file() -> None:
+    streams = _streams((8, 0, 12))
+    data = pack(_header(), streams)
+    f = read_file(data)
+    assert (f.version, f.modality, f.layers) == (1, Modality.IMAGE, 3)
+    assert f.components == (ModelComponent("model", MODEL, HASH),)
+    assert f.geometry == ImageGeometry(768, 512, ChannelLayout.RGB)
+    assert [f.streams(k) for k in (1, 2, 3)] == [[s] for s in streams]
+    assert (dict(f.metadata), f.encoder_name, f.segment_frames) == ({}, "", ())
+    assert [(c.type, c.layer) for c in f.chunks] == [(1, 0), (2, 0), (4, 1), (4, 2), (4, 3)]
+    # the same content written as version 2 reads back equal, except for the version
+    v2 = write_file(f.modality, f.components, f.geometry, [f.streams(k) for k in (1, 2, 3)])
+    assert dataclasses.replace(read_file(v2), version=1) == f
+    broken = bytearray(data)
+    broken[-6] ^= 1
+    assert read_file(bytes(broken), verify_crc=False).streams(3) != [streams[2]]
+
+
+def test_release_files_read_the_same_through_read_file() -> None:
+    """The .vq files vqcodec 0.1.0 wrote (version 1): read_file gives unpack's streams."""
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent / "data").glob("release_*/*.vq"))
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        header, streams = unpack(data)
+        f = read_file(data)
+        assert f.version == 1 and f.layers == header.stages
+        assert [f.streams(k) for k in range(1, f.layers + 1)] == [[s] for s in streams]
+        assert f.components == (ModelComponent("model", header.model_id, header.weights_hash),)
+        assert truncate(data, 1) == pack(dataclasses.replace(header, stream_lengths=()), streams[:1])
+
+
+def test_v1_audio_modality_is_refused_by_read_file() -> None:
+    data = pack(_header(modality=Modality.AUDIO), [b"x"])
+    assert unpack(data)[0].modality == Modality.AUDIO  # the v1 path keeps its old behaviour
+    with pytest.raises(VQFormatError, match="version-1 file says it holds audio"):
+        read_file(data)
+
+
+# ------------------------------------------------------------------------------- v2 fuzzing
+
+
+def _fuzz_file() -> bytes:
+    return write_file(
+        Modality.AUDIO, [ModelComponent("vqvae", "a1", HASH), ModelComponent("prior", "p1", HASH)],
+        AudioGeometry(16000, 2, 1234), [[b"\x00\x11\x22\x33", b""], [b"\x44" * 8, b"\x55" * 4]],
+        [segment_table_chunk([7]), metadata_chunk("k", b"v"), Chunk(0x9000, 1, False, b"u")], encoder="e",
+    )
+
+
+def test_v2_fuzz_every_truncation() -> None:
+    data = _fuzz_file()
+    for n in range(len(data)):
+        err = _only_read_error(data[:n])
+        assert err is not None
+        if n >= 4:
+            assert "truncated" in str(err), (n, str(err))
+
+
+def test_v2_fuzz_every_single_bit_flip() -> None:
+    data = _fuzz_file()
+    for bit in range(8 * len(data)):
+        bad = bytearray(data)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        assert _only_read_error(bytes(bad)) is not None, f"bit {bit} flip accepted"
+        with pytest.raises(VQFormatError):
+            truncate(bytes(bad), 1)
+
+
+def test_v2_fuzz_random_bytes_and_overwrites() -> None:
+    rng = np.random.default_rng(1)
+    valid = _fuzz_file()
+    reference = read_file(valid)
+    for trial in range(3000):
+        n = int(rng.integers(0, 160))
+        junk = rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
+        if trial % 3 == 1:  # past the magic and version checks
+            junk = MAGIC + bytes([2]) + junk
+        elif trial % 3 == 2:  # random overwrites of a valid file
+            bad = bytearray(valid)
+            for _ in range(int(rng.integers(1, 4))):
+                bad[int(rng.integers(0, len(bad)))] = int(rng.integers(0, 256))
+            junk = bytes(bad)
+        err = _only_read_error(junk)
+        assert err is not None or read_file(junk) == reference
+
+
+def test_v2_fuzz_valid_crc_with_random_chunk_headers() -> None:
+    """Random framing fields with a *valid* CRC get past the CRC: still only VQFormatError."""
+    rng = np.random.default_rng(2)
+    for _ in range(2000):
+        chunks = []
+        for _ in range(int(rng.integers(0, 6))):
+            chunk_type = int(rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 0x9000, int(rng.integers(0, 65536))]))
+            payload = rng.integers(0, 256, size=int(rng.integers(0, 30)), dtype=np.uint8).tobytes()
+            chunks.append((chunk_type, int(rng.integers(0, 4)), int(rng.integers(0, 3)), payload))
+        data = _raw2(chunks, modality=int(rng.integers(0, 3)))
+        _only_read_error(data)
+
+
+def test_v2_huge_declared_lengths_are_rejected() -> None:
+    """Maximal declared sizes with a tiny file: rejected from the header, without allocating."""
+    head = MAGIC + bytes([2, 0])
+    for count in (MAX_CHUNKS, MAX_CHUNKS + 1, 0xFFFFFFFF):
+        assert _only_read_error(head + struct.pack("<I", count) + b"\0" * 20) is not None
+    one_huge = _raw2([(4, 1, 1, b"")])[:-8]  # re-declare the stream's length as 2**32 - 1
+    for length in (0xFFFFFFFF, 0x7FFFFFFF, 5):
+        data = one_huge + struct.pack("<I", length) + b"\0" * 4
+        err = _only_read_error(data)
+        assert err is not None and "truncated" in str(err)
+
+
+# ------------------------------------------------------------------------------- v2 writing
+
+
+@pytest.mark.parametrize(
+    "kw, exc, message",
+    [
+        (dict(modality=7), ValueError, "unknown modality"),
+        (dict(modality=True), TypeError, "modality"),
+        (dict(components=[]), ValueError, "no MODEL chunk"),
+        (dict(components=[VQVAE, VQVAE]), ValueError, "second MODEL chunk for role 'vqvae'"),
+        (dict(components=[("vqvae", "m", HASH)]), TypeError, "ModelComponent"),
+        (dict(geometry=(4, 3)), TypeError, "geometry"),
+        (dict(geometry=AudioGeometry(8000, 1, 10)), ValueError, "exactly one geometry chunk"),
+        (dict(layer_streams=[]), ValueError, "1..255 quality layers"),
+        (dict(layer_streams=[[]]), ValueError, "layer 1 has no streams"),
+        (dict(layer_streams=[[b"abcd"], []]), ValueError, "layer 2 has no streams"),
+        (dict(layer_streams=[[b"abcd", b"abcd"]]), ValueError, "image quality layer 1 has 2"),
+        (dict(layer_streams=[[b"abc"]]), ValueError, "32-bit words"),
+        (dict(layer_streams=[b"abcd"]), TypeError, "not one stream"),
+        (dict(layer_streams=[["abcd"]]), TypeError, "bytes-like"),
+        (dict(layer_streams=[[b""]] * 256), ValueError, "1..255"),
+        (dict(extra_chunks=[metadata_chunk("k", b""), metadata_chunk("k", b"")]), ValueError, "second METADATA"),
+        (dict(extra_chunks=[segment_table_chunk([1])]), ValueError, "SEGMENT_TABLE chunk in an image file"),
+        (dict(extra_chunks=[Chunk(ChunkType.STAGE_STREAM, 1, True, b"")]), ValueError, "come from write_file's arguments"),
+        (dict(extra_chunks=[Chunk(ChunkType.MODEL, 0, True, b"")]), ValueError, "come from write_file's arguments"),
+        (dict(extra_chunks=[Chunk(ChunkType.METADATA, 0, True, b"\x01k")]), ValueError, "flag clear"),
+        (dict(extra_chunks=[Chunk(0x9000, 2, False, b"")]), ValueError, "streams stop at layer 1"),
+        (dict(extra_chunks=[b"raw"]), TypeError, "Chunk"),
+        (dict(encoder="é"), ValueError, "not ASCII"),
+        (dict(encoder="x" * 65), ValueError, "encoder name length 65"),
+    ],
+)
+def test_write_file_rejects_bad_arguments(kw, exc, message) -> None:
+    args = dict(modality=Modality.IMAGE, components=[VQVAE], geometry=ImageGeometry(4, 3), layer_streams=[[b"abcd"]])
+    args.update(kw)
+    with pytest.raises(exc, match=message):
+        write_file(**args)
+
+
+def test_write_file_may_write_unknown_must_understand_chunks() -> None:
+    """A newer or experimental feature: this vqcodec writes it, and refuses to read it."""
+    data = _image_v2(1, [Chunk(0x8000, 0, True, b"experimental")])[0]
+    with pytest.raises(VQFormatError, match="upgrade vqcodec"):
+        read_file(data)
+
+
+@pytest.mark.parametrize(
+    "make, exc",
+    [
+        (lambda: Chunk(0, 0, False, b""), ValueError),
+        (lambda: Chunk(0x10000, 0, False, b""), ValueError),
+        (lambda: Chunk(1, 256, True, b""), ValueError),
+        (lambda: Chunk(1, -1, True, b""), ValueError),
+        (lambda: Chunk(1, 0, 1, b""), TypeError),
+        (lambda: Chunk(1, 0, True, "text"), TypeError),
+        (lambda: Chunk(1.0, 0, True, b""), TypeError),
+        (lambda: ModelComponent("", "m", HASH), ValueError),
+        (lambda: ModelComponent("r" * 17, "m", HASH), ValueError),
+        (lambda: ModelComponent("vq vae", "m", HASH), ValueError),
+        (lambda: ModelComponent("vqvae", "", HASH), ValueError),
+        (lambda: ModelComponent("vqvae", "x" * 65, HASH), ValueError),
+        (lambda: ModelComponent("vqvae", "modèle", HASH), ValueError),
+        (lambda: ModelComponent("vqvae", 5, HASH), TypeError),
+        (lambda: ModelComponent("vqvae", "m", b"short"), ValueError),
+        (lambda: ModelComponent("vqvae", "m", "0" * 16), TypeError),
+        (lambda: ImageGeometry(0, 1), ValueError),
+        (lambda: ImageGeometry(1, 65536), ValueError),
+        (lambda: ImageGeometry(1.0, 1), TypeError),
+        (lambda: ImageGeometry(1, 1, 3), ValueError),
+        (lambda: AudioGeometry(0, 1, 1), ValueError),
+        (lambda: AudioGeometry(768001, 1, 1), ValueError),
+        (lambda: AudioGeometry(8000, 256, 1), ValueError),
+        (lambda: AudioGeometry(8000, 1, 0), ValueError),
+        (lambda: AudioGeometry(8000, 1, (1 << 40) + 1), ValueError),
+        (lambda: AudioGeometry(8000.0, 1, 1), TypeError),
+        (lambda: segment_table_chunk([]), ValueError),
+        (lambda: segment_table_chunk([0]), ValueError),
+        (lambda: segment_table_chunk([1 << 32]), ValueError),
+        (lambda: metadata_chunk("", b""), ValueError),
+        (lambda: metadata_chunk("a key", b""), ValueError),
+        (lambda: metadata_chunk("k", "text"), TypeError),
+    ],
+)
+def test_v2_types_reject_bad_fields(make, exc) -> None:
+    with pytest.raises(exc):
+        make()
+
+
+def test_v2_types_normalise_fields() -> None:
+    c = Chunk(4, 1, True, bytearray(b"abcd"))
+    assert c.type is ChunkType.STAGE_STREAM and type(c.payload) is bytes and c.known
+    assert Chunk(0x9000, 0, False, memoryview(b"x")) == Chunk(0x9000, 0, False, b"x")
+    assert not Chunk(0x9000, 0, False, b"").known
+    assert ModelComponent("vqvae", "m", bytearray(HASH)).weights_hash == HASH
+    assert ImageGeometry(4, 3, 0).channel_layout is ChannelLayout.RGB
+    assert isinstance(read_file(_image_v2(1)[0]), VQFile)

@@ -1,12 +1,10 @@
 """The image pipeline end to end on a tiny model: exact index round trips at every quality, quality
 layers by truncation, and every bad file raising VQFormatError."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from vqcodec.bitstream import VQFormatError, pack, truncate, unpack
+from vqcodec.bitstream import ModelComponent, VQFormatError, read_file, truncate, write_file
 
 
 @pytest.mark.parametrize("size", [(37, 29), (8, 8), (1, 1), (64, 48)])
@@ -15,8 +13,9 @@ def test_round_trip_every_quality(tiny_codec, size, make_image):
     rgb = make_image(h, w, seed=h)
     for q in range(1, tiny_codec.max_quality + 1):
         data = tiny_codec.encode(rgb, q)
-        header, indices = tiny_codec.decode_indices(data)
-        assert (header.width, header.height, header.stages) == (w, h, q)
+        vqfile = read_file(data)
+        indices = tiny_codec.decode_indices(vqfile)
+        assert (vqfile.geometry.width, vqfile.geometry.height, vqfile.layers) == (w, h, q)
         assert torch.equal(indices, tiny_codec.encode_indices(rgb, q))
         out = tiny_codec.decode(data)
         assert out.shape == rgb.shape and out.dtype == np.uint8
@@ -30,9 +29,9 @@ def test_truncated_file_decodes_at_lower_quality(tiny_codec, make_image):
     for s in range(1, tiny_codec.max_quality + 1):
         # a truncated file holds the first s stages of the full-quality indices (the beam search
         # optimises the full quality, so they need not equal a direct quality-s encode)
-        _, idx = tiny_codec.decode_indices(truncate(full, s))
+        idx = tiny_codec.decode_indices(truncate(full, s))
         assert torch.equal(idx, full_indices[:s])
-        _, idx_q = tiny_codec.decode_indices(full, quality=s)
+        idx_q = tiny_codec.decode_indices(full, layers=s)
         assert torch.equal(idx_q, idx)
 
 
@@ -43,9 +42,10 @@ def test_more_stages_cost_more_bytes(tiny_codec, make_image):
 
 
 def test_other_model_is_refused(tiny_codec, make_image):
-    data = tiny_codec.encode(make_image(16, 16))
-    header, streams = unpack(data)
-    other = pack(dataclasses.replace(header, weights_hash=bytes(16), stream_lengths=()), streams)
+    f = read_file(tiny_codec.encode(make_image(16, 16)))
+    prior = ModelComponent("prior", "some-other-prior", bytes(16))
+    other = write_file(f.modality, [f.components[0], prior], f.geometry,
+                       [f.streams(k) for k in range(1, f.layers + 1)])
     with pytest.raises(VQFormatError, match="does not have"):
         tiny_codec.decode(other)
 

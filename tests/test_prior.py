@@ -1,4 +1,4 @@
-"""Float image prior (codec/prior_image.py) and its training loop (codec/train_prior.py)."""
+"""Float image prior (vqcodec/image/prior.py) and its trainer (vqcodec/training/image_prior.py)."""
 from __future__ import annotations
 
 import json
@@ -158,9 +158,9 @@ def test_train_resume_is_exact_and_export(tmp_path):
     torch.set_num_threads(1)
     cfg = small_cfg(tile_h=6, tile_w=8)
     maps = synthetic_index_maps(4, stages=3, h=12, w=14, k=K, seed=0)
-    tc = TrainConfig(batch_size=2, lr=3e-3, warmup=2, log_every=2, val_every=2, val_fraction=0.25)
+    tc = TrainConfig(batch_size=2, lr=3e-3, warmup_steps=2, log_every=2, val_every=2, val_fraction=0.25)
     full = train_prior(maps, tmp_path / "a", steps=6, cfg=cfg, train_cfg=tc, progress=False)
-    train_prior(maps, tmp_path / "b", steps=6, cfg=cfg, train_cfg=tc, progress=False, stop_after=3)
+    train_prior(maps, tmp_path / "b", steps=6, cfg=cfg, train_cfg=tc, progress=False, stop_at_step=3)
     resumed = train_prior(maps, tmp_path / "b", steps=6, resume=True, progress=False)  # tc from checkpoint
     pa, pb = _params(full), _params(resumed)
     assert pa.keys() == pb.keys()

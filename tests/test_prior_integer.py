@@ -1,4 +1,5 @@
-"""Exact integer inference of the image prior (codec/integer_ops.py, codec/prior_integer.py)."""
+"""Exact integer inference: integer ops, layers, scheduler and file format (vqcodec/integer/) and the image
+prior built from them (vqcodec/image/prior_integer.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -152,7 +153,7 @@ def test_integer_logits_track_float_logits(prior):
 
 def _decode_recording(ip, stage, x, h, w):
     """decode_stage with a decode_fn returning the true symbols; returns (decoded map, freqs (H*W, K))."""
-    groups = iter(ip.coding_groups(stage, h, w))
+    groups = iter(ip.coding_groups(stage, (h, w)))
     rec = np.full((h * w, ip.codebook_size), -1, dtype=np.int64)
 
     def fn(freqs):
@@ -161,7 +162,7 @@ def _decode_recording(ip, stage, x, h, w):
         rec[g] = freqs
         return x[stage - 1].reshape(-1)[torch.from_numpy(g)].numpy()
 
-    out = ip.decode_stage(stage, x[: stage - 1] if stage > 1 else None, h, w, fn)
+    out = ip.decode_stage(stage, x[: stage - 1] if stage > 1 else None, (h, w), fn)
     with pytest.raises(StopIteration):
         next(groups)
     return out, rec
@@ -198,12 +199,12 @@ def test_tiny_maps(h, w):
 def test_coding_groups_cover_every_position_once(prior):
     _, ip, _ = prior
     for stage in (1, 2):
-        gs = ip.coding_groups(stage, 13, 17)
+        gs = ip.coding_groups(stage, (13, 17))
         allpos = np.concatenate(gs)
         assert np.array_equal(np.sort(allpos), np.arange(13 * 17))
-    g1 = ip.coding_groups(1, 13, 17)
+    g1 = ip.coding_groups(1, (13, 17))
     assert len(g1) == 16 + ip.wavefront_slope * 5 + 1  # tile 6 rows: (w-1) + a*(th-1) + 1 wavefronts
-    assert len(ip.coding_groups(2, 13, 17)) == 1
+    assert len(ip.coding_groups(2, (13, 17))) == 1
 
 
 def test_batch_composition_does_not_change_freqs():
@@ -290,7 +291,7 @@ def test_round_trip_with_range_coder():
         enc = IndexEncoder()
         for s in range(1, 4):
             f = ip.frequencies(x, s)
-            for g in ip.coding_groups(s, h, w):
+            for g in ip.coding_groups(s, (h, w)):
                 enc.encode(x[s - 1].reshape(-1)[torch.from_numpy(g)].numpy(), f[g])
         dec = IndexDecoder(enc.finish())
         decode = dec.decode
@@ -300,7 +301,7 @@ def test_round_trip_with_range_coder():
         coder = constriction.stream.queue.RangeEncoder()
         for s in range(1, 4):
             f = ip.frequencies(x, s)
-            for g in ip.coding_groups(s, h, w):
+            for g in ip.coding_groups(s, (h, w)):
                 p = f[g].astype(np.float64)
                 coder.encode(x[s - 1].reshape(-1)[torch.from_numpy(g)].numpy().astype(np.int32), model,
                              p / p.sum(1, keepdims=True))
@@ -312,7 +313,7 @@ def test_round_trip_with_range_coder():
     out = []
     for s in range(1, 4):
         earlier = torch.stack(out) if out else None
-        out.append(ip.decode_stage(s, earlier, h, w, decode))
+        out.append(ip.decode_stage(s, earlier, (h, w), decode))
     assert torch.equal(torch.stack(out), x)
     if IndexEncoder is not None:
         dec.check_finished()
@@ -352,8 +353,170 @@ def test_bad_arguments(prior):
     with pytest.raises(ValueError, match="1-based"):
         ip.frequencies(maps[0], 0)
     with pytest.raises(ValueError, match="earlier"):
-        ip.decode_stage(2, maps[0][:2], 13, 17, lambda f: np.zeros(len(f), dtype=np.int64))
+        ip.decode_stage(2, maps[0][:2], (13, 17), lambda f: np.zeros(len(f), dtype=np.int64))
     with pytest.raises(ValueError, match="symbols"):
-        ip.decode_stage(1, None, 13, 17, lambda f: np.zeros(1, dtype=np.int64))
+        ip.decode_stage(1, None, (13, 17), lambda f: np.zeros(1, dtype=np.int64))
     with pytest.raises(ValueError, match="indices"):
         ip.frequencies(maps[0] + K, 1)
+
+
+def test_image_prior_is_a_stage_prior(prior):
+    from vqcodec.coding import StagePrior
+    _, ip, _ = prior
+    assert isinstance(ip, StagePrior)
+    with pytest.raises(ValueError, match="shape"):
+        ip.coding_groups(1, (13, 17, 1))
+
+
+# ---------------------------------------------------------------------------------------- file format
+def test_prior_file_refuses_other_files(prior, tmp_path):
+    from vqcodec.image.prior_integer import INTEGER_PRIOR_FORMAT, load_integer_prior
+    from vqcodec.integer.prior_file import PriorFileError, load_prior_file, save_prior_file
+    _, ip, maps = prior
+    good = tmp_path / "good.safetensors"
+    save_prior_file(good, ip.state_dict(), INTEGER_PRIOR_FORMAT)
+    assert _digest(load_integer_prior(good), maps[2]) == _digest(ip, maps[2])
+    other = tmp_path / "other.safetensors"
+    save_prior_file(other, ip.state_dict(), "vqcodec-integer-audio-prior-v1")
+    with pytest.raises(PriorFileError, match="audio-prior"):
+        load_integer_prior(other)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(PriorFileError, match="not a safetensors file"):
+        load_integer_prior(junk)
+    with pytest.raises(FileNotFoundError):
+        load_prior_file(tmp_path / "missing.safetensors", INTEGER_PRIOR_FORMAT)
+    with pytest.raises(PriorFileError, match="float"):
+        save_prior_file(tmp_path / "f.safetensors", {"w": torch.zeros(3)}, INTEGER_PRIOR_FORMAT)
+    assert issubclass(PriorFileError, ValueError)
+
+
+# ------------------------------------------------------------------ the generic machinery on other grids
+from vqcodec.coding import StagePrior, decode_stages, encode_stages  # noqa: E402
+from vqcodec.integer.layers import ExpFreqs, GateLuts  # noqa: E402
+from vqcodec.integer.quantize import quantize_linear_layer  # noqa: E402
+from vqcodec.integer.scheduler import CausalGraph, IncrementalScheduler, Node  # noqa: E402
+
+
+def _rand_linear(g, n_out, n_in, in_scale, in_max, out_scale):
+    w = torch.randn(n_out, n_in, generator=g) * 0.5
+    b = torch.randn(n_out, generator=g) * 0.1
+    lin = quantize_linear_layer(w, b, in_scale, in_max, out_scale, FORMAT["weight_bits"], FORMAT["mult_bits"])
+    assert lin.requant_bound() < iops.FLOAT64_EXACT_LIMIT
+    return lin
+
+
+def tiny_wavenet(k: int = 16, c: int = 6, dilations=(1, 2, 4), seed: int = 0) -> CausalGraph:
+    """A 1-D integer WaveNet from vqcodec.integer pieces: causal dilated convs (kernel 2), gated tanh x
+    sigmoid units, residual and skip connections, head on the skip sum. Receptive field: the 8 previous
+    steps."""
+    g = torch.Generator().manual_seed(seed)
+    luts = GateLuts.build(FORMAT)
+    smax, u_max, act_max = FORMAT["stream_max"], float(luts.u_max), luts.act_max
+    s = 1e-3  # stream scale
+    lut_s, act_s, logit_s = 2.0 ** -FORMAT["lut_in_frac"], 2.0 ** -FORMAT["act_frac"], 2.0 ** -FORMAT["logit_frac"]
+    embed = torch.randint(-2000, 2001, (k, c), generator=g).double()
+    nodes, channels = [], {"E": c}
+    for l, d in enumerate(dilations):
+        first = l == 0
+        conv = _rand_linear(g, 2 * c, 2 * c, s, smax, lut_s)
+        res, skip = _rand_linear(g, c, c, act_s, act_max, s), _rand_linear(g, c, c, act_s, act_max, s)
+
+        def fn(gx, gs=None, conv=conv, res=res, skip=skip, first=first):
+            a = luts.gate(conv(gx, -u_max, u_max))
+            r, sk = res(a), skip(a)
+            if not first:
+                r.add_(gx[:, -c:])  # the tap at offset (0,): offset-major gather
+                sk.add_(gs)
+            return r.clamp_(-smax, smax), sk.clamp_(-smax, smax)
+
+        inputs = [("E", ((-2 * d,), (-d,)))] if first else [(f"R{l - 1}", ((-d,), (0,))), (f"S{l - 1}", ((0,),))]
+        nodes.append(Node(f"layer{l}", inputs, [f"R{l}", f"S{l}"], fn))
+        channels.update({f"R{l}": c, f"S{l}": c})
+    head = _rand_linear(g, k, c, s, smax, logit_s)
+    return CausalGraph(ndim=1, channels=channels, nodes=nodes, embed=embed, head=lambda h: head(h.clamp(min=0)),
+                       input="E", output=f"S{len(dilations) - 1}")
+
+
+class SequencePrior:
+    """One-stage StagePrior over sequences (T,) driven by a 1-D CausalGraph: the shape an audio prior takes."""
+
+    num_stages = 1
+
+    def __init__(self, graph: CausalGraph, k: int, tile: int) -> None:
+        self.codebook_size = k
+        self.engine = IncrementalScheduler(graph, (tile,))
+        self.exp = ExpFreqs(iops.make_exp_lut(FORMAT["logit_frac"], FORMAT["exp_top_bits"]), k)
+
+    def frequencies(self, indices, stage):
+        x = torch.as_tensor(indices)[0]
+        return self.exp.of_chunks(self.engine.full_logits(x, chunk=5), x.numel())
+
+    def coding_groups(self, stage, shape):
+        return self.engine.groups(shape)
+
+    def decode_stage(self, stage, earlier, shape, decode_fn):
+        return self.engine.decode(shape, lambda _, lg: torch.as_tensor(decode_fn(self.exp(lg)), dtype=torch.int64))
+
+
+@pytest.mark.parametrize("t,tile", [(1, 0), (2, 0), (23, 0), (23, 5), (40, 8)])
+def test_scheduler_decodes_a_1d_wavenet_incrementally(t, tile):
+    """The scheduler and layers are not image-specific: a causal sequence net decodes step by step with
+    frequencies bit-identical to the whole-sequence pass, and round-trips through the stage coder."""
+    prior = SequencePrior(tiny_wavenet(), 16, tile)
+    assert isinstance(prior, StagePrior)
+    assert prior.engine.wavefront == (1,)
+    assert prior.engine.receptive_field() == {(-i,) for i in range(1, 9)}
+    x = torch.randint(0, 16, (1, t), generator=torch.Generator().manual_seed(t))
+    span = tile if 0 < tile < t else t
+    groups = prior.coding_groups(1, (t,))
+    assert len(groups) == span and len(groups[0]) == -(-t // span)  # one step per position, tiles in lockstep
+    enc = prior.frequencies(x, 1)
+    assert enc.shape == (t, 16) and enc.min() >= 1
+    rec = np.full_like(enc, -1)
+    it = iter(groups)
+
+    def fn(freqs):
+        g = next(it)
+        rec[g] = freqs
+        return x[0, torch.from_numpy(g)].numpy()
+    assert torch.equal(prior.decode_stage(1, x[:0], (t,), fn), x[0])
+    assert np.array_equal(rec, enc)
+    if t > 2:
+        assert len(np.unique(enc, axis=0)) > 1  # the context matters
+        y = x.clone()
+        y[0, 0] = (y[0, 0] + 1) % 16
+        ey = prior.frequencies(y, 1)
+        assert np.array_equal(ey[:1], enc[:1]) and not np.array_equal(ey[1], enc[1])  # causal, and uses t-1
+    if 0 < tile < t:  # tiles are independent sequences
+        assert np.array_equal(prior.frequencies(x[:, tile:2 * tile], 1), enc[tile:2 * tile])
+    streams = encode_stages(prior, x)
+    assert torch.equal(decode_stages(prior, streams, (t,)), x)
+
+
+def test_scheduler_is_generic_over_dimensions():
+    """3-D grid: the wavefront coefficients follow from the receptive field, and incremental decoding
+    equals the whole-grid pass."""
+    g = torch.Generator().manual_seed(3)
+    offs = ((-1, 0, 5), (0, -1, 2), (0, 0, -1))
+    lin = _rand_linear(g, 8, 3 * 4, 1e-3, 2000, 2.0 ** -FORMAT["logit_frac"])
+    embed = torch.randint(-2000, 2001, (8, 4), generator=g).double()
+    graph = CausalGraph(3, {"E": 4, "Y": 8}, [Node("y", [("E", offs)], ["Y"], lambda e: (lin(e),))], embed,
+                        head=lambda y: y, output="Y")
+    sched = IncrementalScheduler(graph, (0, 3, 0))
+    assert sched.wavefront == (6, 3, 1)
+    x = torch.randint(0, 8, (3, 7, 6), generator=g)
+    full = torch.cat(list(sched.full_logits(x, chunk=10)))
+    rec = torch.full_like(full, float("nan"))
+    groups = iter(sched.groups(x.shape))
+
+    def step(_, logits):
+        pos = torch.from_numpy(next(groups))
+        rec[pos] = logits
+        return x.reshape(-1)[pos]
+    assert torch.equal(sched.decode(x.shape, step), x)
+    assert torch.equal(rec, full)
+    for bad in ((0, 1, -1), (0, 0, 0)):
+        node = Node("y", [("E", offs + (bad,))], ["Y"], lambda e: (e,))
+        with pytest.raises(AssertionError, match="not causal"):
+            IncrementalScheduler(CausalGraph(3, {"E": 4, "Y": 16}, [node], embed, lambda y: y, output="Y"), (0, 0, 0))

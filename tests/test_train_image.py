@@ -40,8 +40,8 @@ def _digest(model: torch.nn.Module) -> str:
 
 
 def _cfg(data, out, steps, resume=False):
-    return TrainImageConfig(data=str(data), out=str(out), steps=steps, batch_size=2, crop=32, warmup=2,
-                            checkpoint_minutes=0.0, threads=1, bf16=False, model=SMALL, resume=resume)
+    return TrainImageConfig(data=str(data), out=str(out), steps=steps, batch_size=2, crop=32, warmup_steps=2,
+                            checkpoint_every=0.0, threads=1, bf16=False, model=SMALL, resume=resume)
 
 
 def test_resume_continues_exactly(image_folder, tmp_path):
@@ -117,7 +117,7 @@ def test_ddp_resume_continues_exactly(image_folder, tmp_path):
     ends where the uninterrupted one does."""
     straight = _torchrun_worker(image_folder, tmp_path / "a")
     _torchrun_worker(image_folder, tmp_path / "b", "stop")
-    states = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["crops_rng"]
+    states = [r["task"]["crops"] for r in torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["ranks"]]
     assert len(states) == 2 and not torch.equal(states[0], states[1])
     assert _torchrun_worker(image_folder, tmp_path / "b", "resume") == straight
 

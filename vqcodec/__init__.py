@@ -1,17 +1,24 @@
-"""vqcodec: a learned image codec built on a residual VQ-VAE.
+"""vqcodec: a learned codec for images and audio built on a residual VQ-VAE.
 
-Data flow (read the file names in this order):
-  vqcodec/api.py            public entry points (encode_image, decode, max_quality)
-  codec/image_model.py      encoder -> latents, decoder <- latents (float nets)
-  codec/quantizer.py        latents -> residual VQ indices (kernels/ does the nearest-code search)
-  codec/prior_*.py          autoregressive priors giving probabilities of the indices
-  bitstream/entropy.py      indices + probabilities -> range-coded bytes (constriction)
-  bitstream/container.py    the .vq file header and stream layout
+Data flow, input file to .vq and back (read the folder names in this order):
+  api.py                     public entry points: encode_image, encode_audio, decode, inspect, max_quality
+  registry.py                which installed model components a file names; which codec decodes it
+  image/, audio/             one folder per modality: its model (encoder -> latents -> decoder), its codec
+                             pipeline, its data loading, its float and integer prior nets
+  quantization/              latents -> residual-VQ indices (kernels/ does the nearest-code search)
+  integer/                   exact integer inference of the priors (layers, lookup tables, scheduler)
+  coding/                    one stage-coding path: indices + prior frequencies -> one stream per stage
+  bitstream/                 range coding (entropy.py) and the .vq container (container.py, FORMAT.md)
+  weights/                   the shipped safetensors files and their MANIFEST.json
+  training/                  the shared training loop and one task per trainable thing (never imported
+                             by inference)
+  cli/                       the `vqcodec` command, through the public API
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
-from .api import decode, encode_image, max_quality  # noqa: E402
+from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_quality, sample_image  # noqa: E402
 
-__all__ = ["__version__", "VQFormatError", "encode_image", "decode", "max_quality"]
+__all__ = ["__version__", "VQFormatError", "encode_image", "encode_audio", "decode", "decode_indices", "inspect",
+           "max_quality", "sample_image"]

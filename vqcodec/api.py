@@ -1,4 +1,13 @@
-"""Public Python API: encode_image, decode, max_quality, VQFormatError.
+"""Public Python API: encode_image, encode_audio, decode, decode_indices, inspect, max_quality, VQFormatError.
+
+One meaning of quality everywhere: `quality` is the codec's quality scale, 1..max_quality(modality), higher
+is better and bigger; None means the top. Decoding fewer quality *layers* than a file holds is a separate
+option, `layers`: a file cut to its first N layers (or decoded with layers=N) gives the reconstruction
+of those layers.
+
+Decoding dispatches on the file: its header names the modality and every model component that made it,
+and the registry (`vqcodec.registry`) finds the installed weights, so files of earlier releases keep
+decoding while their components are installed.
 
 Input policy for images (also what the CLI does):
   * RGB is coded as is; 16-bit and float modes are converted to 8-bit RGB by Pillow.
@@ -10,25 +19,76 @@ Input policy for images (also what the CLI does):
 """
 from __future__ import annotations
 
-from typing import Callable, Literal
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vqcodec.bitstream import VQFormatError
+from vqcodec.registry import codec_class, default_registry
 
-__all__ = ["encode_image", "decode", "max_quality", "to_rgb_array", "VQFormatError", "AlphaPolicy"]
+if TYPE_CHECKING:
+    from vqcodec.bitstream import VQFile
+
+__all__ = [
+    "encode_image",
+    "encode_audio",
+    "encode_audio_file",
+    "decode_audio_blocks",
+    "sample_image",
+    "decode",
+    "decode_indices",
+    "inspect",
+    "max_quality",
+    "to_rgb_array",
+    "FileInfo",
+    "VQFormatError",
+    "AlphaPolicy",
+]
 
 AlphaPolicy = Literal["error", "drop", "white", "black"]
 Progress = Callable[[int, int], None]
+"""progress(done, total): called after each quality layer is coded."""
 
 
-def _codec():
-    from vqcodec.image.codec import ImageCodec
+# ----------------------------------------------------------------------------------------------- codecs
+@functools.lru_cache(maxsize=8)
+def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str) -> Any:
+    return codec_class(modality)(Path(model_path), Path(prior_path), prior_id=prior_id)
 
-    return ImageCodec.default()
+
+def default_codec(modality: str) -> Any:
+    """The codec new `modality` files are encoded with (loaded once per process)."""
+    c = default_registry().defaults(modality)
+    return _load_codec(modality, str(c["vqvae"].path), str(c["prior"].path), c["prior"].model_id)
 
 
+def codec_for_file(vqfile: "VQFile") -> Any:
+    """The codec that decodes `vqfile`, from the model components its header names.
+
+    Raises:
+        VQFormatError: a named component is not installed; the message names it and the release to use.
+    """
+    registry = default_registry()
+    modality = vqfile.modality_name
+    if vqfile.version == 1:
+        (legacy,) = vqfile.components
+        c = registry.resolve_v1(modality, legacy.model_id, legacy.weights_hash)
+    else:
+        c = registry.resolve(modality, vqfile.components, made_by=vqfile.encoder_name)
+    return _load_codec(modality, str(c["vqvae"].path), str(c["prior"].path), c["prior"].model_id)
+
+
+def max_quality(modality: str = "image") -> int:
+    """Top of the quality scale of the shipped `modality` model ("image" or "audio")."""
+    return default_codec(modality).max_quality
+
+
+# ----------------------------------------------------------------------------------------------- images
 def to_rgb_array(img: "Image.Image | np.ndarray", alpha: AlphaPolicy = "error") -> np.ndarray:
     """A PIL image or an (H, W, 3) uint8 array -> (H, W, 3) uint8 RGB array, by the policy above."""
     if isinstance(img, np.ndarray):
@@ -60,35 +120,156 @@ def to_rgb_array(img: "Image.Image | np.ndarray", alpha: AlphaPolicy = "error") 
     return np.asarray(img.convert("RGB"))
 
 
-def max_quality(modality: str = "image") -> int:
-    """Highest quality level (= number of residual-VQ stages) of the shipped model for `modality`."""
-    if modality != "image":
-        raise ValueError(f"unknown modality {modality!r}; this release codes 'image' only")
-    return _codec().max_quality
-
-
 def encode_image(
     img: "Image.Image | np.ndarray",
     quality: int | None = None,
     *,
     alpha: AlphaPolicy = "error",
     progress: Progress | None = None,
+    verify: bool = False,
 ) -> bytes:
     """Encode an image to .vq bytes.
 
     Args:
         img: a PIL image, or an (H, W, 3) uint8 RGB array. See the module docstring for other modes.
-        quality: 1..max_quality("image"); None means the highest (best quality, most bytes).
-            Each level adds one residual-VQ stage: about 0.14 bpp before entropy coding.
+        quality: 1..max_quality("image"); None means the top (best quality, most bytes).
         alpha: what to do with a transparent alpha channel ("error", "drop", "white", "black").
+        verify: decode the bytes again and check they give the encoder's indices (RuntimeError if not).
     """
-    return _codec().encode(to_rgb_array(img, alpha), quality, progress)
+    return default_codec("image").encode(to_rgb_array(img, alpha), quality, progress, verify=verify)
 
 
-def decode(data: bytes, quality: int | None = None, *, progress: Progress | None = None) -> Image.Image:
-    """Decode .vq bytes to a PIL RGB image.
+def sample_image(width: int, height: int, *, seed: int = 0, layers: int | None = None) -> Image.Image:
+    """Draw index maps from the shipped image prior and decode them (the VQ-VAE paper's generation
+    experiment). width, height: multiples of 8 pixels; layers: quality layers to sample (None = all)."""
+    codec = default_codec("image")
+    return Image.fromarray(codec.sample(width, height, seed, layers), mode="RGB")
 
-    quality: decode only the first `quality` stages (lower quality; None = all stages in the file).
-    Raises VQFormatError for anything that is not a valid .vq file of an installed model.
+
+# ----------------------------------------------------------------------------------------------- audio
+def encode_audio(samples: np.ndarray, sample_rate: int, quality: int | None = None, *,
+                 progress: Progress | None = None, verify: bool = False) -> bytes:
+    """Encode audio to .vq bytes.
+
+    Args:
+        samples: float32 (T,) mono or (T, C) with C channels, values nominally in [-1, 1].
+        sample_rate: of `samples`, in Hz; decoding restores it.
+        quality: 1..max_quality("audio"); None means the top.
+        verify: decode the bytes again and check they give the encoder's indices (RuntimeError if not).
     """
-    return Image.fromarray(_codec().decode(bytes(data), quality, progress), mode="RGB")
+    return default_codec("audio").encode(samples, int(sample_rate), quality, progress, verify=verify)
+
+
+def encode_audio_file(path: "str | Path", quality: int | None = None, *, progress: Progress | None = None,
+                      verify: bool = False) -> bytes:
+    """Encode an audio file (any format soundfile reads) to .vq bytes, streaming it in blocks, so memory
+    does not grow with the file's length."""
+    from vqcodec.audio.codec import AudioStream
+
+    return default_codec("audio").encode(AudioStream.from_file(path), None, quality, progress, verify=verify)
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+def _parse(data: "bytes | bytearray | memoryview") -> "VQFile":
+    from vqcodec.bitstream import read_file
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected .vq bytes, got {type(data).__name__}")
+    return read_file(bytes(data))
+
+
+def decode(data: bytes, *, layers: int | None = None, progress: Progress | None = None
+           ) -> "Image.Image | tuple[np.ndarray, int]":
+    """Decode .vq bytes.
+
+    Args:
+        layers: decode only the first `layers` quality layers (None = all in the file).
+    Returns:
+        an image file: a PIL RGB image; an audio file: (samples float32 (T, C), sample_rate in Hz).
+    Raises:
+        VQFormatError: for anything that is not a valid .vq file of an installed model.
+    """
+    vqfile = _parse(data)
+    out = codec_for_file(vqfile).decode(vqfile, layers, progress)
+    if vqfile.modality_name == "image":
+        return Image.fromarray(out, mode="RGB")
+    return out
+
+
+def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Progress | None = None
+                        ) -> tuple[int, int, int, Iterator[np.ndarray]]:
+    """Decode an audio .vq file block by block: -> (sample_rate, channels, num_samples, blocks), where blocks
+    yields float32 (n, channels) arrays adding up to num_samples. The waveform is rendered as it is consumed,
+    so memory does not grow with the file's length."""
+    vqfile = _parse(data)
+    if vqfile.modality_name != "audio":
+        raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
+    codec = codec_for_file(vqfile)
+    indices = codec.decode_indices(vqfile, layers, progress)
+    g = vqfile.geometry
+    return g.sample_rate, g.channels, g.num_samples, codec.render_blocks(indices, g.sample_rate, g.num_samples)
+
+
+def decode_indices(data: bytes, *, layers: int | None = None) -> torch.Tensor:
+    """Decode only the quantizer indices of .vq bytes: (layers, *positions) int64, exact on any machine."""
+    vqfile = _parse(data)
+    return codec_for_file(vqfile).decode_indices(vqfile, layers)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a .vq file holds, from its header (no decoding).
+
+    Attributes:
+        modality: "image" or "audio".
+        layers: quality layers in the file.
+        components: ((role, model id, weights hash hex), ...) of the models that made it.
+        file_bytes: size of the file.
+        width, height: image size in pixels (0 for audio).
+        sample_rate, channels, num_samples: audio geometry (0 for images).
+        layer_bytes: bytes of the coded streams of each layer.
+        format_version: the container version.
+    """
+
+    modality: str
+    layers: int
+    components: tuple[tuple[str, str, str], ...]
+    file_bytes: int
+    layer_bytes: tuple[int, ...]
+    format_version: int
+    width: int = 0
+    height: int = 0
+    sample_rate: int = 0
+    channels: int = 0
+    num_samples: int = 0
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * self.file_bytes / (self.width * self.height) if self.width else 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def kbps(self) -> float:
+        return 8 * self.file_bytes / self.duration_s / 1000 if self.num_samples else 0.0
+
+
+def inspect(data: bytes) -> FileInfo:
+    """Describe .vq bytes without decoding them. Raises VQFormatError for an invalid file."""
+    vqfile = _parse(data)
+    g = vqfile.geometry
+    geometry: dict[str, int] = (
+        {"width": g.width, "height": g.height} if vqfile.modality_name == "image"
+        else {"sample_rate": g.sample_rate, "channels": g.channels, "num_samples": g.num_samples}
+    )
+    return FileInfo(
+        modality=vqfile.modality_name,
+        layers=vqfile.layers,
+        components=tuple((c.role, c.model_id, bytes(c.weights_hash).hex()) for c in vqfile.components),
+        file_bytes=len(data),
+        layer_bytes=tuple(sum(len(s) for s in vqfile.streams(k)) for k in range(1, vqfile.layers + 1)),
+        format_version=vqfile.version,
+        **geometry,
+    )

@@ -15,8 +15,8 @@ SMALL = dict(latent_dim=8, num_stages=2, num_codes=16, width_low=32, width_mid=1
 if __name__ == "__main__":
     data, out = sys.argv[1], sys.argv[2]
     mode = sys.argv[3] if len(sys.argv) > 3 else "straight"
-    model = train_image(TrainImageConfig(data=data, out=out, steps=4, batch_size=2, crop=32, warmup=1,
-                                         checkpoint_minutes=100, threads=1, bf16=False, model=SMALL,
+    model = train_image(TrainImageConfig(data=data, out=out, steps=4, batch_size=2, crop=32, warmup_steps=1,
+                                         checkpoint_every=6000, threads=1, bf16=False, model=SMALL,
                                          log_every=1, stop_at_step=2 if mode == "stop" else None,
                                          resume=mode == "resume"))
     h = hashlib.sha256()

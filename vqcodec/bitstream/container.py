@@ -1,478 +1,598 @@
-"""The .vq container: header, per-stage streams and CRC (see FORMAT.md beside this file).
+"""The .vq container, format version 2 (chunks) and version 1 (legacy, still read). Spec: FORMAT.md.
 
-Layout (all integers little-endian; L = model id length, s = stage count):
+Version 2 layout (all integers little-endian, unsigned):
 
-    offset        size  type      field
-    0             4     bytes     magic b"\\x89VQC"
-    4             1     u8        format version (1)
-    5             1     u8        modality (0 = IMAGE, 1 = AUDIO)
-    6             1     u8        L, model id length (1..64)
-    7             L     ASCII     model id, visible ASCII 0x21..0x7E
-    7+L           16    bytes     weights hash (first 16 bytes of sha256 of the weights file)
-    23+L          4     u32       width  (1..65535)
-    27+L          4     u32       height (1..65535)
-    31+L          1     u8        channel layout (0 = RGB)
-    32+L          1     u8        s, stage count (1..32)
-    33+L          4*s   u32[s]    stream length of each stage, in bytes
-    33+L+4s       sum   bytes     stage streams back to back, stage 1 first
-    end-4         4     u32       zlib.crc32 of every byte before it
+    offset  size  type  field
+    0       4     bytes magic b"\\x89VQC"
+    4       1     u8    format version (2)
+    5       1     u8    modality (0 = IMAGE, 1 = AUDIO)
+    6       4     u32   chunk count C (0..2**24)
+    10      ...         C chunks, each:  type u16 | flags u8 | layer u8 | length u32 | payload
+    end-4   4     u32   zlib.crc32 of every byte before it
 
-This module owns only the byte layout. It does not know what is inside a stream (that is
-`entropy.py` and the priors in codec/) and it does not check that the model is installed (the
-caller does that with `check_model`).
+Chunks appear in non-decreasing layer order: layer 0 (models, geometry, metadata) first, then the
+chunks of quality layer 1, 2, ... Cutting a file to its first N quality layers is therefore
+generic: keep the chunks with layer <= N, rewrite C and the CRC (`truncate`).
 
-Every length field is bounded and checked against the real size of the input before it is used,
-so no input can make this module allocate more than a copy of the input or loop more than
-O(len(data)) times. Bad data raises `VQFormatError` only; bad arguments raise `TypeError` or
-`ValueError`.
+This module owns the framing and the whole-file rules (which chunks must be present, layer order);
+payload layouts are in `chunks.py`; what is inside a stream is `entropy.py` and the codecs'. It
+does not check that the models a file names are installed (the model registry does).
+
+Every length is bounded and checked against the real size of the input before it is used, so no
+input makes a reader allocate more than a copy of the input or loop more than O(len(data)) times.
+Bad data raises `VQFormatError` only; bad arguments raise `TypeError` or `ValueError`.
 """
 from __future__ import annotations
 
-import dataclasses
-import enum
-import hashlib
-import numbers
 import struct
+import types
 import zlib
-from dataclasses import dataclass
-from typing import Sequence, Union
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
 
+from ._common import (
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_IMAGE_SIDE,
+    MAX_MODEL_ID_BYTES,
+    V1_FORMAT_VERSION,
+    WEIGHTS_HASH_BYTES,
+    BytesLike,
+    ChannelLayout,
+    Invalid,
+    Modality,
+    as_bytes,
+    check_int,
+    check_signature,
+    hash_weights,
+    truncated,
+)
+from .chunks import (
+    FIRST_FUTURE_TYPE,
+    FIRST_PRIVATE_TYPE,
+    MAX_LAYER,
+    AudioGeometry,
+    Chunk,
+    ChunkType,
+    Geometry,
+    ImageGeometry,
+    ModelComponent,
+    decode_audio_geometry,
+    decode_encoder,
+    decode_image_geometry,
+    decode_metadata,
+    decode_model,
+    decode_segment_table,
+    encode_audio_geometry,
+    encode_image_geometry,
+    encode_model,
+    encoder_chunk,
+    metadata_chunk,
+    rule_problem,
+    segment_table_chunk,
+    type_name,
+)
 from .errors import VQFormatError
+from .v1 import (
+    MAX_STAGES,
+    MAX_STREAM_BYTES,
+    MIN_FILE_BYTES,
+    VQHeader,
+    check_model,
+    pack,
+    read_header,
+    truncate_v1,
+    unpack,
+    unpack_v1,
+)
 
 __all__ = [
+    # version 2 (and version-1 reading through read_file)
+    "VQFile",
+    "Chunk",
+    "ChunkType",
+    "ModelComponent",
+    "ImageGeometry",
+    "AudioGeometry",
+    "Geometry",
+    "read_file",
+    "inspect",
+    "write_file",
+    "truncate",
+    "metadata_chunk",
+    "segment_table_chunk",
+    "hash_weights",
     "MAGIC",
     "FORMAT_VERSION",
+    "V1_FORMAT_VERSION",
+    "MAX_CHUNKS",
+    "MAX_LAYER",
+    "HEADER_BYTES",
+    "CHUNK_HEADER_BYTES",
+    "MIN_V2_FILE_BYTES",
+    "FIRST_FUTURE_TYPE",
+    "FIRST_PRIVATE_TYPE",
+    "Modality",
+    "ChannelLayout",
+    "BytesLike",
+    # version 1 path (the image codec's until it switches to write_file / read_file)
+    "VQHeader",
+    "pack",
+    "unpack",
+    "read_header",
+    "check_model",
     "MAX_MODEL_ID_BYTES",
     "WEIGHTS_HASH_BYTES",
     "MAX_STAGES",
     "MAX_IMAGE_SIDE",
     "MAX_STREAM_BYTES",
     "MIN_FILE_BYTES",
-    "Modality",
-    "ChannelLayout",
-    "VQHeader",
-    "BytesLike",
-    "pack",
-    "unpack",
-    "truncate",
-    "read_header",
-    "check_model",
-    "hash_weights",
 ]
 
-MAGIC = b"\x89VQC"
-"""File signature. The high-bit first byte catches 7-bit transfers and text-mode mangling."""
-FORMAT_VERSION = 1
-"""The only format version this code writes and the newest it reads."""
-MAX_MODEL_ID_BYTES = 64
-WEIGHTS_HASH_BYTES = 16
-MAX_STAGES = 32
-MAX_IMAGE_SIDE = 65535
-MAX_STREAM_BYTES = 0xFFFFFFFF
-"""A stream length is a u32."""
-
-BytesLike = Union[bytes, bytearray, memoryview]
-
-_PREFIX = struct.Struct("<4sBBB")  # magic, version, modality, model id length
-_MIDDLE = struct.Struct("<16sIIBB")  # weights hash, width, height, channel layout, stage count
+_HEADER = struct.Struct("<4sBBI")  # magic, version, modality, chunk count
+_CHUNK_HEADER = struct.Struct("<HBBI")  # type, flags, layer, payload length
 _CRC = struct.Struct("<I")
-_FIXED_BYTES = _PREFIX.size + _MIDDLE.size  # header bytes other than model id and stream lengths
-MIN_FILE_BYTES = _FIXED_BYTES + 1 + 4 + _CRC.size
-"""Smallest possible valid file: 1-byte model id, one empty stream."""
+HEADER_BYTES = _HEADER.size
+"""10: magic, version, modality, chunk count."""
+CHUNK_HEADER_BYTES = _CHUNK_HEADER.size
+"""8: type, flags, layer, payload length."""
+MAX_CHUNKS = 1 << 24
+"""Chunk count bound (16,777,216). Also every chunk takes >= 8 bytes, so C <= (file size - 14) / 8."""
+MUST_UNDERSTAND = 0x01
+"""Flag bit 0; bits 1..7 are reserved and must be 0."""
+MIN_V2_FILE_BYTES = HEADER_BYTES + (CHUNK_HEADER_BYTES + 20) + (CHUNK_HEADER_BYTES + 9) + CHUNK_HEADER_BYTES + _CRC.size
+"""67: one MODEL chunk (1-byte role and id), IMAGE_GEOMETRY, one empty STAGE_STREAM, CRC."""
+
+_FAULTY = "the file is corrupted or was written by a faulty encoder"
 
 
-class Modality(enum.IntEnum):
-    """What the file encodes (u8 at offset 5)."""
-
-    IMAGE = 0
-    AUDIO = 1
-
-
-class ChannelLayout(enum.IntEnum):
-    """Channel layout of the decoded signal (u8 at offset 31+L). Values 1..255 are reserved."""
-
-    RGB = 0
+# ------------------------------------------------------------------------------------------- VQFile
 
 
 @dataclass(frozen=True)
-class VQHeader:
-    """Everything in a .vq file except the streams themselves.
+class VQFile:
+    """A parsed .vq file (either version).
 
     Attributes:
-        modality: what the file encodes.
-        model_id: ASCII model name, 1..64 visible characters, e.g. "image-f8-s8-v1".
-        weights_hash: 16 raw bytes, the first 16 bytes of sha256 of the weights file
-            (see `hash_weights`).
-        width, height: image size in pixels, 1..65535 each.
-        channel_layout: channel layout of the decoded image.
-        stream_lengths: byte length of each stage's stream, stage 1 first. Filled in by `unpack`;
-            `pack` computes it from the streams (leave it empty or give the real lengths).
-        version: format version; `pack` writes only `FORMAT_VERSION`.
+        version: 1 or 2.
+        modality: IMAGE or AUDIO.
+        components: the model components that made the file, in file order (version 1: one,
+            role "model", whose hash covers the vqvae and prior files together).
+        geometry: ImageGeometry or AudioGeometry.
+        layers: quality layers in the file (1..255; version 1: its stage count).
+        chunks: every chunk in file order, unknown optional ones included (version 1: the chunks
+            a version-2 file of the same content holds: MODEL, IMAGE_GEOMETRY, one STAGE_STREAM
+            per stage).
+        metadata: METADATA chunks, key -> value, in file order.
+        segment_frames: the SEGMENT_TABLE (audio segment lengths in model frames); () if absent.
+        encoder_name: the ENCODER chunk, e.g. "vqcodec 0.2.0"; "" if absent.
     """
 
+    version: int
     modality: Modality
-    model_id: str
-    weights_hash: bytes
-    width: int
-    height: int
-    channel_layout: ChannelLayout = ChannelLayout.RGB
-    stream_lengths: tuple[int, ...] = ()
-    version: int = FORMAT_VERSION
+    components: tuple[ModelComponent, ...]
+    geometry: Geometry
+    layers: int
+    chunks: tuple[Chunk, ...]
+    metadata: Mapping[str, bytes] = field(default_factory=lambda: types.MappingProxyType({}), hash=False)
+    segment_frames: tuple[int, ...] = ()
+    encoder_name: str = ""
+    _by_layer: tuple[tuple[bytes, ...], ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_layer: list[list[bytes]] = [[] for _ in range(self.layers)]
+        for c in self.chunks:
+            if c.type == ChunkType.STAGE_STREAM and 1 <= c.layer <= self.layers:
+                by_layer[c.layer - 1].append(c.payload)
+        object.__setattr__(self, "_by_layer", tuple(tuple(s) for s in by_layer))
+
+    def streams(self, layer: int) -> list[bytes]:
+        """The STAGE_STREAM payloads of quality layer `layer` (1..layers), in file order."""
+        layer = check_int(layer, "layer")
+        if not 1 <= layer <= self.layers:
+            raise ValueError(f"layer {layer} is outside 1..{self.layers} (the file's quality layers)")
+        return list(self._by_layer[layer - 1])
 
     @property
-    def stages(self) -> int:
-        """Number of stages (quality layers) stored in the file."""
-        return len(self.stream_lengths)
-
-    @property
-    def header_bytes(self) -> int:
-        """Size in bytes of everything before the first stream."""
-        return _FIXED_BYTES + len(self.model_id.encode("ascii")) + 4 * len(self.stream_lengths)
-
-    @property
-    def file_bytes(self) -> int:
-        """Total size in bytes of the file this header describes (header + streams + CRC)."""
-        return self.header_bytes + sum(self.stream_lengths) + _CRC.size
+    def modality_name(self) -> str:
+        """"image" or "audio"."""
+        return self.modality.name.lower()
 
 
-def hash_weights(blob: BytesLike) -> bytes:
-    """The 16-byte weights hash stored in the header: sha256(blob)[:16].
+# ------------------------------------------------------------------------------------- public API
+
+
+def read_file(data: BytesLike, *, verify_crc: bool = True) -> VQFile:
+    """Parse and fully validate a .vq file of version 1 or 2.
 
     Args:
-        blob: the exact bytes of the weights file (e.g. the .safetensors file).
+        data: the whole file (bytes, bytearray or memoryview).
+        verify_crc: compare the stored CRC (False: describe a damaged file; its size and every
+            field are still checked).
     Returns:
-        16 raw bytes.
-    """
-    return hashlib.sha256(blob).digest()[:WEIGHTS_HASH_BYTES]
-
-
-# ---------------------------------------------------------------------------------------------
-# Field validation shared by pack (caller errors -> ValueError) and unpack (data -> VQFormatError)
-# ---------------------------------------------------------------------------------------------
-
-
-def _model_id_problem(model_id_bytes: bytes) -> str | None:
-    if not 1 <= len(model_id_bytes) <= MAX_MODEL_ID_BYTES:
-        return f"model id length {len(model_id_bytes)} is outside 1..{MAX_MODEL_ID_BYTES}"
-    if any(not 0x21 <= b <= 0x7E for b in model_id_bytes):
-        return f"model id {model_id_bytes!r} contains bytes other than visible ASCII (0x21..0x7E)"
-    return None
-
-
-def _size_problem(width: int, height: int) -> str | None:
-    if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
-        return f"image size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side"
-    return None
-
-
-def _check_header_for_pack(header: VQHeader, streams: Sequence[BytesLike]) -> bytes:
-    """Validate `header` and `streams` for writing; returns the model id as ASCII bytes."""
-    if not isinstance(header, VQHeader):
-        raise TypeError(f"header must be a VQHeader, got {type(header).__name__}")
-    if header.version != FORMAT_VERSION:
-        raise ValueError(
-            f"cannot write format version {header.version}; this vqcodec writes only version "
-            f"{FORMAT_VERSION} (leave VQHeader.version at its default)"
-        )
-    if not isinstance(header.modality, Modality):
-        try:
-            Modality(header.modality)
-        except ValueError:
-            raise ValueError(f"unknown modality {header.modality!r}; use a Modality member") from None
-    if not isinstance(header.channel_layout, ChannelLayout):
-        try:
-            ChannelLayout(header.channel_layout)
-        except ValueError:
-            raise ValueError(
-                f"unknown channel layout {header.channel_layout!r}; use a ChannelLayout member"
-            ) from None
-    if not isinstance(header.model_id, str):
-        raise TypeError(f"model_id must be str, got {type(header.model_id).__name__}")
-    try:
-        model_id = header.model_id.encode("ascii")
-    except UnicodeEncodeError:
-        raise ValueError(f"model id {header.model_id!r} is not ASCII") from None
-    problem = _model_id_problem(model_id)
-    if problem:
-        raise ValueError(problem)
-    if not isinstance(header.weights_hash, (bytes, bytearray)) or len(header.weights_hash) != WEIGHTS_HASH_BYTES:
-        raise ValueError(
-            f"weights_hash must be {WEIGHTS_HASH_BYTES} raw bytes (use hash_weights(weights_file_bytes))"
-        )
-    for name in ("width", "height"):
-        value = getattr(header, name)
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    problem = _size_problem(int(header.width), int(header.height))
-    if problem:
-        raise ValueError(problem)
-    if not 1 <= len(streams) <= MAX_STAGES:
-        raise ValueError(f"need 1..{MAX_STAGES} stage streams, got {len(streams)}")
-    for i, s in enumerate(streams):
-        if not isinstance(s, (bytes, bytearray, memoryview)):
-            raise TypeError(f"stream {i + 1} must be bytes-like, got {type(s).__name__}")
-        if memoryview(s).nbytes > MAX_STREAM_BYTES:
-            raise ValueError(f"stream {i + 1} is longer than {MAX_STREAM_BYTES} bytes")
-    lengths = tuple(memoryview(s).nbytes for s in streams)
-    if header.stream_lengths and tuple(header.stream_lengths) != lengths:
-        raise ValueError(
-            f"header.stream_lengths {tuple(header.stream_lengths)} disagree with the streams' "
-            f"lengths {lengths}; leave stream_lengths empty and pack() fills it in"
-        )
-    return model_id
-
-
-# ---------------------------------------------------------------------------------------------
-# Public API
-# ---------------------------------------------------------------------------------------------
-
-
-def pack(header: VQHeader, streams: Sequence[BytesLike]) -> bytes:
-    """Serialize a header and its stage streams into a complete .vq file.
-
-    Args:
-        header: file metadata; `header.stream_lengths` may be empty (it is computed from
-            `streams`) and `header.version` must be `FORMAT_VERSION`.
-        streams: one byte string per stage, stage 1 first; 1..32 of them.
-    Returns:
-        The file's bytes, ending with the CRC32 of everything before it.
+        The parsed file. Payload bytes are copies of the input (O(len(data)) memory).
     Raises:
-        TypeError / ValueError: if a field is out of range (a bug in the caller, not bad data).
+        VQFormatError: the input is not a valid .vq file, or holds a chunk that must be
+            understood but that this vqcodec does not know ("upgrade vqcodec").
+        TypeError: `data` is not bytes-like.
     """
-    model_id = _check_header_for_pack(header, streams)
-    lengths = [memoryview(s).nbytes for s in streams]
-    parts = [
-        _PREFIX.pack(MAGIC, FORMAT_VERSION, int(header.modality), len(model_id)),
-        model_id,
-        _MIDDLE.pack(
-            bytes(header.weights_hash),
-            int(header.width),
-            int(header.height),
-            int(header.channel_layout),
-            len(streams),
-        ),
-        struct.pack(f"<{len(lengths)}I", *lengths),
-    ]
-    parts.extend(bytes(s) for s in streams)
+    buf = as_bytes(data)
+    version = check_signature(buf, MIN_FILE_BYTES)
+    if version == V1_FORMAT_VERSION:
+        return _read_v1(buf, verify_crc)
+    modality_raw, chunks = _read_chunks(buf, verify_crc)
+    return _reader_errors(lambda: _interpret(modality_raw, chunks, allow_unknown_required=False))
+
+
+def inspect(data: BytesLike, *, verify_crc: bool = True) -> VQFile:
+    """Describe a .vq file without decoding its streams: `read_file` (linear in len(data))."""
+    return read_file(data, verify_crc=verify_crc)
+
+
+def write_file(
+    modality: Modality | int,
+    components: Sequence[ModelComponent],
+    geometry: Geometry,
+    layer_streams: Sequence[Sequence[BytesLike]],
+    extra_chunks: Iterable[Chunk] = (),
+    *,
+    encoder: str = "",
+) -> bytes:
+    """Serialize a version-2 .vq file.
+
+    Chunk order written: MODEL chunks (in `components` order), the geometry, ENCODER (if given),
+    the layer-0 `extra_chunks`; then for each layer k = 1, 2, ...: its STAGE_STREAM chunks
+    (`layer_streams[k-1]` in order), then the layer-k `extra_chunks` (order kept within a layer).
+
+    Args:
+        modality: IMAGE or AUDIO.
+        components: 1 or more model components with distinct roles.
+        geometry: ImageGeometry for IMAGE, AudioGeometry for AUDIO.
+        layer_streams: layer_streams[k-1] = the range-coded streams of quality layer k; 1..255
+            layers, each with >= 1 stream (images: exactly 1) whose length is a multiple of 4.
+        extra_chunks: further chunks (METADATA, SEGMENT_TABLE, or types unknown to this version);
+            not MODEL, geometry, STAGE_STREAM or ENCODER chunks (those come from the arguments).
+        encoder: text for an ENCODER chunk, e.g. "vqcodec 0.2.0" (1..64 printable ASCII bytes);
+            "" writes none.
+    Returns:
+        The file's bytes; `read_file` gives back the same content.
+    Raises:
+        TypeError / ValueError: an argument breaks a rule of the format (a caller bug, not bad data).
+    """
+    modality_raw = check_int(modality, "modality")
+    if modality_raw not in Modality._value2member_map_:
+        raise ValueError(f"unknown modality {modality_raw!r}; use a Modality member")
+    chunks = _chunks_for(Modality(modality_raw), components, geometry, layer_streams, list(extra_chunks), encoder)
+    try:
+        _interpret(modality_raw, chunks, allow_unknown_required=True)
+    except Invalid as exc:
+        raise ValueError(f"cannot write this file: {exc}") from None
+    return _serialize(FORMAT_VERSION, modality_raw, chunks)
+
+
+def truncate(data: BytesLike, layers: int) -> bytes:
+    """Keep the first `layers` quality layers of a .vq file (no re-encoding).
+
+    Version 2: keeps the chunks with layer <= `layers` (layer-0 chunks and unknown chunks
+    included, order unchanged), rewrites the chunk count and the CRC. Version 1: the result stays
+    version 1 (header rewritten with the first `layers` stages). Truncating to every layer gives
+    the input back; truncations compose. A file holding must-understand chunks that this vqcodec
+    does not know can still be truncated (truncation is defined by the framing alone).
+
+    Args:
+        data: a valid .vq file.
+        layers: 1..(layers in the file).
+    Raises:
+        VQFormatError: `data` is not a valid .vq file.
+        ValueError: `layers` is outside 1..(layers in the file).
+        TypeError: `layers` is not an integer or `data` not bytes-like.
+    """
+    buf = as_bytes(data)
+    version = check_signature(buf, MIN_FILE_BYTES)
+    if version == V1_FORMAT_VERSION:
+        return truncate_v1(buf, layers)
+    modality_raw, chunks = _read_chunks(buf, verify_crc=True)
+    parsed = _reader_errors(lambda: _interpret(modality_raw, chunks, allow_unknown_required=True))
+    layers = check_int(layers, "layers")
+    if not 1 <= layers <= parsed.layers:
+        raise ValueError(
+            f"cannot keep {layers} layers: the file has {parsed.layers} (choose 1..{parsed.layers})"
+        )
+    return _serialize(version, modality_raw, [c for c in chunks if c.layer <= layers])
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def _chunks_for(
+    modality: Modality,
+    components: Sequence[ModelComponent],
+    geometry: Geometry,
+    layer_streams: Sequence[Sequence[BytesLike]],
+    extras: list[Chunk],
+    encoder: str,
+) -> list[Chunk]:
+    """The chunks `write_file` writes, in file order (argument types checked here, rules later)."""
+    for c in components:
+        if not isinstance(c, ModelComponent):
+            raise TypeError(f"components must be ModelComponent, got {type(c).__name__}")
+    if not isinstance(geometry, (ImageGeometry, AudioGeometry)):
+        raise TypeError(f"geometry must be ImageGeometry or AudioGeometry, got {type(geometry).__name__}")
+    if not 1 <= len(layer_streams) <= MAX_LAYER:
+        raise ValueError(f"need 1..{MAX_LAYER} quality layers of streams, got {len(layer_streams)}")
+    for c in extras:
+        if not isinstance(c, Chunk):
+            raise TypeError(f"extra_chunks must be Chunk, got {type(c).__name__}")
+        if c.type in _FROM_ARGUMENTS:
+            raise ValueError(f"{type_name(c.type)} chunks come from write_file's arguments, not extra_chunks")
+    if isinstance(geometry, ImageGeometry):
+        geometry_chunk = Chunk(ChunkType.IMAGE_GEOMETRY, 0, True, encode_image_geometry(geometry))
+    else:
+        geometry_chunk = Chunk(ChunkType.AUDIO_GEOMETRY, 0, True, encode_audio_geometry(geometry))
+    out = [Chunk(ChunkType.MODEL, 0, True, encode_model(c)) for c in components]
+    out.append(geometry_chunk)
+    if encoder:
+        out.append(encoder_chunk(encoder))
+    out.extend(c for c in extras if c.layer == 0)
+    for k, streams in enumerate(layer_streams, 1):
+        if isinstance(streams, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"layer_streams[{k - 1}] must be a sequence of streams, not one stream")
+        if len(streams) == 0:
+            raise ValueError(f"quality layer {k} has no streams; every layer needs at least one")
+        for i, s in enumerate(streams):
+            if not isinstance(s, (bytes, bytearray, memoryview)):
+                raise TypeError(f"stream {i + 1} of layer {k} must be bytes-like, got {type(s).__name__}")
+            out.append(Chunk(ChunkType.STAGE_STREAM, k, True, s))
+        out.extend(c for c in extras if c.layer == k)
+    out.extend(c for c in extras if c.layer > len(layer_streams))  # rejected by _interpret
+    return out
+
+
+_FROM_ARGUMENTS = frozenset(
+    {ChunkType.MODEL, ChunkType.IMAGE_GEOMETRY, ChunkType.AUDIO_GEOMETRY, ChunkType.STAGE_STREAM, ChunkType.ENCODER}
+)
+
+
+def _serialize(version: int, modality_raw: int, chunks: Sequence[Chunk]) -> bytes:
+    """Header, chunks, CRC. The inverse of `_read_chunks` for valid input."""
+    if len(chunks) > MAX_CHUNKS:
+        raise ValueError(f"{len(chunks)} chunks exceed the format's {MAX_CHUNKS}")
+    parts = [_HEADER.pack(MAGIC, version, modality_raw, len(chunks))]
+    for c in chunks:
+        flags = MUST_UNDERSTAND if c.must_understand else 0
+        parts.append(_CHUNK_HEADER.pack(int(c.type), flags, c.layer, len(c.payload)))
+        parts.append(c.payload)
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def unpack(data: BytesLike, *, max_stages: int | None = None) -> tuple[VQHeader, list[bytes]]:
-    """Parse and fully validate a .vq file.
-
-    Args:
-        data: the whole file (bytes, bytearray or memoryview).
-        max_stages: if given, reject files with more stages than this (e.g. the number of
-            residual VQ stages of the installed model).
-    Returns:
-        (header, streams): `streams[k]` is stage k+1's byte stream; `header.stream_lengths`
-        holds their lengths.
-    Raises:
-        VQFormatError: for any input that is not a valid .vq file.
-        TypeError: if `data` is not bytes-like.
-    """
-    buf = _as_bytes(data)
-    header, header_size = _parse_header(buf, whole_file=True, verify_crc=True, max_stages=max_stages)
-    streams = []
-    pos = header_size
-    for n in header.stream_lengths:
-        streams.append(buf[pos : pos + n])
-        pos += n
-    return header, streams
+# ------------------------------------------------------------------------------------------ reading
 
 
-def read_header(data: BytesLike, *, verify_crc: bool = True) -> VQHeader:
-    """Parse and validate only the header (for `vqcodec info`).
-
-    Args:
-        data: the whole file; with `verify_crc=False` a prefix holding at least the header is
-            enough, and the streams and CRC are not looked at (useful to describe a damaged
-            or partly downloaded file).
-        verify_crc: check the file length and CRC as `unpack` does.
-    Raises:
-        VQFormatError: if the header (or, with verify_crc, the file) is invalid.
-    """
-    buf = _as_bytes(data)
-    header, _ = _parse_header(buf, whole_file=verify_crc, verify_crc=verify_crc, max_stages=None)
-    return header
-
-
-def truncate(data: BytesLike, stages: int) -> bytes:
-    """Keep the first `stages` quality layers of a .vq file.
-
-    The result is a valid .vq file whose header says `stages` stages, holding the first
-    `stages` streams unchanged, with a new CRC. Decoding it gives the same indices for those
-    stages as decoding the full file, so the image is the lower-quality reconstruction of the
-    residual VQ cut after `stages` stages.
-
-    Args:
-        data: a valid .vq file.
-        stages: 1..(stage count of the file).
-    Raises:
-        VQFormatError: if `data` is not a valid .vq file.
-        ValueError: if `stages` is outside 1..(stage count of the file).
-    """
-    header, streams = unpack(data)
-    if isinstance(stages, bool) or not isinstance(stages, numbers.Integral):
-        raise TypeError(f"stages must be int, got {type(stages).__name__}")
-    stages = int(stages)
-    if not 1 <= stages <= header.stages:
-        raise ValueError(
-            f"cannot keep {stages} stages: the file has {header.stages} "
-            f"(choose 1..{header.stages})"
+def _read_v1(buf: bytes, verify_crc: bool) -> VQFile:
+    """A version-1 file as a VQFile (role "model", ImageGeometry, one stream per stage)."""
+    header, streams = unpack_v1(buf, verify_crc=verify_crc)
+    if header.modality != Modality.IMAGE:
+        raise VQFormatError(
+            "version-1 file says it holds audio, which version 1 only reserved (no encoder wrote "
+            f"it): {_FAULTY}"
         )
-    return pack(dataclasses.replace(header, stream_lengths=()), streams[:stages])
+    component = ModelComponent("model", header.model_id, header.weights_hash)
+    geometry = ImageGeometry(header.width, header.height, header.channel_layout)
+    chunks = [
+        Chunk(ChunkType.MODEL, 0, True, encode_model(component)),
+        Chunk(ChunkType.IMAGE_GEOMETRY, 0, True, encode_image_geometry(geometry)),
+    ]
+    chunks += [Chunk(ChunkType.STAGE_STREAM, k, True, s) for k, s in enumerate(streams, 1)]
+    return VQFile(V1_FORMAT_VERSION, Modality.IMAGE, (component,), geometry, header.stages, tuple(chunks))
 
 
-def check_model(header: VQHeader, model_id: str, weights_hash: bytes) -> None:
-    """Raise VQFormatError unless the file was made with the given model and weights.
-
-    Args:
-        header: from `unpack` / `read_header`.
-        model_id: id of the installed model, e.g. "image-f8-s8-v1".
-        weights_hash: `hash_weights` of the installed weights file (16 bytes).
-    """
-    if header.model_id == model_id and bytes(header.weights_hash) == bytes(weights_hash):
-        return
-    if header.model_id == model_id:
-        detail = (
-            f"this install has a model of that name with different weights (hash "
-            f"{bytes(weights_hash).hex()})"
-        )
-    else:
-        detail = f"this install has model {model_id} (weights hash {bytes(weights_hash).hex()})"
-    raise VQFormatError(
-        f"file was made with model {header.model_id} (weights hash {header.weights_hash.hex()}), "
-        f"which this install does not have; {detail}. Decode it with the vqcodec release whose "
-        f"weights match (`vqcodec info FILE` shows what the file needs)."
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing
-# ---------------------------------------------------------------------------------------------
-
-
-def _as_bytes(data: BytesLike) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)  # raw bytes of any memoryview, whatever its format/shape
-    raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data).__name__}")
-
-
-def _truncated(what: str, expected: int, found: int, *, at_least: bool = False) -> VQFormatError:
-    return VQFormatError(
-        f"file truncated: expected {'at least ' if at_least else ''}{expected} bytes of {what}, "
-        f"found {found} "
-        f"(the file is incomplete or its header is corrupted; get a complete copy)"
-    )
-
-
-def _parse_header(
-    buf: bytes, *, whole_file: bool, verify_crc: bool, max_stages: int | None
-) -> tuple[VQHeader, int]:
-    """Validate `buf` and return (header, header size in bytes).
-
-    Order of checks: magic, version (a newer version may have another layout), the length
-    fields needed to find the CRC, the total size, the CRC, then the meaning of every field.
-    Checking the CRC before field meanings means a flipped bit is reported as corruption.
-    """
+def _read_chunks(buf: bytes, verify_crc: bool) -> tuple[int, list[Chunk]]:
+    """Framing of a version-2 file: (modality byte, chunks). Checks, in order: header size, chunk
+    count bound, each chunk header and length against the bytes present, exact total size, CRC,
+    then flags and type numbers. Field meanings are left to `_interpret`."""
     n = len(buf)
-    if n == 0:
-        raise VQFormatError("not a .vq file (empty input)")
-    if buf[: len(MAGIC)] != MAGIC[: min(n, len(MAGIC))]:
-        raise VQFormatError(
-            f"not a .vq file (bad magic {buf[:4]!r}, expected {MAGIC!r}); "
-            f"check that you passed the right file"
-        )
-    if n < len(MAGIC) + 1:
-        raise _truncated("file", MIN_FILE_BYTES, n, at_least=True)
-    version = buf[4]
-    if version == 0:
-        raise VQFormatError("format version 0 is invalid: the file is corrupted")
-    if version > FORMAT_VERSION:
-        raise VQFormatError(
-            f"format version {version} is newer than this vqcodec supports ({FORMAT_VERSION}); "
-            f"upgrade vqcodec"
-        )
-    if n < _PREFIX.size:
-        raise _truncated("file", MIN_FILE_BYTES, n, at_least=True)
-    _, _, modality_raw, id_len = _PREFIX.unpack_from(buf, 0)
-    if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
-        raise VQFormatError(
-            f"model id length {id_len} is outside 1..{MAX_MODEL_ID_BYTES}: the file is corrupted"
-        )
-    fixed_end = _FIXED_BYTES + id_len
-    if n < fixed_end:
-        raise _truncated("header", fixed_end, n)
-    model_id_bytes = buf[_PREFIX.size : _PREFIX.size + id_len]
-    weights_hash, width, height, layout_raw, stages = _MIDDLE.unpack_from(buf, _PREFIX.size + id_len)
-    if not 1 <= stages <= MAX_STAGES:
-        raise VQFormatError(f"stage count {stages} is outside 1..{MAX_STAGES}: the file is corrupted")
-    header_size = fixed_end + 4 * stages
-    if n < header_size:
-        raise _truncated("header", header_size, n)
-    lengths = struct.unpack_from(f"<{stages}I", buf, fixed_end)
-    stream_total = sum(lengths)  # <= 32 * (2**32 - 1): a Python int, no allocation
-    total = header_size + stream_total + _CRC.size
-
-    if whole_file and n != total:
-        if n < total:
-            raise _truncated(
-                "stream data and CRC", stream_total + _CRC.size, n - header_size
+    if n < HEADER_BYTES:
+        raise truncated("file", MIN_V2_FILE_BYTES, n, at_least=True)
+    _, _, modality_raw, count = _HEADER.unpack_from(buf, 0)
+    if count > MAX_CHUNKS:
+        raise VQFormatError(f"chunk count {count} exceeds {MAX_CHUNKS}: {_FAULTY}")
+    least = HEADER_BYTES + CHUNK_HEADER_BYTES * count + _CRC.size
+    if n < least:
+        raise truncated(f"{count} chunk headers and the CRC", least, n, at_least=True)
+    spans = []
+    pos = HEADER_BYTES
+    for i in range(count):
+        if n < pos + CHUNK_HEADER_BYTES + _CRC.size:
+            raise truncated(f"chunk {i + 1} of {count}", pos + CHUNK_HEADER_BYTES + _CRC.size, n, at_least=True)
+        chunk_type, flags, layer, length = _CHUNK_HEADER.unpack_from(buf, pos)
+        pos += CHUNK_HEADER_BYTES
+        if n < pos + length + _CRC.size:
+            raise truncated(
+                f"file (chunk {i + 1} of {count} declares a {length}-byte payload)",
+                pos + length + _CRC.size, n, at_least=True,
             )
-        if zlib.crc32(buf[: total - _CRC.size]) == _CRC.unpack_from(buf, total - _CRC.size)[0]:
+        spans.append((chunk_type, flags, layer, pos, length))
+        pos += length
+    _check_end_and_crc(buf, pos + _CRC.size, verify_crc)
+    return modality_raw, [_make_chunk(i, *span, buf) for i, span in enumerate(spans)]
+
+
+def _check_end_and_crc(buf: bytes, total: int, verify_crc: bool) -> None:
+    """The file must end right after the CRC at `total - 4`, and the CRC must match."""
+    n = len(buf)
+    stored = _CRC.unpack_from(buf, total - _CRC.size)[0]
+    actual = zlib.crc32(buf[: total - _CRC.size]) if verify_crc or n != total else stored
+    if n != total:  # n > total: the walk checked that the chunks and the CRC fit
+        if stored == actual:
             raise VQFormatError(
                 f"{n - total} unexpected bytes after the end of the .vq data (a valid file of "
                 f"{total} bytes followed by something else); cut the file to {total} bytes"
             )
+        raise VQFormatError(f"file is {n} bytes but its chunks declare {total}: the file is corrupted")
+    if stored != actual:
         raise VQFormatError(
-            f"file is {n} bytes but its header declares {total}: the file is corrupted"
+            f"CRC mismatch (stored {stored:08x}, computed {actual:08x}): the file is corrupted; "
+            f"get an intact copy"
         )
-    if verify_crc:
-        stored = _CRC.unpack_from(buf, total - _CRC.size)[0]
-        actual = zlib.crc32(buf[: total - _CRC.size])
-        if stored != actual:
+
+
+def _make_chunk(index: int, chunk_type: int, flags: int, layer: int, start: int, length: int, buf: bytes) -> Chunk:
+    """The chunk whose header was read at chunk position `index` (type and flags checked here)."""
+    if chunk_type == 0:
+        raise VQFormatError(f"chunk {index + 1} has type 0, which is invalid: {_FAULTY}")
+    if flags & ~MUST_UNDERSTAND:
+        raise VQFormatError(
+            f"chunk {index + 1} ({type_name(chunk_type)}) has reserved flag bits set (flags "
+            f"0x{flags:02x}; only bit 0 is defined): {_FAULTY}"
+        )
+    return Chunk.from_fields(chunk_type, layer, bool(flags & MUST_UNDERSTAND), buf[start : start + length])
+
+
+def _reader_errors(parse: Callable[[], VQFile]) -> VQFile:
+    """Run `parse()`, turning a broken rule (`Invalid`) into VQFormatError."""
+    try:
+        return parse()
+    except Invalid as exc:
+        raise VQFormatError(f"{exc}: {_FAULTY}") from None
+
+
+# ------------------------------------------------------------------------------ whole-file rules
+
+
+def _interpret(modality_raw: int, chunks: Sequence[Chunk], *, allow_unknown_required: bool) -> VQFile:
+    """Check the whole-file rules of version 2 and build the VQFile.
+
+    Order: modality; layer order (a framing rule, for every chunk); unknown must-understand
+    chunks (refused with "upgrade vqcodec" unless allowed); each known chunk's flag, layer and
+    payload; required and repeated chunks; quality layers contiguous from 1.
+
+    Raises:
+        Invalid: a rule is broken.
+        VQFormatError: a must-understand chunk of unknown type, or an unknown modality (newer file).
+    """
+    if modality_raw not in Modality._value2member_map_:
+        raise VQFormatError(
+            f"unknown modality {modality_raw} (this vqcodec knows 0=image, 1=audio): the file was made "
+            f"by a newer vqcodec or is corrupted; upgrade vqcodec"
+        )
+    modality = Modality(modality_raw)
+    _check_layer_order(chunks)
+    if not allow_unknown_required:
+        _refuse_unknown_required(chunks)
+    seen = _Seen()
+    for i, c in enumerate(chunks):
+        problem = rule_problem(c.type, c.layer, c.must_understand)
+        if problem:
+            raise Invalid(f"chunk {i + 1}: {problem}")
+        try:
+            seen.add(c)
+        except Invalid as exc:
+            raise Invalid(f"chunk {i + 1} ({type_name(c.type)}): {exc}") from None
+    return seen.finish(modality, tuple(chunks))
+
+
+def _check_layer_order(chunks: Sequence[Chunk]) -> None:
+    previous = 0
+    for i, c in enumerate(chunks):
+        if c.layer < previous:
+            raise Invalid(
+                f"chunk {i + 1} ({type_name(c.type)}) has layer {c.layer} after a chunk of layer "
+                f"{previous}; chunks must be in non-decreasing layer order"
+            )
+        previous = c.layer
+
+
+def _refuse_unknown_required(chunks: Sequence[Chunk]) -> None:
+    for i, c in enumerate(chunks):
+        if c.must_understand and not c.known:
             raise VQFormatError(
-                f"CRC mismatch (stored {stored:08x}, computed {actual:08x}): the file is corrupted; "
-                f"get an intact copy"
+                f"chunk {i + 1} has chunk type {c.type} (0x{c.type:04x}), which must be understood "
+                f"but this vqcodec does not know: the file was made by a newer vqcodec; upgrade vqcodec"
             )
 
-    problem = _model_id_problem(model_id_bytes)
-    if problem:
-        raise VQFormatError(f"{problem}: the file is corrupted or was written by a faulty encoder")
-    try:
-        modality = Modality(modality_raw)
-    except ValueError:
-        raise VQFormatError(
-            f"unknown modality {modality_raw} (version-{FORMAT_VERSION} files use 0=IMAGE, "
-            f"1=AUDIO): the file is corrupted or was written by a faulty encoder"
-        ) from None
-    try:
-        layout = ChannelLayout(layout_raw)
-    except ValueError:
-        raise VQFormatError(
-            f"unknown channel layout {layout_raw} (version-{FORMAT_VERSION} files use 0=RGB): "
-            f"the file is corrupted or was written by a faulty encoder"
-        ) from None
-    problem = _size_problem(width, height)
-    if problem:
-        raise VQFormatError(f"{problem}: the file is corrupted or was written by a faulty encoder")
-    if max_stages is not None and stages > max_stages:
-        raise VQFormatError(
-            f"file has {stages} stages but the installed model has only {max_stages}; "
-            f"the file was made with a different model"
+
+class _Seen:
+    """What the known chunks of a file say, collected in one pass (`add`) and checked (`finish`)."""
+
+    def __init__(self) -> None:
+        self.components: list[ModelComponent] = []
+        self.roles: set[str] = set()
+        self.geometries: list[tuple[ChunkType, Geometry]] = []
+        self.streams_per_layer: dict[int, int] = {}
+        self.metadata: dict[str, bytes] = {}
+        self.segment_frames: tuple[int, ...] | None = None
+        self.encoder_name: str | None = None
+        self.max_layer = 0
+
+    def add(self, c: Chunk) -> None:
+        if c.layer > self.max_layer:
+            self.max_layer = c.layer
+        if c.type is ChunkType.STAGE_STREAM:  # the common case first (audio files have many)
+            if len(c.payload) % 4:
+                raise Invalid(f"stream of {len(c.payload)} bytes is not a whole number of 32-bit words")
+            self.streams_per_layer[c.layer] = self.streams_per_layer.get(c.layer, 0) + 1
+        elif c.type == ChunkType.MODEL:
+            component = decode_model(c.payload)
+            if component.role in self.roles:
+                raise Invalid(f"a second MODEL chunk for role {component.role!r}; roles must be distinct")
+            self.roles.add(component.role)
+            self.components.append(component)
+        elif c.type == ChunkType.IMAGE_GEOMETRY:
+            self.geometries.append((ChunkType.IMAGE_GEOMETRY, decode_image_geometry(c.payload)))
+        elif c.type == ChunkType.AUDIO_GEOMETRY:
+            self.geometries.append((ChunkType.AUDIO_GEOMETRY, decode_audio_geometry(c.payload)))
+        elif c.type == ChunkType.SEGMENT_TABLE:
+            if self.segment_frames is not None:
+                raise Invalid("a second SEGMENT_TABLE chunk")
+            self.segment_frames = decode_segment_table(c.payload)
+        elif c.type == ChunkType.METADATA:
+            key, value = decode_metadata(c.payload)
+            if key in self.metadata:
+                raise Invalid(f"a second METADATA chunk with key {key!r}")
+            self.metadata[key] = value
+        elif c.type == ChunkType.ENCODER:
+            if self.encoder_name is not None:
+                raise Invalid("a second ENCODER chunk")
+            self.encoder_name = decode_encoder(c.payload)
+
+    def finish(self, modality: Modality, chunks: tuple[Chunk, ...]) -> VQFile:
+        if not self.components:
+            raise Invalid("no MODEL chunk (a file names at least one model component)")
+        want = ChunkType.IMAGE_GEOMETRY if modality == Modality.IMAGE else ChunkType.AUDIO_GEOMETRY
+        kinds = [kind for kind, _ in self.geometries]
+        if kinds != [want]:
+            raise Invalid(
+                f"a {modality.name.lower()} file needs exactly one geometry chunk, {want.name}; "
+                f"it has {', '.join(k.name for k in kinds) or 'none'}"
+            )
+        if self.segment_frames is not None and modality != Modality.AUDIO:
+            raise Invalid("SEGMENT_TABLE chunk in an image file (it is for audio only)")
+        layers = self._check_layers(modality)
+        return VQFile(
+            version=FORMAT_VERSION,
+            modality=modality,
+            components=tuple(self.components),
+            geometry=self.geometries[0][1],
+            layers=layers,
+            chunks=chunks,
+            metadata=types.MappingProxyType(self.metadata),
+            segment_frames=self.segment_frames or (),
+            encoder_name=self.encoder_name or "",
         )
-    header = VQHeader(
-        modality=modality,
-        model_id=model_id_bytes.decode("ascii"),
-        weights_hash=weights_hash,
-        width=width,
-        height=height,
-        channel_layout=layout,
-        stream_lengths=tuple(lengths),
-        version=version,
-    )
-    return header, header_size
+
+    def _check_layers(self, modality: Modality) -> int:
+        """Stream layers must be 1..N (N >= 1), no chunk above N; images: one stream per layer."""
+        layers = len(self.streams_per_layer)
+        if layers == 0:
+            raise Invalid("no STAGE_STREAM chunk (a file holds at least one quality layer)")
+        for k in range(1, layers + 1):
+            if k not in self.streams_per_layer:
+                raise Invalid(f"quality layer {k} has no STAGE_STREAM chunk; layers must be 1, 2, ... without gaps")
+        if self.max_layer > layers:
+            raise Invalid(f"a chunk has layer {self.max_layer}, but the file's streams stop at layer {layers}")
+        if modality == Modality.IMAGE:
+            for k, count in self.streams_per_layer.items():
+                if count != 1:
+                    raise Invalid(f"image quality layer {k} has {count} STAGE_STREAM chunks; it must have 1")
+        return layers

@@ -1,4 +1,8 @@
-"""`vqcodec encode | decode | info | sample`."""
+"""`vqcodec encode | decode | info | sample`, for images and audio, through the public API (vqcodec.api).
+
+The modality of `encode` follows the input (an image Pillow reads, or audio soundfile reads); `decode`
+and `info` follow the .vq file's header.
+"""
 from __future__ import annotations
 
 import io
@@ -10,19 +14,21 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .io import BadInput, check_writable, read_input, write_output
+from .io import BadInput, check_writable, read_input, write_output, write_output_with
 
 __all__ = ["encode", "decode", "info", "sample"]
 
-_FORMAT_BY_SUFFIX = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
-                     ".jpg": "JPEG", ".jpeg": "JPEG", ".ppm": "PPM"}
+_IMAGE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+                  ".jpg": "JPEG", ".jpeg": "JPEG", ".ppm": "PPM"}
+_AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
+_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3", ".opus", ".w64", ".caf"}
 
 
 def _progress_bar(desc: str):
-    """A tqdm bar over stages on stderr (hidden when stderr is not a terminal); returns (callback, bar)."""
+    """A tqdm bar over quality layers on stderr (hidden when stderr is not a terminal); returns (callback, bar)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=desc, unit="stage", disable=None, leave=False, file=sys.stderr)
+    bar = tqdm(total=0, desc=desc, unit="layer", disable=None, leave=False, file=sys.stderr)
 
     def update(done: int, total: int) -> None:
         bar.total = total
@@ -32,19 +38,7 @@ def _progress_bar(desc: str):
     return update, bar
 
 
-def _image_bytes(rgb: np.ndarray, out_path: str) -> bytes:
-    from PIL import Image
-
-    suffix = Path(out_path).suffix.lower() if out_path != "-" else ".png"
-    fmt = _FORMAT_BY_SUFFIX.get(suffix)
-    if fmt is None:
-        raise BadInput(f"{out_path}: unknown image type {suffix!r}; use one of {', '.join(sorted(_FORMAT_BY_SUFFIX))}")
-    buf = io.BytesIO()
-    extra = {"lossless": True} if fmt == "WEBP" else {}
-    Image.fromarray(rgb, mode="RGB").save(buf, format=fmt, **extra)
-    return buf.getvalue()
-
-
+# ------------------------------------------------------------------------------------------- input/output
 def _open_image(data: bytes, name: str):
     from PIL import Image, UnidentifiedImageError
 
@@ -56,127 +50,233 @@ def _open_image(data: bytes, name: str):
         raise BadInput(f"{name}: not a readable image ({e})") from None
 
 
+def _read_audio(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """Audio file bytes -> (float32 (T, C) samples, sample rate in Hz)."""
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise BadInput(f"{name}: not a readable audio file ({e})") from None
+    return samples, int(rate)
+
+
+def _read_audio_header(path: str) -> None:
+    """Raise BadInput unless soundfile can open `path`."""
+    import soundfile as sf
+
+    try:
+        sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise BadInput(f"{path}: not a readable audio file ({e})") from None
+
+
+def _is_audio_name(name: str) -> bool:
+    return name != "-" and Path(name).suffix.lower() in _AUDIO_SUFFIXES
+
+
+def _looks_like_audio(data: bytes, name: str) -> bool:
+    if _is_audio_name(name):
+        return True
+    if name != "-" and Path(name).suffix.lower() in _IMAGE_FORMATS:
+        return False
+    return data[:4] in (b"RIFF", b"fLaC", b"OggS", b"FORM") or data[:3] == b"ID3"
+
+
+def _image_bytes(rgb: np.ndarray, out_path: str) -> bytes:
+    from PIL import Image
+
+    suffix = Path(out_path).suffix.lower() if out_path != "-" else ".png"
+    fmt = _IMAGE_FORMATS.get(suffix)
+    if fmt is None:
+        raise BadInput(f"{out_path}: unknown image type {suffix!r}; use one of {', '.join(sorted(_IMAGE_FORMATS))}")
+    buf = io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    Image.fromarray(rgb, mode="RGB").save(buf, format=fmt, **extra)
+    return buf.getvalue()
+
+
+def _audio_format(out_path: str) -> tuple[str, str]:
+    """(soundfile format, subtype) for an output name; '-' is WAV."""
+    suffix = Path(out_path).suffix.lower() if out_path != "-" else ".wav"
+    if suffix not in _AUDIO_FORMATS:
+        raise BadInput(f"{out_path}: unknown audio type {suffix!r}; use one of {', '.join(sorted(_AUDIO_FORMATS))}")
+    return _AUDIO_FORMATS[suffix]
+
+
+def write_audio(out_path: str, blocks, rate: int, channels: int, force: bool) -> None:
+    """Write float32 (n, C) blocks as an audio file (atomically; '-' buffers a WAV for stdout)."""
+    import soundfile as sf
+
+    fmt, subtype = _audio_format(out_path)
+
+    def fill(target) -> None:
+        with sf.SoundFile(target, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
+            for b in blocks:
+                f.write(np.clip(b, -1.0, 1.0))
+
+    if out_path == "-":
+        buf = io.BytesIO()
+        fill(buf)
+        write_output(out_path, buf.getvalue(), force)
+    else:
+        write_output_with(out_path, fill, force)
+
+
+def _check_quality(quality: int | None, modality: str) -> None:
+    from vqcodec import api
+
+    top = api.max_quality(modality)
+    if quality is not None and not 1 <= quality <= top:
+        raise click.BadParameter(f"must be 1..{top} for {modality}", param_hint="--quality")
+
+
+# ----------------------------------------------------------------------------------------------- commands
 @click.command()
 @click.argument("input_path", metavar="IN", type=str)
 @click.option("-o", "--output", "output", required=True, help="Output .vq file ('-' for stdout).")
 @click.option("-q", "--quality", type=int, default=None,
-              help="Quality level 1..8 (residual-VQ stages; about 0.14 bpp each before entropy coding). "
-                   "Default: 8, the highest.")
+              help="Quality 1..max (higher is better and bigger; `vqcodec info` of a file shows it). "
+                   "Images: 1..8, each level about 0.14 bpp before entropy coding. Default: the top.")
 @click.option("--alpha", type=click.Choice(["error", "drop", "white", "black"]), default="error", show_default=True,
-              help="What to do with a transparent alpha channel: refuse, drop it, or composite over white/black.")
+              help="Images: what to do with a transparent alpha channel: refuse, drop it, or composite over white/black.")
 @click.option("--verify", is_flag=True, help="Decode the result and check it before reporting success.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 def encode(input_path: str, output: str, quality: int | None, alpha: str, verify: bool, force: bool) -> None:
-    """Encode image IN (PNG, JPEG, WebP, BMP, TIFF; '-' for stdin) to a .vq file.
+    """Encode IN ('-' for stdin) to a .vq file: an image (PNG, JPEG, WebP, BMP, TIFF) or audio (WAV, FLAC,
+    OGG and anything else soundfile reads).
 
     Grayscale and palette images are coded as RGB. A fully opaque alpha channel is dropped; a
-    transparent one needs --alpha.
+    transparent one needs --alpha. Audio is resampled to 16 kHz inside and back on decode.
     """
-    from vqcodec.api import to_rgb_array
-    from vqcodec.image.codec import ImageCodec
+    from vqcodec import api
 
     check_writable(output, force)
-    img = _open_image(read_input(input_path), input_path)
-    codec = ImageCodec.default()
-    if quality is not None and not 1 <= quality <= codec.max_quality:
-        raise click.BadParameter(f"must be 1..{codec.max_quality}", param_hint="--quality")
-    try:
-        rgb = to_rgb_array(img, alpha)
-    except ValueError as e:
-        raise BadInput(f"{input_path}: {e}") from None
+    data = read_input(input_path, head=64) if _is_audio_name(input_path) else read_input(input_path)
+    modality = "audio" if _looks_like_audio(data, input_path) else "image"
+    _check_quality(quality, modality)
     t0 = time.perf_counter()
     update, bar = _progress_bar("encode")
     try:
-        indices = codec.encode_indices(rgb, quality)
-        data = codec.pack(indices, rgb.shape[0], rgb.shape[1], update)
+        if modality == "image":
+            img = _open_image(data, input_path)
+            try:
+                rgb = api.to_rgb_array(img, alpha)
+            except ValueError as e:
+                raise BadInput(f"{input_path}: {e}") from None
+            encoded = api.encode_image(rgb, quality, progress=update, verify=verify)
+        else:
+            try:
+                if input_path == "-":
+                    samples, rate = _read_audio(data, input_path)
+                    encoded = api.encode_audio(samples, rate, quality, progress=update, verify=verify)
+                else:  # streamed from the file: memory does not grow with its length
+                    _read_audio_header(input_path)
+                    encoded = api.encode_audio_file(input_path, quality, progress=update, verify=verify)
+            except ValueError as e:
+                raise BadInput(f"{input_path}: {e}") from None
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
-    if verify:
-        _, decoded = codec.decode_indices(data)
-        if not np.array_equal(decoded.numpy(), indices.numpy()):
-            raise click.ClickException("verification failed: decoded indices differ from the encoded ones; nothing written")
-    write_output(output, data, force)
-    h, w = rgb.shape[:2]
+    write_output(output, encoded, force)
     if output != "-":
-        q = quality or codec.max_quality
-        click.echo(f"{input_path} -> {output}: {w}x{h}, quality {q}, {len(data)} bytes, "
-                   f"{8 * len(data) / (w * h):.3f} bpp, {elapsed:.2f} s" + (", verified" if verify else ""), err=True)
+        info = api.inspect(encoded)
+        size = (f"{info.width}x{info.height}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
+                else f"{info.duration_s:.2f} s, {info.channels} ch, {info.kbps:.2f} kbit/s")
+        click.echo(f"{input_path} -> {output}: {size}, quality {quality or api.max_quality(modality)}, "
+                   f"{len(encoded)} bytes, {elapsed:.2f} s" + (", verified" if verify else ""), err=True)
 
 
 @click.command()
 @click.argument("input_path", metavar="IN.vq", type=str)
 @click.option("-o", "--output", "output", required=True,
-              help="Output image (.png, .bmp, .tif, .webp lossless, ...; '-' for PNG on stdout).")
-@click.option("-q", "--quality", type=int, default=None,
-              help="Decode only the first Q stages (lower quality). Default: all stages in the file.")
+              help="Output file. Images: .png, .bmp, .tif, .webp (lossless), ...; audio: .wav, .flac, .ogg. "
+                   "'-' writes PNG or WAV to stdout.")
+@click.option("-l", "--layers", type=int, default=None,
+              help="Decode only the first N quality layers (a lower-quality result). Default: all in the file.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-def decode(input_path: str, output: str, quality: int | None, force: bool) -> None:
-    """Decode IN.vq ('-' for stdin) to an image."""
-    from vqcodec.bitstream import VQFormatError
-    from vqcodec.image.codec import ImageCodec
+def decode(input_path: str, output: str, layers: int | None, force: bool) -> None:
+    """Decode IN.vq ('-' for stdin) to an image or an audio file, whichever it holds."""
+    from vqcodec import api
 
     check_writable(output, force)
-    if quality is not None and quality < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--quality")
+    if layers is not None and layers < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--layers")
     data = read_input(input_path)
     t0 = time.perf_counter()
     update, bar = _progress_bar("decode")
     try:
-        rgb = ImageCodec.default().decode(data, quality, update)
-    except VQFormatError as e:
+        info = api.inspect(data)
+        if info.modality == "image":
+            decoded = api.decode(data, layers=layers, progress=update)
+        else:  # rendered block by block while it is written
+            _audio_format(output)
+            decoded = api.decode_audio_blocks(data, layers=layers, progress=update)
+    except api.VQFormatError as e:
         raise BadInput(f"{input_path}: {e}") from None
     finally:
         bar.close()
-    write_output(output, _image_bytes(rgb, output), force)
+    if info.modality == "image":
+        rgb = np.asarray(decoded)
+        write_output(output, _image_bytes(rgb, output), force)
+        what = f"{rgb.shape[1]}x{rgb.shape[0]}"
+    else:
+        rate, channels, num_samples, blocks = decoded
+        write_audio(output, blocks, rate, channels, force)
+        what = f"{num_samples / rate:.2f} s at {rate} Hz, {channels} ch"
     if output != "-":
-        click.echo(f"{input_path} -> {output}: {rgb.shape[1]}x{rgb.shape[0]}, {time.perf_counter() - t0:.2f} s", err=True)
+        click.echo(f"{input_path} -> {output}: {what}, {time.perf_counter() - t0:.2f} s", err=True)
 
 
 @click.command()
 @click.argument("input_path", metavar="IN.vq", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(input_path: str, as_json: bool) -> None:
-    """Show what a .vq file holds: size, quality layers, model, stream sizes."""
-    from vqcodec.bitstream import VQFormatError, unpack
+    """Show what a .vq file holds: what it is, its size and rate, quality layers, the models that made it."""
+    from vqcodec import api
 
     data = read_input(input_path)
     try:
-        header, _ = unpack(data)
-    except VQFormatError as e:
+        fi = api.inspect(data)
+    except api.VQFormatError as e:
         raise BadInput(f"{input_path}: {e}") from None
-    d = {
-        "format_version": header.version,
-        "modality": header.modality.name.lower(),
-        "model_id": header.model_id,
-        "weights_hash": header.weights_hash.hex(),
-        "width": header.width,
-        "height": header.height,
-        "channel_layout": header.channel_layout.name,
-        "stages": header.stages,
-        "stream_bytes": list(header.stream_lengths),
-        "file_bytes": len(data),
-        "bpp": 8 * len(data) / (header.width * header.height),
+    d: dict = {
+        "format_version": fi.format_version,
+        "modality": fi.modality,
+        "layers": fi.layers,
+        "models": [{"role": r, "model_id": m, "weights_hash": h} for r, m, h in fi.components],
+        "layer_bytes": list(fi.layer_bytes),
+        "file_bytes": fi.file_bytes,
     }
+    if fi.modality == "image":
+        d.update(width=fi.width, height=fi.height, bpp=fi.bits_per_pixel)
+    else:
+        d.update(sample_rate=fi.sample_rate, channels=fi.channels, num_samples=fi.num_samples,
+                 duration_s=fi.duration_s, kbps=fi.kbps)
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    click.echo(f"{input_path}: vqcodec {d['modality']}, {d['width']}x{d['height']} {d['channel_layout']}, "
-               f"{d['stages']} quality layers, {d['file_bytes']} bytes ({d['bpp']:.3f} bpp)")
-    click.echo(f"  model {d['model_id']} (weights {d['weights_hash']}), format version {d['format_version']}")
-    for i, n in enumerate(d["stream_bytes"], 1):
-        click.echo(f"  stage {i}: {n} bytes")
+    if fi.modality == "image":
+        what = f"{fi.width}x{fi.height} RGB, {fi.file_bytes} bytes ({fi.bits_per_pixel:.3f} bpp)"
+    else:
+        what = (f"{fi.duration_s:.2f} s, {fi.sample_rate} Hz, {fi.channels} ch, {fi.file_bytes} bytes "
+                f"({fi.kbps:.2f} kbit/s)")
+    click.echo(f"{input_path}: vqcodec {fi.modality}, {what}, {fi.layers} quality layers, format version {fi.format_version}")
+    for role, model_id, h in fi.components:
+        click.echo(f"  {role}: {model_id} (weights {h})")
+    for i, n in enumerate(fi.layer_bytes, 1):
+        click.echo(f"  layer {i}: {n} bytes")
 
 
 @click.command()
 @click.option("-o", "--output", "output", required=True, help="Output image (.png etc.; '-' for stdout).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same image).")
 @click.option("--size", default="256x256", show_default=True, help="WIDTHxHEIGHT in pixels (multiples of 8).")
-@click.option("-q", "--quality", type=int, default=None, help="Stages to sample (default: all).")
+@click.option("-l", "--layers", type=int, default=None, help="Quality layers to sample (default: all).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-def sample(output: str, seed: int, size: str, quality: int | None, force: bool) -> None:
-    """Draw index maps from the prior and decode them: the VQ-VAE paper's generation experiment."""
-    from vqcodec.image.codec import ImageCodec
+def sample(output: str, seed: int, size: str, layers: int | None, force: bool) -> None:
+    """Draw index maps from the image prior and decode them: the VQ-VAE paper's generation experiment."""
+    from vqcodec import api
 
     check_writable(output, force)
     try:
@@ -185,12 +285,10 @@ def sample(output: str, seed: int, size: str, quality: int | None, force: bool) 
         raise click.BadParameter("expected WIDTHxHEIGHT, e.g. 256x256", param_hint="--size") from None
     if w < 8 or h < 8 or w % 8 or h % 8 or w * h > 4096 * 4096:
         raise click.BadParameter("sides must be multiples of 8, at least 8, at most 16 megapixels", param_hint="--size")
-    codec = ImageCodec.default()
-    s = quality or codec.max_quality
-    if not 1 <= s <= codec.max_quality:
-        raise click.BadParameter(f"must be 1..{codec.max_quality}", param_hint="--quality")
-    indices = codec.prior.sample(s, h // 8, w // 8, seed)
-    rgb = codec.render(indices, h, w)
-    write_output(output, _image_bytes(rgb, output), force)
+    top = api.max_quality("image")
+    if layers is not None and not 1 <= layers <= top:
+        raise click.BadParameter(f"must be 1..{top}", param_hint="--layers")
+    rgb = api.sample_image(w, h, seed=seed, layers=layers)
+    write_output(output, _image_bytes(np.asarray(rgb), output), force)
     if output != "-":
-        click.echo(f"sampled {w}x{h} image (seed {seed}, {s} stages) -> {output}", err=True)
+        click.echo(f"sampled {w}x{h} image (seed {seed}, {layers or top} layers) -> {output}", err=True)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 
 from vqcodec.files import atomic_write
 
-__all__ = ["read_input", "write_output", "check_writable", "BadInput"]
+__all__ = ["read_input", "write_output", "write_output_with", "check_writable", "BadInput"]
 
 
 class BadInput(click.ClickException):
@@ -20,8 +21,8 @@ class BadInput(click.ClickException):
         click.echo(f"vqcodec: error: {self.format_message()}", err=True)
 
 
-def read_input(path: str) -> bytes:
-    """Bytes of `path`, or of stdin for '-'."""
+def read_input(path: str, head: int | None = None) -> bytes:
+    """Bytes of `path` (only the first `head` bytes if given), or of stdin for '-' (all of it)."""
     if path == "-":
         return sys.stdin.buffer.read()
     p = Path(path)
@@ -30,7 +31,10 @@ def read_input(path: str) -> bytes:
     if p.is_dir():
         raise BadInput(f"{path}: is a directory, expected a file")
     try:
-        return p.read_bytes()
+        if head is None:
+            return p.read_bytes()
+        with p.open("rb") as f:
+            return f.read(head)
     except OSError as e:
         raise BadInput(f"{path}: cannot read ({e.strerror})") from None
 
@@ -54,6 +58,12 @@ def write_output(path: str, data: bytes, force: bool) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    write_output_with(path, lambda tmp: Path(tmp).write_bytes(data), force)
+
+
+def write_output_with(path: str, fill: Callable[[str], None], force: bool) -> None:
+    """Create `path` atomically: fill(temporary path) writes the content (streaming if it likes), then the
+    temporary file is renamed over `path`; a failure or interruption leaves no partial file."""
     check_writable(path, force)
     p = Path(path).resolve()
 
@@ -62,5 +72,5 @@ def write_output(path: str, data: bytes, force: bool) -> None:
             raise BadInput(f"{path} exists; pass --force to overwrite it")
 
     # the usual mode for a new file, or the mode of the file it replaces
-    atomic_write(p, lambda tmp: Path(tmp).write_bytes(data),
+    atomic_write(p, fill,
                  mode=p.stat().st_mode & 0o7777 if p.exists() else None, before_replace=not_taken_meanwhile)

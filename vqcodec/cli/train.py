@@ -1,58 +1,118 @@
-"""`vqcodec train ...`: training commands (image autoencoder, priors)."""
+"""`vqcodec train ...`: training commands (image autoencoder, priors).
+
+Every command shares the loop's flags (`loop_options`): --out, --steps, --stop-at-step, --max-minutes,
+--resume, --threads, --lr, --min-lr-fraction, --warmup-steps, --checkpoint-every (seconds), --log-every,
+--val-every, --seed, --progress/--no-progress. They map one to one onto `LoopConfig` fields.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import click
 
-__all__ = ["train"]
+__all__ = ["train", "loop_options"]
+
+LOOP_FLAGS = ("out", "steps", "stop_at_step", "max_minutes", "resume", "threads", "lr", "min_lr_fraction",
+              "warmup_steps", "checkpoint_every", "log_every", "val_every", "seed", "progress")
+
+
+def loop_options(*, steps: int, lr: float, lr_help: str = "") -> Callable:
+    """Decorator adding the training-loop flags (defaults: `steps`, `lr`; the rest as in LoopConfig)."""
+    options = [
+        click.option("--out", required=True, type=click.Path(file_okay=False),
+                     help="Run folder: checkpoint.pt, log.jsonl, exported weights."),
+        click.option("--steps", default=steps, show_default=True, type=click.IntRange(min=1),
+                     help="Optimizer steps of the whole run; the learning-rate schedule ends here."),
+        click.option("--stop-at-step", type=click.IntRange(min=1), default=None,
+                     help="Stop at this step with a checkpoint and exported weights; the schedule still follows "
+                          "--steps, so --resume continues the same run."),
+        click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop (with a checkpoint) after this many minutes; continue later with --resume."),
+        click.option("--resume", is_flag=True,
+                     help="Continue the run in --out from its checkpoint; it keeps the run's --seed, --steps, "
+                          "--lr, --warmup-steps, --min-lr-fraction and sampling settings."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="torch threads (default: torch's choice)."),
+        click.option("--lr", default=lr, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     help="Peak learning rate (linear warm-up, then cosine decay to --min-lr-fraction x lr)."
+                          + lr_help),
+        click.option("--min-lr-fraction", default=0.05, show_default=True, type=click.FloatRange(0, 1),
+                     help="Learning rate at the end of the cosine decay, as a fraction of --lr."),
+        click.option("--warmup-steps", default=200, show_default=True, type=click.IntRange(min=0),
+                     help="Steps of linear learning-rate warm-up."),
+        click.option("--checkpoint-every", default=180.0, show_default=True, type=click.FloatRange(min=0),
+                     help="Seconds between checkpoints (one is also written when the run ends or stops)."),
+        click.option("--log-every", default=25, show_default=True, type=click.IntRange(min=1),
+                     help="Steps per line of OUT/log.jsonl (losses averaged over the steps)."),
+        click.option("--val-every", default=500, show_default=True, type=click.IntRange(min=1),
+                     help="Steps between validations."),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Seed of the initialisation and of the data sampling."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar on stderr  [default: when stderr is a terminal]."),
+    ]
+
+    def apply(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+def _loop_settings(kwargs: dict) -> dict:
+    """Pop the loop flags out of a command's kwargs; usage error when they contradict each other."""
+    loop = {k: kwargs.pop(k) for k in LOOP_FLAGS}
+    if loop["stop_at_step"] is not None and loop["stop_at_step"] > loop["steps"]:
+        raise click.BadParameter(f"{loop['stop_at_step']} is past --steps {loop['steps']}; the run ends there anyway",
+                                 param_hint="--stop-at-step")
+    return loop
+
+
+def _deprecated(old: str, new: str) -> None:
+    click.echo(f"vqcodec: warning: {old} is deprecated, use {new}", err=True)
 
 
 @click.group()
 def train() -> None:
-    """Train the models (the release weights were made with these commands; see codec/MODEL_CARD.md)."""
+    """Train the models (the release weights were made with these commands; see vqcodec/image/MODEL_CARD.md)."""
 
 
 @train.command("image")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of training images.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint, log, weights.")
-@click.option("--steps", default=10000, show_default=True, help="Total optimizer steps of the run.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@loop_options(steps=10000, lr=2e-4, lr_help=" 4e-4 destabilised the PCA-initialised model.")
 @click.option("--val-data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of validation images (e.g. Kodak), evaluated every --val-every steps.")
-@click.option("--val-every", default=500, show_default=True)
-@click.option("--batch-size", default=8, show_default=True)
-@click.option("--crop", default=128, show_default=True, help="Training crop size in pixels.")
-@click.option("--lr", default=2e-4, show_default=True, help="Peak learning rate (warm-up, then cosine decay to 5%); 4e-4 destabilised the PCA-initialised model.")
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
-@click.option("--checkpoint-minutes", default=4.0, show_default=True)
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop (with a checkpoint) after this many minutes; continue later with --resume.")
-@click.option("--stop-at-step", type=int, default=None,
-              help="Stop (with a checkpoint and exported weights) at this step; the learning-rate schedule "
-                   "still follows --steps.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop", default=128, show_default=True, type=click.IntRange(min=8),
+              help="Training crop size in pixels.")
 @click.option("--decoder-only", is_flag=True, help="Freeze encoder and codebooks; fine-tune the decoder only.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from released weights (e.g. codec/weights/image_vqvae.safetensors) instead of scratch.")
+              help="Start from released weights (e.g. vqcodec/weights/image_vqvae.safetensors) instead of scratch.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
-@click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True), help="Decay per step of the EMA codebook updates.")
+@click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Decay per step of the EMA codebook updates.")
 @click.option("--restart-after", default=50, show_default=True, type=click.IntRange(min=0),
               help="Re-seed a code left unused for this many steps (0: never).")
 @click.option("--tournament", default=1, show_default=True, type=click.IntRange(min=1),
               help="Draw this many random crops per batch entry and train on the most detailed one.")
-@click.option("--seed", default=0, show_default=True)
-def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, crop, lr, threads,
-                    checkpoint_minutes, max_minutes, stop_at_step, decoder_only, init_from, no_bf16,
-                    ema_decay, restart_after, tournament, seed) -> None:
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
+              help="Deprecated: --checkpoint-every SECONDS.")
+def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
+                    tournament, checkpoint_minutes, **kwargs) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
 
-    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
+    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well (one crop stream per process).
     """
     from vqcodec.training.image_model import TrainImageConfig, train_image
 
+    loop = _loop_settings(kwargs)
+    if checkpoint_minutes is not None:
+        _deprecated("--checkpoint-minutes", "--checkpoint-every SECONDS")
+        loop["checkpoint_every"] = 60 * checkpoint_minutes
     train_image(TrainImageConfig(
-        data=data, out=out, steps=steps, resume=resume, val_data=val_data, val_every=val_every,
-        batch_size=batch_size, crop=crop, lr=lr, threads=threads, checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes,
-        stop_at_step=stop_at_step, decoder_only=decoder_only, init_from=init_from, bf16=not no_bf16, seed=seed,
-        ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
+        **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
+        init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
     ))
 
 
@@ -61,40 +121,47 @@ def train_image_cmd(data, out, steps, resume, val_data, val_every, batch_size, c
               help="Folder of training images (the same photos the image model was trained on).")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Image model weights (.safetensors) whose indices the prior models; keep it frozen.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoint, log, weights.")
-@click.option("--steps", default=6000, show_default=True, help="Total optimizer steps of the run.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
-@click.option("--max-steps-now", type=int, default=None, help="Stop (with a checkpoint) at this step; resume later.")
+@loop_options(steps=6000, lr=2e-3)
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from these prior weights (float .safetensors or a run's checkpoint.pt).")
-def train_prior_cmd(data, model_path, out, steps, resume, threads, max_steps_now, init_from) -> None:
+@click.option("--max-steps-now", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Deprecated: --stop-at-step.")
+def train_prior_cmd(data, model_path, init_from, max_steps_now, **kwargs) -> None:
     """Train the autoregressive priors on the index maps of --data under --model, then export the
-    integer prior used for coding (OUT/image_prior.safetensors)."""
+    integer prior used for coding (OUT/image_prior.safetensors) once the run has reached --steps.
+
+    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
+    """
     from pathlib import Path
 
     import torch
 
+    from vqcodec.files import atomic_write
     from vqcodec.image.data import load_folder
-    from vqcodec.image.model import load_image_model
     from vqcodec.image.index_maps import compute_index_maps
+    from vqcodec.image.model import load_image_model
     from vqcodec.image.prior_integer import export_integer_prior
-    from vqcodec.training.image_prior import train_prior
+    from vqcodec.training.distributed import barrier, init_distributed
+    from vqcodec.training.image_prior import TrainConfig, run_prior
 
-    if threads:
-        torch.set_num_threads(threads)
-    out_dir = Path(out)
+    if max_steps_now is not None:
+        _deprecated("--max-steps-now", "--stop-at-step")
+        kwargs["stop_at_step"] = kwargs["stop_at_step"] or max_steps_now
+    loop = _loop_settings(kwargs)
+    if loop["threads"]:
+        torch.set_num_threads(loop["threads"])
+    rank, _ = init_distributed()
+    out_dir = Path(loop["out"])
     out_dir.mkdir(parents=True, exist_ok=True)
     maps_file = out_dir / "index_maps.pt"
-    model, _ = load_image_model(model_path)
-    if maps_file.is_file():
-        maps = torch.load(maps_file, weights_only=True)
-    else:
+    if rank == 0 and not maps_file.is_file():  # one process computes the maps, the others wait and load them
+        model, _ = load_image_model(model_path)
         maps = compute_index_maps(model, load_folder(data))
-        torch.save(maps, maps_file)
-    prior = train_prior(maps, out_dir, steps, resume=resume, threads=threads, stop_after=max_steps_now,
-                        init_from=init_from)
-    if max_steps_now is None or max_steps_now >= steps:
+        atomic_write(maps_file, lambda tmp: torch.save(maps, tmp))
+    barrier()
+    maps = torch.load(maps_file, weights_only=True)
+    result = run_prior(TrainConfig(**loop, init_from=init_from), maps)
+    if result.finished and rank == 0:
         calibration = maps[:: max(1, len(maps) // 32)]  # activation ranges: 32 maps are plenty, all are slow
-        export_integer_prior(prior, calibration, out_dir / "image_prior.safetensors")
+        export_integer_prior(result.model.eval(), calibration, out_dir / "image_prior.safetensors")
         click.echo(f"wrote {out_dir / 'image_prior.safetensors'}", err=True)

@@ -1,38 +1,41 @@
 """The image codec: pixels -> indices -> range-coded stage streams -> .vq bytes, and back.
 
     encode: RGB uint8 (H, W, 3) -> pad to a multiple of 8 (edge replication) -> ImageVQVAE encoder
-            -> ResidualVQ indices (s, H/8, W/8) -> for each stage, integer prior frequencies
-            -> constriction range coder -> one stream per stage -> container (header + CRC)
+            -> ResidualVQ indices (s, H/8, W/8) -> one range-coded stream per stage under the integer
+            prior (vqcodec.coding) -> container: format version 2 with the model components, the
+            geometry and one stream chunk per quality layer (vqcodec.bitstream)
     decode: container -> for each stage, the integer prior rebuilds the same frequencies from what is
             already decoded and range-decodes the indices -> codebook lookup -> decoder net -> crop
+
+Quality: `quality` q in 1..max_quality codes the first q residual stages (quality layers); decoding
+`layers` n <= q gives the reconstruction of the first n stages.
 
 What is exact: the indices (integer prior, deterministic frequencies, lossless range coding). The
 pixels come from a float decoder network and so may differ across machines by float rounding.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
+from vqcodec import __version__
 from vqcodec.bitstream import (
-    ChannelLayout,
-    IndexDecoder,
-    IndexEncoder,
+    ImageGeometry,
     Modality,
+    ModelComponent,
+    VQFile,
     VQFormatError,
-    VQHeader,
-    check_model,
     hash_weights,
-    pack,
-    unpack,
+    read_file,
+    write_file,
 )
-
+from vqcodec.coding.stages import decode_stages, encode_stages
 from vqcodec.image.model import ENCODER_BEAM, load_image_model, pad_to_multiple
 from vqcodec.image.prior_integer import load_integer_prior
 from vqcodec.weights.io import WEIGHTS_DIR
@@ -41,10 +44,8 @@ __all__ = ["ImageCodec", "MAX_PIXELS", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE, PRIOR_FILE = "image_vqvae.safetensors", "image_prior.safetensors"
-DEFAULT_MODEL_PATH = WEIGHTS_DIR / MODEL_FILE
-DEFAULT_PRIOR_PATH = WEIGHTS_DIR / PRIOR_FILE
-WEIGHTS_ENV = "VQCODEC_WEIGHTS_DIR"  # a folder with both files overrides the shipped weights
+DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae.safetensors"
+DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior.safetensors"
 MAX_PIXELS = 1 << 26  # 67 megapixels: bounds the memory a file can make the decoder allocate
 
 Progress = Callable[[int, int], None]
@@ -54,11 +55,16 @@ class ImageCodec:
     """A loaded image model + integer prior, with encode/decode of .vq bytes.
 
     Args:
-        model_path: safetensors weights of the ImageVQVAE.
-        prior_path: safetensors weights of the integer image prior.
+        model_path: safetensors weights of the ImageVQVAE (role "vqvae").
+        prior_path: safetensors weights of the integer image prior (role "prior").
+        prior_id: the prior's model id as the registry knows it (default: the file's metadata, else
+            derived from its hash).
     """
 
-    def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH) -> None:
+    modality = "image"
+
+    def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH,
+                 *, prior_id: str | None = None) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
         for p in (model_path, prior_path):
             if not p.is_file():
@@ -70,17 +76,24 @@ class ImageCodec:
         self.prior = load_integer_prior(prior_path)
         if self.prior.num_stages != self.model.cfg.num_stages or self.prior.codebook_size != self.model.cfg.num_codes:
             raise ValueError(f"prior {prior_path} does not match the image model {model_path} (stages/codes differ)")
-        self.weights_hash = hash_weights(model_path.read_bytes() + prior_path.read_bytes())
+        model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
+        self.components = (
+            ModelComponent("vqvae", self.model_id, hash_weights(model_bytes)),
+            ModelComponent("prior", prior_id or _prior_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
+        )
+        # format-version-1 files named one hash of both files together
+        self.v1_weights_hash = hash_weights(model_bytes + prior_bytes)
 
     @classmethod
     def default(cls) -> "ImageCodec":
-        """The shipped model (or the folder named by $VQCODEC_WEIGHTS_DIR), loaded once per process."""
-        folder = os.environ.get(WEIGHTS_ENV)
-        return _load_cached(str(Path(folder) / MODEL_FILE) if folder else str(DEFAULT_MODEL_PATH),
-                            str(Path(folder) / PRIOR_FILE) if folder else str(DEFAULT_PRIOR_PATH))
+        """The codec new image files are encoded with (the registry's default components)."""
+        from vqcodec.api import default_codec
+
+        return default_codec("image")
 
     @property
     def max_quality(self) -> int:
+        """Top of the quality scale (= number of residual-VQ stages)."""
         return self.model.cfg.num_stages
 
     # ------------------------------------------------------------------------------------------
@@ -114,64 +127,80 @@ class ImageCodec:
         x_hat = self.model.decode_indices(indices[None])[0, :, :height, :width]
         return (x_hat.permute(1, 2, 0) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
-    def encode(self, rgb: np.ndarray, quality: int | None = None, progress: Progress | None = None) -> bytes:
-        """(H, W, 3) uint8 RGB -> .vq bytes holding the first `quality` stages (default: all)."""
-        return self.pack(self.encode_indices(rgb, quality), rgb.shape[0], rgb.shape[1], progress)
+    def encode(self, rgb: np.ndarray, quality: int | None = None, progress: Progress | None = None, *,
+               verify: bool = False) -> bytes:
+        """(H, W, 3) uint8 RGB -> .vq bytes holding the first `quality` stages (default: all).
+
+        verify: decode the bytes again and raise RuntimeError unless they give the encoder's indices.
+        """
+        indices = self.encode_indices(rgb, quality)
+        data = self.pack(indices, rgb.shape[0], rgb.shape[1], progress)
+        if verify and not torch.equal(self.decode_indices(data), indices):
+            raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
+                               "please report this as a vqcodec bug")
+        return data
 
     def pack(self, indices: torch.Tensor, height: int, width: int, progress: Progress | None = None) -> bytes:
         """(s, ceil(height/8), ceil(width/8)) int64 indices of a height x width image -> .vq bytes."""
-        s, h, w = indices.shape
+        streams = encode_stages(self.prior, indices, progress)
+        return write_file(Modality.IMAGE, self.components, ImageGeometry(width, height), [[s] for s in streams],
+                          encoder=f"vqcodec {__version__}")
+
+    def _check_file(self, vqfile: VQFile) -> None:
+        """Raise VQFormatError unless `vqfile` is an image made with this codec's components."""
+        if vqfile.modality_name != "image":
+            raise VQFormatError(f"file holds {vqfile.modality_name}, not an image")
+        if vqfile.version == 1:
+            (named,) = vqfile.components
+            ok = bytes(named.weights_hash) == self.v1_weights_hash
+        else:
+            have = {(c.role, bytes(c.weights_hash)) for c in self.components}
+            ok = {(c.role, bytes(c.weights_hash)) for c in vqfile.components} == have
+        if not ok:
+            named = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
+            raise VQFormatError(f"file was made with {named}, which this codec does not have; decode it with "
+                                "vqcodec.decode, which finds the installed model the file names")
+        if vqfile.layers > self.max_quality:
+            raise VQFormatError(f"file has {vqfile.layers} quality layers; this model has {self.max_quality}")
+        g = vqfile.geometry
+        if g.width * g.height > MAX_PIXELS:
+            raise VQFormatError(f"image size {g.width}x{g.height} exceeds {MAX_PIXELS} pixels")
+
+    def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
+                       progress: Progress | None = None) -> torch.Tensor:
+        """.vq bytes (or a parsed file) -> (s, h, w) int64 indices; s = min(layers, layers in the file)."""
+        vqfile = data if isinstance(data, VQFile) else read_file(data)
+        self._check_file(vqfile)
+        if layers is not None and int(layers) < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        s = vqfile.layers if layers is None else min(int(layers), vqfile.layers)
         streams = []
-        for stage in range(1, s + 1):
-            freqs = self.prior.frequencies(indices, stage)
-            symbols = indices[stage - 1].reshape(-1).numpy()
-            enc = IndexEncoder()
-            for group in self.prior.coding_groups(stage, h, w):
-                enc.encode(symbols[group], freqs[group])
-            streams.append(enc.finish())
-            if progress:
-                progress(stage, s)
-        header = VQHeader(
-            modality=Modality.IMAGE,
-            model_id=self.model_id,
-            weights_hash=self.weights_hash,
-            width=width,
-            height=height,
-            channel_layout=ChannelLayout.RGB,
-        )
-        return pack(header, streams)
-
-    def decode_indices(self, data: bytes, quality: int | None = None, progress: Progress | None = None) -> tuple[VQHeader, torch.Tensor]:
-        """.vq bytes -> (header, (s, h, w) int64 indices); s = min(quality, stages in the file)."""
-        header, streams = unpack(data)
-        if header.modality != Modality.IMAGE:
-            raise VQFormatError(f"file holds {header.modality.name.lower()}, not an image")
-        check_model(header, self.model_id, self.weights_hash)
-        if header.stages > self.max_quality:
-            raise VQFormatError(f"file has {header.stages} stages; this model has {self.max_quality}")
-        if header.width * header.height > MAX_PIXELS:
-            raise VQFormatError(f"image size {header.width}x{header.height} exceeds {MAX_PIXELS} pixels")
-        s = header.stages if quality is None else min(int(quality), header.stages)
-        if s < 1:
-            raise ValueError(f"quality must be >= 1, got {quality}")
+        for k in range(1, s + 1):
+            layer_streams = vqfile.streams(k)
+            if len(layer_streams) != 1:
+                raise VQFormatError(f"quality layer {k} holds {len(layer_streams)} streams; an image layer holds one")
+            streams.append(layer_streams[0])
         f = self.model.factor
-        h, w = -(-header.height // f), -(-header.width // f)
-        decoded = torch.zeros(0, h, w, dtype=torch.long)
-        for stage in range(1, s + 1):
-            dec = IndexDecoder(streams[stage - 1])
-            plane = self.prior.decode_stage(stage, decoded, h, w, dec.decode)
-            dec.check_finished()
-            decoded = torch.cat([decoded, plane[None].long()], 0)
-            if progress:
-                progress(stage, s)
-        return header, decoded
+        g = vqfile.geometry
+        return decode_stages(self.prior, streams, (-(-g.height // f), -(-g.width // f)), progress)
 
-    def decode(self, data: bytes, quality: int | None = None, progress: Progress | None = None) -> np.ndarray:
-        """.vq bytes -> (H, W, 3) uint8 RGB at quality min(quality, stages in the file)."""
-        header, indices = self.decode_indices(data, quality, progress)
-        return self.render(indices, header.height, header.width)
+    def decode(self, data: "bytes | VQFile", layers: int | None = None, progress: Progress | None = None) -> np.ndarray:
+        """.vq bytes (or a parsed file) -> (H, W, 3) uint8 RGB of its first min(layers, all) quality layers."""
+        vqfile = data if isinstance(data, VQFile) else read_file(data)
+        indices = self.decode_indices(vqfile, layers, progress)
+        return self.render(indices, vqfile.geometry.height, vqfile.geometry.width)
+
+    @torch.no_grad()
+    def sample(self, width: int, height: int, seed: int = 0, layers: int | None = None) -> np.ndarray:
+        """Draw `layers` index maps from the prior (seeded) and decode them -> (height, width, 3) uint8."""
+        s = self._check_quality(layers)
+        f = self.model.factor
+        indices = self.prior.sample(s, -(-height // f), -(-width // f), seed)
+        return self.render(indices, height, width)
 
 
-@functools.lru_cache(maxsize=2)
-def _load_cached(model_path: str, prior_path: str) -> ImageCodec:
-    return ImageCodec(model_path, prior_path)
+def _prior_id(path: Path, blob: bytes) -> str:
+    """A prior file's model id: its metadata's, else "<file stem>-<8 hex of its hash>"."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return meta.get("model_id") or f"{path.stem}-{hashlib.sha256(blob).hexdigest()[:8]}"

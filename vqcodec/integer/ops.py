@@ -17,12 +17,15 @@ machine, the BLAS library, the thread count or the batch composition:
 * `logits_to_freqs`: integer logits -> integer frequencies through an integer exp table.
 
 Plain references sit beside the fast paths (`conv2d_int_reference`, `requantize_reference`) for tests.
+`torch_threads` sets the intra-op thread count for a block: a speed knob only, since by the above no
+result depends on it.
 Shapes are given in the docstrings; all "int" tensors are torch.int64 unless stated.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +51,7 @@ __all__ = [
     "conv_weight_to_matrix",
     "conv2d_int_unfold",
     "conv2d_int_reference",
+    "torch_threads",
 ]
 
 FLOAT64_EXACT_LIMIT = 2**53
@@ -301,3 +305,17 @@ def conv2d_int_reference(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | 
     y = F.conv2d(F.pad(x.to(torch.float64), padding), w.to(torch.float64),
                  None if bias is None else bias.to(torch.float64))
     return y.round().to(torch.int64)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (None: unchanged); restored afterwards."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

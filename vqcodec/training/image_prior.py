@@ -1,8 +1,9 @@
-"""Training, evaluation and export of the image prior (codec/prior_image.py -> codec/prior_integer.py).
+"""Training, evaluation and export of the image prior (vqcodec.image.prior -> vqcodec.image.prior_integer).
 
-* `train_prior`: Adam on random tile-sized crops (+ horizontal flips) of index maps, JSONL log of bits per
-  index per stage, validation bits on held-out maps, checkpoints every few minutes that resume exactly
-  (model, optimizer, all RNG states, step).
+* `train_prior`: the float prior as a `PriorTask` of `vqcodec.training.loop.TrainingLoop` (which owns the
+  schedule, checkpoints with exact resume, the JSONL log, stop conditions and DDP under torchrun): Adam on
+  random tile-sized crops (+ horizontal flips) of index maps, bits per index per stage in the log,
+  validation bits on held-out maps.
 * Export and loading live with the nets: `vqcodec.image.prior` (float file) and
   `vqcodec.image.prior_integer` (post-training quantization and the shipped integer file).
 * `synthetic_index_maps`: structured stand-in data (a smooth random field quantized by a residual VQ
@@ -12,34 +13,33 @@ Index maps are LongTensors (S, H, W) with values in [0, K).
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import random
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from vqcodec.files import atomic_write
-
 from vqcodec.image.prior import ImagePrior, PriorConfig, load_float_prior, save_float_prior
+from vqcodec.training.checkpoint import saved_config
+from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, RunResult, Task, TrainingLoop
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "TrainConfig",
+    "PriorTask",
     "train_prior",
+    "run_prior",
     "evaluate_bits",
     "rate_report",
     "random_crops",
     "synthetic_index_maps",
 ]
-
+FLOAT_PRIOR_NAME = "prior_float.safetensors"
 
 
 # ------------------------------------------------------------------------------------------- synthetic
@@ -95,31 +95,19 @@ def synthetic_index_maps(n: int, stages: int = 8, h: int = 64, w: int = 96, k: i
 
 
 # ---------------------------------------------------------------------------------------------- training
-@dataclass
-class TrainConfig:
-    """Optimisation settings (stored in checkpoints and the log)."""
+@dataclass(kw_only=True)
+class TrainConfig(LoopConfig):
+    """Loop settings (see LoopConfig; lr 2e-3 by default) plus the prior's (stored in checkpoints)."""
 
     steps: int = 20000
-    batch_size: int = 8
-    crop_h: int = 32
-    crop_w: int = 32
     lr: float = 2e-3
-    warmup: int = 200
-    min_lr_fraction: float = 0.05
-    grad_clip: float = 1.0
-    seed: int = 0
-    val_fraction: float = 0.1
-    log_every: int = 25
-    val_every: int = 500
-    checkpoint_minutes: float = 5.0
-
-
-def _lr_at(step: int, tc: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to min_lr_fraction * lr at tc.steps."""
-    if step < tc.warmup:
-        return tc.lr * (step + 1) / tc.warmup
-    t = min(1.0, (step - tc.warmup) / max(1, tc.steps - tc.warmup))
-    return tc.lr * (tc.min_lr_fraction + (1 - tc.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t)))
+    batch_size: int = 8
+    crop_h: int = 32  # crop size when the prior has no coding tiles (else the tile size)
+    crop_w: int = 32
+    grad_clip: float = 1.0  # max gradient norm (0: off)
+    val_fraction: float = 0.1  # held-out share of the maps when no validation maps are given
+    model: dict | None = None  # PriorConfig fields; None: the checkpoint's on resume, else PriorConfig(S)
+    init_from: str | None = None  # start (not resume) from a float prior .safetensors or a run's checkpoint.pt
 
 
 def random_crops(maps: Sequence[torch.Tensor], batch: int, crop_h: int, crop_w: int,
@@ -181,6 +169,7 @@ def rate_report(model: ImagePrior, maps: Sequence[torch.Tensor],
 
 
 def _split(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
+    """Seeded (train, validation) map indices: a val_fraction share held out (at least one of 2+ maps)."""
     g = torch.Generator().manual_seed(tc.seed + 1)
     perm = torch.randperm(n, generator=g).tolist()
     n_val = int(round(n * tc.val_fraction)) if n > 1 else 0
@@ -188,24 +177,105 @@ def _split(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+class _BitsPerStage(nn.Module):
+    """forward(indices (B, S, H, W) int64) -> (S,) float mean bits per index (untiled), so that DDP,
+    which synchronises the gradients of forward() calls only, sees the prior's loss."""
+
+    def __init__(self, prior: ImagePrior) -> None:
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.prior.loss(indices, tiled=False)
+
+
+class PriorTask(Task):
+    """The float ImagePrior as a `Task`: mean bits per index (untiled) on random crops of index maps."""
+
+    name = "prior"
+    run_defining = ("batch_size", "crop_h", "crop_w", "val_fraction", "model")
+    progress_keys = ("bits_mean",)
+    config: TrainConfig
+
+    def __init__(self, config: TrainConfig, maps: Sequence[torch.Tensor],
+                 val_maps: Sequence[torch.Tensor] | None = None) -> None:
+        super().__init__(config)
+        if not maps:
+            raise ValueError("train_prior needs at least one index map")
+        self.maps, self.val_maps = maps, val_maps
+
+    def build(self, ctx: RunContext) -> Built:
+        tc = self.config
+        cfg = PriorConfig.from_dict(tc.model) if tc.model else PriorConfig(num_stages=int(self.maps[0].shape[0]))
+        self.config = replace(tc, model=cfg.to_dict())  # the checkpoint records the model it holds
+        if self.maps[0].shape[0] < cfg.num_stages:
+            raise ValueError(f"maps have {self.maps[0].shape[0]} stages, the prior needs {cfg.num_stages}")
+        if self.val_maps is None:
+            tr_idx, va_idx = _split(len(self.maps), tc)
+            self.train_maps = [self.maps[i][: cfg.num_stages] for i in tr_idx]
+            self.val = [self.maps[i][: cfg.num_stages] for i in va_idx]
+        else:
+            self.train_maps = [m[: cfg.num_stages] for m in self.maps]
+            self.val = [m[: cfg.num_stages] for m in self.val_maps]
+        self.crop_h = cfg.tile_h if cfg.tile_h > 0 else tc.crop_h
+        self.crop_w = cfg.tile_w if cfg.tile_w > 0 else tc.crop_w
+        self.gen = torch.Generator().manual_seed(tc.seed + 2 + 1000 * ctx.rank)
+        model = ImagePrior(cfg)
+        if not ctx.resuming and tc.init_from:
+            init_from = Path(tc.init_from)
+            if init_from.suffix == ".pt":
+                init_state = torch.load(init_from, map_location="cpu", weights_only=True)["model"]
+            else:
+                init_state = load_float_prior(init_from).state_dict()
+            model.load_state_dict(init_state)
+            log.info("initialised from %s", init_from)
+        return Built(model, None, OptimizerSpec("adam", grad_clip=tc.grad_clip), train_module=_BitsPerStage(model))
+
+    def batch(self, step: int) -> torch.Tensor:
+        """(B, S, ch, cw) int64 crops of the training maps."""
+        return random_crops(self.train_maps, self.config.batch_size, self.crop_h, self.crop_w, self.gen)
+
+    def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        bits = model(batch)
+        return bits.mean(), {"bits_mean": bits.mean().item(), "bits": bits.detach().tolist()}
+
+    def validate(self, model: nn.Module) -> dict:
+        if not self.val:
+            return {}
+        vb = evaluate_bits(model, self.val)
+        return {"val_bits_mean": float(vb.mean()), "val_bits": [round(float(x), 4) for x in vb]}
+
+    def export(self, model: nn.Module, out_dir: Path) -> None:
+        save_float_prior(model, out_dir / FLOAT_PRIOR_NAME)
+
+    def state_dict(self) -> dict:
+        return {"data": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["data"])
+
+
+def run_prior(tc: TrainConfig, maps: Sequence[torch.Tensor],
+              val_maps: Sequence[torch.Tensor] | None = None) -> RunResult:
+    """Train (or with tc.resume, continue) the float prior on index maps [(S, H, W) int64]; see train_prior.
+    The result says whether the run finished (`RunResult.finished`) or stopped early."""
+    return TrainingLoop(PriorTask(tc, maps, val_maps)).run()
 
 
 def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume: bool = False, *,
                 cfg: PriorConfig | None = None, train_cfg: TrainConfig | None = None,
-                threads: int | None = None, stop_after: int | None = None, progress: bool = True,
-                val_maps: Sequence[torch.Tensor] | None = None,
+                threads: int | None = None, stop_at_step: int | None = None, max_minutes: float | None = None,
+                progress: bool | None = None, val_maps: Sequence[torch.Tensor] | None = None,
                 init_from: Path | None = None) -> ImagePrior:
-    """Train the float ImagePrior on index maps [(S, H, W) int64] and return it.
+    """Train the float ImagePrior on index maps [(S, H, W) int64] and return it (eval mode).
 
-    out_dir gets: checkpoint.pt (model, optimizer, RNG states, step; written every
-    train_cfg.checkpoint_minutes and at the end), log.jsonl (one JSON object per log line: step, lr,
-    train bits per stage, validation bits per stage when computed), prior_float.safetensors at the end.
-    steps: total optimisation steps (also sets the learning-rate schedule). resume: continue from
-    out_dir/checkpoint.pt exactly where it stopped (same batches, same result as an uninterrupted run with
-    the same thread count). stop_after: stop (with a checkpoint) after this many steps without changing
-    the schedule, e.g. to split a run. threads: torch.set_num_threads for the run.
+    out_dir gets checkpoint.pt, log.jsonl (per log interval: step, time_s, lr, loss, bits_mean, bits per
+    stage, samples_per_s; validation: val_bits_mean, val_bits per stage) and prior_float.safetensors
+    (at every checkpoint). steps: total optimisation steps (also sets the learning-rate schedule).
+    resume: continue from out_dir/checkpoint.pt exactly where it stopped (same batches, same result as an
+    uninterrupted run with the same thread count). stop_at_step: stop (with a checkpoint) there without
+    changing the schedule. max_minutes: stop (with a checkpoint) after this much wall time.
+    threads: torch.set_num_threads. progress: progress bar (None: when stderr is a terminal).
     val_maps: held-out maps; default: a seeded train_cfg.val_fraction of `maps`.
     init_from: start (not resume) from these weights: a float prior .safetensors or another run's
     checkpoint.pt, e.g. a prior pre-trained on an earlier snapshot of the image model's indices.
@@ -213,113 +283,11 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
     its train config too unless train_cfg is given.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    ckpt_path = out_dir / "checkpoint.pt"
-    if not maps:
-        raise ValueError("train_prior needs at least one index map")
-
-    state = None
-    if resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"resume requested but {ckpt_path} does not exist; run without resume")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        cfg = PriorConfig.from_dict(state["prior_config"])
-        if train_cfg is None:  # continue with the interrupted run's settings
-            train_cfg = TrainConfig(**state["train_config"])
-    tc = train_cfg or TrainConfig()
-    tc = TrainConfig(**{**asdict(tc), "steps": int(steps)})
-    cfg = cfg or PriorConfig(num_stages=int(maps[0].shape[0]))
-    if maps[0].shape[0] < cfg.num_stages:
-        raise ValueError(f"maps have {maps[0].shape[0]} stages, the prior needs {cfg.num_stages}")
-
-    if val_maps is None:
-        tr_idx, va_idx = _split(len(maps), tc)
-        train_maps = [maps[i][: cfg.num_stages] for i in tr_idx]
-        val = [maps[i][: cfg.num_stages] for i in va_idx]
+    if resume and train_cfg is None:  # continue with the interrupted run's settings
+        base = saved_config(out_dir / TrainingLoop.CHECKPOINT, TrainConfig)
     else:
-        train_maps = [m[: cfg.num_stages] for m in maps]
-        val = [m[: cfg.num_stages] for m in val_maps]
-
-    torch.manual_seed(tc.seed)
-    model = ImagePrior(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    data_gen = torch.Generator().manual_seed(tc.seed + 2)
-    step = 0
-    if state is None and init_from is not None:
-        init_from = Path(init_from)
-        if init_from.suffix == ".pt":
-            init_state = torch.load(init_from, map_location="cpu", weights_only=False)["model"]
-        else:
-            init_state = load_float_prior(init_from).state_dict()
-        model.load_state_dict(init_state)
-        log.info("initialised from %s", init_from)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["rng"]["data"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        step = int(state["step"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
-
-    def checkpoint() -> None:
-        _save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "prior_config": cfg.to_dict(), "train_config": asdict(tc),
-            "rng": {"data": data_gen.get_state(), "torch": torch.get_rng_state(),
-                    "numpy": np.random.get_state(), "python": random.getstate()},
-        })
-
-    crop_h = cfg.tile_h if cfg.tile_h > 0 else tc.crop_h
-    crop_w = cfg.tile_w if cfg.tile_w > 0 else tc.crop_w
-    end = tc.steps if stop_after is None else min(tc.steps, int(stop_after))
-    log_f = open(out_dir / "log.jsonl", "a", encoding="utf-8")
-    try:
-        from tqdm import tqdm
-        bar = tqdm(total=end, initial=step, disable=not progress, desc="prior", dynamic_ncols=True)
-        last_ckpt = time.monotonic()
-        acc_bits, acc_n = None, 0
-        t0 = time.monotonic()
-        while step < end:
-            model.train()
-            lr = _lr_at(step, tc)
-            for gp in opt.param_groups:
-                gp["lr"] = lr
-            batch = random_crops(train_maps, tc.batch_size, crop_h, crop_w, data_gen)
-            bits = model.loss(batch, tiled=False)
-            loss = bits.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
-            step += 1
-            b = bits.detach().double().numpy()
-            acc_bits = b if acc_bits is None else acc_bits + b
-            acc_n += 1
-            bar.update(1)
-            if step % tc.log_every == 0 or step == end:
-                mean = acc_bits / acc_n
-                rec = {"step": step, "time": round(time.monotonic() - t0, 2), "lr": lr,
-                       "bits_mean": float(mean.mean()), "bits": [round(float(x), 4) for x in mean]}
-                if val and (step % tc.val_every == 0 or step == end):
-                    vb = evaluate_bits(model, val)
-                    rec["val_bits_mean"] = float(vb.mean())
-                    rec["val_bits"] = [round(float(x), 4) for x in vb]
-                log_f.write(json.dumps(rec) + "\n")
-                log_f.flush()
-                bar.set_postfix(bits=f"{mean.mean():.3f}", val=f"{rec.get('val_bits_mean', float('nan')):.3f}")
-                acc_bits, acc_n = None, 0
-            if time.monotonic() - last_ckpt > 60 * tc.checkpoint_minutes:
-                checkpoint()
-                last_ckpt = time.monotonic()
-        bar.close()
-        checkpoint()
-    finally:
-        log_f.close()
-    save_float_prior(model, out_dir / "prior_float.safetensors")
-    model.eval()
-    return model
+        base = train_cfg or TrainConfig()
+    tc = replace(base, out=str(out_dir), steps=int(steps), resume=resume, threads=threads, stop_at_step=stop_at_step,
+                 max_minutes=max_minutes, progress=progress, model=cfg.to_dict() if cfg is not None else base.model,
+                 init_from=str(init_from) if init_from is not None else None)
+    return run_prior(tc, maps, val_maps).model.eval()

@@ -1,0 +1,1 @@
+"""Audio modality: the speech VQ-VAE (`model`), its spectral helpers (`spectral`) and data (`data`)."""

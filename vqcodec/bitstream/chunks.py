@@ -1,0 +1,451 @@
+"""Chunk types of .vq format version 2 and their payloads (FORMAT.md, "Chunk types").
+
+A version-2 file is a 10-byte header, a sequence of chunks and a CRC (framing: `container`). This
+module defines what a chunk is (`Chunk`), the numbers of the chunk types (`ChunkType`), the rules
+each known type obeys (must-understand bit, layer), and the payload layout of each known type:
+`ModelComponent` (MODEL), `ImageGeometry` (IMAGE_GEOMETRY), `AudioGeometry` (AUDIO_GEOMETRY),
+segment table (SEGMENT_TABLE), metadata (METADATA), encoder name (ENCODER). STAGE_STREAM payloads
+are range-coded streams (`entropy.py`); only their length is checked here.
+
+All integers are little-endian and unsigned. Payload decoders raise `Invalid` for a broken rule
+(the reader turns it into `VQFormatError`) and `VQFormatError` directly for a value that a newer
+vqcodec may define ("upgrade vqcodec"); constructors raise `TypeError` / `ValueError` for bad
+arguments.
+Decoders check every length against the payload before slicing, so they allocate at most a copy
+of the payload and run in time linear in its size.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+from ._common import (
+    MAX_MODEL_ID_BYTES,
+    WEIGHTS_HASH_BYTES,
+    BytesLike,
+    ChannelLayout,
+    Invalid,
+    check_int,
+    model_id_problem,
+    name_problem,
+    size_problem,
+)
+from .errors import VQFormatError
+
+__all__ = [
+    "ChunkType",
+    "Chunk",
+    "ModelComponent",
+    "ImageGeometry",
+    "AudioGeometry",
+    "Geometry",
+    "metadata_chunk",
+    "segment_table_chunk",
+    "FIRST_FUTURE_TYPE",
+    "FIRST_PRIVATE_TYPE",
+    "MAX_LAYER",
+    "MAX_CHUNK_PAYLOAD_BYTES",
+    "MAX_ROLE_BYTES",
+    "MAX_METADATA_KEY_BYTES",
+    "MAX_ENCODER_NAME_BYTES",
+    "MAX_SAMPLE_RATE",
+    "MAX_AUDIO_CHANNELS",
+    "MAX_NUM_SAMPLES",
+]
+
+MAX_LAYER = 255
+"""A chunk's layer is a u8: 0 = side information, 1..255 = quality layer."""
+MAX_CHUNK_PAYLOAD_BYTES = 0xFFFFFFFF
+"""A chunk's payload length is a u32."""
+MAX_ROLE_BYTES = 16
+MAX_METADATA_KEY_BYTES = 64
+MAX_ENCODER_NAME_BYTES = 64
+MAX_SAMPLE_RATE = 768_000
+"""Hz, the original input rate of an audio file."""
+MAX_AUDIO_CHANNELS = 255
+MAX_NUM_SAMPLES = 1 << 40
+"""Samples per channel: about 397 hours at 768 kHz, 6300 hours at 48 kHz."""
+
+
+class ChunkType(enum.IntEnum):
+    """Chunk type numbers (u16). 0 is invalid; see FIRST_FUTURE_TYPE / FIRST_PRIVATE_TYPE."""
+
+    MODEL = 0x0001
+    IMAGE_GEOMETRY = 0x0002
+    AUDIO_GEOMETRY = 0x0003
+    STAGE_STREAM = 0x0004
+    SEGMENT_TABLE = 0x0005
+    METADATA = 0x0006
+    ENCODER = 0x0007
+
+
+FIRST_FUTURE_TYPE = 0x0008
+"""0x0008..0x7FFF: types that later vqcodec versions define (assigned in FORMAT.md, in order)."""
+FIRST_PRIVATE_TYPE = 0x8000
+"""0x8000..0xFFFF: private / experimental types, never written by a released vqcodec."""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    must_understand: bool
+    layered: bool  # True: layer >= 1 (quality-layer data); False: layer 0 (side information)
+
+
+_RULES: dict[int, _Rule] = {
+    ChunkType.MODEL: _Rule(True, False),
+    ChunkType.IMAGE_GEOMETRY: _Rule(True, False),
+    ChunkType.AUDIO_GEOMETRY: _Rule(True, False),
+    ChunkType.STAGE_STREAM: _Rule(True, True),
+    ChunkType.SEGMENT_TABLE: _Rule(True, False),
+    ChunkType.METADATA: _Rule(False, False),
+    ChunkType.ENCODER: _Rule(False, False),
+}
+
+
+_KNOWN_TYPES: dict[int, ChunkType] = {int(t): t for t in ChunkType}
+
+
+def type_name(chunk_type: int) -> str:
+    """"STAGE_STREAM (type 4)" for a known type, "unknown type 0x1234 (4660)" otherwise."""
+    if chunk_type in _RULES:
+        return f"{ChunkType(chunk_type).name} (type {chunk_type})"
+    return f"unknown type 0x{chunk_type:04x} ({chunk_type})"
+
+
+def rule_problem(chunk_type: int, layer: int, must_understand: bool) -> str | None:
+    """Why a chunk of a known type breaks its type's rule (flag bit, layer), or None.
+
+    Unknown types have no rule here (the container decides what to do with them).
+    """
+    rule = _RULES.get(chunk_type)
+    if rule is None:
+        return None
+    if must_understand != rule.must_understand:
+        want = "set" if rule.must_understand else "clear"
+        return f"{type_name(chunk_type)} chunk must have its must-understand flag {want}"
+    if rule.layered and layer == 0:
+        return f"{type_name(chunk_type)} chunk has layer 0; it belongs to a quality layer 1..{MAX_LAYER}"
+    if not rule.layered and layer != 0:
+        return f"{type_name(chunk_type)} chunk has layer {layer}; it must have layer 0"
+    return None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a version-2 file.
+
+    Attributes:
+        type: chunk type number, 1..65535 (a `ChunkType` for the types this version knows).
+        layer: 0 = side information (geometry, model, metadata), k >= 1 = quality layer k; <= 255.
+        must_understand: flag bit 0. A reader that does not know `type` refuses the file if set,
+            and skips (but keeps) the chunk if clear.
+        payload: 0..2**32-1 bytes (bytes-like input is copied into bytes).
+    """
+
+    type: int
+    layer: int
+    must_understand: bool
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        chunk_type = check_int(self.type, "chunk type")
+        layer = check_int(self.layer, "chunk layer")
+        if not 1 <= chunk_type <= 0xFFFF:
+            raise ValueError(f"chunk type {chunk_type} is outside 1..65535")
+        if not 0 <= layer <= MAX_LAYER:
+            raise ValueError(f"chunk layer {layer} is outside 0..{MAX_LAYER}")
+        if not isinstance(self.must_understand, bool):
+            raise TypeError(f"must_understand must be bool, got {type(self.must_understand).__name__}")
+        if not isinstance(self.payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"chunk payload must be bytes-like, got {type(self.payload).__name__}")
+        payload = bytes(self.payload)
+        if len(payload) > MAX_CHUNK_PAYLOAD_BYTES:
+            raise ValueError(f"chunk payload of {len(payload)} bytes exceeds {MAX_CHUNK_PAYLOAD_BYTES}")
+        object.__setattr__(self, "type", _KNOWN_TYPES.get(chunk_type, chunk_type))
+        object.__setattr__(self, "layer", layer)
+        object.__setattr__(self, "payload", payload)
+
+    @classmethod
+    def from_fields(cls, chunk_type: int, layer: int, must_understand: bool, payload: bytes) -> "Chunk":
+        """A chunk from fields a reader has already bounded (type 1..65535 and layer 0..255 from
+        the u16/u8 fields, payload a bytes slice): skips the argument checks, which dominate
+        parsing time for files of many small chunks."""
+        chunk = object.__new__(cls)
+        object.__setattr__(chunk, "type", _KNOWN_TYPES.get(chunk_type, chunk_type))
+        object.__setattr__(chunk, "layer", layer)
+        object.__setattr__(chunk, "must_understand", must_understand)
+        object.__setattr__(chunk, "payload", payload)
+        return chunk
+
+    @property
+    def known(self) -> bool:
+        """Whether this version of vqcodec defines the chunk's type."""
+        return self.type in _RULES
+
+
+# ---------------------------------------------------------------------------------------------- MODEL
+
+
+@dataclass(frozen=True)
+class ModelComponent:
+    """One model component that made a file (payload of a MODEL chunk).
+
+    Attributes:
+        role: what the component does, 1..16 visible ASCII bytes, e.g. "vqvae", "prior";
+            unique within a file.
+        model_id: 1..64 visible ASCII bytes, e.g. "image-vqvae-f8-s8-k512-v3".
+        weights_hash: 16 raw bytes, `hash_weights` of that component's weights file.
+    """
+
+    role: str
+    model_id: str
+    weights_hash: bytes
+
+    def __post_init__(self) -> None:
+        for name in ("role", "model_id"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be str, got {type(getattr(self, name)).__name__}")
+        role, model_id = _ascii(self.role, "role"), _ascii(self.model_id, "model id")
+        problem = _role_problem(role) or model_id_problem(model_id)
+        if problem:
+            raise ValueError(problem)
+        if not isinstance(self.weights_hash, (bytes, bytearray, memoryview)):
+            raise TypeError(f"weights_hash must be bytes, got {type(self.weights_hash).__name__}")
+        if len(bytes(self.weights_hash)) != WEIGHTS_HASH_BYTES:
+            raise ValueError(
+                f"weights_hash must be {WEIGHTS_HASH_BYTES} raw bytes (use hash_weights(weights_file_bytes))"
+            )
+        object.__setattr__(self, "weights_hash", bytes(self.weights_hash))
+
+
+def _role_problem(role: bytes) -> str | None:
+    return name_problem(role, "role", MAX_ROLE_BYTES)
+
+
+def encode_model(component: ModelComponent) -> bytes:
+    """MODEL payload: role length u8, role, model id length u8, model id, 16-byte weights hash."""
+    role, model_id = component.role.encode("ascii"), component.model_id.encode("ascii")
+    return bytes([len(role)]) + role + bytes([len(model_id)]) + model_id + component.weights_hash
+
+
+def decode_model(payload: bytes) -> ModelComponent:
+    """Parse a MODEL payload (18 + role length + model id length bytes, 20..98)."""
+    n = len(payload)
+    if n < 1:
+        raise Invalid("MODEL payload is empty")
+    role_len = payload[0]
+    if not 1 <= role_len <= MAX_ROLE_BYTES or n < 2 + role_len:
+        raise Invalid(f"MODEL payload: role length {role_len} is outside 1..{MAX_ROLE_BYTES} or runs past the payload")
+    id_len = payload[1 + role_len]
+    expected = 2 + role_len + id_len + WEIGHTS_HASH_BYTES
+    if not 1 <= id_len <= MAX_MODEL_ID_BYTES or n != expected:
+        raise Invalid(
+            f"MODEL payload is {n} bytes; with model id length {id_len} (1..{MAX_MODEL_ID_BYTES}) "
+            f"it must be {expected}"
+        )
+    role = payload[1 : 1 + role_len]
+    model_id = payload[2 + role_len : 2 + role_len + id_len]
+    problem = _role_problem(role) or model_id_problem(model_id)
+    if problem:
+        raise Invalid(f"MODEL payload: {problem}")
+    return ModelComponent(role.decode("ascii"), model_id.decode("ascii"), payload[n - WEIGHTS_HASH_BYTES :])
+
+
+# ------------------------------------------------------------------------------------- geometries
+
+_IMAGE_GEOMETRY = struct.Struct("<IIB")  # width, height, channel layout: 9 bytes
+_AUDIO_GEOMETRY = struct.Struct("<IHQ")  # sample rate, channels, samples per channel: 14 bytes
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Payload of IMAGE_GEOMETRY: the image's size and channel layout.
+
+    Attributes:
+        width, height: pixels, 1..65535 each.
+        channel_layout: of the decoded image (an int is converted to `ChannelLayout`).
+    """
+
+    width: int
+    height: int
+    channel_layout: ChannelLayout = ChannelLayout.RGB
+
+    def __post_init__(self) -> None:
+        width, height = check_int(self.width, "width"), check_int(self.height, "height")
+        problem = size_problem(width, height)
+        if problem:
+            raise ValueError(problem)
+        layout = check_int(self.channel_layout, "channel_layout")
+        if layout not in ChannelLayout._value2member_map_:
+            raise ValueError(f"unknown channel layout {layout}; use a ChannelLayout member")
+        object.__setattr__(self, "width", width)
+        object.__setattr__(self, "height", height)
+        object.__setattr__(self, "channel_layout", ChannelLayout(layout))
+
+
+def encode_image_geometry(g: ImageGeometry) -> bytes:
+    """IMAGE_GEOMETRY payload: width u32, height u32, channel layout u8 (9 bytes)."""
+    return _IMAGE_GEOMETRY.pack(g.width, g.height, int(g.channel_layout))
+
+
+def decode_image_geometry(payload: bytes) -> ImageGeometry:
+    """Parse an IMAGE_GEOMETRY payload (exactly 9 bytes)."""
+    _check_size(payload, _IMAGE_GEOMETRY.size, "IMAGE_GEOMETRY")
+    width, height, layout = _IMAGE_GEOMETRY.unpack(payload)
+    problem = size_problem(width, height)
+    if problem:
+        raise Invalid(problem)
+    if layout not in ChannelLayout._value2member_map_:
+        raise VQFormatError(
+            f"unknown channel layout {layout} (this vqcodec knows 0=RGB): the file was made by a "
+            f"newer vqcodec or is corrupted; upgrade vqcodec"
+        )
+    return ImageGeometry(width, height, ChannelLayout(layout))
+
+
+@dataclass(frozen=True)
+class AudioGeometry:
+    """Payload of AUDIO_GEOMETRY: what the decoder must give back.
+
+    Attributes:
+        sample_rate: Hz, the original input's rate (the model may run at another rate; the audio
+            codec resamples), 1..768000.
+        channels: 1..255, coded independently or jointly as the audio codec defines.
+        num_samples: samples per channel of the original input, 1..2**40.
+    """
+
+    sample_rate: int
+    channels: int
+    num_samples: int
+
+    def __post_init__(self) -> None:
+        values = tuple(check_int(getattr(self, f), f) for f in ("sample_rate", "channels", "num_samples"))
+        problem = _audio_problem(*values)
+        if problem:
+            raise ValueError(problem)
+        for name, value in zip(("sample_rate", "channels", "num_samples"), values):
+            object.__setattr__(self, name, value)
+
+
+def _audio_problem(sample_rate: int, channels: int, num_samples: int) -> str | None:
+    if not 1 <= sample_rate <= MAX_SAMPLE_RATE:
+        return f"sample rate {sample_rate} Hz is outside 1..{MAX_SAMPLE_RATE}"
+    if not 1 <= channels <= MAX_AUDIO_CHANNELS:
+        return f"channel count {channels} is outside 1..{MAX_AUDIO_CHANNELS}"
+    if not 1 <= num_samples <= MAX_NUM_SAMPLES:
+        return f"sample count {num_samples} is outside 1..{MAX_NUM_SAMPLES} (2**40)"
+    return None
+
+
+def encode_audio_geometry(g: AudioGeometry) -> bytes:
+    """AUDIO_GEOMETRY payload: sample rate u32, channels u16, samples per channel u64 (14 bytes)."""
+    return _AUDIO_GEOMETRY.pack(g.sample_rate, g.channels, g.num_samples)
+
+
+def decode_audio_geometry(payload: bytes) -> AudioGeometry:
+    """Parse an AUDIO_GEOMETRY payload (exactly 14 bytes)."""
+    _check_size(payload, _AUDIO_GEOMETRY.size, "AUDIO_GEOMETRY")
+    values = _AUDIO_GEOMETRY.unpack(payload)
+    problem = _audio_problem(*values)
+    if problem:
+        raise Invalid(problem)
+    return AudioGeometry(*values)
+
+
+Geometry = Union[ImageGeometry, AudioGeometry]
+
+
+# ------------------------------------------------------------------------ SEGMENT_TABLE, METADATA, ENCODER
+
+
+def segment_table_chunk(segment_frames: Sequence[int]) -> Chunk:
+    """A SEGMENT_TABLE chunk: the length of each audio segment in the audio model's frames.
+
+    Args:
+        segment_frames: 1 or more lengths, each 1..2**32-1 frames, in time order.
+    """
+    frames = [check_int(f, "segment length") for f in segment_frames]
+    if not frames:
+        raise ValueError("a segment table needs at least one segment")
+    if any(not 1 <= f <= 0xFFFFFFFF for f in frames):
+        raise ValueError("every segment length must be 1..2**32-1 frames")
+    if 4 * len(frames) > MAX_CHUNK_PAYLOAD_BYTES:
+        raise ValueError(f"{len(frames)} segments do not fit in one chunk")
+    return Chunk(ChunkType.SEGMENT_TABLE, 0, True, struct.pack(f"<{len(frames)}I", *frames))
+
+
+def decode_segment_table(payload: bytes) -> tuple[int, ...]:
+    """Parse a SEGMENT_TABLE payload: u32[n], n >= 1, each >= 1 (4n bytes)."""
+    if not payload or len(payload) % 4:
+        raise Invalid(f"SEGMENT_TABLE payload is {len(payload)} bytes; it must be a positive multiple of 4")
+    frames = struct.unpack(f"<{len(payload) // 4}I", payload)
+    if 0 in frames:
+        raise Invalid(f"SEGMENT_TABLE: segment {frames.index(0) + 1} has 0 frames")
+    return frames
+
+
+def metadata_chunk(key: str, value: BytesLike) -> Chunk:
+    """A METADATA chunk (optional, layer 0): `key` names what `value` holds.
+
+    Args:
+        key: 1..64 visible ASCII bytes; "exif", "xmp" and "icc" are registered (FORMAT.md).
+        value: raw bytes, 0..(2**32 - 2 - len(key)).
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"metadata key must be str, got {type(key).__name__}")
+    raw = _ascii(key, "metadata key")
+    problem = name_problem(raw, "metadata key", MAX_METADATA_KEY_BYTES)
+    if problem:
+        raise ValueError(problem)
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"metadata value must be bytes-like, got {type(value).__name__}")
+    return Chunk(ChunkType.METADATA, 0, False, bytes([len(raw)]) + raw + bytes(value))
+
+
+def decode_metadata(payload: bytes) -> tuple[str, bytes]:
+    """Parse a METADATA payload: key length u8 (1..64), key, value (the rest)."""
+    if not payload:
+        raise Invalid("METADATA payload is empty")
+    key = payload[1 : 1 + payload[0]]
+    if len(key) != payload[0]:
+        raise Invalid(f"METADATA key length {payload[0]} runs past the payload ({len(payload)} bytes)")
+    problem = name_problem(key, "metadata key", MAX_METADATA_KEY_BYTES)
+    if problem:
+        raise Invalid(problem)
+    return key.decode("ascii"), payload[1 + len(key) :]
+
+
+def encoder_chunk(name: str) -> Chunk:
+    """An ENCODER chunk (optional, layer 0): the software that wrote the file, e.g. "vqcodec 0.2.0"."""
+    if not isinstance(name, str):
+        raise TypeError(f"encoder name must be str, got {type(name).__name__}")
+    raw = _ascii(name, "encoder name")
+    problem = name_problem(raw, "encoder name", MAX_ENCODER_NAME_BYTES, lowest=0x20)
+    if problem:
+        raise ValueError(problem)
+    return Chunk(ChunkType.ENCODER, 0, False, raw)
+
+
+def decode_encoder(payload: bytes) -> str:
+    """Parse an ENCODER payload: 1..64 bytes of printable ASCII (0x20..0x7E)."""
+    problem = name_problem(payload, "encoder name", MAX_ENCODER_NAME_BYTES, lowest=0x20)
+    if problem:
+        raise Invalid(problem)
+    return payload.decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _ascii(text: str, what: str) -> bytes:
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {text!r} is not ASCII") from None
+
+
+def _check_size(payload: bytes, size: int, what: str) -> None:
+    if len(payload) != size:
+        raise Invalid(f"{what} payload is {len(payload)} bytes; it must be {size}")

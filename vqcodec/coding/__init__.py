@@ -1,0 +1,8 @@
+"""Coding of residual-VQ index stages under a prior, the same for every modality.
+
+- `stages`: the `StagePrior` protocol a prior implements, and `encode_stages` / `decode_stages` (one
+  range-coded stream per stage).
+"""
+from .stages import DecodeFn, Progress, StagePrior, decode_stages, encode_stages
+
+__all__ = ["DecodeFn", "Progress", "StagePrior", "decode_stages", "encode_stages"]

@@ -1,0 +1,1 @@
+"""Quality metrics for benchmarks and training validation (never imported by inference code)."""

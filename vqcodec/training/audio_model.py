@@ -1,0 +1,255 @@
+"""Training of the speech VQ-VAE: random crops, quantizer dropout, the reconstruction losses of
+`audio_losses`, validation on held-out utterances (STOI, PESQ-WB, mel distance, code usage per stage).
+
+The loop (schedule, checkpoints with exact resume, log, stop conditions, DDP under torchrun) is
+`vqcodec.training.loop.TrainingLoop`; this module supplies `AudioTask`.
+
+Entry points: `train_audio(TrainAudioConfig(...))`, and `python -m vqcodec.training.audio_model --data DIR
+--out DIR ...` (the same flags as the other `vqcodec train` commands; `--help` lists them).
+
+Files written to `out`:
+  checkpoint.pt            resumable state (see vqcodec.training.checkpoint); not a release artefact
+  log.jsonl                per log interval: step, time_s, lr, loss, the loss terms, vq_loss, usage per
+                           stage, samples_per_s (crops/s; x crop_seconds = seconds of audio per second);
+                           validation: {"val": evaluate_audio()}
+  audio_model.safetensors  the exported weights (written at every checkpoint)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import torch
+import torch.nn as nn
+
+from vqcodec.audio.data import RandomAudioCrops, list_audio, load_folder, split_holdout
+from vqcodec.audio.model import SAMPLE_RATE, AudioModelConfig, AudioVQVAE, load_audio_model
+from vqcodec.cli.train import LOOP_FLAGS, loop_options
+from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
+from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
+from vqcodec.weights.io import save_weights
+
+__all__ = ["TrainAudioConfig", "AudioTask", "train_audio", "evaluate_audio", "export_audio_model",
+           "audio_command", "AUDIO_MODEL_ID", "EXPORT_NAME"]
+
+log = logging.getLogger(__name__)
+AUDIO_MODEL_ID = "audio-h320-s16-k512-v1"
+EXPORT_NAME = "audio_model.safetensors"
+
+
+@dataclass(kw_only=True)
+class TrainAudioConfig(LoopConfig):
+    """Loop settings (see LoopConfig) plus the audio model's."""
+
+    data: str  # folder of training audio (any rate; resampled to 16 kHz mono)
+    out: str
+    steps: int = 20000
+    lr: float = 5e-4
+    batch_size: int = 8
+    crop_seconds: float = 2.0
+    holdout: int = 10  # utterances of --data held out for validation (chosen by name, see split_holdout)
+    val_seconds: float = 8.0  # validate on at most this much of each held-out utterance
+    val_stages: tuple[int, ...] = (3, 6, 16)  # stage counts validated (clipped to the model's S)
+    val_data: str | None = None  # optional extra validation folder (first val_clips files)
+    val_clips: int = 5
+    bf16: bool = True
+    full_rate_prob: float = 0.5  # quantizer dropout: all S stages with this probability, else uniform 1..S
+    gain_db: tuple[float, float] = (-6.0, 6.0)  # random gain of the training crops
+    ema_decay: float = 0.99
+    restart_after: int = 50
+    grad_clip: float = 10.0
+    init_from: str | None = None  # start (not resume) from released weights
+    model: dict = field(default_factory=dict)  # AudioModelConfig fields (defaults for missing ones)
+    loss: dict = field(default_factory=dict)  # AudioLossConfig fields
+
+
+@torch.no_grad()
+def evaluate_audio(model: AudioVQVAE, clips: list[torch.Tensor], stages: tuple[int, ...]) -> dict:
+    """Code each (T,) float32 16 kHz clip at each stage count in `stages` and score it.
+
+    Returns {"stages": [...], "stoi": [...], "pesq_wb": [...], "mel_distance": [...] (means over clips,
+    one per stage count), "kbps": [raw kbit/s per stage count], "usage": [fraction of the K codes used
+    per stage over all clips, all S stages], "perplexity": [S]}.
+    """
+    from vqcodec.metrics.audio import score  # training/benchmark-only dependency (pesq, pystoi)
+
+    model.eval()
+    cfg = model.cfg
+    stages = tuple(sorted({min(max(s, 1), cfg.num_stages) for s in stages}))
+    sums = {k: [0.0] * len(stages) for k in ("stoi", "pesq_wb", "mel_distance")}
+    counts = torch.zeros(cfg.num_stages, cfg.num_codes)
+    for clip in clips:
+        n = clip.numel()
+        x = torch.nn.functional.pad(clip, (0, (-n) % cfg.hop))[None]
+        idx = model.encode_indices(x)
+        for s in range(cfg.num_stages):
+            counts[s] += torch.bincount(idx[0, s], minlength=cfg.num_codes).float()
+        for i, s in enumerate(stages):
+            y = model.decode_indices(idx[:, :s])[0, :n]
+            for k, v in score(clip, y, SAMPLE_RATE).items():
+                if k in sums:
+                    sums[k][i] += v
+    p = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    perplexity = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(1))
+    return {
+        "stages": list(stages),
+        "kbps": [round(cfg.kbps(s), 3) for s in stages],
+        **{k: [v / max(len(clips), 1) for v in vals] for k, vals in sums.items()},
+        "usage": (counts > 0).float().mean(1).tolist(),
+        "perplexity": perplexity.tolist(),
+    }
+
+
+def export_audio_model(model: AudioVQVAE, path: str | Path) -> None:
+    """Write the release weights (float32 tensors, config in the metadata)."""
+    save_weights(path, model.release_state(), AUDIO_MODEL_ID, model.cfg.to_dict())
+
+
+class AudioTask(Task):
+    """The audio VQ-VAE as a `Task`: `AudioLoss` + VQ commitment on random crops, with quantizer dropout
+    (a random number of active stages per crop, so every prefix of stages is a valid lower quality)."""
+
+    name = "audio"
+    run_defining = ("batch_size", "crop_seconds", "holdout", "gain_db", "ema_decay", "restart_after", "model",
+                    "loss", "full_rate_prob")
+    progress_keys = ("mel", "vq_loss")
+    config: TrainAudioConfig
+
+    def build(self, ctx: RunContext) -> Built:
+        cfg = self.config
+        model = AudioVQVAE(AudioModelConfig.from_dict(cfg.model))
+        for vq in model.quantizer.stages:
+            vq.decay, vq.restart_after = cfg.ema_decay, cfg.restart_after
+        train_files, held = split_holdout(list_audio(cfg.data), cfg.holdout)
+        crop = int(round(cfg.crop_seconds * SAMPLE_RATE)) // model.hop * model.hop
+        if crop < model.hop:
+            raise ValueError(f"crop_seconds={cfg.crop_seconds} is shorter than one frame ({model.hop} samples)")
+        self.crops = RandomAudioCrops(load_folder(cfg.data, train_files), crop, seed=cfg.seed * 1000 + ctx.rank,
+                                      gain_db=tuple(cfg.gain_db))
+        self.val_clips: list[torch.Tensor] = []
+        self.extra_clips: list[torch.Tensor] = []
+        if ctx.rank == 0:
+            limit = int(cfg.val_seconds * SAMPLE_RATE)
+            self.val_clips = [c[:limit] for c in load_folder(cfg.data, held)] if held else []
+            if cfg.val_data:
+                extra = list_audio(cfg.val_data)[: cfg.val_clips]
+                self.extra_clips = [c[:limit] for c in load_folder(cfg.val_data, extra)]
+        if not ctx.resuming and cfg.init_from:
+            released, _ = load_audio_model(cfg.init_from)
+            if released.cfg != model.cfg:
+                raise ValueError(f"{cfg.init_from} has config {released.cfg.to_dict()}, this run builds "
+                                 f"{model.cfg.to_dict()}; pass the matching model settings")
+            model.load_state_dict(released.state_dict())
+            log.info("initialised from %s", cfg.init_from)
+        self.model = model
+        self.loss_fn = AudioLoss(AudioLossConfig(**cfg.loss))
+        return Built(model, None, OptimizerSpec("adamw", betas=(0.9, 0.99), weight_decay=0.0,
+                                                grad_clip=cfg.grad_clip))
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crops (B, L) float32 and active stage counts (B,) int64 in [1, S]."""
+        cfg, s = self.config, self.model.cfg.num_stages
+        x = self.crops.batch(cfg.batch_size)
+        active = torch.randint(1, s + 1, (cfg.batch_size,))
+        active = torch.where(torch.rand(cfg.batch_size) < cfg.full_rate_prob, torch.full_like(active, s), active)
+        return x, active
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        x, active = batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+            y, q = model(x, active)
+        rec, terms = self.loss_fn(x, y)
+        return rec + q.loss, {**{k: v.item() for k, v in terms.items()}, "vq_loss": q.loss.item(),
+                              "usage": q.usage.tolist()}
+
+    def log_fields(self, model: nn.Module) -> dict:
+        # both since this invocation started: code restarts per stage, and this process's CPU seconds
+        # (a contention-independent measure of the training budget; with 1 thread ~ core-seconds)
+        return {"restarts": [vq.restarts for vq in model.quantizer.stages],
+                "cpu_s": round(time.process_time(), 1)}
+
+    def samples_per_step(self) -> int:
+        return self.config.batch_size
+
+    def validate(self, model: nn.Module) -> dict:
+        out = {}
+        if self.val_clips:
+            out["val"] = evaluate_audio(model, self.val_clips, tuple(self.config.val_stages))
+            log.info("val stoi %s pesq %s", [round(v, 3) for v in out["val"]["stoi"]],
+                     [round(v, 2) for v in out["val"]["pesq_wb"]])
+        if self.extra_clips:
+            out["val_extra"] = evaluate_audio(model, self.extra_clips, tuple(self.config.val_stages))
+        return out
+
+    def export(self, model: nn.Module, out_dir: Path) -> None:
+        export_audio_model(model, out_dir / EXPORT_NAME)
+
+    def state_dict(self) -> dict:
+        return {"crops": self.crops.state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.crops.load_state(state["crops"])
+
+
+def train_audio(cfg: TrainAudioConfig) -> AudioVQVAE:
+    """Run (or with cfg.resume, continue) the training run described by `cfg`. Returns the model."""
+    return TrainingLoop(AudioTask(cfg)).run().model
+
+
+def _json_object(ctx, param, value: str | None) -> dict:
+    """click callback: a JSON object option -> dict ({} when not given)."""
+    if not value:
+        return {}
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e}); e.g. '{{\"decoder\": \"wave\"}}'") from None
+    if not isinstance(obj, dict):
+        raise click.BadParameter("must be a JSON object, e.g. '{\"width\": 256}'")
+    return obj
+
+
+@click.command("audio")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training audio (searched recursively; resampled to 16 kHz mono).")
+@loop_options(steps=20000, lr=5e-4)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.02))
+@click.option("--holdout", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Utterances of --data held out (by name) for validation.")
+@click.option("--val-data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Extra validation folder (its first 5 files); never a folder you train on.")
+@click.option("--model", "model_json", default=None, callback=_json_object,
+              help="AudioModelConfig fields as JSON, e.g. '{\"decoder\": \"wave\", \"num_stages\": 16}'.")
+@click.option("--loss", "loss_json", default=None, callback=_json_object,
+              help="AudioLossConfig fields as JSON, e.g. '{\"complex\": 0.5}'.")
+@click.option("--full-rate-prob", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Quantizer dropout: train a crop with all stages with this probability, else 1..S uniformly.")
+@click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--restart-after", default=50, show_default=True, type=click.IntRange(min=0))
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from released audio weights instead of scratch.")
+@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+def audio_command(data, batch_size, crop_seconds, holdout, val_data, model_json, loss_json, full_rate_prob,
+                  ema_decay, restart_after, init_from, no_bf16, **kwargs) -> None:
+    """Train the speech VQ-VAE on random crops of the audio in --data (never an evaluation set).
+
+    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
+    """
+    loop = {k: kwargs.pop(k) for k in LOOP_FLAGS}
+    if loop["stop_at_step"] is not None and loop["stop_at_step"] > loop["steps"]:
+        raise click.BadParameter(f"{loop['stop_at_step']} is past --steps {loop['steps']}", param_hint="--stop-at-step")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    train_audio(TrainAudioConfig(
+        **loop, data=data, batch_size=batch_size, crop_seconds=crop_seconds, holdout=holdout, val_data=val_data,
+        model=model_json, loss=loss_json, full_rate_prob=full_rate_prob, ema_decay=ema_decay,
+        restart_after=restart_after, init_from=init_from, bf16=not no_bf16,
+    ))
+
+
+if __name__ == "__main__":
+    audio_command()
