@@ -36,11 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from safetensors import safe_open
-
 from vqcodec import __version__
 from vqcodec.bitstream.errors import VQFormatError
-from vqcodec.weights.io import WEIGHTS_DIR
+from vqcodec.weights.io import WEIGHTS_DIR, file_model_id, weights_hash
 
 __all__ = [
     "MODALITIES",
@@ -93,14 +91,7 @@ class InstalledComponent:
     default: bool = False
 
 
-def _file_hash(path: Path) -> bytes:
-    return hashlib.sha256(path.read_bytes()).digest()[:16]
-
-
-def _metadata_model_id(path: Path) -> str:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return meta.get("model_id") or f"{path.stem}-{_file_hash(path).hex()[:8]}"
+_file_hash = weights_hash  # first 16 bytes of the file's SHA-256
 
 
 class ModelRegistry:
@@ -136,7 +127,7 @@ class ModelRegistry:
             for role in ROLES:
                 path = self.folder / f"{modality}_{role}.safetensors"
                 if path.is_file():
-                    found.append(InstalledComponent(modality, role, _metadata_model_id(path), path,
+                    found.append(InstalledComponent(modality, role, file_model_id(path), path,
                                                     _file_hash(path), "", True))
         return found
 

@@ -23,7 +23,6 @@ across thread counts; measured and tested).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -31,7 +30,6 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import soxr
 import torch
-from safetensors import safe_open
 
 from vqcodec import __version__
 from vqcodec.audio.model import SAMPLE_RATE, load_audio_model
@@ -48,6 +46,7 @@ from vqcodec.bitstream import (
     write_file,
 )
 from vqcodec.coding.stages import decode_stages, encode_stages
+from vqcodec.weights.io import file_model_id
 
 __all__ = ["AudioCodec", "AudioStream", "MAX_CHANNELS", "MAX_SAMPLE_RATE"]
 
@@ -214,7 +213,7 @@ class AudioCodec:
         model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
         self.components = (
             ModelComponent("vqvae", self.model_id, hash_weights(model_bytes)),
-            ModelComponent("prior", prior_id or _file_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
+            ModelComponent("prior", prior_id or file_model_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
         )
         frame_rate = SAMPLE_RATE / self.hop
         self.block_frames = max(1, int(round(BLOCK_SECONDS * frame_rate)))
@@ -399,10 +398,3 @@ class _Counter:
         b = next(self.it)
         self.n += len(b)
         return b
-
-
-def _file_id(path: Path, blob: bytes) -> str:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return meta.get("model_id") or f"{path.stem}-{hashlib.sha256(blob).hexdigest()[:8]}"
-

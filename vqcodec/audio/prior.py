@@ -28,14 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vqcodec.integer.float_side import PREACT_CLIP, ActivationRecorder, gate
 from vqcodec.weights.io import save_safetensors
 
 __all__ = ["AudioPriorConfig", "WaveNet", "AudioConditionalPrior", "AudioPrior", "segment_bounds",
            "save_audio_prior", "load_audio_prior", "PREACT_CLIP"]
-
-PREACT_CLIP = 8.0
-"""Inputs of tanh/sigmoid are clamped to [-8, 8] (the integer lookup tables cover exactly this range)."""
-
 
 @dataclass
 class AudioPriorConfig:
@@ -80,25 +77,6 @@ def segment_bounds(num_frames: int, segment_frames: int) -> list[tuple[int, int]
     return [(s, min(segment_frames, num_frames - s)) for s in range(0, num_frames, segment_frames)]
 
 
-def _gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated unit on (B, 2C, T): tanh(a) * sigmoid(b) with pre-activations clamped like the LUTs."""
-    x = x.clamp(-PREACT_CLIP, PREACT_CLIP)
-    a, b = x.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
-
-
-class _Recorder:
-    """Optional collection of max |activation| per named stream (for post-training quantization)."""
-
-    def __init__(self) -> None:
-        self.stats: dict[str, float] | None = None
-
-    def record(self, name: str, x: torch.Tensor) -> None:
-        if self.stats is not None:
-            v = float(x.detach().abs().max()) if x.numel() else 0.0
-            self.stats[name] = max(self.stats.get(name, 0.0), v)
-
-
 class WaveNetLayer(nn.Module):
     """h (B, C, T) -> (h + res(g), skip(g)) with g = gate(W_past h[t - d] + W_now h[t] + b) (2C -> C)."""
 
@@ -110,14 +88,14 @@ class WaveNetLayer(nn.Module):
         self.skip = nn.Conv1d(channels, skip_channels, 1)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = _gate(self.conv(F.pad(h, (self.dilation, 0))))  # zero history before the segment
+        g = gate(self.conv(F.pad(h, (self.dilation, 0))))  # zero history before the segment
         return h + self.res(g), self.skip(g)
 
 
 class WaveNet(nn.Module):
     """Stage-1 prior on independent sequences: x (B, T) int64 -> logits (B, K, T); frame t sees x[< t]."""
 
-    def __init__(self, cfg: AudioPriorConfig, recorder: _Recorder | None = None) -> None:
+    def __init__(self, cfg: AudioPriorConfig, recorder: ActivationRecorder | None = None) -> None:
         super().__init__()
         c, k = cfg.ar_channels, cfg.codebook_size
         self.embed = nn.Embedding(k, c)
@@ -125,7 +103,7 @@ class WaveNet(nn.Module):
         self.layers = nn.ModuleList(WaveNetLayer(c, cfg.ar_skip_channels, d) for d in cfg.dilations)
         self.out1 = nn.Conv1d(cfg.ar_skip_channels, c, 1)
         self.out2 = nn.Conv1d(c, k, 1)
-        self.recorder = recorder or _Recorder()
+        self.recorder = recorder or ActivationRecorder()
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) int64 -> (B, C, T): frame t holds E[x[t - 1]] (frame 0: the start vector)."""
@@ -157,13 +135,13 @@ class CondBlock1d(nn.Module):
         self.pw = nn.Conv1d(c, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pw(_gate(self.conv(x)))
+        return x + self.pw(gate(self.conv(x)))
 
 
 class AudioConditionalPrior(nn.Module):
     """Shared network for stages 2..S: earlier stages (B, s-1, T) -> logits of stage s (B, K, T)."""
 
-    def __init__(self, cfg: AudioPriorConfig, recorder: _Recorder | None = None) -> None:
+    def __init__(self, cfg: AudioPriorConfig, recorder: ActivationRecorder | None = None) -> None:
         super().__init__()
         c = cfg.cond_channels
         n = max(cfg.num_stages - 1, 1)
@@ -171,7 +149,7 @@ class AudioConditionalPrior(nn.Module):
         self.stage_embed = nn.Parameter(torch.zeros(n, c))
         self.blocks = nn.ModuleList(CondBlock1d(c, cfg.cond_kernel) for _ in range(cfg.cond_blocks))
         self.head = nn.Conv1d(c, cfg.codebook_size, 1)
-        self.recorder = recorder or _Recorder()
+        self.recorder = recorder or ActivationRecorder()
 
     def context(self, earlier: torch.Tensor) -> torch.Tensor:
         """Inputs of stages 2..n+1 at once: earlier (B, n, T) -> (B, n, C, T) (cumulative embedding sums)."""
@@ -194,7 +172,7 @@ class AudioPrior(nn.Module):
     def __init__(self, cfg: AudioPriorConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or AudioPriorConfig()
-        self.recorder = _Recorder()
+        self.recorder = ActivationRecorder()
         self.ar = WaveNet(self.cfg, self.recorder)
         self.cond = AudioConditionalPrior(self.cfg, self.recorder) if self.cfg.num_stages > 1 else None
 

@@ -15,14 +15,12 @@ pixels come from a float decoder network and so may differ across machines by fl
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from vqcodec import __version__
 from vqcodec.bitstream import (
@@ -38,7 +36,7 @@ from vqcodec.bitstream import (
 from vqcodec.coding.stages import decode_stages, encode_stages
 from vqcodec.image.model import ENCODER_BEAM, load_image_model, pad_to_multiple
 from vqcodec.image.prior_integer import load_integer_prior
-from vqcodec.weights.io import WEIGHTS_DIR
+from vqcodec.weights.io import WEIGHTS_DIR, file_model_id
 
 __all__ = ["ImageCodec", "MAX_PIXELS", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
 
@@ -79,7 +77,7 @@ class ImageCodec:
         model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
         self.components = (
             ModelComponent("vqvae", self.model_id, hash_weights(model_bytes)),
-            ModelComponent("prior", prior_id or _prior_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
+            ModelComponent("prior", prior_id or file_model_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
         )
         # format-version-1 files named one hash of both files together
         self.v1_weights_hash = hash_weights(model_bytes + prior_bytes)
@@ -197,10 +195,3 @@ class ImageCodec:
         f = self.model.factor
         indices = self.prior.sample(s, -(-height // f), -(-width // f), seed)
         return self.render(indices, height, width)
-
-
-def _prior_id(path: Path, blob: bytes) -> str:
-    """A prior file's model id: its metadata's, else "<file stem>-<8 hex of its hash>"."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return meta.get("model_id") or f"{path.stem}-{hashlib.sha256(blob).hexdigest()[:8]}"

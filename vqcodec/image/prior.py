@@ -10,7 +10,7 @@ An image is coded as S index maps ("stages") of shape (H, W), values in [0, K). 
   sum_{t<s} E_t[x_t] + e_s (learned per-stage embeddings plus a stage embedding); one parallel pass per
   stage gives a K-way softmax at every position.
 
-The layer structure mirrors codec/prior_integer.py exactly (same clamps before tanh/sigmoid, same
+The layer structure mirrors vqcodec/image/prior_integer.py exactly (same clamps before tanh/sigmoid, same
 zero padding, same shift of the vertical stack), so post-training quantization changes only precision.
 
 Shapes: indices (B, S, H, W) int64; logits (B, S, K, H, W) float32 (natural-log units).
@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vqcodec.integer.float_side import PREACT_CLIP, ActivationRecorder, gate
 from vqcodec.weights.io import save_safetensors
 
 __all__ = [
@@ -39,16 +40,12 @@ __all__ = [
     "PREACT_CLIP",
 ]
 
-PREACT_CLIP = 8.0
-"""Inputs of tanh/sigmoid are clamped to [-8, 8] (the integer lookup tables cover exactly this range)."""
-
-
 @dataclass
 class PriorConfig:
     """Hyper-parameters of `ImagePrior` (all ints, stored with the weights).
 
     Defaults were chosen by measured bits against measured time (synthetic maps, 64 x 96, 2-core CPU;
-    see the prior's report in codec/prior_integer.py): 4 layers cost no stage-1 bits against 5, 48
+    see the prior's report in vqcodec/image/prior_integer.py): 4 layers cost no stage-1 bits against 5, 48
     channels cost 13 %; 2 up-right layers + 32-row tiles decode stage 1 in 189 sequential steps instead
     of 474 (all up-right, no tiles) for ~2 % more stage-1 bits.
 
@@ -95,25 +92,6 @@ def tile_boxes(h: int, w: int, tile_h: int, tile_w: int) -> list[tuple[int, int,
     return [(r, c, min(th, h - r), min(tw, w - c)) for r in range(0, h, th) for c in range(0, w, tw)]
 
 
-def _gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated unit on (B, 2C, H, W): tanh(a) * sigmoid(b) with pre-activations clamped like the LUTs."""
-    x = x.clamp(-PREACT_CLIP, PREACT_CLIP)
-    a, b = x.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
-
-
-class _Recorder:
-    """Optional collection of max |activation| per named stream (for post-training quantization)."""
-
-    def __init__(self) -> None:
-        self.stats: dict[str, float] | None = None
-
-    def record(self, name: str, x: torch.Tensor) -> None:
-        if self.stats is not None:
-            v = float(x.detach().abs().max()) if x.numel() else 0.0
-            self.stats[name] = max(self.stats.get(name, 0.0), v)
-
-
 class GatedLayer(nn.Module):
     """One gated PixelCNN layer: (v, h) (B, C, H, W) each -> (v', h').
 
@@ -139,12 +117,12 @@ class GatedLayer(nn.Module):
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.pad
         vc = self.v_conv(F.pad(v, (p, p if self.up_right else 0, p, 0))).clamp(-PREACT_CLIP, PREACT_CLIP)
-        v_out = _gate(vc)
+        v_out = gate(vc)
         v_down = F.pad(vc, (0, 0, 1, 0))[:, :, :-1, :]
         hp = F.pad(h, (p, 0, 0, 0))
         if self.first:
             hp = hp[:, :, :, :-1]
-        g = _gate(self.h_conv(hp) + self.v2h(v_down))
+        g = gate(self.h_conv(hp) + self.v2h(v_down))
         h_out = self.res(g) if self.first else h + self.res(g)
         return v_out, h_out
 
@@ -155,14 +133,14 @@ class GatedPixelCNN(nn.Module):
     The logits at (r, c) depend on indices at (r, <c) and on rows < r only (checked in the tests).
     """
 
-    def __init__(self, cfg: PriorConfig, recorder: _Recorder | None = None) -> None:
+    def __init__(self, cfg: PriorConfig, recorder: ActivationRecorder | None = None) -> None:
         super().__init__()
         c = cfg.ar_channels
         self.embed = nn.Embedding(cfg.codebook_size, c)
         self.layers = nn.ModuleList(GatedLayer(c, cfg.ar_kernel, first=(i == 0), up_right=cfg.up_right(i))
                                     for i in range(cfg.ar_layers))
         self.head = nn.Conv2d(c, cfg.codebook_size, 1)
-        self.recorder = recorder or _Recorder()
+        self.recorder = recorder or ActivationRecorder()
         nn.init.normal_(self.embed.weight, std=1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,10 +163,10 @@ class CondBlock(nn.Module):
         self.pw1 = nn.Conv2d(c, 2 * c, 1)
         self.pw2 = nn.Conv2d(c, c, 1)
 
-    def forward(self, x: torch.Tensor, recorder: _Recorder, name: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, recorder: ActivationRecorder, name: str) -> torch.Tensor:
         d = self.dw(x)
         recorder.record(name, d)
-        return x + self.pw2(_gate(self.pw1(d)))
+        return x + self.pw2(gate(self.pw1(d)))
 
 
 class ConditionalStagePrior(nn.Module):
@@ -198,7 +176,7 @@ class ConditionalStagePrior(nn.Module):
     ReLU and a 1x1 conv to K logits. Every position is predicted in one parallel pass.
     """
 
-    def __init__(self, cfg: PriorConfig, recorder: _Recorder | None = None) -> None:
+    def __init__(self, cfg: PriorConfig, recorder: ActivationRecorder | None = None) -> None:
         super().__init__()
         c = cfg.cond_channels
         self.num_stages, self.k = cfg.num_stages, cfg.codebook_size
@@ -207,7 +185,7 @@ class ConditionalStagePrior(nn.Module):
         self.stage_embed = nn.Parameter(torch.zeros(n, c))
         self.blocks = nn.ModuleList(CondBlock(c, cfg.cond_kernel) for _ in range(cfg.cond_blocks))
         self.head = nn.Conv2d(c, cfg.codebook_size, 1)
-        self.recorder = recorder or _Recorder()
+        self.recorder = recorder or ActivationRecorder()
 
     def context(self, earlier: torch.Tensor) -> torch.Tensor:
         """Inputs for all stages 2..s_max+1 at once: earlier (B, T, H, W) -> (B, T, C, H, W).
@@ -239,7 +217,7 @@ class ImagePrior(nn.Module):
     def __init__(self, cfg: PriorConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or PriorConfig()
-        self.recorder = _Recorder()
+        self.recorder = ActivationRecorder()
         self.ar = GatedPixelCNN(self.cfg, self.recorder)
         self.cond = ConditionalStagePrior(self.cfg, self.recorder) if self.cfg.num_stages > 1 else None
 

@@ -4,6 +4,14 @@ compare frame by frame and do not align by themselves).
 
 Signals are 1-D float arrays (numpy or torch) in [-1, 1] at `sample_rate` Hz. Metrics run at 16 kHz
 (PESQ wide band is defined there; other rates are resampled with soxr first).
+
+Alignment looks at magnitudes first and at the waveform second. A parametric codec such as Codec2
+synthesises its own phase, so the waveform cross-correlation of its output with the input has no clean
+peak at the true delay: on LibriSpeech/VCTK clips it put Codec2 3200's delay at 137..192 samples (16 kHz)
+where STOI peaks at 300..320, and cost up to 0.07 STOI. The cross-correlation of compressed STFT
+magnitudes (1 ms hop) finds the delay to within a hop for every codec; the waveform cross-correlation
+then refines it to the sample within that hop (exact for waveform codecs such as Opus, harmless for
+Codec2).
 """
 from __future__ import annotations
 
@@ -34,21 +42,55 @@ def _at_metric_rate(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return soxr.resample(x, sample_rate, METRIC_RATE, quality="HQ")
 
 
-def estimate_lag(ref, deg, max_lag: int) -> int:
-    """Delay of `deg` behind `ref` in samples, in [-max_lag, max_lag], by the peak of their
-    cross-correlation: deg[n + lag] best matches ref[n]."""
-    r, d = _np(ref), _np(deg)
-    n = len(r) + len(d) - 1
+def _xcorr(r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, int]:
+    """Full cross-correlation along the last axis, summed over any leading axes: (corr, nfft) with
+    corr[k % nfft] = sum_n d[..., n + k] r[..., n]."""
+    n = r.shape[-1] + d.shape[-1] - 1
     nfft = 1 << max(1, (n - 1).bit_length())
-    corr = np.fft.irfft(np.fft.rfft(d, nfft) * np.conj(np.fft.rfft(r, nfft)), nfft)  # corr[k] = sum d[n+k] r[n]
-    lags = np.arange(-max_lag, max_lag + 1)
-    return int(lags[np.argmax(corr[lags % nfft])])
+    spec = np.fft.rfft(d, nfft) * np.conj(np.fft.rfft(r, nfft))
+    if spec.ndim > 1:
+        spec = spec.reshape(-1, spec.shape[-1]).sum(0)
+    return np.fft.irfft(spec, nfft), nfft
 
 
-def align(ref, deg, max_lag: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _compressed_magnitudes(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """|STFT|^0.3 of `x` (bins, frames), each bin's mean over time removed."""
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    spec = torch.stft(torch.from_numpy(x), n_fft, hop, window=window, center=True, return_complex=True)
+    m = spec.abs().pow(0.3).numpy()
+    return m - m.mean(axis=1, keepdims=True)
+
+
+def _spectral_lag(r: np.ndarray, d: np.ndarray, max_lag: int, hop: int, n_fft: int) -> int:
+    """Delay of `d` behind `r` in multiples of `hop`, by the peak of the cross-correlation of their
+    compressed STFT magnitudes (blind to phase and polarity)."""
+    corr, nfft = _xcorr(_compressed_magnitudes(r, n_fft, hop), _compressed_magnitudes(d, n_fft, hop))
+    steps = np.arange(-(max_lag // hop), max_lag // hop + 1)
+    return int(steps[np.argmax(corr[steps % nfft])]) * hop
+
+
+def estimate_lag(ref, deg, max_lag: int, sample_rate: int = METRIC_RATE) -> int:
+    """Delay of `deg` behind `ref` in samples, in [-max_lag, max_lag]: deg[n + lag] best matches ref[n].
+
+    First to within 1 ms by the cross-correlation of compressed STFT magnitudes (32 ms windows), which
+    phase-synthesising codecs (Codec2) do not fool, then to the sample by the peak of |waveform
+    cross-correlation| within that millisecond. Signals shorter than a window use the waveform alone."""
+    r, d = _np(ref), _np(deg)
+    hop = max(1, round(sample_rate / 1000))
+    n_fft = 1 << max(1, round(0.032 * sample_rate) - 1).bit_length()
+    corr, nfft = _xcorr(r, d)
+    if min(len(r), len(d)) > n_fft and max_lag >= hop:
+        coarse = _spectral_lag(r, d, max_lag, hop, n_fft)
+        lags = np.arange(max(-max_lag, coarse - hop), min(max_lag, coarse + hop) + 1)
+    else:
+        lags = np.arange(-max_lag, max_lag + 1)
+    return int(lags[np.argmax(np.abs(corr[lags % nfft]))])
+
+
+def align(ref, deg, max_lag: int, sample_rate: int = METRIC_RATE) -> tuple[np.ndarray, np.ndarray, int]:
     """(ref, deg) shifted by `estimate_lag` and cut to their common length, plus the lag (samples)."""
     r, d = _np(ref), _np(deg)
-    lag = estimate_lag(r, d, max_lag)
+    lag = estimate_lag(r, d, max_lag, sample_rate)
     if lag >= 0:
         d = d[lag:]
     else:
@@ -112,7 +154,7 @@ def score(ref, deg, sample_rate: int = METRIC_RATE, max_lag_s: float | None = 0.
     """
     r, d = _np(ref), _np(deg)
     if max_lag_s:
-        r, d, lag = align(r, d, int(round(max_lag_s * sample_rate)))
+        r, d, lag = align(r, d, int(round(max_lag_s * sample_rate)), sample_rate)
     else:
         n = min(len(r), len(d))
         r, d, lag = r[:n], d[:n], 0

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from vqcodec.files import atomic_write
 
-__all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "weights_hash"]
+__all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "weights_hash", "file_model_id"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -51,3 +51,14 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict]:
 def weights_hash(path: str | Path) -> bytes:
     """First 16 bytes of the SHA-256 of a weights file."""
     return hashlib.sha256(Path(path).read_bytes()).digest()[:16]
+
+
+def file_model_id(path: str | Path, blob: bytes | None = None) -> str:
+    """A weights file's model id: its metadata's "model_id", else "<file stem>-<8 hex of its SHA-256>".
+    `blob`: the file's bytes, if already read."""
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("model_id"):
+        return meta["model_id"]
+    return f"{path.stem}-{hashlib.sha256(path.read_bytes() if blob is None else blob).hexdigest()[:8]}"

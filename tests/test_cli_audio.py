@@ -1,0 +1,69 @@
+"""`vqcodec` on audio files: encode by input type, decode/info by the file's modality, formats by extension."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+
+@pytest.fixture()
+def run(tiny_all_weights, tmp_path):
+    env = {**os.environ, "VQCODEC_WEIGHTS_DIR": str(tiny_all_weights), "OMP_NUM_THREADS": "1"}
+
+    def _run(*args, stdin: bytes | None = None):
+        return subprocess.run([sys.executable, "-m", "vqcodec.cli.main", *args], cwd=tmp_path, env=env,
+                              input=stdin, capture_output=True, timeout=300)
+
+    return _run
+
+
+@pytest.fixture()
+def wav(tmp_path, make_audio):
+    path = tmp_path / "in.wav"
+    sf.write(path, make_audio(0.6, 22050, 2, seed=2), 22050, subtype="PCM_16")
+    return path
+
+
+def test_wav_round_trip_and_info(run, wav, tmp_path):
+    p = run("encode", str(wav), "-o", "a.vq", "--verify")
+    assert p.returncode == 0, p.stderr.decode()
+    assert "kbit/s" in p.stderr.decode() and "verified" in p.stderr.decode()
+    for out in ("a.wav", "a.flac", "a.ogg"):
+        p = run("decode", "a.vq", "-o", out)
+        assert p.returncode == 0, p.stderr.decode()
+        info = sf.info(tmp_path / out)
+        assert (info.samplerate, info.channels) == (22050, 2)
+        if out != "a.ogg":  # Vorbis may pad its last page
+            assert info.frames == sf.info(wav).frames
+    info = json.loads(run("info", "a.vq", "--json").stdout)
+    assert info["modality"] == "audio" and info["sample_rate"] == 22050 and info["channels"] == 2
+    assert info["num_samples"] == sf.info(wav).frames and info["kbps"] > 0
+    assert "audio" in run("info", "a.vq").stdout.decode()
+
+
+def test_flac_in_and_stdout_wav(run, tmp_path, make_audio):
+    sf.write(tmp_path / "in.flac", make_audio(0.4, 16000, 1, seed=3), 16000)
+    assert run("encode", "in.flac", "-o", "b.vq", "-q", "2").returncode == 0
+    p = run("decode", "b.vq", "-o", "-")
+    assert p.returncode == 0 and p.stdout[:4] == b"RIFF"
+    p = run("decode", "b.vq", "-o", "b1.wav", "--layers", "1")
+    assert p.returncode == 0, p.stderr.decode()
+
+
+def test_bad_audio_is_one_line(run, tmp_path):
+    sf.write(tmp_path / "nan.wav", np.full((100, 1), np.nan, np.float32), 16000, subtype="FLOAT")
+    p = run("encode", "nan.wav", "-o", "n.vq")
+    err = p.stderr.decode().strip()
+    assert p.returncode == 1 and "NaN" in err and "\n" not in err, err
+    assert not (tmp_path / "n.vq").exists()
+    (tmp_path / "junk.wav").write_bytes(b"RIFF not really")
+    p = run("encode", "junk.wav", "-o", "j.vq")
+    assert p.returncode == 1 and "not a readable audio file" in p.stderr.decode()
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1), np.float32), 16000)
+    p = run("encode", "empty.wav", "-o", "e.vq")
+    assert p.returncode == 1 and "empty" in p.stderr.decode()
+    p = run("encode", str(tmp_path / "nan.wav"), "-o", "x.vq", "-q", "9")
+    assert p.returncode == 2
