@@ -187,7 +187,8 @@ class Codec2Codec:
     @property
     def description(self) -> str:
         version = _tool_version(None, "codec2")  # c2enc has no --version; ask the package manager
-        return f"{version}; c2enc/c2dec MODE on raw 8 kHz 16-bit PCM (soxr 16 kHz -> 8 kHz -> 16 kHz), headerless bit file"
+        return (f"{version}; c2enc/c2dec MODE on raw 8 kHz 16-bit PCM (soxr 16 kHz -> 8 kHz -> 16 kHz), "
+                "headerless bit file")
 
     def code(self, clip: Clip, setting: str, coded_path: Path, workdir: Path) -> Coded:
         raw_in, raw_out = workdir / "in.raw", workdir / "out.raw"
@@ -254,7 +255,7 @@ class VqAudioCodec:
             raise RuntimeError(f"vqcodec decoded {clip.name} to shape {decoded.shape}, expected "
                                f"({len(clip.samples)}, C)")
         mono = decoded.astype(np.float64).mean(axis=1)
-        return Coded(len(data) + 1, to_rate(mono, rate, EVAL_RATE), t_enc, t_dec)
+        return Coded(coded_path.stat().st_size, to_rate(mono, rate, EVAL_RATE), t_enc, t_dec)
 
 
 def load_vqcodec_audio() -> tuple[Any, int] | str:

@@ -51,11 +51,11 @@ class AudioModelConfig:
     num_codes: int = 512
     encoder: str = "stft"  # "stft" | "wave"
     decoder: str = "istft"  # "istft" | "wave"
-    width: int = 384  # channels of the frame-rate ConvNeXt blocks
+    width: int = 256  # channels of the frame-rate ConvNeXt blocks
     mlp_ratio: float = 3.0
     kernel: int = 7  # depthwise kernel of the ConvNeXt blocks, frames
-    enc_blocks: int = 4
-    dec_blocks: int = 8
+    enc_blocks: int = 3
+    dec_blocks: int = 6
     enc_stft_hop: int = 80  # encoder STFT sub-frame hop, samples (divides hop)
     enc_n_fft: int = 320
     istft_hop: int = 80  # decoder inverse-STFT sub-frame hop, samples (divides hop)
