@@ -39,3 +39,19 @@ def test_rate_distortion_quick_with_vqcodec(tmp_path):
     vq = json.loads((tmp_path / "vqcodec.json").read_text())
     bpp = vq["results"]["bpp"]
     assert bpp == sorted(bpp) and bpp[0] > 0
+
+
+def test_audio_speed_quick(tmp_path, tiny_all_weights):
+    """Speed, memory and thread exactness of the audio codec (tiny model until the shipped one is used)."""
+    import os
+
+    env = {**os.environ, "VQCODEC_WEIGHTS_DIR": str(tiny_all_weights)}
+    p = subprocess.run([sys.executable, str(BENCH / "audio_speed.py"), "--quick", "--out", str(tmp_path), "--threads", "1"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "audio_speed.json").read_text())
+    assert res["threads_exactness"]["indices_equal"] and res["threads_exactness"]["max_sample_diff_lsb16"] <= 1.0
+    assert res["clip"]["encode_x_realtime"] > 0 and res["clip"]["kbps"] > 0
+    assert set(res["cli"]) == {"10s", "60s"}
+    for r in res["cli"].values():
+        assert r["encode_peak_rss_mib"] > 50 and r["vq_bytes"] > 0

@@ -7,20 +7,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import struct
+import time
+import tracemalloc
 import zlib
 
 import numpy as np
 import pytest
 
 from vqcodec.bitstream import (
-    CHUNK_HEADER_BYTES,
     FORMAT_VERSION,
-    HEADER_BYTES,
     MAGIC,
     MAX_CHUNKS,
+    MAX_VARINT_BYTES,
+    MIN_CHUNK_HEADER_BYTES,
     MIN_FILE_BYTES,
+    MIN_HEADER_BYTES,
     MIN_V2_FILE_BYTES,
     V1_FORMAT_VERSION,
+    V2_WEIGHTS_HASH_BYTES,
     AudioGeometry,
     ChannelLayout,
     Chunk,
@@ -32,6 +36,7 @@ from vqcodec.bitstream import (
     VQFormatError,
     VQHeader,
     check_model,
+    hash_matches,
     hash_weights,
     inspect,
     metadata_chunk,
@@ -43,6 +48,7 @@ from vqcodec.bitstream import (
     unpack,
     write_file,
 )
+from vqcodec.bitstream._common import Invalid, VarintTruncated, encode_uvarint, read_uvarint
 
 HASH = hash_weights(b"pretend these are weights")
 MODEL = "image-f8-s8-v1"
@@ -389,21 +395,40 @@ def _audio_v2() -> tuple[bytes, list[list[bytes]]]:
     return data, streams
 
 
-def _raw2(chunks, *, modality=0, version=2, count=None) -> bytes:
-    """Hand-built v2 file with a valid CRC; chunks are (type, flags, layer, payload), bypassing write_file."""
-    body = struct.pack("<4sBBI", MAGIC, version, modality, len(chunks) if count is None else count)
-    for chunk_type, flags, layer, payload in chunks:
-        body += struct.pack("<HBBI", chunk_type, flags, layer, len(payload)) + payload
+def _v(value: int) -> bytes:
+    """`value` as a minimal LEB128 varint, written out here independently of the code under test."""
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value >= 0x80 else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _raw2(chunks, *, modality=0, version=2, count=None, count_bytes=None) -> bytes:
+    """Hand-built v2 file with a valid CRC, bypassing write_file. Chunks are (type, flags, layer, payload)
+    or (type, flags, layer, payload, length_bytes) to write the length field as given bytes."""
+    body = struct.pack("<4sBB", MAGIC, version, modality)
+    body += count_bytes if count_bytes is not None else _v(len(chunks) if count is None else count)
+    for chunk_type, flags, layer, payload, *length_bytes in chunks:
+        body += struct.pack("<HBB", chunk_type, flags, layer)
+        body += length_bytes[0] if length_bytes else _v(len(payload))
+        body += payload
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def _model_payload(role=b"vqvae", model_id=b"m", weights_hash=HASH) -> bytes:
-    return bytes([len(role)]) + role + bytes([len(model_id)]) + model_id + weights_hash
+def _model_payload(role=b"vqvae", model_id=b"m", weights_hash=HASH[:8]) -> bytes:
+    return bytes([len(role)]) + role + model_id + weights_hash
+
+
+def _stored(c: ModelComponent) -> ModelComponent:
+    """The component as a v2 file gives it back: the first 8 bytes of its weights hash."""
+    return ModelComponent(c.role, c.model_id, c.weights_hash[:V2_WEIGHTS_HASH_BYTES])
 
 
 MODEL_C = (1, 1, 0, _model_payload())
-GEOM_C = (2, 1, 0, struct.pack("<IIB", 4, 3, 0))
-AUDIO_C = (3, 1, 0, struct.pack("<IHQ", 48000, 1, 480))
+GEOM_C = (2, 1, 0, struct.pack("<HHB", 4, 3, 0))
+AUDIO_C = (3, 1, 0, _v(48000) + b"\x01" + _v(480))
 
 
 def _stream(layer, payload=b"abcd"):
@@ -429,7 +454,8 @@ def test_v2_image_roundtrip() -> None:
     for view in (data, bytearray(data), memoryview(data)):
         f = read_file(view)
         assert (f.version, f.modality, f.modality_name) == (2, Modality.IMAGE, "image")
-        assert f.components == (VQVAE, PRIOR)
+        assert f.components == (_stored(VQVAE), _stored(PRIOR))  # the first 8 bytes of each hash
+        assert all(hash_matches(c.weights_hash, g.weights_hash) for c, g in zip((VQVAE, PRIOR), f.components))
         assert f.geometry == ImageGeometry(768, 512, ChannelLayout.RGB)
         assert f.layers == 3
         assert [f.streams(k) for k in (1, 2, 3)] == streams
@@ -444,6 +470,22 @@ def test_v2_image_roundtrip() -> None:
         (1, 0), (1, 0), (2, 0), (7, 0), (6, 0), (6, 0), (0x9001, 0), (4, 1), (4, 2), (4, 3)]
 
 
+def test_v2_many_chunks_two_byte_count() -> None:
+    """130 streams in a layer: the chunk count takes 2 varint bytes; every cut and header flip is refused."""
+    streams = [[_words(i % 3, i) for i in range(130)], [b""] * 130]
+    data = write_file(Modality.AUDIO, [VQVAE], AudioGeometry(8000, 1, 10), streams)
+    assert data[6:8] == _v(1 + 1 + 260) == b"\x86\x02"
+    f = read_file(data)
+    assert [f.streams(1), f.streams(2)] == streams
+    assert read_file(truncate(data, 1)).streams(1) == streams[0] and truncate(data, 1)[6:8] == _v(132)
+    for n in range(64):
+        assert "truncated" in str(_only_read_error(data[:n])) or n < 4
+    for bit in range(8 * 12):
+        bad = bytearray(data)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        assert _only_read_error(bytes(bad)) is not None
+
+
 def test_v2_audio_roundtrip() -> None:
     data, streams = _audio_v2()
     f = read_file(data)
@@ -451,10 +493,15 @@ def test_v2_audio_roundtrip() -> None:
     assert f.geometry == AudioGeometry(44100, 2, 3 * 3600 * 44100)
     assert f.layers == 2 and [f.streams(1), f.streams(2)] == streams
     assert f.segment_frames == (1000, 17)
+    assert next(c.payload for c in f.chunks if c.type == ChunkType.SEGMENT_TABLE) == _v(1000) + _v(17) == b"\xe8\x07\x11"
+    assert next(c.payload for c in f.chunks if c.type == ChunkType.AUDIO_GEOMETRY) == _v(44100) + b"\x02" + _v(3 * 3600 * 44100)
     assert dict(f.metadata) == {"xmp": b"<x:xmpmeta/>"}
     assert [c.role for c in f.components] == ["vqvae", "prior"]
     big = write_file(Modality.AUDIO, [VQVAE], AudioGeometry(768000, 255, 1 << 40), [[b""]])
-    assert read_file(big).geometry.num_samples == 1 << 40  # u64 sample count
+    assert read_file(big).geometry == AudioGeometry(768000, 255, 1 << 40)  # the largest: 3 + 1 + 6 bytes
+    assert next(c.payload for c in read_file(big).chunks if c.type == ChunkType.AUDIO_GEOMETRY) == b"\x80\xf0\x2e\xff" + _v(1 << 40)
+    huge = segment_table_chunk([0xFFFFFFFF, 1])
+    assert huge.payload == b"\xff\xff\xff\xff\x0f\x01"
 
 
 def test_v2_streams_accessor_bounds() -> None:
@@ -465,44 +512,111 @@ def test_v2_streams_accessor_bounds() -> None:
 
 
 def test_v2_byte_layout_matches_spec() -> None:
-    """Offsets from FORMAT.md: 10-byte header, 8-byte chunk headers, CRC last."""
-    data = write_file(Modality.IMAGE, [ModelComponent("vqvae", "m", HASH)], ImageGeometry(65535, 1), [[b"\x01\x02\x03\x04"]])
+    """Offsets from FORMAT.md: 7-byte header (1-byte count), 5..9-byte chunk headers, CRC last."""
+    stream = bytes(range(200))  # a 200-byte stream: a 2-byte length varint (c8 01)
+    data = write_file(Modality.IMAGE, [ModelComponent("vqvae", "m", HASH)], ImageGeometry(65535, 1),
+                      [[b"\x01\x02\x03\x04"], [stream]], encoder="vqcodec 0.2.0")
+    assert MIN_HEADER_BYTES == 7 and MIN_CHUNK_HEADER_BYTES == 5 and MAX_VARINT_BYTES == 5
     assert data[0:4] == MAGIC and data[4] == FORMAT_VERSION == 2 and data[5] == 0
-    assert struct.unpack_from("<I", data, 6) == (3,)
-    assert HEADER_BYTES == 10 and CHUNK_HEADER_BYTES == 8
-    assert struct.unpack_from("<HBBI", data, 10) == (ChunkType.MODEL, 1, 0, 1 + 5 + 1 + 1 + 16)
-    assert data[18:42] == b"\x05vqvae\x01m" + HASH
-    assert struct.unpack_from("<HBBI", data, 42) == (ChunkType.IMAGE_GEOMETRY, 1, 0, 9)
-    assert struct.unpack_from("<IIB", data, 50) == (65535, 1, 0)
-    assert struct.unpack_from("<HBBI", data, 59) == (ChunkType.STAGE_STREAM, 1, 1, 4)
-    assert data[67:71] == b"\x01\x02\x03\x04"
-    assert len(data) == 75 and struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+    assert data[6] == 5  # chunk count, a 1-byte varint
+    assert struct.unpack_from("<HBBB", data, 7) == (ChunkType.MODEL, 1, 0, 1 + 5 + 1 + 8)
+    assert data[12:27] == b"\x05vqvae" + b"m" + HASH[:8]  # role length, role, model id, hash prefix
+    assert struct.unpack_from("<HBBB", data, 27) == (ChunkType.IMAGE_GEOMETRY, 1, 0, 5)
+    assert struct.unpack_from("<HHB", data, 32) == (65535, 1, 0)
+    assert struct.unpack_from("<HBBB", data, 37) == (ChunkType.ENCODER, 0, 0, 5)
+    assert data[42:47] == b"0.2.0"  # the version only: "vqcodec " is implied
+    assert struct.unpack_from("<HBBB", data, 47) == (ChunkType.STAGE_STREAM, 1, 1, 4)
+    assert data[52:56] == b"\x01\x02\x03\x04"
+    assert struct.unpack_from("<HBB", data, 56) == (ChunkType.STAGE_STREAM, 1, 2) and data[60:62] == b"\xc8\x01"
+    assert data[62:262] == stream
+    assert len(data) == 266 and struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+    assert read_file(data).encoder_name == "vqcodec 0.2.0"
 
 
 def test_v2_smallest_file() -> None:
     data = write_file(Modality.IMAGE, [ModelComponent("m", "x", HASH)], ImageGeometry(1, 1), [[b""]])
-    assert len(data) == MIN_V2_FILE_BYTES == 67
+    assert len(data) == MIN_V2_FILE_BYTES == 42
     assert read_file(data).streams(1) == [b""]
+    for n in range(len(data)):
+        assert "truncated" in str(_only_read_error(data[:n])) or n < 4
+
+
+def test_v2_framing_overhead() -> None:
+    """FORMAT.md's figure: an image file spends 111 + 6L bytes on framing (streams of 128..16383 bytes)."""
+    components = [ModelComponent("vqvae", "image-f8-s8-k512-v3", hash_weights(b"v")),
+                  ModelComponent("prior", "image-prior-pixelcnn-v3", hash_weights(b"p"))]
+    for layers, overhead in ((1, 117), (8, 159)):
+        streams = [[bytes(2800)] for _ in range(layers)]
+        data = write_file(Modality.IMAGE, components, ImageGeometry(768, 512), streams, encoder="vqcodec 0.2.0")
+        assert len(data) - 2800 * layers == overhead == 111 + 6 * layers
+
+
+def test_v2_model_hash_is_the_first_8_bytes() -> None:
+    """write_file takes the 16-byte hash_weights value (or its first 8 bytes) and stores the first 8."""
+    full = write_file(Modality.IMAGE, [VQVAE], ImageGeometry(4, 3), [[b""]])
+    short = write_file(Modality.IMAGE, [_stored(VQVAE)], ImageGeometry(4, 3), [[b""]])
+    assert full == short and V2_WEIGHTS_HASH_BYTES == 8
+    (c,) = read_file(full).components
+    assert c.weights_hash == hash_weights(b"vqvae weights")[:8] == hashlib.sha256(b"vqvae weights").digest()[:8]
+    assert read_file(full).chunks[0].payload.endswith(c.weights_hash)
+
+
+def test_hash_matches() -> None:
+    installed = hash_weights(b"w")
+    assert hash_matches(installed, installed) and hash_matches(installed, installed[:8])
+    assert hash_matches(bytearray(installed), memoryview(installed[:8]))
+    assert not hash_matches(installed, hash_weights(b"x")[:8])
+    assert not hash_matches(installed, hash_weights(b"x"))
+    for bad in (b"", installed[:1], installed[:7], installed[:9], installed[:15], installed + b"\0"):
+        assert not hash_matches(installed, bad), len(bad)  # only 8 or 16 bytes name weights
+    assert not hash_matches(installed[:8], installed)  # a shorter installed hash cannot match 16 bytes
+
+
+@pytest.mark.parametrize(
+    "value, encoded",
+    [(0, "00"), (1, "01"), (127, "7f"), (128, "8001"), (300, "ac02"), (16383, "ff7f"), (16384, "808001"),
+     ((1 << 21) - 1, "ffff7f"), (1 << 21, "80808001"), ((1 << 28) - 1, "ffffff7f"), (1 << 28, "8080808001"),
+     (0xFFFFFFFF, "ffffffff0f"), (1 << 40, "808080808020")],
+)
+def test_varint_encoding(value: int, encoded: str) -> None:
+    raw = bytes.fromhex(encoded)
+    assert encode_uvarint(value) == _v(value) == raw
+    assert read_uvarint(b"\xaa" + raw + b"\xbb", 1, 1 + len(raw), max_bytes=6) == (value, 1 + len(raw))
+    if len(raw) > 1:
+        with pytest.raises(VarintTruncated):
+            read_uvarint(raw, 0, len(raw) - 1, max_bytes=6)
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [("8000", "not minimal"), ("ff00", "not minimal"), ("808000", "not minimal"), ("8180808000", "not minimal"),
+     ("808080808001", "longer than 5 bytes"), ("ffffffffff7f", "longer than 5 bytes"), ("", "runs past"), ("80", "runs past")],
+)
+def test_varint_is_minimal_and_at_most_5_bytes(raw: str, message: str) -> None:
+    data = bytes.fromhex(raw)
+    with pytest.raises(Invalid, match=message):
+        read_uvarint(data, 0, len(data))
 
 
 GOLDEN_V2 = (
-    # header: magic, version 2, modality 0 (image), 7 chunks
-    "89565143" "02" "00" "07000000"
-    # MODEL (type 1, must-understand, layer 0, 34 bytes): "vqvae", "image-f8-v8", sha256(b"vqvae")[:16]
-    "0100" "01" "00" "22000000" "05" "7671766165" "0b" "696d6167652d66382d7638" "eb754efa69e82d14b4dd8a61149b6396"
-    # MODEL (33 bytes): "prior", "image-p-v8", sha256(b"prior")[:16]
-    "0100" "01" "00" "21000000" "05" "7072696f72" "0a" "696d6167652d702d7638" "e5bade0e979cb8cf6e53303dae696c66"
-    # IMAGE_GEOMETRY (type 2, 9 bytes): width 3, height 2, RGB
-    "0200" "01" "00" "09000000" "03000000" "02000000" "00"
-    # ENCODER (type 7, optional, 12 bytes): "vqcodec test"
-    "0700" "00" "00" "0c000000" "7671636f6465632074657374"
+    # header: magic, version 2, modality 0 (image), chunk count 7 (varint)
+    "89565143" "02" "00" "07"
+    # MODEL (type 1, must-understand, layer 0, length 25): role length 5, "vqvae", model id "image-f8-v8"
+    # (the rest but the hash), sha256(b"vqvae")[:8]
+    "0100" "01" "00" "19" "05" "7671766165" "696d6167652d66382d7638" "eb754efa69e82d14"
+    # MODEL (24 bytes): "prior", "image-p-v8", sha256(b"prior")[:8]
+    "0100" "01" "00" "18" "05" "7072696f72" "696d6167652d702d7638" "e5bade0e979cb8cf"
+    # IMAGE_GEOMETRY (type 2, 5 bytes): width 3 (u16), height 2 (u16), RGB
+    "0200" "01" "00" "05" "0300" "0200" "00"
+    # ENCODER (type 7, optional, 4 bytes): version "test" (read as "vqcodec test")
+    "0700" "00" "00" "04" "74657374"
     # METADATA (type 6, optional, 8 bytes): key "icc", value 00 01 02 03
-    "0600" "00" "00" "08000000" "03" "696363" "00010203"
-    # STAGE_STREAM (type 4, must-understand) of layer 1 (4 bytes) and layer 2 (8 bytes)
-    "0400" "01" "01" "04000000" "efbeadde"
-    "0400" "01" "02" "08000000" "00000000ffffffff"
+    "0600" "00" "00" "08" "03" "696363" "00010203"
+    # STAGE_STREAM (type 4, must-understand) of layer 1 (4 bytes) and layer 2 (132 bytes: varint 84 01)
+    "0400" "01" "01" "04" "efbeadde"
+    "0400" "01" "02" "8401" + "00000000ffffffff" * 16 + "01020304"
     # CRC-32 of everything before
-    "c0384ccd"
+    + "f2be3835"
 )
 
 
@@ -513,12 +627,14 @@ def test_v2_golden_bytes() -> None:
         [ModelComponent("vqvae", "image-f8-v8", hash_weights(b"vqvae")),
          ModelComponent("prior", "image-p-v8", hash_weights(b"prior"))],
         ImageGeometry(3, 2),
-        [[b"\xef\xbe\xad\xde"], [b"\x00" * 4 + b"\xff" * 4]],
+        [[b"\xef\xbe\xad\xde"], [(b"\x00" * 4 + b"\xff" * 4) * 16 + b"\x01\x02\x03\x04"]],
         [metadata_chunk("icc", b"\x00\x01\x02\x03")],
         encoder="vqcodec test",
     )
     assert data.hex() == GOLDEN_V2
-    assert read_file(bytes.fromhex(GOLDEN_V2)).encoder_name == "vqcodec test"
+    f = read_file(bytes.fromhex(GOLDEN_V2))
+    assert f.encoder_name == "vqcodec test" and len(f.streams(2)[0]) == 132
+    assert [c.model_id for c in f.components] == ["image-f8-v8", "image-p-v8"]
 
 
 # ------------------------------------------------------------------------------- v2 truncation
@@ -612,11 +728,27 @@ V2_ERRORS = [
     (_raw2([MODEL_C, GEOM_C, _stream(1)])[:9], "truncated"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)], version=3), "format version 3 is newer than this vqcodec supports \\(2\\); upgrade"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)], count=0xFFFFFFFF), "chunk count 4294967295 exceeds"),
-    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=MAX_CHUNKS), "truncated: expected at least 134217742 bytes"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=MAX_CHUNKS + 1), "chunk count 16777217 exceeds 16777216"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=MAX_CHUNKS), "truncated: expected at least 83886094 bytes"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)], count=4), "truncated"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)], count=2), "unexpected bytes|corrupted"),
-    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=4)[:-4] + struct.pack("<HBBI", 4, 1, 1, 0xFFFFFFFF) + b"\0" * 4,
-     "truncated: expected at least 4294967378 bytes of file \\(chunk 4 of 4 declares a 4294967295-byte payload\\)"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=4)[:-4] + struct.pack("<HBB", 4, 1, 1) + _v(0xFFFFFFFF) + b"\0" * 4,
+     "truncated: expected at least 4294967354 bytes of file \\(chunk 4 of 4 declares a 4294967295-byte payload\\)"),
+    # varints: minimal, at most 5 bytes, within the field's bound, not running into the CRC
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count_bytes=b"\x83\x00"), "chunk count: varint of 2 bytes is not minimal"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count_bytes=b"\x83\x80\x80\x80\x00"), "chunk count: varint of 5 bytes is not minimal"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count_bytes=_v(1 << 28)), "chunk count 268435456 exceeds"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count_bytes=b"\x80" * 5 + b"\x03"), "chunk count: varint is longer than 5 bytes"),
+    (MAGIC + b"\x02\x00" + b"\x80" * 8, "truncated: expected at least 15 bytes of file \\(the chunk count runs into the CRC\\)"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"abcd", b"\x84\x00")]), "length of chunk 3 of 3: varint of 2 bytes is not minimal"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"", b"\x80\x00")]), "length of chunk 3 of 3: varint of 2 bytes is not minimal"),
+    (_raw2([(1, 1, 0, _model_payload(), b"\x8f\x80\x80\x80\x00"), GEOM_C, _stream(1)]), "length of chunk 1 of 3: varint of 5 bytes is not minimal"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"", b"\x80" * 5 + b"\x00")]), "length of chunk 3 of 3: varint is longer than 5 bytes"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"", b"\xff" * 9 + b"\x01")]), "varint is longer than 5 bytes"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"", _v(1 << 32))]), "chunk 3 of 3 declares a 4294967296-byte payload, above the format's 4294967295"),
+    (_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"", _v((1 << 35) - 1))]), "declares a 34359738367-byte payload, above"),
+    (_raw2([MODEL_C, GEOM_C, _stream(1)], count=4)[:-4] + struct.pack("<HBB", 4, 1, 1) + b"\x80\x80" + b"\0" * 4,
+     "truncated: expected at least 57 bytes of file \\(the length of chunk 4 of 4 runs into the CRC\\)"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)])[:-1], "truncated"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)]) + b"\0", "1 unexpected bytes after the end"),
     (_raw2([MODEL_C, GEOM_C, _stream(1)])[:-4] + b"\0\0\0\0", "CRC mismatch"),
@@ -643,8 +775,8 @@ V2_ERRORS = [
     (_raw2([MODEL_C, GEOM_C, _stream(1)], modality=1), "audio file needs exactly one geometry chunk, AUDIO_GEOMETRY"),
     (_raw2([MODEL_C, GEOM_C, AUDIO_C, _stream(1)], modality=1), "IMAGE_GEOMETRY, AUDIO_GEOMETRY"),
     (_raw2([MODEL_C, MODEL_C, GEOM_C, _stream(1)]), "second MODEL chunk for role 'vqvae'"),
-    (_raw2([MODEL_C, GEOM_C, (5, 1, 0, b"\x01\0\0\0"), _stream(1)]), "SEGMENT_TABLE chunk in an image file"),
-    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\0\0\0"), (5, 1, 0, b"\x01\0\0\0"), _stream(1)], modality=1), "second SEGMENT_TABLE"),
+    (_raw2([MODEL_C, GEOM_C, (5, 1, 0, b"\x01"), _stream(1)]), "SEGMENT_TABLE chunk in an image file"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01"), (5, 1, 0, b"\x01"), _stream(1)], modality=1), "second SEGMENT_TABLE"),
     (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x01k"), (6, 0, 0, b"\x01kv"), _stream(1)]), "second METADATA chunk with key 'k'"),
     (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"a"), (7, 0, 0, b"b"), _stream(1)]), "second ENCODER"),
     # flags and layers of known types
@@ -655,32 +787,49 @@ V2_ERRORS = [
     (_raw2([(1, 1, 0, b""), GEOM_C, _stream(1)]), "MODEL payload is empty"),
     (_raw2([(1, 1, 0, _model_payload(role=b"")), GEOM_C, _stream(1)]), "role length 0"),
     (_raw2([(1, 1, 0, _model_payload(role=b"r" * 17)), GEOM_C, _stream(1)]), "role length 17"),
+    (_raw2([(1, 1, 0, b"\x10ab"), GEOM_C, _stream(1)]), "MODEL payload is 3 bytes: with role length 16 .* model id length -22"),
     (_raw2([(1, 1, 0, _model_payload(role=b"a b")), GEOM_C, _stream(1)]), "visible ASCII"),
-    (_raw2([(1, 1, 0, _model_payload(model_id=b"")), GEOM_C, _stream(1)]), "model id length 0"),
+    (_raw2([(1, 1, 0, _model_payload(model_id=b"")), GEOM_C, _stream(1)]), "MODEL payload is 14 bytes: .*model id length 0, outside 1..64"),
     (_raw2([(1, 1, 0, _model_payload(model_id=b"x" * 65)), GEOM_C, _stream(1)]), "model id length 65"),
     (_raw2([(1, 1, 0, _model_payload(model_id=b"\xff")), GEOM_C, _stream(1)]), "visible ASCII"),
-    (_raw2([(1, 1, 0, _model_payload() + b"\0"), GEOM_C, _stream(1)]), "MODEL payload is 25 bytes.*must be 24"),
-    (_raw2([(1, 1, 0, _model_payload()[:-1]), GEOM_C, _stream(1)]), "MODEL payload is 23 bytes"),
-    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 3, 0) + b"\0"), _stream(1)]), "IMAGE_GEOMETRY payload is 10 bytes; it must be 9"),
-    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 0, 3, 0)), _stream(1)]), "image size 0x3"),
-    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 65536, 0)), _stream(1)]), "image size 4x65536"),
-    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 3, 1)), _stream(1)]), "unknown channel layout 1.*upgrade vqcodec"),
-    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 0, 1, 1)), _stream(1)], modality=1), "sample rate 0 Hz"),
-    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 768001, 1, 1)), _stream(1)], modality=1), "sample rate 768001"),
-    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 0, 1)), _stream(1)], modality=1), "channel count 0"),
-    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 256, 1)), _stream(1)], modality=1), "channel count 256"),
-    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 1, 0)), _stream(1)], modality=1), "sample count 0"),
-    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 1, (1 << 40) + 1)), _stream(1)], modality=1), "sample count 1099511627777"),
-    (_raw2([MODEL_C, (3, 1, 0, b"\0" * 13), _stream(1)], modality=1), "AUDIO_GEOMETRY payload is 13 bytes"),
+    (_raw2([(1, 1, 0, _model_payload(model_id=b"m\x01")), GEOM_C, _stream(1)]), "visible ASCII"),
+    (_raw2([(1, 1, 0, _model_payload()[:-1]), GEOM_C, _stream(1)]), "MODEL payload is 14 bytes"),
+    (_raw2([(1, 1, 0, _model_payload(weights_hash=HASH)), GEOM_C, _stream(1)]), "visible ASCII"),  # a 16-byte hash is not v2
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 4, 3, 0) + b"\0"), _stream(1)]), "IMAGE_GEOMETRY payload is 6 bytes; it must be 5"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 3, 0)), _stream(1)]), "IMAGE_GEOMETRY payload is 9 bytes; it must be 5"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 0, 3, 0)), _stream(1)]), "image size 0x3"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 4, 0, 0)), _stream(1)]), "image size 4x0"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 4, 3, 1)), _stream(1)]), "unknown channel layout 1.*upgrade vqcodec"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(0) + b"\x01" + _v(1)), _stream(1)], modality=1), "sample rate 0 Hz"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(768001) + b"\x01" + _v(1)), _stream(1)], modality=1), "sample rate 768001"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(1 << 21) + b"\x01" + _v(1)), _stream(1)], modality=1), "varint is longer than 3 bytes"),
+    (_raw2([MODEL_C, (3, 1, 0, b"\xc0\xbb\x82\x00" + b"\x01" + _v(1)), _stream(1)], modality=1), "longer than 3 bytes"),
+    (_raw2([MODEL_C, (3, 1, 0, b"\xc0\xbb\x80\x00" + b"\x01" + _v(1)), _stream(1)], modality=1), "longer than 3 bytes"),
+    (_raw2([MODEL_C, (3, 1, 0, b"\xc0\x80\x00" + b"\x01" + _v(1)), _stream(1)], modality=1), "not minimal"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x00" + _v(1)), _stream(1)], modality=1), "channel count 0"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x01" + _v(0)), _stream(1)], modality=1), "sample count 0"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x01" + _v((1 << 40) + 1)), _stream(1)], modality=1), "sample count 1099511627777"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x01" + _v(1 << 42)), _stream(1)], modality=1), "longer than 6 bytes"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x01" + b"\x81\x00"), _stream(1)], modality=1), "not minimal"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x01" + _v(1) + b"\0"), _stream(1)], modality=1), "1 bytes after its last field"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000) + b"\x01"), _stream(1)], modality=1), "AUDIO_GEOMETRY payload of 3 bytes: varint runs past"),
+    (_raw2([MODEL_C, (3, 1, 0, _v(8000)), _stream(1)], modality=1), "AUDIO_GEOMETRY payload of 2 bytes: no channel count"),
+    (_raw2([MODEL_C, (3, 1, 0, b""), _stream(1)], modality=1), "AUDIO_GEOMETRY payload of 0 bytes: varint runs past"),
+    (_raw2([MODEL_C, (3, 1, 0, struct.pack("<IHQ", 8000, 1, 1)), _stream(1)], modality=1), "AUDIO_GEOMETRY"),
     (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b""), _stream(1)], modality=1), "SEGMENT_TABLE payload is 0 bytes"),
-    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\0\0"), _stream(1)], modality=1), "SEGMENT_TABLE payload is 3 bytes"),
-    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\0\0\0\0\0\0\0"), _stream(1)], modality=1), "segment 2 has 0 frames"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\x81"), _stream(1)], modality=1), "segment 2: varint runs past"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x01\x00"), _stream(1)], modality=1), "segment 2 has 0 frames"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x81\x00"), _stream(1)], modality=1), "segment 1: varint of 2 bytes is not minimal"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, _v(1 << 32)), _stream(1)], modality=1), "segment 1 has 4294967296 frames"),
+    (_raw2([MODEL_C, AUDIO_C, (5, 1, 0, b"\x80" * 5 + b"\x01"), _stream(1)], modality=1), "longer than 5 bytes"),
     (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b""), _stream(1)]), "METADATA payload is empty"),
     (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x00v"), _stream(1)]), "metadata key length 0"),
     (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x05ab"), _stream(1)]), "key length 5 runs past"),
     (_raw2([MODEL_C, GEOM_C, (6, 0, 0, b"\x02a\n"), _stream(1)]), "visible ASCII"),
-    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b""), _stream(1)]), "encoder name length 0"),
-    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"a\tb"), _stream(1)]), "printable ASCII"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b""), _stream(1)]), "encoder version length 0"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"a\tb"), _stream(1)]), "visible ASCII"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"0.2 beta"), _stream(1)]), "visible ASCII"),
+    (_raw2([MODEL_C, GEOM_C, (7, 0, 0, b"x" * 65), _stream(1)]), "encoder version length 65"),
 ]
 
 
@@ -738,9 +887,11 @@ def test_v1_file_through_read_file() -> None:
     assert [f.streams(k) for k in (1, 2, 3)] == [[s] for s in streams]
     assert (dict(f.metadata), f.encoder_name, f.segment_frames) == ({}, "", ())
     assert [(c.type, c.layer) for c in f.chunks] == [(1, 0), (2, 0), (4, 1), (4, 2), (4, 3)]
-    # the same content written as version 2 reads back equal, except for the version
+    # the same content written as version 2 reads back equal, except for the version and the hash,
+    # which version 2 cuts to its first 8 bytes (the MODEL chunk f lists already holds those 8)
     v2 = write_file(f.modality, f.components, f.geometry, [f.streams(k) for k in (1, 2, 3)])
-    assert dataclasses.replace(read_file(v2), version=1) == f
+    assert dataclasses.replace(read_file(v2), version=1, components=f.components) == f
+    assert read_file(v2).components == (ModelComponent("model", MODEL, HASH[:8]),)
     broken = bytearray(data)
     broken[-6] ^= 1
     assert read_file(bytes(broken), verify_crc=False).streams(3) != [streams[2]]
@@ -773,10 +924,11 @@ def test_v1_audio_modality_is_refused_by_read_file() -> None:
 
 
 def _fuzz_file() -> bytes:
+    """A small audio file with every known type, an unknown one, and 1- and 2-byte varints."""
     return write_file(
         Modality.AUDIO, [ModelComponent("vqvae", "a1", HASH), ModelComponent("prior", "p1", HASH)],
-        AudioGeometry(16000, 2, 1234), [[b"\x00\x11\x22\x33", b""], [b"\x44" * 8, b"\x55" * 4]],
-        [segment_table_chunk([7]), metadata_chunk("k", b"v"), Chunk(0x9000, 1, False, b"u")], encoder="e",
+        AudioGeometry(16000, 2, 1234), [[b"\x00\x11\x22\x33", b""], [bytes(range(128, 256)), b"\x55" * 4]],
+        [segment_table_chunk([7]), metadata_chunk("k", b"v"), Chunk(0x9000, 1, False, b"u")], encoder="vqcodec e",
     )
 
 
@@ -825,21 +977,53 @@ def test_v2_fuzz_valid_crc_with_random_chunk_headers() -> None:
         for _ in range(int(rng.integers(0, 6))):
             chunk_type = int(rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8, 0x9000, int(rng.integers(0, 65536))]))
             payload = rng.integers(0, 256, size=int(rng.integers(0, 30)), dtype=np.uint8).tobytes()
-            chunks.append((chunk_type, int(rng.integers(0, 4)), int(rng.integers(0, 3)), payload))
-        data = _raw2(chunks, modality=int(rng.integers(0, 3)))
+            chunk = (chunk_type, int(rng.integers(0, 4)), int(rng.integers(0, 3)), payload)
+            if rng.random() < 0.2:  # a random length field: non-minimal, too long, or not this payload's
+                chunk += (rng.integers(0, 256, size=int(rng.integers(1, 8)), dtype=np.uint8).tobytes(),)
+            chunks.append(chunk)
+        count_bytes = rng.integers(0, 256, size=int(rng.integers(1, 7)), dtype=np.uint8).tobytes() if rng.random() < 0.1 else None
+        data = _raw2(chunks, modality=int(rng.integers(0, 3)), count_bytes=count_bytes)
         _only_read_error(data)
 
 
 def test_v2_huge_declared_lengths_are_rejected() -> None:
-    """Maximal declared sizes with a tiny file: rejected from the header, without allocating."""
+    """Maximal declared sizes in a tiny file: rejected from the framing, fast and without allocating."""
     head = MAGIC + bytes([2, 0])
-    for count in (MAX_CHUNKS, MAX_CHUNKS + 1, 0xFFFFFFFF):
-        assert _only_read_error(head + struct.pack("<I", count) + b"\0" * 20) is not None
-    one_huge = _raw2([(4, 1, 1, b"")])[:-8]  # re-declare the stream's length as 2**32 - 1
-    for length in (0xFFFFFFFF, 0x7FFFFFFF, 5):
-        data = one_huge + struct.pack("<I", length) + b"\0" * 4
-        err = _only_read_error(data)
-        assert err is not None and "truncated" in str(err)
+    cases = [head + _v(count) + b"\0" * 20 for count in (MAX_CHUNKS, MAX_CHUNKS + 1, 0xFFFFFFFF, (1 << 35) - 1)]
+    one_stream = _raw2([(4, 1, 1, b"")], count=1)[:-5]  # the stream's header without its length
+    for length in (0xFFFFFFFF, 0x7FFFFFFF, 1 << 28, 5):
+        cases.append(one_stream + _v(length) + b"\0" * 4)
+        cases.append(_raw2([MODEL_C, GEOM_C, (4, 1, 1, b"", _v(length))]))  # with a valid CRC
+    cases.append(one_stream + _v(1 << 32) + b"\0" * 4)  # over the bound
+    cases.append(_raw2([(0x9000, 0, 0, b"", _v(0xFFFFFFFF))] * 3, count=3))
+    _only_read_error(cases[0])  # warm up (imports, caches) before measuring
+    tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        for data in cases:
+            err = _only_read_error(data)
+            assert err is not None and ("truncated" in str(err) or "exceeds" in str(err) or "above" in str(err))
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, f"reading {len(cases)} tiny files allocated {peak} bytes"
+    assert elapsed < 1.0, f"{elapsed:.3f} s for {len(cases)} tiny files"
+
+
+def test_v2_every_bit_matters() -> None:
+    """One file has one byte form: with the CRC unchecked, every single-bit flip outside the CRC is
+    refused or parses to a different file (minimal varints, no ignored bit), never to the same one."""
+    data = _fuzz_file()
+    reference = read_file(data)
+    for bit in range(8 * (len(data) - 4)):
+        bad = bytearray(data)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        try:
+            parsed = read_file(bytes(bad), verify_crc=False)
+        except VQFormatError:
+            continue
+        assert parsed != reference, f"bit {bit} flip parses to the same file"
 
 
 # ------------------------------------------------------------------------------- v2 writing
@@ -870,8 +1054,13 @@ def test_v2_huge_declared_lengths_are_rejected() -> None:
         (dict(extra_chunks=[Chunk(ChunkType.METADATA, 0, True, b"\x01k")]), ValueError, "flag clear"),
         (dict(extra_chunks=[Chunk(0x9000, 2, False, b"")]), ValueError, "streams stop at layer 1"),
         (dict(extra_chunks=[b"raw"]), TypeError, "Chunk"),
-        (dict(encoder="é"), ValueError, "not ASCII"),
-        (dict(encoder="x" * 65), ValueError, "encoder name length 65"),
+        (dict(encoder="vqcodec é"), ValueError, "not ASCII"),
+        (dict(encoder="vqcodec " + "x" * 65), ValueError, "encoder version length 65"),
+        (dict(encoder="vqcodec "), ValueError, "encoder version length 0"),
+        (dict(encoder="vqcodec 0.2 beta"), ValueError, "visible ASCII"),
+        (dict(encoder="other 1.0"), ValueError, "must be 'vqcodec ' followed by the version"),
+        (dict(encoder="vqcodec"), ValueError, "must be 'vqcodec ' followed by the version"),
+        (dict(encoder=b"vqcodec 1"), TypeError, "encoder name must be str"),
     ],
 )
 def test_write_file_rejects_bad_arguments(kw, exc, message) -> None:
@@ -906,6 +1095,8 @@ def test_write_file_may_write_unknown_must_understand_chunks() -> None:
         (lambda: ModelComponent("vqvae", "modèle", HASH), ValueError),
         (lambda: ModelComponent("vqvae", 5, HASH), TypeError),
         (lambda: ModelComponent("vqvae", "m", b"short"), ValueError),
+        (lambda: ModelComponent("vqvae", "m", HASH[:12]), ValueError),
+        (lambda: ModelComponent("vqvae", "m", HASH + b"\0"), ValueError),
         (lambda: ModelComponent("vqvae", "m", "0" * 16), TypeError),
         (lambda: ImageGeometry(0, 1), ValueError),
         (lambda: ImageGeometry(1, 65536), ValueError),
@@ -936,5 +1127,6 @@ def test_v2_types_normalise_fields() -> None:
     assert Chunk(0x9000, 0, False, memoryview(b"x")) == Chunk(0x9000, 0, False, b"x")
     assert not Chunk(0x9000, 0, False, b"").known
     assert ModelComponent("vqvae", "m", bytearray(HASH)).weights_hash == HASH
+    assert ModelComponent("vqvae", "m", memoryview(HASH[:8])).weights_hash == HASH[:8]  # as v2 files store it
     assert ImageGeometry(4, 3, 0).channel_layout is ChannelLayout.RGB
     assert isinstance(read_file(_image_v2(1)[0]), VQFile)

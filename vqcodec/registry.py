@@ -1,7 +1,8 @@
 """Released models, and which codec decodes a file.
 
 A .vq file names every model component that made it: its role ("vqvae", "prior"), its model id and the
-first 16 bytes of the SHA-256 of its weights file. This module maps those names to installed weights
+first bytes of the SHA-256 of its weights file (8 in format version 2, 16 in version 1; matched as a
+prefix of the installed file's hash, `vqcodec.bitstream.hash_matches`). This module maps those names to installed weights
 files and builds the codec of the file's modality from them, so
 
 * retraining one component (say the image prior) gives it a new id and a new file, and files made with
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 from vqcodec import __version__
+from vqcodec.bitstream import hash_matches
 from vqcodec.bitstream.errors import VQFormatError
 from vqcodec.weights.io import WEIGHTS_DIR, file_model_id, weights_hash
 
@@ -156,7 +158,7 @@ class ModelRegistry:
         chosen: dict[str, InstalledComponent] = {}
         for name in names:
             match = next((c for c in self.components if c.modality == modality and c.role == name.role
-                          and c.weights_hash == bytes(name.weights_hash)), None)
+                          and hash_matches(c.weights_hash, name.weights_hash)), None)
             if match is None:
                 raise VQFormatError(self._missing_message(modality, name, made_by))
             chosen[name.role] = match
@@ -186,7 +188,8 @@ class ModelRegistry:
 
     def _missing_message(self, modality: str, name: ComponentName, made_by: str) -> str:
         what = f"{modality} {name.role} model {name.model_id} (weights hash {bytes(name.weights_hash).hex()})"
-        retired = [r for r in self.retired if r.get("weights_hash") == bytes(name.weights_hash).hex()]
+        retired = [r for r in self.retired  # the manifest holds 32 hex digits; a v2 file names their first 16
+                   if str(r.get("weights_hash", "")).lower().startswith(bytes(name.weights_hash).hex())]
         if retired:
             where = f"vqcodec {retired[0].get('releases', '?')}, which shipped it"
         elif made_by:

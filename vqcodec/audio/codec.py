@@ -40,6 +40,7 @@ from vqcodec.bitstream import (
     ModelComponent,
     VQFile,
     VQFormatError,
+    hash_matches,
     hash_weights,
     read_file,
     segment_table_chunk,
@@ -308,8 +309,9 @@ class AudioCodec:
         """Validate an audio file for this codec -> (frames per channel, blocks)."""
         if vqfile.modality_name != "audio":
             raise VQFormatError(f"file holds {vqfile.modality_name}, not audio")
-        have = {(c.role, bytes(c.weights_hash)) for c in self.components}
-        if {(c.role, bytes(c.weights_hash)) for c in vqfile.components} != have:
+        have = {c.role: c.weights_hash for c in self.components}
+        if {c.role for c in vqfile.components} != set(have) or not all(
+                hash_matches(have[c.role], c.weights_hash) for c in vqfile.components):
             named = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
             raise VQFormatError(f"file was made with {named}, which this codec does not have; decode it with "
                                 "vqcodec.decode, which finds the installed model the file names")

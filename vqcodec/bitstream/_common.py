@@ -19,7 +19,14 @@ FORMAT_VERSION = 2
 V1_FORMAT_VERSION = 1
 """The legacy version: still read (`read_file`, `unpack`); written only by the v1 `pack`."""
 WEIGHTS_HASH_BYTES = 16
-"""A weights hash is the first 16 bytes of the SHA-256 of a weights file."""
+"""A weights hash is the first 16 bytes of the SHA-256 of a weights file (`hash_weights`); version-1
+files store all 16."""
+V2_WEIGHTS_HASH_BYTES = 8
+"""Version-2 MODEL chunks store the first 8 bytes of the weights hash (a 64-bit prefix of the SHA-256:
+enough to tell installed weights files apart; it identifies weights, it does not authenticate them)."""
+MAX_VARINT_BYTES = 5
+"""A LEB128 varint of the framing (chunk count, chunk length) is 1..5 bytes (values < 2**35; bounded
+further by the field)."""
 MAX_MODEL_ID_BYTES = 64
 MAX_IMAGE_SIDE = 65535
 
@@ -45,7 +52,8 @@ class Invalid(Exception):
 
 
 def hash_weights(blob: BytesLike) -> bytes:
-    """The 16-byte weights hash stored in .vq files: sha256(blob)[:16].
+    """The 16-byte weights hash of a weights file: sha256(blob)[:16]. Version-1 files store all 16,
+    version-2 MODEL chunks the first 8 (V2_WEIGHTS_HASH_BYTES); `hash_matches` compares them.
 
     Args:
         blob: the exact bytes of one weights file (e.g. a .safetensors file).
@@ -53,6 +61,64 @@ def hash_weights(blob: BytesLike) -> bytes:
         16 raw bytes.
     """
     return hashlib.sha256(blob).digest()[:WEIGHTS_HASH_BYTES]
+
+
+def hash_matches(installed: BytesLike, named: BytesLike) -> bool:
+    """Whether the weights hash a file names is that of installed weights.
+
+    Args:
+        installed: the installed weights file's `hash_weights` (16 bytes).
+        named: the hash a .vq file records: 16 bytes (version 1) or their first 8 (version 2).
+    Returns:
+        True if `named` is 8 or 16 bytes long and `installed` starts with it.
+    """
+    installed, named = bytes(installed), bytes(named)
+    return (
+        len(named) in (V2_WEIGHTS_HASH_BYTES, WEIGHTS_HASH_BYTES)
+        and len(installed) >= len(named)
+        and installed[: len(named)] == named
+    )
+
+
+class VarintTruncated(Invalid):
+    """A varint runs past the end of the bytes it must lie in."""
+
+
+def encode_uvarint(value: int) -> bytes:
+    """`value` (>= 0) as an unsigned LEB128 varint, minimal: 7 bits per byte, least significant
+    group first, bit 7 set on every byte but the last (0 -> 00, 127 -> 7f, 128 -> 80 01)."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def read_uvarint(buf: bytes, pos: int, end: int, max_bytes: int = MAX_VARINT_BYTES) -> tuple[int, int]:
+    """Read the minimal unsigned LEB128 varint at `buf[pos:end]`; return (value, position after it).
+
+    Reads at most `max_bytes` bytes and never past `end`. The caller checks the value's bound.
+    Raises:
+        VarintTruncated: the varint reaches `end` before its last byte.
+        Invalid: it is longer than `max_bytes` bytes, or not minimal (a last byte 0x00 after a
+            continuation byte: one value has exactly one encoding).
+    """
+    if pos < end and buf[pos] < 0x80:  # the common case: one byte
+        return buf[pos], pos + 1
+    value = 0
+    for i in range(max_bytes):
+        if pos + i >= end:
+            raise VarintTruncated(f"varint runs past the end ({end - pos} bytes left)")
+        byte = buf[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0:
+                raise Invalid(f"varint of {i + 1} bytes is not minimal (a trailing 0x00 byte)")
+            return value, pos + i + 1
+    raise Invalid(f"varint is longer than {max_bytes} bytes")
 
 
 def as_bytes(data: BytesLike) -> bytes:

@@ -1,13 +1,14 @@
 """Chunk types of .vq format version 2 and their payloads (FORMAT.md, "Chunk types").
 
-A version-2 file is a 10-byte header, a sequence of chunks and a CRC (framing: `container`). This
+A version-2 file is a 7..10-byte header, a sequence of chunks and a CRC (framing: `container`). This
 module defines what a chunk is (`Chunk`), the numbers of the chunk types (`ChunkType`), the rules
 each known type obeys (must-understand bit, layer), and the payload layout of each known type:
 `ModelComponent` (MODEL), `ImageGeometry` (IMAGE_GEOMETRY), `AudioGeometry` (AUDIO_GEOMETRY),
 segment table (SEGMENT_TABLE), metadata (METADATA), encoder name (ENCODER). STAGE_STREAM payloads
 are range-coded streams (`entropy.py`); only their length is checked here.
 
-All integers are little-endian and unsigned. Payload decoders raise `Invalid` for a broken rule
+Fixed-width integers are little-endian and unsigned; "varint" is an unsigned LEB128 varint in its
+minimal encoding (`_common.read_uvarint`), as in the framing. Payload decoders raise `Invalid` for a broken rule
 (the reader turns it into `VQFormatError`) and `VQFormatError` directly for a value that a newer
 vqcodec may define ("upgrade vqcodec"); constructors raise `TypeError` / `ValueError` for bad
 arguments.
@@ -23,13 +24,17 @@ from typing import Sequence, Union
 
 from ._common import (
     MAX_MODEL_ID_BYTES,
+    V2_WEIGHTS_HASH_BYTES,
     WEIGHTS_HASH_BYTES,
     BytesLike,
     ChannelLayout,
     Invalid,
+    VarintTruncated,
     check_int,
+    encode_uvarint,
     model_id_problem,
     name_problem,
+    read_uvarint,
     size_problem,
 )
 from .errors import VQFormatError
@@ -49,7 +54,7 @@ __all__ = [
     "MAX_CHUNK_PAYLOAD_BYTES",
     "MAX_ROLE_BYTES",
     "MAX_METADATA_KEY_BYTES",
-    "MAX_ENCODER_NAME_BYTES",
+    "MAX_ENCODER_VERSION_BYTES",
     "MAX_SAMPLE_RATE",
     "MAX_AUDIO_CHANNELS",
     "MAX_NUM_SAMPLES",
@@ -58,15 +63,20 @@ __all__ = [
 MAX_LAYER = 255
 """A chunk's layer is a u8: 0 = side information, 1..255 = quality layer."""
 MAX_CHUNK_PAYLOAD_BYTES = 0xFFFFFFFF
-"""A chunk's payload length is a u32."""
+"""A chunk's payload length (a varint of 1..5 bytes) is at most 2**32 - 1."""
 MAX_ROLE_BYTES = 16
 MAX_METADATA_KEY_BYTES = 64
-MAX_ENCODER_NAME_BYTES = 64
+MAX_ENCODER_VERSION_BYTES = 64
+ENCODER_SOFTWARE = "vqcodec"
+"""The software an ENCODER chunk names: its payload holds only the version ("0.2.0"), and readers
+present it as "vqcodec 0.2.0"."""
 MAX_SAMPLE_RATE = 768_000
-"""Hz, the original input rate of an audio file."""
+"""Hz, the original input rate of an audio file (a varint of 1..3 bytes)."""
 MAX_AUDIO_CHANNELS = 255
 MAX_NUM_SAMPLES = 1 << 40
-"""Samples per channel: about 397 hours at 768 kHz, 6300 hours at 48 kHz."""
+"""Samples per channel: about 397 hours at 768 kHz, 6300 hours at 48 kHz (a varint of 1..6 bytes)."""
+MAX_SEGMENT_FRAMES = 0xFFFFFFFF
+"""One SEGMENT_TABLE entry (a varint of 1..5 bytes)."""
 
 
 class ChunkType(enum.IntEnum):
@@ -196,7 +206,10 @@ class ModelComponent:
         role: what the component does, 1..16 visible ASCII bytes, e.g. "vqvae", "prior";
             unique within a file.
         model_id: 1..64 visible ASCII bytes, e.g. "image-vqvae-f8-s8-k512-v3".
-        weights_hash: 16 raw bytes, `hash_weights` of that component's weights file.
+        weights_hash: 16 raw bytes, `hash_weights` of that component's weights file, or its first
+            8 bytes (V2_WEIGHTS_HASH_BYTES). A version-2 file stores the first 8 bytes, so
+            `write_file` accepts either and `read_file` gives 8 for version-2 files (16 for
+            version-1 files); compare hashes with `hash_matches`.
     """
 
     role: str
@@ -213,9 +226,10 @@ class ModelComponent:
             raise ValueError(problem)
         if not isinstance(self.weights_hash, (bytes, bytearray, memoryview)):
             raise TypeError(f"weights_hash must be bytes, got {type(self.weights_hash).__name__}")
-        if len(bytes(self.weights_hash)) != WEIGHTS_HASH_BYTES:
+        if len(bytes(self.weights_hash)) not in (WEIGHTS_HASH_BYTES, V2_WEIGHTS_HASH_BYTES):
             raise ValueError(
-                f"weights_hash must be {WEIGHTS_HASH_BYTES} raw bytes (use hash_weights(weights_file_bytes))"
+                f"weights_hash must be {WEIGHTS_HASH_BYTES} raw bytes (use hash_weights(weights_file_bytes)) "
+                f"or their first {V2_WEIGHTS_HASH_BYTES}"
             )
         object.__setattr__(self, "weights_hash", bytes(self.weights_hash))
 
@@ -224,39 +238,43 @@ def _role_problem(role: bytes) -> str | None:
     return name_problem(role, "role", MAX_ROLE_BYTES)
 
 
+_MODEL_FIXED_BYTES = 1 + V2_WEIGHTS_HASH_BYTES
+"""Role length byte and weights hash: a MODEL payload is 9 + role length + model id length bytes."""
+
+
 def encode_model(component: ModelComponent) -> bytes:
-    """MODEL payload: role length u8, role, model id length u8, model id, 16-byte weights hash."""
+    """MODEL payload: role length u8, role, model id (the rest but the last 8 bytes), weights hash
+    (its first 8 bytes: a 16-byte `hash_weights` value is cut to them)."""
     role, model_id = component.role.encode("ascii"), component.model_id.encode("ascii")
-    return bytes([len(role)]) + role + bytes([len(model_id)]) + model_id + component.weights_hash
+    return bytes([len(role)]) + role + model_id + component.weights_hash[:V2_WEIGHTS_HASH_BYTES]
 
 
 def decode_model(payload: bytes) -> ModelComponent:
-    """Parse a MODEL payload (18 + role length + model id length bytes, 20..98)."""
+    """Parse a MODEL payload (9 + role length + model id length bytes, 11..89); the hash has 8 bytes."""
     n = len(payload)
     if n < 1:
         raise Invalid("MODEL payload is empty")
     role_len = payload[0]
-    if not 1 <= role_len <= MAX_ROLE_BYTES or n < 2 + role_len:
-        raise Invalid(f"MODEL payload: role length {role_len} is outside 1..{MAX_ROLE_BYTES} or runs past the payload")
-    id_len = payload[1 + role_len]
-    expected = 2 + role_len + id_len + WEIGHTS_HASH_BYTES
-    if not 1 <= id_len <= MAX_MODEL_ID_BYTES or n != expected:
+    if not 1 <= role_len <= MAX_ROLE_BYTES:
+        raise Invalid(f"MODEL payload: role length {role_len} is outside 1..{MAX_ROLE_BYTES}")
+    id_len = n - _MODEL_FIXED_BYTES - role_len
+    if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
         raise Invalid(
-            f"MODEL payload is {n} bytes; with model id length {id_len} (1..{MAX_MODEL_ID_BYTES}) "
-            f"it must be {expected}"
+            f"MODEL payload is {n} bytes: with role length {role_len} that leaves a model id length {id_len}, "
+            f"outside 1..{MAX_MODEL_ID_BYTES} (the payload is {_MODEL_FIXED_BYTES} + role length + model "
+            f"id length bytes)"
         )
     role = payload[1 : 1 + role_len]
-    model_id = payload[2 + role_len : 2 + role_len + id_len]
+    model_id = payload[1 + role_len : 1 + role_len + id_len]
     problem = _role_problem(role) or model_id_problem(model_id)
     if problem:
         raise Invalid(f"MODEL payload: {problem}")
-    return ModelComponent(role.decode("ascii"), model_id.decode("ascii"), payload[n - WEIGHTS_HASH_BYTES :])
+    return ModelComponent(role.decode("ascii"), model_id.decode("ascii"), payload[n - V2_WEIGHTS_HASH_BYTES :])
 
 
 # ------------------------------------------------------------------------------------- geometries
 
-_IMAGE_GEOMETRY = struct.Struct("<IIB")  # width, height, channel layout: 9 bytes
-_AUDIO_GEOMETRY = struct.Struct("<IHQ")  # sample rate, channels, samples per channel: 14 bytes
+_IMAGE_GEOMETRY = struct.Struct("<HHB")  # width, height, channel layout: 5 bytes
 
 
 @dataclass(frozen=True)
@@ -286,12 +304,12 @@ class ImageGeometry:
 
 
 def encode_image_geometry(g: ImageGeometry) -> bytes:
-    """IMAGE_GEOMETRY payload: width u32, height u32, channel layout u8 (9 bytes)."""
+    """IMAGE_GEOMETRY payload: width u16, height u16, channel layout u8 (5 bytes)."""
     return _IMAGE_GEOMETRY.pack(g.width, g.height, int(g.channel_layout))
 
 
 def decode_image_geometry(payload: bytes) -> ImageGeometry:
-    """Parse an IMAGE_GEOMETRY payload (exactly 9 bytes)."""
+    """Parse an IMAGE_GEOMETRY payload (exactly 5 bytes)."""
     _check_size(payload, _IMAGE_GEOMETRY.size, "IMAGE_GEOMETRY")
     width, height, layout = _IMAGE_GEOMETRY.unpack(payload)
     problem = size_problem(width, height)
@@ -339,19 +357,33 @@ def _audio_problem(sample_rate: int, channels: int, num_samples: int) -> str | N
     return None
 
 
+_SAMPLE_RATE_VARINT_BYTES = 3  # 768000 < 2**21
+_NUM_SAMPLES_VARINT_BYTES = 6  # 2**40 < 2**42
+
+
 def encode_audio_geometry(g: AudioGeometry) -> bytes:
-    """AUDIO_GEOMETRY payload: sample rate u32, channels u16, samples per channel u64 (14 bytes)."""
-    return _AUDIO_GEOMETRY.pack(g.sample_rate, g.channels, g.num_samples)
+    """AUDIO_GEOMETRY payload: sample rate varint, channels u8, samples per channel varint (3..10 bytes)."""
+    return encode_uvarint(g.sample_rate) + bytes((g.channels,)) + encode_uvarint(g.num_samples)
 
 
 def decode_audio_geometry(payload: bytes) -> AudioGeometry:
-    """Parse an AUDIO_GEOMETRY payload (exactly 14 bytes)."""
-    _check_size(payload, _AUDIO_GEOMETRY.size, "AUDIO_GEOMETRY")
-    values = _AUDIO_GEOMETRY.unpack(payload)
-    problem = _audio_problem(*values)
+    """Parse an AUDIO_GEOMETRY payload: sample rate varint (1..3 bytes), channels u8, samples per
+    channel varint (1..6 bytes), nothing after."""
+    n = len(payload)
+    try:
+        sample_rate, pos = read_uvarint(payload, 0, n, _SAMPLE_RATE_VARINT_BYTES)
+        if pos >= n:
+            raise VarintTruncated("no channel count")
+        channels = payload[pos]
+        num_samples, pos = read_uvarint(payload, pos + 1, n, _NUM_SAMPLES_VARINT_BYTES)
+    except Invalid as exc:
+        raise Invalid(f"AUDIO_GEOMETRY payload of {n} bytes: {exc}") from None
+    if pos != n:
+        raise Invalid(f"AUDIO_GEOMETRY payload has {n - pos} bytes after its last field")
+    problem = _audio_problem(sample_rate, channels, num_samples)
     if problem:
         raise Invalid(problem)
-    return AudioGeometry(*values)
+    return AudioGeometry(sample_rate, channels, num_samples)
 
 
 Geometry = Union[ImageGeometry, AudioGeometry]
@@ -369,21 +401,30 @@ def segment_table_chunk(segment_frames: Sequence[int]) -> Chunk:
     frames = [check_int(f, "segment length") for f in segment_frames]
     if not frames:
         raise ValueError("a segment table needs at least one segment")
-    if any(not 1 <= f <= 0xFFFFFFFF for f in frames):
+    if any(not 1 <= f <= MAX_SEGMENT_FRAMES for f in frames):
         raise ValueError("every segment length must be 1..2**32-1 frames")
-    if 4 * len(frames) > MAX_CHUNK_PAYLOAD_BYTES:
+    payload = b"".join(encode_uvarint(f) for f in frames)
+    if len(payload) > MAX_CHUNK_PAYLOAD_BYTES:
         raise ValueError(f"{len(frames)} segments do not fit in one chunk")
-    return Chunk(ChunkType.SEGMENT_TABLE, 0, True, struct.pack(f"<{len(frames)}I", *frames))
+    return Chunk(ChunkType.SEGMENT_TABLE, 0, True, payload)
 
 
 def decode_segment_table(payload: bytes) -> tuple[int, ...]:
-    """Parse a SEGMENT_TABLE payload: u32[n], n >= 1, each >= 1 (4n bytes)."""
-    if not payload or len(payload) % 4:
-        raise Invalid(f"SEGMENT_TABLE payload is {len(payload)} bytes; it must be a positive multiple of 4")
-    frames = struct.unpack(f"<{len(payload) // 4}I", payload)
-    if 0 in frames:
-        raise Invalid(f"SEGMENT_TABLE: segment {frames.index(0) + 1} has 0 frames")
-    return frames
+    """Parse a SEGMENT_TABLE payload: n >= 1 varints back to back, each 1..2**32-1, filling it exactly."""
+    n = len(payload)
+    if not n:
+        raise Invalid("SEGMENT_TABLE payload is 0 bytes; it needs at least one segment")
+    frames = []
+    pos = 0
+    while pos < n:
+        try:
+            value, pos = read_uvarint(payload, pos, n)
+        except Invalid as exc:
+            raise Invalid(f"SEGMENT_TABLE: segment {len(frames) + 1}: {exc}") from None
+        if not 1 <= value <= MAX_SEGMENT_FRAMES:
+            raise Invalid(f"SEGMENT_TABLE: segment {len(frames) + 1} has {value} frames (1..2**32-1)")
+        frames.append(value)
+    return tuple(frames)
 
 
 def metadata_chunk(key: str, value: BytesLike) -> Chunk:
@@ -417,23 +458,36 @@ def decode_metadata(payload: bytes) -> tuple[str, bytes]:
     return key.decode("ascii"), payload[1 + len(key) :]
 
 
+_ENCODER_PREFIX = ENCODER_SOFTWARE + " "
+
+
 def encoder_chunk(name: str) -> Chunk:
-    """An ENCODER chunk (optional, layer 0): the software that wrote the file, e.g. "vqcodec 0.2.0"."""
+    """An ENCODER chunk (optional, layer 0): the vqcodec release that wrote the file.
+
+    Args:
+        name: "vqcodec <version>", e.g. "vqcodec 0.2.0"; the chunk stores only the version (1..64
+            visible ASCII bytes), `decode_encoder` gives `name` back.
+    """
     if not isinstance(name, str):
         raise TypeError(f"encoder name must be str, got {type(name).__name__}")
-    raw = _ascii(name, "encoder name")
-    problem = name_problem(raw, "encoder name", MAX_ENCODER_NAME_BYTES, lowest=0x20)
+    if not name.startswith(_ENCODER_PREFIX):
+        raise ValueError(
+            f"encoder name {name!r} must be {_ENCODER_PREFIX!r} followed by the version (the ENCODER chunk "
+            f"names the vqcodec release that wrote the file)"
+        )
+    raw = _ascii(name[len(_ENCODER_PREFIX) :], "encoder version")
+    problem = name_problem(raw, "encoder version", MAX_ENCODER_VERSION_BYTES)
     if problem:
         raise ValueError(problem)
     return Chunk(ChunkType.ENCODER, 0, False, raw)
 
 
 def decode_encoder(payload: bytes) -> str:
-    """Parse an ENCODER payload: 1..64 bytes of printable ASCII (0x20..0x7E)."""
-    problem = name_problem(payload, "encoder name", MAX_ENCODER_NAME_BYTES, lowest=0x20)
+    """Parse an ENCODER payload: a vqcodec version, 1..64 visible ASCII bytes -> "vqcodec <version>"."""
+    problem = name_problem(payload, "encoder version", MAX_ENCODER_VERSION_BYTES)
     if problem:
         raise Invalid(problem)
-    return payload.decode("ascii")
+    return _ENCODER_PREFIX + payload.decode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -1,14 +1,15 @@
 """The .vq container, format version 2 (chunks) and version 1 (legacy, still read). Spec: FORMAT.md.
 
-Version 2 layout (all integers little-endian, unsigned):
+Version 2 layout (fixed-width integers little-endian, unsigned; "varint" = unsigned LEB128 in its
+minimal encoding, 1..5 bytes):
 
-    offset  size  type  field
-    0       4     bytes magic b"\\x89VQC"
-    4       1     u8    format version (2)
-    5       1     u8    modality (0 = IMAGE, 1 = AUDIO)
-    6       4     u32   chunk count C (0..2**24)
-    10      ...         C chunks, each:  type u16 | flags u8 | layer u8 | length u32 | payload
-    end-4   4     u32   zlib.crc32 of every byte before it
+    offset  size  type   field
+    0       4     bytes  magic b"\\x89VQC"
+    4       1     u8     format version (2)
+    5       1     u8     modality (0 = IMAGE, 1 = AUDIO)
+    6       1..4  varint chunk count C (0..2**24)
+    7..10   ...          C chunks, each:  type u16 | flags u8 | layer u8 | length varint | payload
+    end-4   4     u32    zlib.crc32 of every byte before it
 
 Chunks appear in non-decreasing layer order: layer 0 (models, geometry, metadata) first, then the
 chunks of quality layer 1, 2, ... Cutting a file to its first N quality layers is therefore
@@ -35,21 +36,28 @@ from ._common import (
     MAGIC,
     MAX_IMAGE_SIDE,
     MAX_MODEL_ID_BYTES,
+    MAX_VARINT_BYTES,
     V1_FORMAT_VERSION,
+    V2_WEIGHTS_HASH_BYTES,
     WEIGHTS_HASH_BYTES,
     BytesLike,
     ChannelLayout,
     Invalid,
     Modality,
+    VarintTruncated,
     as_bytes,
     check_int,
     check_signature,
+    encode_uvarint,
+    hash_matches,
     hash_weights,
+    read_uvarint,
     truncated,
 )
 from .chunks import (
     FIRST_FUTURE_TYPE,
     FIRST_PRIVATE_TYPE,
+    MAX_CHUNK_PAYLOAD_BYTES,
     MAX_LAYER,
     AudioGeometry,
     Chunk,
@@ -102,14 +110,17 @@ __all__ = [
     "metadata_chunk",
     "segment_table_chunk",
     "hash_weights",
+    "hash_matches",
     "MAGIC",
     "FORMAT_VERSION",
     "V1_FORMAT_VERSION",
     "MAX_CHUNKS",
     "MAX_LAYER",
-    "HEADER_BYTES",
-    "CHUNK_HEADER_BYTES",
+    "MIN_HEADER_BYTES",
+    "MIN_CHUNK_HEADER_BYTES",
+    "MAX_VARINT_BYTES",
     "MIN_V2_FILE_BYTES",
+    "V2_WEIGHTS_HASH_BYTES",
     "FIRST_FUTURE_TYPE",
     "FIRST_PRIVATE_TYPE",
     "Modality",
@@ -129,19 +140,25 @@ __all__ = [
     "MIN_FILE_BYTES",
 ]
 
-_HEADER = struct.Struct("<4sBBI")  # magic, version, modality, chunk count
-_CHUNK_HEADER = struct.Struct("<HBBI")  # type, flags, layer, payload length
+_HEADER_PREFIX = struct.Struct("<4sBB")  # magic, version, modality; then the chunk count varint
+_CHUNK_PREFIX = struct.Struct("<HBB")  # type, flags, layer; then the payload length varint
 _CRC = struct.Struct("<I")
-HEADER_BYTES = _HEADER.size
-"""10: magic, version, modality, chunk count."""
-CHUNK_HEADER_BYTES = _CHUNK_HEADER.size
-"""8: type, flags, layer, payload length."""
+MIN_HEADER_BYTES = _HEADER_PREFIX.size + 1
+"""7: magic, version, modality, chunk count (a varint: 1 byte for up to 127 chunks, at most 4)."""
+MIN_CHUNK_HEADER_BYTES = _CHUNK_PREFIX.size + 1
+"""5: type, flags, layer, payload length (a varint: 1 byte below 128, 2 below 16384, at most 5)."""
 MAX_CHUNKS = 1 << 24
-"""Chunk count bound (16,777,216). Also every chunk takes >= 8 bytes, so C <= (file size - 14) / 8."""
+"""Chunk count bound (16,777,216). Also every chunk takes >= 5 bytes, so C <= (file size - 11) / 5."""
 MUST_UNDERSTAND = 0x01
 """Flag bit 0; bits 1..7 are reserved and must be 0."""
-MIN_V2_FILE_BYTES = HEADER_BYTES + (CHUNK_HEADER_BYTES + 20) + (CHUNK_HEADER_BYTES + 9) + CHUNK_HEADER_BYTES + _CRC.size
-"""67: one MODEL chunk (1-byte role and id), IMAGE_GEOMETRY, one empty STAGE_STREAM, CRC."""
+MIN_V2_FILE_BYTES = (
+    MIN_HEADER_BYTES
+    + (MIN_CHUNK_HEADER_BYTES + 1 + 1 + 1 + V2_WEIGHTS_HASH_BYTES)  # MODEL: 1-byte role and model id
+    + (MIN_CHUNK_HEADER_BYTES + 5)  # IMAGE_GEOMETRY
+    + MIN_CHUNK_HEADER_BYTES  # an empty STAGE_STREAM
+    + _CRC.size
+)
+"""42: one MODEL chunk (1-byte role and id), IMAGE_GEOMETRY, one empty STAGE_STREAM, CRC."""
 
 _FAULTY = "the file is corrupted or was written by a faulty encoder"
 
@@ -156,13 +173,14 @@ class VQFile:
     Attributes:
         version: 1 or 2.
         modality: IMAGE or AUDIO.
-        components: the model components that made the file, in file order (version 1: one,
-            role "model", whose hash covers the vqvae and prior files together).
+        components: the model components that made the file, in file order (version 2: each
+            with the 8-byte weights hash the file stores; version 1: one, role "model", whose
+            16-byte hash covers the vqvae and prior files together).
         geometry: ImageGeometry or AudioGeometry.
         layers: quality layers in the file (1..255; version 1: its stage count).
         chunks: every chunk in file order, unknown optional ones included (version 1: the chunks
-            a version-2 file of the same content holds: MODEL, IMAGE_GEOMETRY, one STAGE_STREAM
-            per stage).
+            a version-2 file of the same content holds: MODEL, whose payload has the hash's first 8
+            bytes, IMAGE_GEOMETRY, one STAGE_STREAM per stage).
         metadata: METADATA chunks, key -> value, in file order.
         segment_frames: the SEGMENT_TABLE (audio segment lengths in model frames); () if absent.
         encoder_name: the ENCODER chunk, e.g. "vqcodec 0.2.0"; "" if absent.
@@ -246,14 +264,17 @@ def write_file(
 
     Args:
         modality: IMAGE or AUDIO.
-        components: 1 or more model components with distinct roles.
+        components: 1 or more model components with distinct roles. A component's weights_hash
+            may be the 16-byte `hash_weights` of its file (what callers compute) or its first 8
+            bytes: the file stores the first 8 (V2_WEIGHTS_HASH_BYTES), so `read_file` gives back
+            8-byte hashes; compare them with installed hashes through `hash_matches`.
         geometry: ImageGeometry for IMAGE, AudioGeometry for AUDIO.
         layer_streams: layer_streams[k-1] = the range-coded streams of quality layer k; 1..255
             layers, each with >= 1 stream (images: exactly 1) whose length is a multiple of 4.
         extra_chunks: further chunks (METADATA, SEGMENT_TABLE, or types unknown to this version);
             not MODEL, geometry, STAGE_STREAM or ENCODER chunks (those come from the arguments).
-        encoder: text for an ENCODER chunk, e.g. "vqcodec 0.2.0" (1..64 printable ASCII bytes);
-            "" writes none.
+        encoder: "vqcodec <version>" for an ENCODER chunk, e.g. "vqcodec 0.2.0" (the version 1..64
+            visible ASCII bytes; the chunk stores only the version); "" writes none.
     Returns:
         The file's bytes; `read_file` gives back the same content.
     Raises:
@@ -354,13 +375,14 @@ _FROM_ARGUMENTS = frozenset(
 
 
 def _serialize(version: int, modality_raw: int, chunks: Sequence[Chunk]) -> bytes:
-    """Header, chunks, CRC. The inverse of `_read_chunks` for valid input."""
+    """Header, chunks, CRC. The inverse of `_read_chunks` for valid input (varints minimal)."""
     if len(chunks) > MAX_CHUNKS:
         raise ValueError(f"{len(chunks)} chunks exceed the format's {MAX_CHUNKS}")
-    parts = [_HEADER.pack(MAGIC, version, modality_raw, len(chunks))]
+    parts = [_HEADER_PREFIX.pack(MAGIC, version, modality_raw), encode_uvarint(len(chunks))]
     for c in chunks:
         flags = MUST_UNDERSTAND if c.must_understand else 0
-        parts.append(_CHUNK_HEADER.pack(int(c.type), flags, c.layer, len(c.payload)))
+        parts.append(_CHUNK_PREFIX.pack(int(c.type), flags, c.layer))
+        parts.append(encode_uvarint(len(c.payload)))
         parts.append(c.payload)
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
@@ -389,24 +411,40 @@ def _read_v1(buf: bytes, verify_crc: bool) -> VQFile:
 
 def _read_chunks(buf: bytes, verify_crc: bool) -> tuple[int, list[Chunk]]:
     """Framing of a version-2 file: (modality byte, chunks). Checks, in order: header size, chunk
-    count bound, each chunk header and length against the bytes present, exact total size, CRC,
-    then flags and type numbers. Field meanings are left to `_interpret`."""
+    count (minimal varint, bound), each chunk header (its length a minimal varint of at most 5 bytes,
+    <= 2**32-1) and length against the bytes present, exact total size, CRC, then flags and type
+    numbers. Field meanings are left to `_interpret`. Nothing is allocated before every length has
+    been checked against len(buf)."""
     n = len(buf)
-    if n < HEADER_BYTES:
+    end = n - _CRC.size  # every header and payload must end by here
+    if n < MIN_HEADER_BYTES + _CRC.size:
         raise truncated("file", MIN_V2_FILE_BYTES, n, at_least=True)
-    _, _, modality_raw, count = _HEADER.unpack_from(buf, 0)
+    modality_raw = buf[5]
+    count, pos = _framing_varint(buf, _HEADER_PREFIX.size, end, "the chunk count")
     if count > MAX_CHUNKS:
         raise VQFormatError(f"chunk count {count} exceeds {MAX_CHUNKS}: {_FAULTY}")
-    least = HEADER_BYTES + CHUNK_HEADER_BYTES * count + _CRC.size
+    least = pos + MIN_CHUNK_HEADER_BYTES * count + _CRC.size
     if n < least:
         raise truncated(f"{count} chunk headers and the CRC", least, n, at_least=True)
     spans = []
-    pos = HEADER_BYTES
     for i in range(count):
-        if n < pos + CHUNK_HEADER_BYTES + _CRC.size:
-            raise truncated(f"chunk {i + 1} of {count}", pos + CHUNK_HEADER_BYTES + _CRC.size, n, at_least=True)
-        chunk_type, flags, layer, length = _CHUNK_HEADER.unpack_from(buf, pos)
-        pos += CHUNK_HEADER_BYTES
+        if end < pos + MIN_CHUNK_HEADER_BYTES:
+            raise truncated(f"chunk {i + 1} of {count}", pos + MIN_CHUNK_HEADER_BYTES + _CRC.size, n, at_least=True)
+        chunk_type, flags, layer = _CHUNK_PREFIX.unpack_from(buf, pos)
+        pos += _CHUNK_PREFIX.size
+        length = buf[pos]  # present: the check above
+        if length < 0x80:  # the common cases (payloads below 128 and 16384 bytes), inlined
+            pos += 1
+        elif pos + 1 < end and 0 < buf[pos + 1] < 0x80:
+            length = (length & 0x7F) | (buf[pos + 1] << 7)
+            pos += 2
+        else:
+            length, pos = _framing_varint(buf, pos, end, "the length of chunk {} of {}", i + 1, count)
+            if length > MAX_CHUNK_PAYLOAD_BYTES:
+                raise VQFormatError(
+                    f"chunk {i + 1} of {count} declares a {length}-byte payload, above the format's "
+                    f"{MAX_CHUNK_PAYLOAD_BYTES}: {_FAULTY}"
+                )
         if n < pos + length + _CRC.size:
             raise truncated(
                 f"file (chunk {i + 1} of {count} declares a {length}-byte payload)",
@@ -416,6 +454,18 @@ def _read_chunks(buf: bytes, verify_crc: bool) -> tuple[int, list[Chunk]]:
         pos += length
     _check_end_and_crc(buf, pos + _CRC.size, verify_crc)
     return modality_raw, [_make_chunk(i, *span, buf) for i, span in enumerate(spans)]
+
+
+def _framing_varint(buf: bytes, pos: int, end: int, what: str, *what_args: int) -> tuple[int, int]:
+    """The varint of the framing (chunk count, chunk length) at `pos`, ending by `end`; `what`
+    (formatted with `what_args` only on error) names it in messages."""
+    try:
+        return read_uvarint(buf, pos, end)
+    except VarintTruncated:  # it reached `end`: at least one more byte is needed
+        what = what.format(*what_args)
+        raise truncated(f"file ({what} runs into the CRC)", len(buf) + 1, len(buf), at_least=True) from None
+    except Invalid as exc:
+        raise VQFormatError(f"{what.format(*what_args)}: {exc}: {_FAULTY}") from None
 
 
 def _check_end_and_crc(buf: bytes, total: int, verify_crc: bool) -> None:

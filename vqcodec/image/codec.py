@@ -29,6 +29,7 @@ from vqcodec.bitstream import (
     ModelComponent,
     VQFile,
     VQFormatError,
+    hash_matches,
     hash_weights,
     read_file,
     write_file,
@@ -152,8 +153,9 @@ class ImageCodec:
             (named,) = vqfile.components
             ok = bytes(named.weights_hash) == self.v1_weights_hash
         else:
-            have = {(c.role, bytes(c.weights_hash)) for c in self.components}
-            ok = {(c.role, bytes(c.weights_hash)) for c in vqfile.components} == have
+            have = {c.role: c.weights_hash for c in self.components}
+            ok = {c.role for c in vqfile.components} == set(have) and all(
+                hash_matches(have[c.role], c.weights_hash) for c in vqfile.components)
         if not ok:
             named = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
             raise VQFormatError(f"file was made with {named}, which this codec does not have; decode it with "

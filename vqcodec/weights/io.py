@@ -1,8 +1,8 @@
 """Shipped weights: safetensors files inside the package, never pickle.
 
 A weights file holds the tensors of one model plus string metadata: the model id and its config
-(JSON). The weights hash (first 16 bytes of SHA-256 of the file) is written into every .vq file so a
-decoder can tell whether it has the model a file was made with.
+(JSON). The weights hash (first 16 bytes of SHA-256 of the file; a .vq file of format version 2 records
+its first 8) is written into every .vq file so a decoder can tell whether it has the model a file was made with.
 """
 from __future__ import annotations
 
