@@ -37,3 +37,18 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monke
         monkeypatch.undo()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_half_storage_loads_as_float32(tmp_path):
+    import torch
+
+    from vqcodec.weights.io import load_weights, save_weights
+
+    t = {"w": torch.randn(4, 3), "n": torch.arange(3)}
+    save_weights(tmp_path / "h.safetensors", t, "m", {}, half=True)
+    full = tmp_path / "f.safetensors"
+    save_weights(full, t, "m", {})
+    loaded, model_id, _ = load_weights(tmp_path / "h.safetensors")
+    assert loaded["w"].dtype == torch.float32 and torch.equal(loaded["w"], t["w"].half().float())
+    assert torch.equal(loaded["n"], t["n"]) and model_id == "m"
+    assert (tmp_path / "h.safetensors").stat().st_size < full.stat().st_size

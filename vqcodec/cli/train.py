@@ -1,4 +1,4 @@
-"""`vqcodec train ...`: training commands (image autoencoder, priors).
+"""`vqcodec train ...`: training commands (image and audio autoencoders, their priors).
 
 Every command shares the loop's flags (`loop_options`): --out, --steps, --stop-at-step, --max-minutes,
 --resume, --threads, --lr, --min-lr-fraction, --warmup-steps, --checkpoint-every (seconds), --log-every,
@@ -6,6 +6,8 @@ Every command shares the loop's flags (`loop_options`): --out, --steps, --stop-a
 """
 from __future__ import annotations
 
+import json
+import logging
 from typing import Callable
 
 import click
@@ -165,3 +167,84 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, **kwargs) -> Non
         calibration = maps[:: max(1, len(maps) // 32)]  # activation ranges: 32 maps are plenty, all are slow
         export_integer_prior(result.model.eval(), calibration, out_dir / "image_prior.safetensors")
         click.echo(f"wrote {out_dir / 'image_prior.safetensors'}", err=True)
+
+
+def _json_object(ctx, param, value: str | None) -> dict:
+    """click callback: a JSON object option -> dict ({} when not given)."""
+    if not value:
+        return {}
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e}); e.g. '{{\"decoder\": \"wave\"}}'") from None
+    if not isinstance(obj, dict):
+        raise click.BadParameter("must be a JSON object, e.g. '{\"width\": 256}'")
+    return obj
+
+
+@train.command("audio")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training audio (searched recursively; resampled to 16 kHz mono).")
+@loop_options(steps=20000, lr=5e-4)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.02))
+@click.option("--holdout", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Utterances of --data held out (by name) for validation.")
+@click.option("--val-data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Extra validation folder (its first 5 files); never a folder you train on.")
+@click.option("--model", "model_json", default=None, callback=_json_object,
+              help="AudioModelConfig fields as JSON, e.g. '{\"decoder\": \"wave\", \"num_stages\": 16}'.")
+@click.option("--loss", "loss_json", default=None, callback=_json_object,
+              help="AudioLossConfig fields as JSON, e.g. '{\"complex\": 0.5}'.")
+@click.option("--full-rate-prob", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Quantizer dropout: train a crop with all stages with this probability, else 1..S uniformly.")
+@click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--restart-after", default=50, show_default=True, type=click.IntRange(min=0))
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from released audio weights instead of scratch.")
+@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+def audio_command(data, batch_size, crop_seconds, holdout, val_data, model_json, loss_json, full_rate_prob,
+                  ema_decay, restart_after, init_from, no_bf16, **kwargs) -> None:
+    """Train the speech VQ-VAE on random crops of the audio in --data (never an evaluation set).
+
+    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
+    """
+    loop = _loop_settings(kwargs)
+    from vqcodec.training.audio_model import TrainAudioConfig, train_audio
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    train_audio(TrainAudioConfig(
+        **loop, data=data, batch_size=batch_size, crop_seconds=crop_seconds, holdout=holdout, val_data=val_data,
+        model=model_json, loss=loss_json, full_rate_prob=full_rate_prob, ema_decay=ema_decay,
+        restart_after=restart_after, init_from=init_from, bf16=not no_bf16,
+    ))
+
+
+@train.command("audio-prior")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training audio (the audio the model was trained on; never an evaluation set).")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Audio model weights (.safetensors) whose indices the prior models; keep it frozen.")
+@loop_options(steps=4000, lr=1e-3)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--holdout", default=8, show_default=True, type=click.IntRange(min=0),
+              help="Utterances of --data held out (by name) for validation bits.")
+@click.option("--prior", "prior_json", default=None, callback=_json_object,
+              help="AudioPriorConfig fields as JSON, e.g. '{\"segment_frames\": 125}'.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start from these float audio prior weights.")
+def train_audio_prior_cmd(data, model_path, batch_size, holdout, prior_json, init_from, **kwargs) -> None:
+    """Train the audio prior (stage-1 WaveNet, conditional nets for stages 2..S) on the indices of --data
+    under the frozen --model, then export the integer prior used for coding (OUT/audio_prior.safetensors)
+    once the run has reached --steps.
+
+    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
+    """
+    from vqcodec.training.audio_prior import AudioPriorTrainConfig, export_integer, run_audio_prior
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    loop = _loop_settings(kwargs)
+    result = run_audio_prior(AudioPriorTrainConfig(**loop, data=data, model=model_path, batch_size=batch_size,
+                                                   holdout=holdout, prior=prior_json, init_from=init_from))
+    if result.finished:
+        export_integer(loop["out"])

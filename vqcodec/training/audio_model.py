@@ -16,19 +16,16 @@ Files written to `out`:
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import torch
 import torch.nn as nn
 
 from vqcodec.audio.data import RandomAudioCrops, list_audio, load_folder, split_holdout
 from vqcodec.audio.model import SAMPLE_RATE, AudioModelConfig, AudioVQVAE, load_audio_model
-from vqcodec.cli.train import LOOP_FLAGS, loop_options
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
 from vqcodec.weights.io import save_weights
@@ -105,8 +102,8 @@ def evaluate_audio(model: AudioVQVAE, clips: list[torch.Tensor], stages: tuple[i
 
 
 def export_audio_model(model: AudioVQVAE, path: str | Path) -> None:
-    """Write the release weights (float32 tensors, config in the metadata)."""
-    save_weights(path, model.release_state(), AUDIO_MODEL_ID, model.cfg.to_dict())
+    """Write the release weights (stored as float16, loaded as float32; config in the metadata)."""
+    save_weights(path, model.release_state(), AUDIO_MODEL_ID, model.cfg.to_dict(), half=True)
 
 
 class AudioTask(Task):
@@ -200,56 +197,7 @@ def train_audio(cfg: TrainAudioConfig) -> AudioVQVAE:
     return TrainingLoop(AudioTask(cfg)).run().model
 
 
-def _json_object(ctx, param, value: str | None) -> dict:
-    """click callback: a JSON object option -> dict ({} when not given)."""
-    if not value:
-        return {}
-    try:
-        obj = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise click.BadParameter(f"not JSON ({e}); e.g. '{{\"decoder\": \"wave\"}}'") from None
-    if not isinstance(obj, dict):
-        raise click.BadParameter("must be a JSON object, e.g. '{\"width\": 256}'")
-    return obj
+if __name__ == "__main__":  # the long runs' command line; `vqcodec train audio` is the same command
+    from vqcodec.cli.train import audio_command
 
-
-@click.command("audio")
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of training audio (searched recursively; resampled to 16 kHz mono).")
-@loop_options(steps=20000, lr=5e-4)
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--crop-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.02))
-@click.option("--holdout", default=10, show_default=True, type=click.IntRange(min=0),
-              help="Utterances of --data held out (by name) for validation.")
-@click.option("--val-data", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Extra validation folder (its first 5 files); never a folder you train on.")
-@click.option("--model", "model_json", default=None, callback=_json_object,
-              help="AudioModelConfig fields as JSON, e.g. '{\"decoder\": \"wave\", \"num_stages\": 16}'.")
-@click.option("--loss", "loss_json", default=None, callback=_json_object,
-              help="AudioLossConfig fields as JSON, e.g. '{\"complex\": 0.5}'.")
-@click.option("--full-rate-prob", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Quantizer dropout: train a crop with all stages with this probability, else 1..S uniformly.")
-@click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
-@click.option("--restart-after", default=50, show_default=True, type=click.IntRange(min=0))
-@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from released audio weights instead of scratch.")
-@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
-def audio_command(data, batch_size, crop_seconds, holdout, val_data, model_json, loss_json, full_rate_prob,
-                  ema_decay, restart_after, init_from, no_bf16, **kwargs) -> None:
-    """Train the speech VQ-VAE on random crops of the audio in --data (never an evaluation set).
-
-    Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
-    """
-    loop = {k: kwargs.pop(k) for k in LOOP_FLAGS}
-    if loop["stop_at_step"] is not None and loop["stop_at_step"] > loop["steps"]:
-        raise click.BadParameter(f"{loop['stop_at_step']} is past --steps {loop['steps']}", param_hint="--stop-at-step")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    train_audio(TrainAudioConfig(
-        **loop, data=data, batch_size=batch_size, crop_seconds=crop_seconds, holdout=holdout, val_data=val_data,
-        model=model_json, loss=loss_json, full_rate_prob=full_rate_prob, ema_decay=ema_decay,
-        restart_after=restart_after, init_from=init_from, bf16=not no_bf16,
-    ))
-
-
-if __name__ == "__main__":
     audio_command()

@@ -30,8 +30,14 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadat
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: str, config: dict) -> None:
-    """Write a model's `tensors` with its model id and JSON config as metadata."""
+def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], model_id: str, config: dict,
+                 half: bool = False) -> None:
+    """Write a model's `tensors` with its model id and JSON config as metadata.
+
+    half: store float32 tensors as float16 (half the file; `load_weights` gives float32 back, and the
+    model is then exactly what the file holds on every machine)."""
+    if half:
+        tensors = {k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}
     save_safetensors(path, tensors, {"model_id": model_id, "config": json.dumps(config)})
 
 
@@ -44,7 +50,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         for k in f.keys():
-            tensors[k] = f.get_tensor(k)
+            t = f.get_tensor(k)
+            tensors[k] = t.float() if t.dtype == torch.float16 else t  # half storage, float32 compute
     return tensors, meta.get("model_id", ""), json.loads(meta.get("config", "{}"))
 
 
