@@ -11,13 +11,16 @@ len(file) * 8 / (H * W), headers included. PSNR (RGB, 8-bit) and MS-SSIM (pytorc
 are computed per image and averaged over the images, as CompressAI does; MS-SSIM in dB is
 -10 log10(1 - mean MS-SSIM). Encode and decode wall times (time.perf_counter) are averaged per image.
 
-Outputs in --out: <codec>.json (CompressAI results format), bd_rate.json, rd_curves.png, results.md.
+Outputs in --out: rd/<dataset>/<codec>.json (CompressAI results format, a folder of their own so that
+`python -m compressai.utils.plot -m psnr-rgb -f OUT/rd/<dataset>/*.json` reads them), bd_rate.json,
+rd_curves.png, results.md.
 vqcodec is used only through its installed public API (`import vqcodec`), not through this checkout.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import logging
 import os
 import platform
@@ -57,6 +60,11 @@ DEFAULT_DATASET = HERE.parent / "data" / "kodak"
 DEFAULT_OUT = HERE / "results"
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 QUICK_IMAGES = 3
+
+
+def records_folder(out: Path, dataset: str) -> Path:
+    """Where the per-codec CompressAI-format records of `dataset` go in an output folder: nothing else is there."""
+    return out / "rd" / dataset
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with a warning if its API is missing)",
     )
     p.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="folder of images (default: bundled Kodak)")
+    p.add_argument("--reuse", type=Path, default=None,
+                   help="folder of an earlier run on the same images: the curves of codecs not in --codecs are read "
+                        "from its JSON files instead of re-measured (e.g. re-measure vqcodec alone against AVIF)")
     p.add_argument(
         "--out",
         type=Path,
@@ -187,6 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"smoke run: first {QUICK_IMAGES} images, two qualities per codec",
     )
     return p
+
+
+def reuse_records(folder: Path, measured: set[str], dataset: str, images: int) -> dict[str, dict[str, Any]]:
+    """Records (CompressAI-format JSON) of codecs not measured now, from an earlier run's output folder on the
+    same dataset and image count; a record of another dataset is refused."""
+    found = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        key = path.stem
+        if key in measured or key == "bd_rate":
+            continue
+        record = json.loads(path.read_text())
+        if "results" not in record:
+            continue
+        ds = record.get("dataset", {})
+        if ds.get("name") != dataset or ds.get("images") != images:
+            raise SystemExit(f"{path}: measured on {ds.get('name')} ({ds.get('images')} images), not on {dataset} "
+                             f"({images} images); --reuse needs a run on the same images")
+        found[key] = record
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,14 +244,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     records: dict[str, dict[str, Any]] = {}
+    reused = {}
+    if args.reuse:  # an earlier run's records folder, or (older layout) the output folder itself
+        reuse_from = records_folder(args.reuse, dataset.name)
+        reuse_from = reuse_from if reuse_from.is_dir() else args.reuse
+        reused = reuse_records(reuse_from, {c.key for c in codecs}, dataset.name, len(images))
     with tqdm(total=sum(len(q) for _, q in plan) * len(images), file=sys.stderr, unit="img") as bar:
         for codec, qualities in plan:
             records[codec.key] = measure(codec, images, qualities, bar)
 
     written = []
+    rd_dir = records_folder(out, dataset.name)
+    rd_dir.mkdir(parents=True, exist_ok=True)
     for key, record in records.items():
         record["dataset"] = {"name": dataset.name, "images": len(images)}
-        written.append(write_json(out / f"{key}.json", record))
+        written.append(write_json(rd_dir / f"{key}.json", record))
+    for key, record in reused.items():  # copied as they were measured, beside the new curves
+        records[key] = record
+        written.append(write_json(rd_dir / f"{key}.json", record))
 
     on_kodak = dataset == DEFAULT_DATASET.resolve()
     references = REFERENCE_CURVES if on_kodak else ()
@@ -245,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "- MS-SSIM: pytorch_msssim, data_range=255, mean over images; MS-SSIM (dB) = -10 log10(1 - mean MS-SSIM).",
         "- encode/decode: wall time per image (time.perf_counter), including Pillow's file (de)serialisation.",
     ]
+    if reused:
+        header += ["", f"Curves of {', '.join(sorted(reused))} were not re-measured by this command: they are the records "
+                       f"of an earlier run on the same images, read from `{args.reuse}` (their JSON holds that run's date)."]
     if args.quick:
         header += ["", f"**Quick smoke run** ({QUICK_IMAGES} images, two qualities per codec): not a benchmark result."]
     written.append(write_markdown(out / "results.md", header, records, bd, references))

@@ -36,7 +36,7 @@ def test_codec_speed_quick(tmp_path):
 def test_rate_distortion_quick_with_vqcodec(tmp_path):
     p = _run("rate_distortion.py", "--quick", "--codecs", "vqcodec,jpeg", "--out", str(tmp_path), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
-    vq = json.loads((tmp_path / "vqcodec.json").read_text())
+    vq = json.loads((tmp_path / "rd" / "kodak" / "vqcodec.json").read_text())
     bpp = vq["results"]["bpp"]
     assert bpp == sorted(bpp) and bpp[0] > 0
 

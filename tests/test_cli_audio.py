@@ -67,3 +67,11 @@ def test_bad_audio_is_one_line(run, tmp_path):
     assert p.returncode == 1 and "empty" in p.stderr.decode()
     p = run("encode", str(tmp_path / "nan.wav"), "-o", "x.vq", "-q", "9")
     assert p.returncode == 2
+
+
+def test_sample_audio_is_seeded(run, tmp_path):
+    assert run("sample", "-o", "s.wav", "--seconds", "0.5", "--seed", "3").returncode == 0
+    assert run("sample", "-o", "t.wav", "--seconds", "0.5", "--seed", "3").returncode == 0
+    assert (tmp_path / "s.wav").read_bytes() == (tmp_path / "t.wav").read_bytes()
+    info = sf.info(tmp_path / "s.wav")
+    assert info.samplerate == 16000 and abs(info.frames - 8000) <= 80

@@ -60,8 +60,9 @@ def test_quick_run_writes_sane_results(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "100%" in proc.stderr  # tqdm progress bar on stderr
 
-    jpeg = _check_record(out / "jpeg.json", "JPEG", 2, 3)
-    webp = _check_record(out / "webp.json", "WebP", 2, 3)
+    rd = out / "rd" / "kodak"  # the CompressAI-format records, alone in their folder
+    jpeg = _check_record(rd / "jpeg.json", "JPEG", 2, 3)
+    webp = _check_record(rd / "webp.json", "WebP", 2, 3)
     assert jpeg["results"]["quality"] == [10, 50]
     assert "method=6" in webp["description"]
 
@@ -81,7 +82,11 @@ def test_quick_run_writes_sane_results(tmp_path):
     md = (out / "results.md").read_text()
     assert "Quick smoke run" in md and "| 10 |" in md and "## WebP" in md and "not re-measured" in md
     # the committed results are left alone
-    assert set(p.name for p in out.iterdir()) == {"jpeg.json", "webp.json", "bd_rate.json", "rd_curves.png", "results.md"}
+    assert set(p.name for p in out.iterdir()) == {"rd", "bd_rate.json", "rd_curves.png", "results.md"}
+    assert set(p.name for p in rd.iterdir()) == {"jpeg.json", "webp.json"}
+    for path in rd.iterdir():  # what `python -m compressai.utils.plot -m psnr-rgb -f rd/kodak/*.json` requires
+        results = json.loads(path.read_text())["results"]
+        assert len(results["bpp"]) == len(results["psnr-rgb"]) == len(results["ms-ssim"])
 
 
 def _fake_vqcodec(max_quality: int = 3) -> types.ModuleType:
@@ -110,7 +115,7 @@ def test_vqcodec_is_measured_through_its_public_api(tmp_path, monkeypatch):
         assert rd.main(["--quick", "--codecs", "vqcodec,jpeg", "--out", str(tmp_path), "--threads", "1"]) == 0
     finally:
         torch.set_num_threads(threads)  # leave this process as it was
-    vq = _check_record(tmp_path / "vqcodec.json", "vqcodec", 2, 3)
+    vq = _check_record(tmp_path / "rd" / "kodak" / "vqcodec.json", "vqcodec", 2, 3)
     assert vq["results"]["quality"] == [1, 3]
     bd = json.loads((tmp_path / "bd_rate.json").read_text())
     assert any(e["test"] == "vqcodec" and e["anchor"] == "JPEG" and e["pchip"] is not None for e in bd["entries"])

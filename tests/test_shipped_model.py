@@ -60,3 +60,54 @@ def test_pixels_within_one_lsb_across_thread_counts(codec, crop):
     finally:
         torch.set_num_threads(before)
     assert np.abs(one - two).max() <= 1
+
+
+# ------------------------------------------------------------------------------------------------ audio
+SPEECH = Path(__file__).resolve().parents[1] / "data" / "speech"
+
+
+@pytest.fixture(scope="module")
+def speech() -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    clip = sorted((SPEECH / "librispeech-test-other").glob("*.flac"))[0]
+    x, rate = sf.read(clip, dtype="float32")
+    return x[: 4 * rate], rate  # 4 s
+
+
+def test_shipped_audio_round_trip_exact_and_better_with_layers(speech):
+    import torch
+
+    import vqcodec
+    from vqcodec.metrics.audio import mel_distance
+
+    x, rate = speech
+    top = vqcodec.max_quality("audio")
+    data = vqcodec.encode_audio(x, rate, verify=True)
+    assert vqcodec.inspect(data).layers == top
+    full = vqcodec.decode_indices(data)
+    distances = []
+    for n in (1, top // 2, top):
+        y, r = vqcodec.decode(data, layers=n)
+        assert r == rate and y.shape == (len(x), 1)
+        assert torch.equal(vqcodec.decode_indices(data, layers=n), full[:, :n])
+        distances.append(mel_distance(x, y[:, 0], rate))
+    assert distances[-1] < distances[0], distances  # more layers, closer to the input
+
+
+def test_shipped_audio_within_one_lsb_across_thread_counts(speech):
+    import torch
+
+    import vqcodec
+
+    x, rate = speech
+    data = vqcodec.encode_audio(x[: 2 * rate], rate, quality=4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, _ = vqcodec.decode(data)
+        torch.set_num_threads(2)
+        two, _ = vqcodec.decode(data)
+    finally:
+        torch.set_num_threads(before)
+    assert np.abs(one - two).max() * 32768 <= 1.0

@@ -19,6 +19,9 @@ __version__ = "0.2.0"
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
 from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_quality, sample_image  # noqa: E402
+from .pillow_plugin import register_pillow  # noqa: E402
+
+register_pillow()  # Image.open / Image.save of .vq images (vqcodec/pillow_plugin.py); loads no model
 
 __all__ = ["__version__", "VQFormatError", "encode_image", "encode_audio", "decode", "decode_indices", "inspect",
-           "max_quality", "sample_image"]
+           "max_quality", "sample_image", "register_pillow"]

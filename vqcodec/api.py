@@ -40,6 +40,7 @@ __all__ = [
     "encode_audio_file",
     "decode_audio_blocks",
     "sample_image",
+    "sample_audio",
     "decode",
     "decode_indices",
     "inspect",
@@ -48,7 +49,25 @@ __all__ = [
     "FileInfo",
     "VQFormatError",
     "AlphaPolicy",
+    "MAX_DECODE_PIXELS",
+    "MAX_DECODE_AUDIO_SAMPLES",
 ]
+
+# ----------------------------------------------------------------------------------------------- limits
+MAX_DECODE_PIXELS: int | None = 1 << 26
+"""The most pixels (width x height) a file may declare for decoding to start (as Pillow's
+`Image.MAX_IMAGE_PIXELS`); a larger one raises VQFormatError before anything is allocated. Read at each
+decode, so a program may lower it for untrusted input (a service decoding uploads) or raise it; None
+leaves only the format's own bound. Default 2^26 (67 MP, 8192 x 8192): the largest image the encoder
+takes (vqcodec.image.codec.MAX_PIXELS), so every file vqcodec writes decodes by default; lower it where
+a decode's memory matters (today about 0.2 GB per megapixel)."""
+
+MAX_DECODE_AUDIO_SAMPLES: int | None = 1 << 30
+"""The most samples (per channel x channels) an audio file may declare for decoding to start, counted
+both at the file's rate and at the model's 16 kHz (so a tiny declared rate cannot inflate the work);
+a larger one raises VQFormatError before anything is allocated. Read at each decode; None: no limit.
+Default 2^30: 3.1 hours of 48 kHz stereo, 6.2 hours of 48 kHz mono, 18.6 hours of 16 kHz mono (the
+whole-array `decode` of a clip at the limit returns 4.3 GB of float32; `decode_audio_blocks` streams it)."""
 
 AlphaPolicy = Literal["error", "drop", "white", "black"]
 Progress = Callable[[int, int], None]
@@ -147,6 +166,14 @@ def sample_image(width: int, height: int, *, seed: int = 0, layers: int | None =
 
 
 # ----------------------------------------------------------------------------------------------- audio
+def sample_audio(seconds: float, *, seed: int = 0, layers: int | None = None) -> tuple[np.ndarray, int]:
+    """Draw index sequences from the shipped audio prior and decode them (the paper's generation
+    experiment for audio) -> (float32 (T,) samples, 16000)."""
+    from vqcodec.audio.model import SAMPLE_RATE
+
+    return default_codec("audio").sample(seconds, seed, layers), SAMPLE_RATE
+
+
 def encode_audio(samples: np.ndarray, sample_rate: int, quality: int | None = None, *,
                  progress: Progress | None = None, verify: bool = False) -> bytes:
     """Encode audio to .vq bytes.

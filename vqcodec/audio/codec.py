@@ -46,7 +46,7 @@ from vqcodec.bitstream import (
     segment_table_chunk,
     write_file,
 )
-from vqcodec.coding.stages import decode_stages, encode_stages
+from vqcodec.coding.stages import check_stream_lengths, decode_stages, encode_stages
 from vqcodec.weights.io import file_model_id
 
 __all__ = ["AudioCodec", "AudioStream", "MAX_CHANNELS", "MAX_SAMPLE_RATE"]
@@ -319,6 +319,14 @@ class AudioCodec:
             raise VQFormatError(f"file has {vqfile.layers} quality layers; this model has {self.max_quality}")
         g = vqfile.geometry
         n16 = resampled_length(g.num_samples, g.sample_rate, SAMPLE_RATE)
+        from vqcodec import api
+
+        limit = api.MAX_DECODE_AUDIO_SAMPLES
+        if limit is not None and max(g.num_samples, n16) * g.channels > limit:
+            raise VQFormatError(
+                f"audio of {g.num_samples} samples x {g.channels} channels at {g.sample_rate} Hz ({n16} samples "
+                f"per channel at {SAMPLE_RATE} Hz) exceeds the decode limit of {limit} samples "
+                "(vqcodec.api.MAX_DECODE_AUDIO_SAMPLES; raise it to decode longer audio from a trusted source)")
         frames = -(-n16 // self.hop)
         table = list(vqfile.segment_frames) or [frames]
         if sum(table) != frames:
@@ -331,6 +339,9 @@ class AudioCodec:
             if len(vqfile.streams(k)) != g.channels * len(bounds):
                 raise VQFormatError(f"quality layer {k} holds {len(vqfile.streams(k))} streams; "
                                     f"{g.channels} channels x {len(bounds)} blocks need {g.channels * len(bounds)}")
+            # before anything is allocated: each (channel, block) stream must be able to hold its frames
+            check_stream_lengths(self.prior, vqfile.streams(k), [b1 - b0 for b0, b1 in bounds] * g.channels,
+                                 what=f"layer {k}, stream")
         return frames, bounds
 
     def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
@@ -385,6 +396,15 @@ class AudioCodec:
         indices = self.decode_indices(vqfile, layers, progress)
         g = vqfile.geometry
         return np.concatenate(list(self.render_blocks(indices, g.sample_rate, g.num_samples))), g.sample_rate
+
+
+    @torch.no_grad()
+    def sample(self, seconds: float, seed: int = 0, layers: int | None = None) -> np.ndarray:
+        """Draw `layers` index sequences from the prior (seeded) and decode them -> float32 (T,) at 16 kHz."""
+        s = self._check_quality(layers)
+        frames = max(1, int(round(seconds * SAMPLE_RATE / self.hop)))
+        indices = self.prior.sample(s, frames, seed)[None]  # (1, s, frames)
+        return np.concatenate(list(self.render_blocks(indices, SAMPLE_RATE, frames * self.hop)))[:, 0]
 
 
 class _Counter:

@@ -52,7 +52,7 @@ class AudioPriorConfig:
     cond_channels: int = 64
     cond_blocks: int = 2
     cond_kernel: int = 3
-    segment_frames: int = 250
+    segment_frames: int = 125
 
     @property
     def dilations(self) -> list[int]:

@@ -36,6 +36,7 @@ indices to decode from the header (image size, stage count) and the prior.
 """
 from __future__ import annotations
 
+import math
 from typing import Union
 
 import numpy as np
@@ -49,6 +50,8 @@ __all__ = [
     "IndexEncoder",
     "IndexDecoder",
     "cross_entropy_bits",
+    "min_bits_per_symbol",
+    "max_symbols",
 ]
 
 MAX_ROW_SUM = 1 << 24
@@ -58,6 +61,42 @@ MAX_ALPHABET = 1 << 16
 """Upper bound on K (we use K = 512; constriction's own limit is below 2**24 - 1)."""
 
 _BytesLike = Union[bytes, bytearray, memoryview]
+
+SEAL_WORDS = 2
+"""Words the coder's 64-bit state can add when a stream is sealed (and the slack the bounds below allow)."""
+
+
+def min_bits_per_symbol(max_freq: int, k: int) -> float:
+    """A lower bound on the bits any one index costs under tables whose entries lie in [1, max_freq].
+
+    The likeliest symbol of a row has probability at most p = max_freq / (max_freq + K - 1) (the other
+    K - 1 entries are >= 1). constriction quantizes a row to widths trunc(cum * (2^24 - K) / rowsum) + i
+    out of 2^24, so the width of a symbol exceeds f * 2^24 / rowsum by at most 2 units (3 with a rounding
+    of the float product at an integer): q <= p + 2^-22. Every index therefore costs at least
+    -log2(min(1, p + 2^-22)) bits. (Image and audio priors: K = 512,
+    max_freq = exp_lut[0] = 2^15: 0.0223 bits; from the bare contract, max_freq = 2^24 - K + 1, only
+    4.4e-5 bits.)
+    """
+    k, max_freq = int(k), int(max_freq)
+    if k < 2 or max_freq < 1:
+        raise ValueError(f"need K >= 2 and max_freq >= 1, got K={k}, max_freq={max_freq}")
+    q = min(1.0, max_freq / (max_freq + k - 1) + 2.0**-22)
+    return max(0.0, -math.log2(q))
+
+
+def max_symbols(num_bytes: int, min_bits: float) -> int:
+    """The most indices a valid stream of `num_bytes` bytes can hold if each costs >= min_bits bits.
+
+    A range coder with a 64-bit state emits a 32-bit word each time its range falls below 2^32, so the
+    information content I of everything coded into a stream of W words satisfies I <= 32 * (W + 2)
+    (the state holds at most 64 bits that were never emitted). n indices of >= min_bits bits each thus need
+    n * min_bits <= 32 * (W + 2). For safety the bound used is twice that: n <= 64 * (W + 2) / min_bits,
+    so no valid stream is refused even if the per-symbol bound were off by a factor of 2.
+    """
+    if min_bits <= 0:
+        return 1 << 62
+    words = -(-int(num_bytes) // 4)
+    return int(64 * (words + SEAL_WORDS) / min_bits) + 1
 
 
 def _model_family() -> "constriction.stream.model.Categorical":
@@ -180,6 +219,13 @@ class IndexDecoder:
     extra range encode, about as much as the decode itself (tens of ms for the 6144 indices
     of one stage of a 768x512 image, K=512, on a 2-core CPU) -- small next to the prior.
 
+    A stream that runs dry is noticed at once, in the `decode` call during which it does, not at
+    `check_finished`: constriction's decoder reads zeros past the end of its data, so without this a
+    short stream would cost the work of decoding every index the caller asks for. With `verify`, the
+    re-encoded stream (sealed, `num_words`) may not exceed the input by more than the seal (SEAL_WORDS);
+    without, the information of the decoded indices (a lower bound, as in `min_bits_per_symbol`) may not
+    exceed 32 * (words + SEAL_WORDS) + 64 bits. Both only refuse streams `check_finished` would refuse.
+
     Args:
         data: the stream bytes (bytes, bytearray or memoryview).
         verify: re-encode and compare in `check_finished` (otherwise only constriction's cheap
@@ -207,6 +253,18 @@ class IndexDecoder:
             raise VQFormatError(f"cannot read range-coded stream ({exc}): the stream is corrupted") from exc
         self._check = constriction.stream.queue.RangeEncoder() if verify else None
         self._count = 0
+        self._bits = 0.0  # without verify: a lower bound on the information decoded so far
+
+    def _ran_dry(self) -> str | None:
+        """Why the stream cannot hold what was decoded so far (None while it still can)."""
+        if self._check is not None:
+            # num_words() = words of the re-encoded stream if it were sealed now; the final stream is at
+            # least this minus the seal, so more than SEAL_WORDS words over the input can never match it.
+            if self._check.num_words() > self._words.size + SEAL_WORDS:
+                return f"re-encoding needs more than {4 * (self._words.size + SEAL_WORDS)} bytes"
+        elif self._bits > 32.0 * (self._words.size + SEAL_WORDS) + 64.0:
+            return f"{self._bits:.0f} bits of indices do not fit in {self._words.size} words"
+        return None
 
     @property
     def num_symbols(self) -> int:
@@ -241,7 +299,16 @@ class IndexDecoder:
             raise VQFormatError("range decoder produced out-of-range indices: the stream is corrupted")
         if self._check is not None:
             self._check.encode(out.astype(np.int32), self._model, f)
+        else:
+            p = f[np.arange(n), out] / f.sum(axis=1) + 2.0**-22  # as in min_bits_per_symbol
+            self._bits += float(-np.log2(np.minimum(p, 1.0)).sum())
         self._count += n
+        why = self._ran_dry()
+        if why is not None:
+            raise VQFormatError(
+                f"range-coded stream is too short: it ran dry after {self._count} indices ({why}): the "
+                f"stream is truncated or corrupted, or was decoded with a different model"
+            )
         return out
 
     def check_finished(self) -> None:

@@ -132,9 +132,14 @@ def _check_quality(quality: int | None, modality: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- commands
+_JOBS_HELP = "Batch: worker processes, each with one torch thread. Default: the cores."
+
+
 @click.command()
-@click.argument("input_path", metavar="IN", type=str)
-@click.option("-o", "--output", "output", required=True, help="Output .vq file ('-' for stdout).")
+@click.argument("inputs", metavar="IN...", type=str, nargs=-1, required=True)
+@click.option("-o", "--output", "output", required=True,
+              help="Output .vq file ('-' for stdout), or a folder (existing, or ending in '/') for IN.vq files; "
+                   "several inputs need a folder.")
 @click.option("-q", "--quality", type=int, default=None,
               help="Quality 1..max (higher is better and bigger; `vqcodec info` of a file shows it). "
                    "Images: 1..8, each level about 0.14 bpp before entropy coding. Default: the top.")
@@ -142,14 +147,23 @@ def _check_quality(quality: int | None, modality: str) -> None:
               help="Images: what to do with a transparent alpha channel: refuse, drop it, or composite over white/black.")
 @click.option("--verify", is_flag=True, help="Decode the result and check it before reporting success.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-def encode(input_path: str, output: str, quality: int | None, alpha: str, verify: bool, force: bool) -> None:
+@click.option("-j", "--jobs", type=int, default=None, help=_JOBS_HELP)
+def encode(inputs: tuple[str, ...], output: str, quality: int | None, alpha: str, verify: bool, force: bool,
+           jobs: int | None) -> None:
     """Encode IN ('-' for stdin) to a .vq file: an image (PNG, JPEG, WebP, BMP, TIFF) or audio (WAV, FLAC,
-    OGG and anything else soundfile reads).
+    OGG and anything else soundfile reads). Several INs go into the folder -o OUTDIR/ as STEM.vq.
 
     Grayscale and palette images are coded as RGB. A fully opaque alpha channel is dropped; a
     transparent one needs --alpha. Audio is resampled to 16 kHz inside and back on decode.
     """
     from vqcodec import api
+
+    from . import batch
+
+    if batch.is_batch(inputs, output):
+        return batch.run_batch("encode", inputs, output, {"quality": quality, "alpha": alpha, "verify": verify,
+                                                          "force": force}, jobs)
+    (input_path,) = inputs
 
     check_writable(output, force)
     data = read_input(input_path, head=64) if _is_audio_name(input_path) else read_input(input_path)
@@ -188,17 +202,27 @@ def encode(input_path: str, output: str, quality: int | None, alpha: str, verify
 
 
 @click.command()
-@click.argument("input_path", metavar="IN.vq", type=str)
+@click.argument("inputs", metavar="IN.vq...", type=str, nargs=-1, required=True)
 @click.option("-o", "--output", "output", required=True,
               help="Output file. Images: .png, .bmp, .tif, .webp (lossless), ...; audio: .wav, .flac, .ogg. "
-                   "'-' writes PNG or WAV to stdout.")
+                   "'-' writes PNG or WAV to stdout. A folder (existing, or ending in '/') gets STEM.png or "
+                   "STEM.wav; several inputs need a folder.")
 @click.option("-l", "--layers", type=int, default=None,
               help="Decode only the first N quality layers (a lower-quality result). Default: all in the file.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-def decode(input_path: str, output: str, layers: int | None, force: bool) -> None:
-    """Decode IN.vq ('-' for stdin) to an image or an audio file, whichever it holds."""
+@click.option("-j", "--jobs", type=int, default=None, help=_JOBS_HELP)
+def decode(inputs: tuple[str, ...], output: str, layers: int | None, force: bool, jobs: int | None) -> None:
+    """Decode IN.vq ('-' for stdin) to an image or an audio file, whichever it holds; several go into the
+    folder -o OUTDIR/."""
     from vqcodec import api
 
+    from . import batch
+
+    if batch.is_batch(inputs, output):
+        if layers is not None and layers < 1:
+            raise click.BadParameter("must be >= 1", param_hint="--layers")
+        return batch.run_batch("decode", inputs, output, {"layers": layers, "force": force}, jobs)
+    (input_path,) = inputs
     check_writable(output, force)
     if layers is not None and layers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--layers")
@@ -269,25 +293,34 @@ def info(input_path: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("-o", "--output", "output", required=True, help="Output image (.png etc.; '-' for stdout).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same image).")
-@click.option("--size", default="256x256", show_default=True, help="WIDTHxHEIGHT in pixels (multiples of 8).")
+@click.option("-o", "--output", "output", required=True,
+              help="Output image (.png etc.) or audio (.wav, .flac, .ogg): the extension says which prior to sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result).")
+@click.option("--size", default="256x256", show_default=True, help="Images: WIDTHxHEIGHT in pixels (multiples of 8).")
+@click.option("--seconds", default=4.0, show_default=True, type=click.FloatRange(0.02, 600), help="Audio: duration.")
 @click.option("-l", "--layers", type=int, default=None, help="Quality layers to sample (default: all).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-def sample(output: str, seed: int, size: str, layers: int | None, force: bool) -> None:
-    """Draw index maps from the image prior and decode them: the VQ-VAE paper's generation experiment."""
+def sample(output: str, seed: int, size: str, seconds: float, layers: int | None, force: bool) -> None:
+    """Draw indices from a prior and decode them: the VQ-VAE paper's generation experiment (images from the
+    PixelCNN, speech-like babble from the WaveNet)."""
     from vqcodec import api
 
     check_writable(output, force)
+    modality = "audio" if output != "-" and Path(output).suffix.lower() in _AUDIO_FORMATS else "image"
+    top = api.max_quality(modality)
+    if layers is not None and not 1 <= layers <= top:
+        raise click.BadParameter(f"must be 1..{top}", param_hint="--layers")
+    if modality == "audio":
+        samples, rate = api.sample_audio(seconds, seed=seed, layers=layers)
+        write_audio(output, [samples[:, None]], rate, 1, force)
+        click.echo(f"sampled {seconds:g} s of audio (seed {seed}, {layers or top} layers) -> {output}", err=True)
+        return
     try:
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise click.BadParameter("expected WIDTHxHEIGHT, e.g. 256x256", param_hint="--size") from None
     if w < 8 or h < 8 or w % 8 or h % 8 or w * h > 4096 * 4096:
         raise click.BadParameter("sides must be multiples of 8, at least 8, at most 16 megapixels", param_hint="--size")
-    top = api.max_quality("image")
-    if layers is not None and not 1 <= layers <= top:
-        raise click.BadParameter(f"must be 1..{top}", param_hint="--layers")
     rgb = api.sample_image(w, h, seed=seed, layers=layers)
     write_output(output, _image_bytes(np.asarray(rgb), output), force)
     if output != "-":

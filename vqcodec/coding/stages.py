@@ -15,7 +15,8 @@ Exact decoding needs the decoder's frequencies to equal the encoder's bit for bi
 `vqcodec.integer` computes them in exact integer arithmetic (see vqcodec/integer/layers.py).
 
 Errors: damaged stream data raises VQFormatError (from the decoder: wrong length, unread or missing
-data, symbols out of range); a prior or arguments that break the contract raise ValueError.
+data, symbols out of range; from `check_stream_lengths`: a stream too short for its grid, before anything
+is allocated); a prior or arguments that break the contract raise ValueError.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
-from vqcodec.bitstream import IndexDecoder, IndexEncoder
+from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
+from vqcodec.bitstream.entropy import MAX_ROW_SUM, max_symbols, min_bits_per_symbol
 
-__all__ = ["DecodeFn", "Progress", "StagePrior", "encode_stages", "decode_stages"]
+__all__ = ["DecodeFn", "Progress", "StagePrior", "encode_stages", "decode_stages", "min_bits_per_index",
+           "check_stream_lengths"]
 
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 """decode_fn(freqs (n, K) int64) -> symbols (n,) integer array, in the row order of freqs."""
@@ -72,6 +75,46 @@ class StagePrior(Protocol):
         ...
 
 
+def min_bits_per_index(prior: StagePrior) -> float:
+    """A lower bound on the bits one index of `prior` costs in a stream (vqcodec.bitstream.entropy).
+
+    The bound needs the largest frequency the prior can give: `prior.max_frequency` if it has one, else
+    the top of the exp table of its `vqcodec.integer.layers.ExpFreqs` (attribute `exp` or `freqs`: the
+    integer image and audio priors), else the bare contract's 2^24 - (K - 1).
+    """
+    k = int(prior.codebook_size)
+    top = getattr(prior, "max_frequency", None)
+    if top is None:
+        for name in ("exp", "freqs"):
+            lut = getattr(getattr(prior, name, None), "lut", None)
+            if lut is not None:
+                top = int(lut.max())
+                break
+    if top is None:
+        top = MAX_ROW_SUM - (k - 1)
+    return min_bits_per_symbol(int(top), k)
+
+
+def check_stream_lengths(prior: StagePrior, streams: Sequence[bytes], counts: "int | Sequence[int]",
+                         what: str = "stage") -> None:
+    """Raise VQFormatError unless every stream is long enough to hold its count of indices.
+
+    A cheap test on lengths alone, made before anything is allocated or decoded, so a small file that
+    declares a large grid is refused at a cost proportional to the file: stream i must hold counts[i]
+    indices (an int: the same count for every stream), each costing >= `min_bits_per_index(prior)` bits
+    (bound and safety factor in `vqcodec.bitstream.entropy.max_symbols`). Never refuses a valid stream.
+    """
+    bits = min_bits_per_index(prior)
+    for i, stream in enumerate(streams):
+        n = counts if isinstance(counts, int) else counts[i]
+        cap = max_symbols(len(stream), bits)
+        if n > cap:
+            raise VQFormatError(
+                f"{what} {i + 1}'s stream is {len(stream)} bytes, too short to hold {n} indices (at most {cap} "
+                f"fit): the file is truncated or corrupted, or declares a larger size than it holds"
+            )
+
+
 def encode_stages(prior: StagePrior, indices: torch.Tensor, progress: Progress | None = None) -> list[bytes]:
     """Range-code indices (s, *shape) int64 (s <= prior.num_stages) -> s streams, stream i holding stage i+1.
 
@@ -107,12 +150,16 @@ def decode_stages(prior: StagePrior, streams: Sequence[bytes], shape: Sequence[i
     """Decode len(streams) stages of a grid `shape` -> indices (len(streams), *shape) int64.
 
     Every stream must be consumed exactly (IndexDecoder.check_finished): a truncated stream, one with
-    extra bytes or one decoded under a different prior raises VQFormatError.
+    extra bytes or one decoded under a different prior raises VQFormatError. Work before a rejection
+    stays proportional to the streams' size: their lengths are checked against the grid before anything
+    is allocated (`check_stream_lengths`), and a stream that runs dry stops the decoder at the group
+    where it does (IndexDecoder.decode), not at the end of the stage.
     """
     shape = tuple(int(v) for v in shape)
     s = len(streams)
     if s > prior.num_stages:
         raise ValueError(f"{s} streams given, the prior codes at most {prior.num_stages} stages")
+    check_stream_lengths(prior, streams, math.prod(shape))
     out = torch.empty((s, *shape), dtype=torch.int64)
     for stage in range(1, s + 1):
         dec = IndexDecoder(streams[stage - 1])

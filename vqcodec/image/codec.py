@@ -165,6 +165,13 @@ class ImageCodec:
         g = vqfile.geometry
         if g.width * g.height > MAX_PIXELS:
             raise VQFormatError(f"image size {g.width}x{g.height} exceeds {MAX_PIXELS} pixels")
+        from vqcodec import api
+
+        limit = api.MAX_DECODE_PIXELS
+        if limit is not None and g.width * g.height > limit:
+            raise VQFormatError(f"image size {g.width}x{g.height} exceeds the decode limit of {limit} pixels "
+                                "(vqcodec.api.MAX_DECODE_PIXELS; raise it to decode larger images from a trusted "
+                                "source)")
 
     def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
                        progress: Progress | None = None) -> torch.Tensor:

@@ -1,0 +1,99 @@
+"""A Pillow plugin for .vq images: `Image.open("photo.vq")` and `img.save("photo.vq", quality=...)`.
+
+Registered by `import vqcodec` (or `vqcodec.register_pillow()`; registering twice is harmless). Registering
+loads no model: opening reads only the header (size, mode "RGB"), `load()` decodes the pixels, and saving
+encodes with the shipped image model, both through the public API (vqcodec.api).
+
+Save options (same meaning as the CLI): `quality` 1..max_quality("image") (default: the top), `alpha`
+"error" | "drop" | "white" | "black" for a transparent alpha channel, `verify` to decode and check.
+
+Errors: a file with the .vq magic that is damaged, of a model that is not installed, or that holds audio
+raises `PIL.UnidentifiedImageError` (an OSError) carrying vqcodec's message from `Image.open`; damage that
+shows only while decoding raises OSError from `load()`; a bad save option raises ValueError.
+"""
+from __future__ import annotations
+
+from typing import IO, Any
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from vqcodec.bitstream import MAGIC
+
+__all__ = ["VQImageFile", "register_pillow", "FORMAT", "EXTENSIONS"]
+
+FORMAT = "VQ"
+EXTENSIONS = (".vq",)
+
+
+def _accept(prefix: bytes) -> bool:
+    """A .vq file starts with the container's magic (whatever it holds; _open refuses audio)."""
+    return prefix[: len(MAGIC)] == MAGIC
+
+
+class VQImageFile(ImageFile.ImageFile):
+    """A .vq image: size and mode from the header on open, pixels decoded on load()."""
+
+    format = FORMAT
+    format_description = "vqcodec learned image codec"
+
+    _vq_data: bytes | None = None
+
+    def _open(self) -> None:
+        from vqcodec import api
+
+        assert self.fp is not None
+        data = self.fp.read()
+        name = self.filename or "data"
+        try:
+            info = api.inspect(data)
+        except api.VQFormatError as e:
+            raise UnidentifiedImageError(f"{name}: {e}") from None
+        if info.modality != "image":
+            raise UnidentifiedImageError(
+                f"{name}: a vqcodec {info.modality} file, not an image; decode it with vqcodec.decode")
+        self._vq_data = data
+        self._size = (info.width, info.height)
+        self._mode = "RGB"
+        self.info["layers"] = info.layers
+        self.info["vq_models"] = info.components
+        self.tile = []
+
+    def load(self) -> Any:
+        """Decode the pixels (once); damage found while decoding raises OSError with vqcodec's message."""
+        if self._vq_data is not None:
+            from vqcodec import api
+
+            data, self._vq_data = self._vq_data, None
+            try:
+                decoded = api.decode(data)
+            except api.VQFormatError as e:
+                raise OSError(f"{self.filename or 'data'}: {e}") from None
+            self.load_prepare()
+            self.frombytes(decoded.tobytes())
+            if self._exclusive_fp and self.fp is not None:
+                self.fp.close()
+            self.fp = None
+        return super().load()
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """Pillow's save hook: encode `im` with the shipped image model and write the .vq bytes."""
+    from vqcodec import api
+
+    opts = im.encoderinfo
+    quality = opts.get("quality")
+    top = api.max_quality("image")
+    if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= top):
+        raise ValueError(f"vqcodec quality must be an integer 1..{top} (higher is better), got {quality!r}")
+    alpha = opts.get("alpha", "error")
+    if alpha not in ("error", "drop", "white", "black"):
+        raise ValueError(f"vqcodec alpha must be 'error', 'drop', 'white' or 'black', got {alpha!r}")
+    fp.write(api.encode_image(im, quality, alpha=alpha, verify=bool(opts.get("verify", False))))
+
+
+def register_pillow() -> None:
+    """Register the .vq format with Pillow (open, save, the .vq extension, MIME type); cheap, no model loading."""
+    Image.register_open(FORMAT, VQImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extensions(FORMAT, list(EXTENSIONS))
+    Image.register_mime(FORMAT, "image/x-vqcodec")
