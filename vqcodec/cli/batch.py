@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from .io import BadInput, check_writable, read_input, write_output
+from .io import BadInput, read_input
 
 __all__ = ["Job", "is_batch", "run_batch", "default_jobs"]
 
@@ -98,57 +98,16 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _check_quality(quality: int | None, modality: str, src: str) -> None:
-    from vqcodec import api
-
-    top = api.max_quality(modality)
-    if quality is not None and not 1 <= quality <= top:
-        raise BadInput(f"{src}: --quality must be 1..{top} for {modality}")
-
-
 def _encode(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool) -> str:
-    from vqcodec import api
+    from .commands import encode_file
 
-    from . import commands as c
-
-    check_writable(dst, force)
-    data = read_input(src, head=64) if c._is_audio_name(src) else read_input(src)
-    modality = "audio" if c._looks_like_audio(data, src) else "image"
-    _check_quality(quality, modality, src)
-    try:
-        if modality == "image":
-            encoded = api.encode_image(api.to_rgb_array(c._open_image(data, src), alpha), quality, verify=verify)
-        else:
-            c._read_audio_header(src)
-            encoded = api.encode_audio_file(src, quality, verify=verify)
-    except ValueError as e:
-        raise BadInput(f"{src}: {e}") from None
-    write_output(dst, encoded, force)
-    info = api.inspect(encoded)
-    size = (f"{info.width}x{info.height}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
-            else f"{info.duration_s:.2f} s, {info.channels} ch, {info.kbps:.2f} kbit/s")
-    return f"{src} -> {dst}: {size}, quality {info.layers}, {len(encoded)} bytes" + (", verified" if verify else "")
+    return encode_file(src, dst, quality, alpha, verify, force, batch=True)
 
 
 def _decode(src: str, dst: str, layers: int | None, force: bool) -> str:
-    import numpy as np
+    from .commands import decode_file
 
-    from vqcodec import api
-
-    from . import commands as c
-
-    check_writable(dst, force)
-    data = read_input(src)
-    try:
-        if api.inspect(data).modality == "image":
-            rgb = np.asarray(api.decode(data, layers=layers))
-            write_output(dst, c._image_bytes(rgb, dst), force)
-            return f"{src} -> {dst}: {rgb.shape[1]}x{rgb.shape[0]}"
-        rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers)
-        c.write_audio(dst, blocks, rate, channels, force)
-    except api.VQFormatError as e:
-        raise BadInput(f"{src}: {e}") from None
-    return f"{src} -> {dst}: {num_samples / rate:.2f} s at {rate} Hz, {channels} ch"
+    return decode_file(src, dst, layers, force)
 
 
 def run_job(job: Job) -> tuple[bool, str]:
@@ -201,7 +160,8 @@ def run_batch(command: str, inputs: tuple[str, ...], output: str, options: dict,
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
     elapsed = time.perf_counter() - t0
-    summary = f"{command}d {len(inputs) - failed} of {len(inputs)} files into {output} in {elapsed:.2f} s ({workers} workers)"
+    summary = (f"{command}d {len(inputs) - failed} of {len(inputs)} files into {output} in {elapsed:.2f} s "
+               f"({workers} workers)")
     if failed:
         raise BadInput(f"{failed} of {len(inputs)} files failed; {summary}")
     click.echo(summary, err=True)

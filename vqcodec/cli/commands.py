@@ -123,12 +123,61 @@ def write_audio(out_path: str, blocks, rate: int, channels: int, force: bool) ->
         write_output_with(out_path, fill, force)
 
 
-def _check_quality(quality: int | None, modality: str) -> None:
+def _check_quality(quality: int | None, modality: str, name: str = "") -> None:
     from vqcodec import api
 
     top = api.max_quality(modality)
     if quality is not None and not 1 <= quality <= top:
+        if name:  # one file of a batch: its own line, not a usage error of the whole command
+            raise BadInput(f"{name}: --quality must be 1..{top} for {modality}")
         raise click.BadParameter(f"must be 1..{top} for {modality}", param_hint="--quality")
+
+
+def encode_file(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool,
+                progress=None, batch: bool = False) -> str:
+    """Encode one input file (or '-') to `dst` (or '-'); returns the summary line. Raises BadInput for bad input."""
+    from vqcodec import api
+
+    check_writable(dst, force)
+    data = read_input(src, head=64) if _is_audio_name(src) else read_input(src)
+    modality = "audio" if _looks_like_audio(data, src) else "image"
+    _check_quality(quality, modality, src if batch else "")
+    try:
+        if modality == "image":
+            rgb = api.to_rgb_array(_open_image(data, src), alpha)
+            encoded = api.encode_image(rgb, quality, progress=progress, verify=verify)
+        elif src == "-":
+            samples, rate = _read_audio(data, src)
+            encoded = api.encode_audio(samples, rate, quality, progress=progress, verify=verify)
+        else:  # streamed from the file: memory does not grow with its length
+            _read_audio_header(src)
+            encoded = api.encode_audio_file(src, quality, progress=progress, verify=verify)
+    except ValueError as e:
+        raise BadInput(f"{src}: {e}") from None
+    write_output(dst, encoded, force)
+    info = api.inspect(encoded)
+    size = (f"{info.width}x{info.height}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
+            else f"{info.duration_s:.2f} s, {info.channels} ch, {info.kbps:.2f} kbit/s")
+    return f"{src} -> {dst}: {size}, quality {info.layers}, {len(encoded)} bytes" + (", verified" if verify else "")
+
+
+def decode_file(src: str, dst: str, layers: int | None, force: bool, progress=None) -> str:
+    """Decode one .vq file (or '-') to `dst` (or '-'), image or audio by what it holds; returns the summary line."""
+    from vqcodec import api
+
+    check_writable(dst, force)
+    data = read_input(src)
+    try:
+        if api.inspect(data).modality == "image":
+            rgb = np.asarray(api.decode(data, layers=layers, progress=progress))
+            write_output(dst, _image_bytes(rgb, dst), force)
+            return f"{src} -> {dst}: {rgb.shape[1]}x{rgb.shape[0]}"
+        _audio_format(dst)
+        rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress)
+        write_audio(dst, blocks, rate, channels, force)  # rendered block by block while it is written
+    except api.VQFormatError as e:
+        raise BadInput(f"{src}: {e}") from None
+    return f"{src} -> {dst}: {num_samples / rate:.2f} s at {rate} Hz, {channels} ch"
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -138,7 +187,7 @@ _JOBS_HELP = "Batch: worker processes, each with one torch thread. Default: the 
 @click.command()
 @click.argument("inputs", metavar="IN...", type=str, nargs=-1, required=True)
 @click.option("-o", "--output", "output", required=True,
-              help="Output .vq file ('-' for stdout), or a folder (existing, or ending in '/') for IN.vq files; "
+              help="Output .vq file ('-' for stdout), or a folder (existing, or ending in '/') for STEM.vq files; "
                    "several inputs need a folder.")
 @click.option("-q", "--quality", type=int, default=None,
               help="Quality 1..max (higher is better and bigger; `vqcodec info` of a file shows it). "
@@ -164,41 +213,14 @@ def encode(inputs: tuple[str, ...], output: str, quality: int | None, alpha: str
         return batch.run_batch("encode", inputs, output, {"quality": quality, "alpha": alpha, "verify": verify,
                                                           "force": force}, jobs)
     (input_path,) = inputs
-
-    check_writable(output, force)
-    data = read_input(input_path, head=64) if _is_audio_name(input_path) else read_input(input_path)
-    modality = "audio" if _looks_like_audio(data, input_path) else "image"
-    _check_quality(quality, modality)
     t0 = time.perf_counter()
     update, bar = _progress_bar("encode")
     try:
-        if modality == "image":
-            img = _open_image(data, input_path)
-            try:
-                rgb = api.to_rgb_array(img, alpha)
-            except ValueError as e:
-                raise BadInput(f"{input_path}: {e}") from None
-            encoded = api.encode_image(rgb, quality, progress=update, verify=verify)
-        else:
-            try:
-                if input_path == "-":
-                    samples, rate = _read_audio(data, input_path)
-                    encoded = api.encode_audio(samples, rate, quality, progress=update, verify=verify)
-                else:  # streamed from the file: memory does not grow with its length
-                    _read_audio_header(input_path)
-                    encoded = api.encode_audio_file(input_path, quality, progress=update, verify=verify)
-            except ValueError as e:
-                raise BadInput(f"{input_path}: {e}") from None
+        line = encode_file(input_path, output, quality, alpha, verify, force, update)
     finally:
         bar.close()
-    elapsed = time.perf_counter() - t0
-    write_output(output, encoded, force)
     if output != "-":
-        info = api.inspect(encoded)
-        size = (f"{info.width}x{info.height}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
-                else f"{info.duration_s:.2f} s, {info.channels} ch, {info.kbps:.2f} kbit/s")
-        click.echo(f"{input_path} -> {output}: {size}, quality {quality or api.max_quality(modality)}, "
-                   f"{len(encoded)} bytes, {elapsed:.2f} s" + (", verified" if verify else ""), err=True)
+        click.echo(f"{line}, {time.perf_counter() - t0:.2f} s", err=True)
 
 
 @click.command()
@@ -223,33 +245,16 @@ def decode(inputs: tuple[str, ...], output: str, layers: int | None, force: bool
             raise click.BadParameter("must be >= 1", param_hint="--layers")
         return batch.run_batch("decode", inputs, output, {"layers": layers, "force": force}, jobs)
     (input_path,) = inputs
-    check_writable(output, force)
     if layers is not None and layers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--layers")
-    data = read_input(input_path)
     t0 = time.perf_counter()
     update, bar = _progress_bar("decode")
     try:
-        info = api.inspect(data)
-        if info.modality == "image":
-            decoded = api.decode(data, layers=layers, progress=update)
-        else:  # rendered block by block while it is written
-            _audio_format(output)
-            decoded = api.decode_audio_blocks(data, layers=layers, progress=update)
-    except api.VQFormatError as e:
-        raise BadInput(f"{input_path}: {e}") from None
+        line = decode_file(input_path, output, layers, force, update)
     finally:
         bar.close()
-    if info.modality == "image":
-        rgb = np.asarray(decoded)
-        write_output(output, _image_bytes(rgb, output), force)
-        what = f"{rgb.shape[1]}x{rgb.shape[0]}"
-    else:
-        rate, channels, num_samples, blocks = decoded
-        write_audio(output, blocks, rate, channels, force)
-        what = f"{num_samples / rate:.2f} s at {rate} Hz, {channels} ch"
     if output != "-":
-        click.echo(f"{input_path} -> {output}: {what}, {time.perf_counter() - t0:.2f} s", err=True)
+        click.echo(f"{line}, {time.perf_counter() - t0:.2f} s", err=True)
 
 
 @click.command()
