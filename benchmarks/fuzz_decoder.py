@@ -40,81 +40,24 @@ from typing import Callable
 
 import numpy as np
 
+from vqcodec.testing import use_weights_folder, write_tiny_weights
+
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_SECONDS = 1.0
 
 # ------------------------------------------------------------------------------------------- base files
 
 
-def build_tiny_weights(folder: Path) -> Path:
-    """The test suite's tiny image + audio models (tests/conftest.py: tiny_weights, tiny_audio_weights)."""
-    import torch
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import TINY_AUDIO_MODEL, smooth_image, speechlike  # noqa: E402
-
-    from vqcodec.audio.model import AudioModelConfig, AudioVQVAE
-    from vqcodec.audio.prior import AudioPrior, AudioPriorConfig
-    from vqcodec.audio.prior_integer import export_integer_audio_prior
-    from vqcodec.image.index_maps import compute_index_maps
-    from vqcodec.image.model import ImageModelConfig, ImageVQVAE
-    from vqcodec.image.prior import ImagePrior, PriorConfig
-    from vqcodec.image.prior_integer import export_integer_prior
-    from vqcodec.training.image_model import export_image_model
-    from vqcodec.weights.io import save_weights
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    cfg = ImageModelConfig(latent_dim=8, num_stages=3, num_codes=32, width_low=16, width_mid=8, width_high=8,
-                           enc_blocks=1, dec_blocks=1)
-    model = ImageVQVAE(cfg).train()
-    images = [torch.from_numpy(smooth_image(64, 80, s)).permute(2, 0, 1).contiguous() for s in range(3)]
-    with torch.no_grad():
-        for im in images:
-            model(im[None].float() / 255)
-    export_image_model(model, folder / "image_vqvae.safetensors")
-    model.eval()
-    maps = compute_index_maps(model, images, progress=False)
-    prior = ImagePrior(PriorConfig(num_stages=3, codebook_size=32, ar_channels=16, ar_layers=2,
-                                   cond_channels=16, cond_blocks=1, tile_h=4))
-    export_integer_prior(prior, maps, folder / "image_prior.safetensors")
-
-    torch.manual_seed(0)
-    amodel = AudioVQVAE(AudioModelConfig(**TINY_AUDIO_MODEL)).train()
-    clips = [torch.from_numpy(speechlike(1.0, seed=s)[:, 0]) for s in range(3)]
-    with torch.no_grad():
-        amodel(torch.stack(clips))
-    save_weights(folder / "audio_vqvae.safetensors", amodel.release_state(), "tiny-audio", amodel.cfg.to_dict())
-    amodel.eval()
-    calib = [amodel.encode_indices(c[None])[0] for c in clips]
-    aprior = AudioPrior(AudioPriorConfig(num_stages=3, codebook_size=32, ar_channels=8, ar_skip_channels=8,
-                                         ar_dilation_levels=3, ar_cycles=1, cond_channels=8, cond_blocks=1,
-                                         segment_frames=50))
-    export_integer_audio_prior(aprior, calib, folder / "audio_prior.safetensors")
-    return folder
-
-
-def use_weights(folder: Path) -> None:
-    """Point this process at `folder` (as tests/test_registry.py's use_weights fixture does)."""
-    from vqcodec import api, registry
-
-    os.environ["VQCODEC_WEIGHTS_DIR"] = str(folder)
-    registry._registry_for.cache_clear()
-    api._load_codec.cache_clear()
-
-
 def _smooth(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = np.stack([np.sin(xx / 7 + seed), np.cos(yy / 5), np.sin((xx + yy) / 9)], -1) * 0.35 + 0.5
-    return (img * 255 + rng.normal(0, 4, img.shape)).clip(0, 255).astype(np.uint8)
+    from vqcodec.testing import smooth_image
+
+    return smooth_image(h, w, seed)
 
 
 def _speech(n: int, rate: int, channels: int, seed: int) -> np.ndarray:
-    t = np.arange(n) / rate
-    x = [0.3 * np.sin(2 * np.pi * (120 + 30 * c + seed) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
-         for c in range(channels)]
-    return np.stack(x, 1).astype(np.float32)
+    from vqcodec.testing import speechlike
+
+    return speechlike((n + 1) / rate, rate, channels, seed)[:n]
 
 
 def base_files(modalities: tuple[str, ...] = ("image", "audio")) -> list[bytes]:
@@ -405,11 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = None
     if args.weights is None:
         tmp = Path(tempfile.mkdtemp(prefix="vq_fuzz_"))
-        weights = build_tiny_weights(tmp / "weights")
+        weights = write_tiny_weights(tmp / "weights")
     else:
         weights = args.weights
     try:
-        use_weights(weights)
+        use_weights_folder(weights)
         modalities = tuple(m for m in ("image", "audio") if (weights / f"{m}_prior.safetensors").exists()) \
             or ("image", "audio")
         bases = base_files(modalities)

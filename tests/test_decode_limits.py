@@ -24,18 +24,6 @@ from vqcodec.coding.stages import min_bits_per_index
 TRACED_LIMIT = 8 << 20  # bytes: a refusal may parse the file and build small objects, nothing per position
 
 
-@pytest.fixture()
-def use_weights(monkeypatch):
-    from vqcodec import registry
-
-    def _use(folder):
-        monkeypatch.setenv("VQCODEC_WEIGHTS_DIR", str(folder))
-        registry._registry_for.cache_clear()
-        api._load_codec.cache_clear()
-
-    yield _use
-    registry._registry_for.cache_clear()
-    api._load_codec.cache_clear()
 
 
 def _refusal(data: bytes) -> tuple[str, int, float]:

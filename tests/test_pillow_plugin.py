@@ -10,19 +10,6 @@ import vqcodec
 from vqcodec import api
 
 
-@pytest.fixture()
-def use_weights(monkeypatch):
-    """Point the process at a weights folder (and forget cached registries and codecs)."""
-    from vqcodec import registry
-
-    def _use(folder):
-        monkeypatch.setenv("VQCODEC_WEIGHTS_DIR", str(folder))
-        registry._registry_for.cache_clear()
-        api._load_codec.cache_clear()
-
-    yield _use
-    registry._registry_for.cache_clear()
-    api._load_codec.cache_clear()
 
 
 @pytest.fixture()

@@ -13,19 +13,6 @@ from vqcodec.registry import ModelRegistry, _file_hash
 from vqcodec.weights.io import WEIGHTS_DIR
 
 
-@pytest.fixture()
-def use_weights(monkeypatch):
-    """Point the process at a weights folder (and forget cached registries and codecs)."""
-    from vqcodec import registry
-
-    def _use(folder):
-        monkeypatch.setenv("VQCODEC_WEIGHTS_DIR", str(folder))
-        registry._registry_for.cache_clear()
-        api._load_codec.cache_clear()
-
-    yield _use
-    registry._registry_for.cache_clear()
-    api._load_codec.cache_clear()
 
 
 def test_shipped_manifest_matches_the_files():

@@ -1,0 +1,115 @@
+"""Tiny random models and synthetic signals for tests and benchmark smoke runs (as numpy.testing is for numpy).
+
+Nothing here is used by coding. The tiny models are randomly initialised (codebooks seeded from data), so a
+codec built on them runs in milliseconds and exercises every code path of the real one; their output means
+nothing.
+
+    folder = write_tiny_weights(Path("w"))      # image_* and audio_* files, found by the registry
+    use_weights_folder(folder)                  # this process now codes with them ($VQCODEC_WEIGHTS_DIR)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["smooth_image", "speechlike", "TINY_IMAGE_MODEL", "TINY_AUDIO_MODEL", "write_tiny_image_weights",
+           "write_tiny_audio_weights", "write_tiny_weights", "use_weights_folder"]
+
+TINY_IMAGE_MODEL = dict(latent_dim=8, num_stages=3, num_codes=32, width_low=16, width_mid=8, width_high=8,
+                        enc_blocks=1, dec_blocks=1)
+TINY_IMAGE_PRIOR = dict(num_stages=3, codebook_size=32, ar_channels=16, ar_layers=2, cond_channels=16, cond_blocks=1,
+                        tile_h=4)
+TINY_AUDIO_MODEL = dict(hop=80, latent_dim=8, num_stages=3, num_codes=32, width=32, mlp_ratio=2.0, kernel=3,
+                        enc_blocks=1, dec_blocks=1, enc_stft_hop=40, enc_n_fft=80, istft_hop=40, istft_n_fft=80,
+                        ratios=(4, 4, 5))
+TINY_AUDIO_PRIOR = dict(num_stages=3, codebook_size=32, ar_channels=8, ar_skip_channels=8, ar_dilation_levels=3,
+                        ar_cycles=1, cond_channels=8, cond_blocks=1, segment_frames=50)
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A (h, w, 3) uint8 test picture: smooth gradients plus a little noise and an edge."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([np.sin(xx / 7 + seed), np.cos(yy / 5), np.sin((xx + yy) / 9)], -1) * 0.35 + 0.5
+    img[h // 2 :, : w // 3] *= 0.5
+    img = img * 255 + rng.normal(0, 4, img.shape)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def speechlike(seconds: float, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """(T, C) float32 test audio: a few gliding harmonics with a syllable-rate envelope and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    out = []
+    for c in range(channels):
+        f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t + c + seed)
+        phase = 2 * np.pi * np.cumsum(f0) / rate
+        x = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t + c)) ** 2
+        out.append(0.3 * x + 0.01 * rng.standard_normal(len(t)))
+    return np.stack(out, 1).astype(np.float32)
+
+
+def write_tiny_image_weights(folder: Path) -> Path:
+    """image_vqvae.safetensors + image_prior.safetensors of a tiny 3-stage, K = 32 image model in `folder`."""
+    from vqcodec.image.index_maps import compute_index_maps
+    from vqcodec.image.model import ImageModelConfig, ImageVQVAE
+    from vqcodec.image.prior import ImagePrior, PriorConfig
+    from vqcodec.image.prior_integer import export_integer_prior
+    from vqcodec.weights.io import save_weights
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = ImageVQVAE(ImageModelConfig(**TINY_IMAGE_MODEL)).train()
+    images = [torch.from_numpy(smooth_image(64, 80, s)).permute(2, 0, 1).contiguous() for s in range(3)]
+    with torch.no_grad():  # data-dependent codebook init, so codes are spread over the latents
+        for im in images:
+            model(im[None].float() / 255)
+    save_weights(folder / "image_vqvae.safetensors", model.release_state(), "tiny-image", model.cfg.to_dict())
+    model.eval()
+    maps = compute_index_maps(model, images, progress=False)
+    export_integer_prior(ImagePrior(PriorConfig(**TINY_IMAGE_PRIOR)), maps, folder / "image_prior.safetensors")
+    return folder
+
+
+def write_tiny_audio_weights(folder: Path) -> Path:
+    """audio_vqvae.safetensors + audio_prior.safetensors of a tiny 3-stage, K = 32 audio model in `folder`."""
+    from vqcodec.audio.model import AudioModelConfig, AudioVQVAE
+    from vqcodec.audio.prior import AudioPrior, AudioPriorConfig
+    from vqcodec.audio.prior_integer import export_integer_audio_prior
+    from vqcodec.weights.io import save_weights
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = AudioVQVAE(AudioModelConfig(**TINY_AUDIO_MODEL)).train()
+    clips = [torch.from_numpy(speechlike(1.0, seed=s)[:, 0]) for s in range(3)]
+    with torch.no_grad():  # data-dependent codebook init
+        model(torch.stack(clips))
+    save_weights(folder / "audio_vqvae.safetensors", model.release_state(), "tiny-audio", model.cfg.to_dict())
+    model.eval()
+    calib = [model.encode_indices(c[None])[0] for c in clips]
+    export_integer_audio_prior(AudioPrior(AudioPriorConfig(**TINY_AUDIO_PRIOR)), calib, folder / "audio_prior.safetensors")
+    return folder
+
+
+def write_tiny_weights(folder: Path) -> Path:
+    """Both tiny models in one folder."""
+    write_tiny_image_weights(folder)
+    return write_tiny_audio_weights(folder)
+
+
+def use_weights_folder(folder: Path | None) -> None:
+    """Make this process code with the weights in `folder` ($VQCODEC_WEIGHTS_DIR; None: the shipped weights),
+    forgetting cached registries and codecs."""
+    from vqcodec import api, registry
+
+    if folder is None:
+        os.environ.pop("VQCODEC_WEIGHTS_DIR", None)
+    else:
+        os.environ["VQCODEC_WEIGHTS_DIR"] = str(folder)
+    registry._registry_for.cache_clear()
+    api._load_codec.cache_clear()
