@@ -232,7 +232,7 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
     codec = codec_for_file(vqfile)
-    indices = codec.decode_indices(vqfile, layers, progress)
+    indices = codec.decode_indices(vqfile, layers, progress, compact=True)
     g = vqfile.geometry
     return g.sample_rate, g.channels, g.num_samples, codec.render_blocks(indices, g.sample_rate, g.num_samples)
 

@@ -345,8 +345,10 @@ class AudioCodec:
         return frames, bounds
 
     def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
-                       progress: Progress | None = None) -> torch.Tensor:
-        """.vq bytes (or a parsed file) -> (C, s, N) int64 indices; s = min(layers, layers in the file)."""
+                       progress: Progress | None = None, *, compact: bool = False) -> torch.Tensor:
+        """.vq bytes (or a parsed file) -> (C, s, N) int64 indices; s = min(layers, layers in the file).
+
+        compact: return them as int16 (K = 512 fits), a quarter of the memory for long files."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
         frames, bounds = self._check_file(vqfile)
         if layers is not None and int(layers) < 1:
@@ -363,11 +365,12 @@ class AudioCodec:
                 done += 1
                 if progress:
                     progress(done, total)
-        return out.long()
+        return out if compact else out.long()
 
     @torch.no_grad()
     def render_blocks(self, indices: torch.Tensor, sample_rate: int, num_samples: int) -> Iterator[np.ndarray]:
-        """(C, s, N) indices -> float32 (n, C) blocks at sample_rate, num_samples per channel in total."""
+        """(C, s, N) indices (any integer dtype) -> float32 (n, C) blocks at sample_rate, num_samples per channel
+        in total; one chunk of frames is widened to int64 and rendered at a time."""
         c, _, frames = indices.shape
         hop, halo = self.hop, self.dec_halo
         n16 = resampled_length(num_samples, sample_rate, SAMPLE_RATE)
@@ -393,7 +396,7 @@ class AudioCodec:
                ) -> tuple[np.ndarray, int]:
         """.vq bytes (or a parsed file) -> (samples float32 (T, C) at the input's rate, sample rate)."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
-        indices = self.decode_indices(vqfile, layers, progress)
+        indices = self.decode_indices(vqfile, layers, progress, compact=True)
         g = vqfile.geometry
         return np.concatenate(list(self.render_blocks(indices, g.sample_rate, g.num_samples))), g.sample_rate
 
