@@ -8,8 +8,10 @@ on a 10-minute and a 60-minute file, and indices/samples across thread counts.
 The long files are the bundled evaluation clips (data/speech/) concatenated and repeated to length,
 written as 16 kHz FLAC into a temporary folder. Each RSS figure is the peak resident memory of one fresh
 `vqcodec encode` or `vqcodec decode` process (resource.getrusage of the child), so 60 minutes against
-10 minutes shows whether memory grows with the file. Writes audio_speed.json and audio_speed.md to --out
-(default benchmarks/results/audio/). Timings share the machine's 2 cores with whatever else runs.
+10 minutes shows whether memory grows with the file (issue 11: within 5 %). `--stdout` also measures
+`vqcodec decode X.vq -o -` (a WAV streamed to stdout, discarded). Writes audio_speed.json and audio_speed.md
+to --out (default benchmarks/results/audio/). Timings share the machine's 2 cores with whatever else runs:
+the 1-minute load average before and after the run is recorded beside them (above 2, timings are noisy).
 """
 from __future__ import annotations
 
@@ -60,11 +62,13 @@ def write_long(folder: Path, seconds: float) -> Path:
     return path
 
 
-def cli_peak_rss(args: list[str], threads: int) -> tuple[float, float]:
-    """Run `vqcodec ARGS` in a fresh process -> (wall seconds, peak RSS in MiB)."""
+def cli_peak_rss(args: list[str], threads: int, discard_stdout: bool = False) -> tuple[float, float]:
+    """Run `vqcodec ARGS` in a fresh process -> (wall seconds, peak RSS in MiB). discard_stdout: send the
+    child's stdout to /dev/null (for `-o -`)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    sink = ", stdout=subprocess.DEVNULL" if discard_stdout else ""
     code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            "r = subprocess.run([sys.executable, '-m', 'vqcodec.cli.main', *sys.argv[1:]]); "
+            f"r = subprocess.run([sys.executable, '-m', 'vqcodec.cli.main', *sys.argv[1:]]{sink}); "
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
             "sys.exit(r.returncode)")
     out = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short files only (CI smoke run)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
     ap.add_argument("--hour-speed", action="store_true", help="also time a 60-minute file in process")
+    ap.add_argument("--stdout", action="store_true", help="also measure decoding to stdout (`-o -`)")
     args = ap.parse_args(argv)
     try:
         import vqcodec
@@ -126,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     short, long_a, long_b = (3.0, 10.0, 60.0) if args.quick else (10.0, 600.0, 3600.0)
     result: dict = {"command": " ".join(["python", "benchmarks/audio_speed.py", *(argv or sys.argv[1:])]),
-                    "threads": args.threads, "quality": top, "machine": "2-core CPU, shared with other work",
-                    "date": time.strftime("%Y-%m-%d")}
+                    "threads": args.threads, "quality": top,
+                    "machine": "2-core CPU, shared with a training run and other work",
+                    "date": time.strftime("%Y-%m-%d"), "load_average_1min": {"start": os.getloadavg()[0]}}
     x = speech_of_length(short)
     result["clip"] = in_process(x, args.threads)
     result["threads_exactness"] = thread_exactness(x[: 3 * RATE])
@@ -143,13 +149,18 @@ def main(argv: list[str] | None = None) -> int:
             rss[f"{int(seconds)}s"] = {"encode_s": enc_s, "decode_s": dec_s, "encode_peak_rss_mib": enc_rss,
                                        "decode_peak_rss_mib": dec_rss, "vq_bytes": vq.stat().st_size,
                                        "encode_x_realtime": seconds / enc_s, "decode_x_realtime": seconds / dec_s}
+            if args.stdout:
+                out_s, out_rss = cli_peak_rss(["decode", str(vq), "-o", "-"], args.threads, discard_stdout=True)
+                rss[f"{int(seconds)}s"].update(decode_stdout_s=out_s, decode_stdout_peak_rss_mib=out_rss)
             for f in (src, vq, wav):
                 f.unlink()
         result["cli"] = rss
         a, b = rss[f"{int(long_a)}s"], rss[f"{int(long_b)}s"]
-        result["rss_growth"] = {k: b[k] / a[k] - 1 for k in ("encode_peak_rss_mib", "decode_peak_rss_mib")}
+        result["rss_growth"] = {k: b[k] / a[k] - 1 for k in ("encode_peak_rss_mib", "decode_peak_rss_mib",
+                                                             "decode_stdout_peak_rss_mib") if k in a}
         if args.hour_speed:
             result["hour"] = in_process(speech_of_length(3600.0), args.threads)
+    result["load_average_1min"]["end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "audio_speed.json").write_text(json.dumps(result, indent=2))
     c = result["clip"]
@@ -158,14 +169,19 @@ def main(argv: list[str] | None = None) -> int:
              f"- {c['seconds']:.0f} s clip in process: encode {c['encode_x_realtime']:.1f}x real time, "
              f"decode {c['decode_x_realtime']:.1f}x real time, {c['kbps']:.2f} kbit/s",
              f"- 1 vs 2 threads: indices equal {result['threads_exactness']['indices_equal']}, max sample difference "
-             f"{result['threads_exactness']['max_sample_diff_lsb16']:.2f} LSB (16-bit)", "",
+             f"{result['threads_exactness']['max_sample_diff_lsb16']:.2f} LSB (16-bit)",
+             f"- 1-minute load average: {result['load_average_1min']['start']:.1f} at the start, "
+             f"{result['load_average_1min']['end']:.1f} at the end (2 cores; above 2 the timings are noisy)", "",
              "| file | encode s | decode s | encode peak RSS MiB | decode peak RSS MiB |", "|---|---|---|---|---|"]
     for name, r in result["cli"].items():
         lines.append(f"| {name} | {r['encode_s']:.1f} | {r['decode_s']:.1f} | {r['encode_peak_rss_mib']:.0f} | "
                      f"{r['decode_peak_rss_mib']:.0f} |")
     g = result["rss_growth"]
     lines += ["", f"Peak RSS growth from {int(long_a)} s to {int(long_b)} s: encode {100 * g['encode_peak_rss_mib']:+.1f} %, "
-              f"decode {100 * g['decode_peak_rss_mib']:+.1f} %."]
+              f"decode {100 * g['decode_peak_rss_mib']:+.1f} %"
+              + (f", decode to stdout {100 * g['decode_stdout_peak_rss_mib']:+.1f} % ("
+                 + " -> ".join(f"{r['decode_stdout_peak_rss_mib']:.0f}" for r in result["cli"].values()) + " MiB)"
+                 if "decode_stdout_peak_rss_mib" in g else "") + "."]
     if "hour" in result:
         h = result["hour"]
         lines.append(f"- 60-minute file in process: encode {h['encode_x_realtime']:.1f}x, decode {h['decode_x_realtime']:.1f}x real time")

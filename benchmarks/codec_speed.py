@@ -1,6 +1,6 @@
 """Entropy coding figures of the image codec on Kodak: speed, rate per stage, exactness.
 
-For every image and every quality level 1..S it encodes, decodes and checks:
+For every image and the quality levels 1, 25, 50, 75 and 100 it encodes, decodes and checks:
   * the decoded indices equal the encoder's (exact), and the pixels are within 1 LSB of the encoder's
     own reconstruction;
   * encode and decode wall time (in process, torch threads as given; the model is loaded once);
@@ -8,8 +8,9 @@ For every image and every quality level 1..S it encodes, decodes and checks:
     unigram entropy of that stage's indices over the dataset, and against the prior's cross-entropy;
   * with --float-prior, the float prior's cross-entropy, giving the rate penalty of the integer prior.
 
-    python benchmarks/codec_speed.py                    # all 24 Kodak images, every quality
+    python benchmarks/codec_speed.py                    # all 24 Kodak images, 5 qualities
     python benchmarks/codec_speed.py --quick            # 2 images, qualities 1 and max
+    python benchmarks/codec_speed.py --effort 3         # the slow encoder
     python benchmarks/codec_speed.py --float-prior runs/prior/prior_float.safetensors
 
 Writes codec_speed.json and codec_speed.md to --out (default benchmarks/results/).
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 images, lowest and highest quality")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
     ap.add_argument("--float-prior", type=Path, default=None, help="float prior weights, for the integer-prior penalty")
+    ap.add_argument("--effort", type=int, default=None, help="image encoder effort 1..3 (default: the codec's, 2)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -53,20 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     from vqcodec.image.codec import ImageCodec
 
     codec = ImageCodec.default()
-    S, K = codec.max_quality, codec.model.cfg.num_codes
+    S, K, top = codec.max_layers, codec.model.cfg.num_codes, codec.max_quality
     files = sorted(p for p in args.dataset.iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp", ".tif", ".tiff", ".webp"))
-    qualities = list(range(1, S + 1))
+    qualities = [1, 25, 50, 75, top]
     if args.quick:
-        files, qualities = files[:2], [1, S]
+        files, qualities = files[:2], [1, top]
     float_prior = None
     if args.float_prior:
         from vqcodec.image.prior import load_float_prior
 
         float_prior = load_float_prior(args.float_prior)
 
-    per_q = {q: {"enc_s": [], "dec_s": [], "bytes": [], "pixels": [], "exact": True, "max_lsb": 0} for q in qualities}
+    per_q = {q: {"enc_s": [], "dec_s": [], "bytes": [], "pixels": [], "exact": True, "max_lsb": 0, "depth": []}
+             for q in qualities}
     stage_bits = np.zeros(S)  # coded payload bits per stage (at max quality)
-    stage_xent = np.zeros(S)  # integer-prior cross-entropy bits per stage
+    stage_xent = np.zeros(S)  # integer-prior cross-entropy bits per stage (present positions)
+    stage_present = np.zeros(S)  # positions that have the stage (per-block depth)
     kodak_maps = []  # (S, h, w) index maps at max quality, for the float-vs-integer prior report
     stage_counts = np.zeros((S, K))
     n_indices = 0
@@ -78,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             rgb = to_rgb_array(im)
         for q in qualities:
             t0 = time.perf_counter()
-            expected = codec.encode_indices(rgb, q)
-            data = codec.pack(expected, rgb.shape[0], rgb.shape[1])  # = codec.encode(rgb, q)
+            data = codec.encode(rgb, q, effort=args.effort)
             t1 = time.perf_counter()
+            expected = codec.encode_indices(rgb, q, effort=args.effort)
             vqfile = read_file(data)
             indices = codec.decode_indices(vqfile)
             decoded = codec.render(indices, vqfile.geometry.height, vqfile.geometry.width)
@@ -92,17 +96,23 @@ def main(argv: list[str] | None = None) -> int:
             r["bytes"].append(len(data))
             r["pixels"].append(rgb.shape[0] * rgb.shape[1])
             r["exact"] &= bool(torch.equal(indices, expected))
+            r["depth"].append(float((indices >= 0).sum(0).float().mean()))
             r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
-            if q == S:
+            if q == top:
                 streams = [vqfile.streams(k)[0] for k in range(1, vqfile.layers + 1)]
                 s_, h, w = indices.shape
                 n_indices += h * w
-                for s in range(S):
+                for s in range(s_):
+                    sym = indices[s].reshape(-1).numpy()
+                    present = sym >= 0
                     stage_bits[s] += 8 * len(streams[s])
-                    freqs = codec.prior.frequencies(indices, s + 1)
-                    stage_xent[s] += cross_entropy_bits(indices[s].reshape(-1).numpy(), freqs)
-                    stage_counts[s] += np.bincount(indices[s].reshape(-1).numpy(), minlength=K)
-                kodak_maps.append(indices)
+                    stage_present[s] += present.sum()
+                    freqs = (codec.prior.frequencies(indices[:1], 1) if s == 0
+                             else codec.prior.conditional_frequencies(indices[:s], s + 1))
+                    stage_xent[s] += cross_entropy_bits(sym[present], freqs[present])
+                    stage_counts[s] += np.bincount(sym[present], minlength=K)
+                if s_ == S and bool((indices >= 0).all()):
+                    kodak_maps.append(indices)
 
     levels = []
     for q in qualities:
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             "quality": q,
             "bpp": float(np.sum(np.array(r["bytes"]) * 8) / np.sum(r["pixels"])),
             "bpp_mean_of_images": float(np.mean(np.array(r["bytes"]) * 8 / np.array(r["pixels"]))),
-            "raw_bpp": 9 * q / 64,
+            "mean_depth": float(np.mean(r["depth"])),
             "encode_s_median": float(np.median(r["enc_s"])),
             "decode_s_median": float(np.median(r["dec_s"])),
             "encode_s_max": float(np.max(r["enc_s"])),
@@ -123,22 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     if float_prior is not None:
         from vqcodec.training.image_prior import rate_report
 
-        report = rate_report(float_prior, kodak_maps, codec.prior)
+        report = rate_report(float_prior, kodak_maps, codec.prior)  # maps where every block took all stages
     stages = []
     for s in range(S):
         row = {
             "stage": s + 1,
-            "coded_bits_per_index": stage_bits[s] / n_indices,
-            "prior_xent_bits_per_index": stage_xent[s] / n_indices,
+            "present_fraction": stage_present[s] / n_indices,
+            "coded_bits_per_index": stage_bits[s] / max(stage_present[s], 1),
+            "prior_xent_bits_per_index": stage_xent[s] / max(stage_present[s], 1),
             "unigram_entropy_bits": _entropy_bits(stage_counts[s]),
-            "coding_overhead_pct": 100 * (stage_bits[s] / stage_xent[s] - 1),
+            "coding_overhead_pct": 100 * (stage_bits[s] / stage_xent[s] - 1) if stage_xent[s] else 0.0,
         }
         if report is not None:
             row["float_prior_bits_per_index"] = report["float_tiled"][s]
             row["float_prior_untiled_bits_per_index"] = report["float_untiled"][s]
             row["integer_penalty_pct"] = 100 * report["quantization_penalty_per_stage"][s]
         stages.append(row)
-    result = {"dataset": str(args.dataset), "images": len(files), "threads": args.threads,
+    result = {"dataset": str(args.dataset), "images": len(files), "threads": args.threads, "effort": args.effort or 2,
               "model_id": codec.model_id, "levels": levels, "stages": stages}
     if report is not None:
         result["integer_penalty_total_pct"] = 100 * report["quantization_penalty"]
@@ -147,18 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "codec_speed.json").write_text(json.dumps(result, indent=2))
 
-    cmd = "python benchmarks/codec_speed.py" + (" --quick" if args.quick else "") + (f" --float-prior {args.float_prior}" if args.float_prior else "")
+    cmd = ("python benchmarks/codec_speed.py" + (" --quick" if args.quick else "")
+           + (f" --effort {args.effort}" if args.effort else "")
+           + (f" --float-prior {args.float_prior}" if args.float_prior else ""))
     lines = [f"{len(files)} images of `{args.dataset.name}`, {args.threads} torch threads, in process (command: `{cmd}`).", "",
-             "| quality | bpp (coded) | raw bpp | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff |",
+             "| quality | bpp (coded) | mean depth (stages per block) | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff |",
              "|---|---|---|---|---|---|---|"]
     for lv in levels:
-        lines.append(f"| {lv['quality']} | {lv['bpp']:.4f} | {lv['raw_bpp']:.3f} | {lv['encode_s_median']:.2f} / {lv['encode_s_max']:.2f} | "
+        lines.append(f"| {lv['quality']} | {lv['bpp']:.4f} | {lv['mean_depth']:.2f} | {lv['encode_s_median']:.2f} / {lv['encode_s_max']:.2f} | "
                      f"{lv['decode_s_median']:.2f} / {lv['decode_s_max']:.2f} | {lv['indices_exact']} | {lv['max_pixel_diff_lsb']} LSB |")
-    lines += ["", "| stage | coded bits/index | integer prior xent | unigram entropy | uncoded | coder overhead |"
+    lines += ["", f"At quality {top}; bits per index over the blocks that have the stage, STOP symbols and mode bits "
+                  "included in the coded bits.", "",
+              "| stage | blocks with it | coded bits/index | integer prior xent | unigram entropy | uncoded | coder overhead |"
               + (" float prior xent | integer penalty |" if float_prior is not None else ""),
-              "|---|---|---|---|---|---|" + ("---|---|" if float_prior is not None else "")]
+              "|---|---|---|---|---|---|---|" + ("---|---|" if float_prior is not None else "")]
     for st in stages:
-        line = (f"| {st['stage']} | {st['coded_bits_per_index']:.3f} | {st['prior_xent_bits_per_index']:.3f} | "
+        line = (f"| {st['stage']} | {100 * st['present_fraction']:.1f}% | {st['coded_bits_per_index']:.3f} | {st['prior_xent_bits_per_index']:.3f} | "
                 f"{st['unigram_entropy_bits']:.3f} | 9 | {st['coding_overhead_pct']:.3f}% |")
         if float_prior is not None:
             line += f" {st['float_prior_bits_per_index']:.3f} | {st['integer_penalty_pct']:.2f}% |"

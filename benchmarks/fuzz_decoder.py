@@ -67,16 +67,19 @@ def base_files(modalities: tuple[str, ...] = ("image", "audio")) -> list[bytes]:
     from vqcodec import api
     from vqcodec.bitstream import Modality, read_file
     from vqcodec.bitstream.v1 import VQHeader, pack
+    from vqcodec.coding.stages import encode_stages
+    from vqcodec.image.model import pad_to_multiple
 
     out: list[bytes] = []
     if "image" in modalities:
         top = vqcodec.max_quality("image")
-        for (h, w), q, seed in [((16, 24), top, 0), ((8, 8), 1, 1), ((33, 17), min(2, top), 2)]:
+        for (h, w), q, seed in [((16, 24), top, 0), ((8, 8), 1, 1), ((33, 17), max(1, top // 2), 2)]:
             out.append(vqcodec.encode_image(_smooth(h, w, seed), quality=q))
+        # a version-1 file (0.1.0: every stage at every position, plain streams)
         codec = api.default_codec("image")
-        f = read_file(out[0])
-        out.append(pack(VQHeader(Modality.IMAGE, codec.model_id, codec.v1_weights_hash, 24, 16),
-                        [f.streams(k)[0] for k in range(1, f.layers + 1)]))
+        x = pad_to_multiple(codec._to_tensor(_smooth(16, 24, 0)), codec.model.factor)
+        streams = encode_stages(codec.prior, codec.model.encode_indices(x, codec.max_layers, beam=4)[0])
+        out.append(pack(VQHeader(Modality.IMAGE, codec.model_id, codec.v1_weights_hash, 24, 16), streams))
     if "audio" in modalities:
         top = vqcodec.max_quality("audio")
         for n, rate, ch, q in [(3200, 16000, 1, top), (2205, 44100, 2, 1), (800, 8000, 1, min(2, top))]:
@@ -328,7 +331,7 @@ def run_case(data: bytes) -> tuple[str, str]:
         samples, rate = out
         ok = samples.shape == (g.num_samples, g.channels) and rate == g.sample_rate and samples.dtype == np.float32
     else:
-        ok = out.size == (g.width, g.height) and out.mode == "RGB"
+        ok = out.size == (g.width, g.height) and out.mode == g.channel_layout.pil_mode
     return ("decoded", "") if ok else ("other exception", "decoded to the wrong size")
 
 

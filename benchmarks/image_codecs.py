@@ -11,15 +11,20 @@ Baselines go through Pillow with fixed settings:
   * AVIF: libavif with the aom encoder, speed=4 (Pillow's default, 6, gives 0.1-0.2 dB less PSNR and
     1-3 % more bytes at the same quality setting on Kodak), 4:2:0, full range;
   * JPEG XL: only when a Pillow plugin registering the "JXL" format is installed (pillow-jxl-plugin),
-    quality on libjxl's JPEG-like scale, effort 7 (the plugin's default).
+    quality on libjxl's JPEG-like scale, effort 7 (the plugin's default), one encoder thread (the same
+    bytes as more threads; single-thread times as for the others);
+  * HEIC (HEVC intra, the family of BPG): only when pillow-heif is installed; its
+    `register_heif_opener()` is called, files are written with x265 through libheif at libheif's
+    defaults (4:2:0, 8 bits; x265 preset "slow", tune "ssim"), quality 0..100 on libheif's scale.
 The sweeps span roughly 0.07..1.5 bpp on Kodak (JPEG cannot go below ~0.17 bpp there).
 
 vqcodec is measured through its public API only: `vqcodec.encode_image`, `vqcodec.decode` and
-`vqcodec.max_quality("image")`; its qualities are 1..max_quality.
+`vqcodec.max_quality("image")`; its qualities are 1..max_quality (a fine scale: 1, 10, 20, ..., 100).
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import io
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
@@ -32,11 +37,14 @@ __all__ = [
     "PillowCodec",
     "VqCodec",
     "BASELINE_KEYS",
+    "PLUGIN_PACKAGES",
     "baseline_codecs",
     "load_vqcodec",
 ]
 
-BASELINE_KEYS = ("jpeg", "webp", "avif", "jpegxl")
+BASELINE_KEYS = ("jpeg", "webp", "avif", "jpegxl", "heic")
+# What to install for a baseline that comes from a Pillow plugin.
+PLUGIN_PACKAGES = {"jpegxl": "pillow-jxl-plugin", "heic": "pillow-heif"}
 
 
 class Codec(Protocol):
@@ -98,8 +106,31 @@ def _jpegxl_registered() -> bool:
     return "JXL" in Image.SAVE and "JXL" in Image.OPEN
 
 
+def _package_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _heif_library() -> str | None:
+    """Registers pillow-heif's HEIF opener and returns its libheif / x265 versions, or None without pillow-heif
+    or without an HEVC encoder in its libheif."""
+    try:
+        pillow_heif = importlib.import_module("pillow_heif")
+    except ImportError:
+        return None
+    info = pillow_heif.libheif_info()
+    if "x265" not in info.get("encoders", {}):
+        return None
+    pillow_heif.register_heif_opener()
+    x265 = info["encoders"]["x265"].replace("x265 HEVC encoder ", "")
+    return f"libheif {info.get('libheif', '?')} with x265 {x265}, pillow-heif {pillow_heif.__version__}"
+
+
 def baseline_codecs() -> dict[str, PillowCodec]:
-    """The Pillow baselines this installation supports, by key (jpeg always; webp, avif, jpegxl if built in)."""
+    """The Pillow baselines this installation supports, by key (jpeg always; webp and avif if built into
+    Pillow; jpegxl and heic if their plugins are installed)."""
     codecs = {
         "jpeg": PillowCodec(
             key="jpeg",
@@ -135,9 +166,20 @@ def baseline_codecs() -> dict[str, PillowCodec]:
             key="jpegxl",
             name="JPEG XL",
             fmt="JXL",
-            library="libjxl via a Pillow plugin, effort 7",
+            library=f"libjxl via pillow-jxl-plugin {_package_version('pillow-jxl-plugin')}",
             qualities=(0, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85),
             quick_qualities=(20, 60),
+            options={"effort": 7, "num_threads": 1},
+        )
+    heif = _heif_library()
+    if heif is not None:
+        codecs["heic"] = PillowCodec(
+            key="heic",
+            name="HEIC",
+            fmt="HEIF",
+            library=f"{heif}, 4:2:0, 8 bits, libheif's x265 defaults",
+            qualities=(0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50),
+            quick_qualities=(10, 30),
         )
     return codecs
 
@@ -180,4 +222,7 @@ def load_vqcodec() -> tuple[VqCodec | None, str]:
         return None, f"vqcodec.max_quality('image') failed: {type(exc).__name__}: {exc}"
     if top < 1:
         return None, f"vqcodec.max_quality('image') returned {top}; expected >= 1"
-    return VqCodec(api=api, qualities=tuple(range(1, top + 1)), quick_qualities=tuple(sorted({1, top}))), ""
+    # a coarse scale (one level per stage, <= 0.2.0) is measured at every level; a fine one (1..100) on a
+    # ladder of 11 points, as the baselines are
+    qualities = tuple(range(1, top + 1)) if top <= 16 else tuple(sorted({1, *range(10, top + 1, 10), top}))
+    return VqCodec(api=api, qualities=qualities, quick_qualities=tuple(sorted({1, top}))), ""

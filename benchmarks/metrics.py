@@ -15,11 +15,17 @@ the anchor for the same quality. Two interpolants are offered:
     the variant used in later JCT-VC/JVET reporting, which passes through every point and does not
     overshoot (needs >= 2 points). `pchip_integral` is written out here so that the benchmark does not
     need scipy; tests compare it with scipy's when scipy is installed.
+
+The overlap interval moves when a codec's own end points move (add a quality level and every BD-rate
+against it changes). `bd_rate_window` integrates instead over a fixed quality window (e.g. PSNR 26..31.5
+dB, `FIXED_PSNR_WINDOW`), with each curve fitted on all of its points as above. It never extrapolates:
+where a curve does not reach across the whole window the interval is clipped to what both curves cover,
+and the result says so (`covers_window` False, `range` the interval actually used).
 """
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 
@@ -28,6 +34,9 @@ __all__ = [
     "ms_ssim",
     "ms_ssim_db",
     "bd_rate",
+    "bd_rate_window",
+    "WindowBDRate",
+    "FIXED_PSNR_WINDOW",
     "pchip_slopes",
     "pchip_integral",
     "MS_SSIM_MIN_SIDE",
@@ -37,6 +46,10 @@ __all__ = [
 MS_SSIM_MIN_SIDE = 161
 
 BDMethod = Literal["cubic", "pchip"]
+
+# The fixed PSNR window (dB) of the image benchmark's BD-rates (issue 12): where vqcodec, JPEG, WebP and AVIF
+# all have measured points on Kodak.
+FIXED_PSNR_WINDOW = (26.0, 31.5)
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
@@ -161,6 +174,31 @@ def _prepare(rate: Sequence[float], quality: Sequence[float], label: str) -> tup
     return q, lr
 
 
+def _log_rate_area(q: np.ndarray, lr: np.ndarray, lo: float, hi: float, method: BDMethod, label: str) -> float:
+    """Integral over [lo, hi] of the `method` interpolant of log rate against quality."""
+    if method == "cubic":
+        if q.size < 4:
+            raise ValueError(f"cubic BD-rate needs >= 4 points per curve, {label} has {q.size}")
+        p = np.polyint(np.polyfit(q, lr, 3))
+        return float(np.polyval(p, hi) - np.polyval(p, lo))
+    if method == "pchip":
+        if q.size < 2:
+            raise ValueError(f"pchip BD-rate needs >= 2 points per curve, {label} has {q.size}")
+        return pchip_integral(q, lr, lo, hi)
+    raise ValueError(f"unknown BD-rate method {method!r}; use 'cubic' or 'pchip'")
+
+
+def _bd_rate_over(
+    qa: np.ndarray, la: np.ndarray, qt: np.ndarray, lt: np.ndarray, lo: float, hi: float, method: BDMethod
+) -> float:
+    if method == "cubic" and (qa.size < 4 or qt.size < 4):  # one message naming both counts
+        raise ValueError(f"cubic BD-rate needs >= 4 points per curve, got {qa.size} and {qt.size}")
+    area_a = _log_rate_area(qa, la, lo, hi, method, "anchor")
+    area_t = _log_rate_area(qt, lt, lo, hi, method, "test")
+    mean_diff = (area_t - area_a) / (hi - lo)
+    return float((math.exp(mean_diff) - 1.0) * 100.0)
+
+
 def bd_rate(
     rate_anchor: Sequence[float],
     quality_anchor: Sequence[float],
@@ -183,18 +221,56 @@ def bd_rate(
             f"the quality ranges do not overlap (anchor {qa[0]:.2f}..{qa[-1]:.2f}, test {qt[0]:.2f}..{qt[-1]:.2f}); "
             "measure more quality levels so that the curves share a range"
         )
-    if method == "cubic":
-        if qa.size < 4 or qt.size < 4:
-            raise ValueError(f"cubic BD-rate needs >= 4 points per curve, got {qa.size} and {qt.size}")
-        areas = []
-        for q, lr in ((qa, la), (qt, lt)):
-            p = np.polyint(np.polyfit(q, lr, 3))
-            areas.append(np.polyval(p, hi) - np.polyval(p, lo))
-    elif method == "pchip":
-        if qa.size < 2 or qt.size < 2:
-            raise ValueError(f"pchip BD-rate needs >= 2 points per curve, got {qa.size} and {qt.size}")
-        areas = [pchip_integral(qa, la, lo, hi), pchip_integral(qt, lt, lo, hi)]
-    else:
-        raise ValueError(f"unknown BD-rate method {method!r}; use 'cubic' or 'pchip'")
-    mean_diff = (areas[1] - areas[0]) / (hi - lo)
-    return float((math.exp(mean_diff) - 1.0) * 100.0)
+    return _bd_rate_over(qa, la, qt, lt, lo, hi, method)
+
+
+class WindowBDRate(NamedTuple):
+    """A BD-rate over a fixed quality window.
+
+    value: percent; window: the requested (lo, hi); range: the interval actually integrated (the window
+    clipped to what both curves cover); covers_window: True when range == window; note: what was clipped
+    (empty when nothing was).
+    """
+
+    value: float
+    window: tuple[float, float]
+    range: tuple[float, float]
+    covers_window: bool
+    note: str
+
+
+def bd_rate_window(
+    rate_anchor: Sequence[float],
+    quality_anchor: Sequence[float],
+    rate_test: Sequence[float],
+    quality_test: Sequence[float],
+    window: tuple[float, float] = FIXED_PSNR_WINDOW,
+    method: BDMethod = "cubic",
+) -> WindowBDRate:
+    """BD-rate of the test curve against the anchor over the fixed quality `window` (lo, hi), in percent.
+
+    Each curve is fitted on all of its points (as `bd_rate` does); the log-rate difference is averaged over
+    `window`. No extrapolation: where the anchor or the test curve starts above lo or ends below hi, the
+    interval is clipped to what both cover, `covers_window` is False and `note` names the curve and the
+    range it covers. Raises ValueError when nothing of the window is covered by both curves, on too few
+    points for `method`, or on invalid input.
+    """
+    w_lo, w_hi = float(window[0]), float(window[1])
+    if not w_hi > w_lo:
+        raise ValueError(f"the window must be (lo, hi) with hi > lo, got {window}")
+    qa, la = _prepare(rate_anchor, quality_anchor, "anchor")
+    qt, lt = _prepare(rate_test, quality_test, "test")
+    lo, hi = max(w_lo, qa[0], qt[0]), min(w_hi, qa[-1], qt[-1])
+    short = [
+        f"{label} covers {q[0]:.2f}..{q[-1]:.2f} dB"
+        for label, q in (("anchor", qa), ("test", qt))
+        if q[0] > w_lo or q[-1] < w_hi
+    ]
+    if hi <= lo:
+        raise ValueError(
+            f"no part of the window {w_lo:g}..{w_hi:g} is covered by both curves ({'; '.join(short)})"
+        )
+    value = _bd_rate_over(qa, la, qt, lt, lo, hi, method)
+    covers = not short
+    note = "" if covers else f"window {w_lo:g}..{w_hi:g} clipped to {lo:.2f}..{hi:.2f} dB: {'; '.join(short)}"
+    return WindowBDRate(value, (w_lo, w_hi), (float(lo), float(hi)), covers, note)

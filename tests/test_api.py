@@ -18,7 +18,8 @@ def test_round_trip_pil_and_array(api, make_image):
     data = api.encode_image(arr, quality=2)
     assert api.decode(data).size == (40, 24)
     assert api.encode_image(Image.fromarray(arr), quality=2) == data
-    assert api.max_quality("image") == 3
+    assert api.max_quality("image") == 100
+    assert api.max_layers("image") == 3
 
 
 def test_vqformaterror_is_value_error(api):

@@ -75,3 +75,35 @@ def test_sample_audio_is_seeded(run, tmp_path):
     assert (tmp_path / "s.wav").read_bytes() == (tmp_path / "t.wav").read_bytes()
     info = sf.info(tmp_path / "s.wav")
     assert info.samplerate == 16000 and abs(info.frames - 8000) <= 80
+
+
+def test_streamed_decode_output_equals_api_decode(run, tmp_path, make_audio, tiny_all_weights, use_weights):
+    """`vqcodec decode` streams the samples into the output file (and a WAV to stdout) block by block; what
+    it writes equals vqcodec.decode's samples written whole, 16-bit sample for sample."""
+    import io
+
+    import vqcodec
+
+    x = make_audio(1.3, 44100, 2, seed=5)
+    use_weights(tiny_all_weights)
+    data = vqcodec.encode_audio(x, 44100, quality=2)
+    (tmp_path / "c.vq").write_bytes(data)
+    y, rate = vqcodec.decode(data)
+
+    def written_whole(fmt: str) -> np.ndarray:  # y written in one piece as the CLI's format writes it
+        whole = io.BytesIO()
+        sf.write(whole, np.clip(y, -1, 1), rate, format=fmt, subtype="PCM_16")
+        return sf.read(io.BytesIO(whole.getvalue()), dtype="int16", always_2d=True)[0]
+
+    for out, fmt in (("c.wav", "WAV"), ("c.flac", "FLAC")):
+        p = run("decode", "c.vq", "-o", out)
+        assert p.returncode == 0, p.stderr.decode()
+        got, r = sf.read(tmp_path / out, dtype="int16", always_2d=True)
+        assert r == rate and np.array_equal(got, written_whole(fmt)), out
+    expected = written_whole("WAV")
+    p = run("decode", "c.vq", "-o", "-")
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout[:4] == b"RIFF" and len(p.stdout) == 44 + expected.size * 2
+    got, r = sf.read(io.BytesIO(p.stdout), dtype="int16", always_2d=True)
+    assert r == rate and np.array_equal(got, expected)
+    assert not list(tmp_path.glob(".*.part"))  # the atomic writer left no temporary file

@@ -799,7 +799,7 @@ V2_ERRORS = [
     (_raw2([MODEL_C, (2, 1, 0, struct.pack("<IIB", 4, 3, 0)), _stream(1)]), "IMAGE_GEOMETRY payload is 9 bytes; it must be 5"),
     (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 0, 3, 0)), _stream(1)]), "image size 0x3"),
     (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 4, 0, 0)), _stream(1)]), "image size 4x0"),
-    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 4, 3, 1)), _stream(1)]), "unknown channel layout 1.*upgrade vqcodec"),
+    (_raw2([MODEL_C, (2, 1, 0, struct.pack("<HHB", 4, 3, 4)), _stream(1)]), "unknown channel layout 4.*upgrade vqcodec"),
     (_raw2([MODEL_C, (3, 1, 0, _v(0) + b"\x01" + _v(1)), _stream(1)], modality=1), "sample rate 0 Hz"),
     (_raw2([MODEL_C, (3, 1, 0, _v(768001) + b"\x01" + _v(1)), _stream(1)], modality=1), "sample rate 768001"),
     (_raw2([MODEL_C, (3, 1, 0, _v(1 << 21) + b"\x01" + _v(1)), _stream(1)], modality=1), "varint is longer than 3 bytes"),
@@ -1101,7 +1101,7 @@ def test_write_file_may_write_unknown_must_understand_chunks() -> None:
         (lambda: ImageGeometry(0, 1), ValueError),
         (lambda: ImageGeometry(1, 65536), ValueError),
         (lambda: ImageGeometry(1.0, 1), TypeError),
-        (lambda: ImageGeometry(1, 1, 3), ValueError),
+        (lambda: ImageGeometry(1, 1, 4), ValueError),
         (lambda: AudioGeometry(0, 1, 1), ValueError),
         (lambda: AudioGeometry(768001, 1, 1), ValueError),
         (lambda: AudioGeometry(8000, 256, 1), ValueError),
@@ -1130,3 +1130,40 @@ def test_v2_types_normalise_fields() -> None:
     assert ModelComponent("vqvae", "m", memoryview(HASH[:8])).weights_hash == HASH[:8]  # as v2 files store it
     assert ImageGeometry(4, 3, 0).channel_layout is ChannelLayout.RGB
     assert isinstance(read_file(_image_v2(1)[0]), VQFile)
+
+
+# ------------------------------------------------------------------------------------------ STAGE_SYNTAX
+def test_stage_syntax_chunk_round_trips_and_survives_truncation():
+    from vqcodec.bitstream import StageSyntax, stage_syntax_chunk, truncate
+
+    data, _ = _image_v2(3, [stage_syntax_chunk(StageSyntax.DEPTH)])
+    f = read_file(data)
+    assert f.stage_syntax == StageSyntax.DEPTH
+    assert read_file(truncate(data, 1)).stage_syntax == StageSyntax.DEPTH  # side information: kept
+    assert read_file(_image_v2(3)[0]).stage_syntax == StageSyntax.PLAIN  # absent: plain (0.2.0's files)
+
+
+@pytest.mark.parametrize("payload, match", [
+    (b"\x00", "omitting the chunk"),
+    (b"\x01\x00", "after its value"),
+    (b"", "STAGE_SYNTAX"),
+    (b"\x81\x00", "minimal|STAGE_SYNTAX"),
+])
+def test_bad_stage_syntax_payloads_are_refused(payload, match):
+    data = _raw2([MODEL_C, GEOM_C, (0x0009, 1, 0, payload), _stream(1)])
+    with pytest.raises(VQFormatError, match=match):
+        read_file(data)
+
+
+def test_unknown_stage_syntax_asks_for_an_upgrade_and_two_chunks_are_refused():
+    from vqcodec.bitstream import StageSyntax, stage_syntax_chunk
+
+    with pytest.raises(VQFormatError, match="upgrade vqcodec"):
+        read_file(_raw2([MODEL_C, GEOM_C, (0x0009, 1, 0, b"\x07"), _stream(1)]))
+    with pytest.raises(VQFormatError, match="second STAGE_SYNTAX"):
+        read_file(_raw2([MODEL_C, GEOM_C, (0x0009, 1, 0, b"\x01"), (0x0009, 1, 0, b"\x01"), _stream(1)]))
+    with pytest.raises(VQFormatError, match="must-understand"):
+        read_file(_raw2([MODEL_C, GEOM_C, (0x0009, 0, 0, b"\x01"), _stream(1)]))
+    assert read_file(_raw2([MODEL_C, GEOM_C, (0x0009, 1, 0, b"\x01"), _stream(1)])).stage_syntax == StageSyntax.DEPTH
+    with pytest.raises(ValueError, match="PLAIN"):
+        stage_syntax_chunk(StageSyntax.PLAIN)

@@ -16,7 +16,8 @@ import pytest
 
 import vqcodec
 from vqcodec import api
-from vqcodec.bitstream import AudioGeometry, ImageGeometry, IndexDecoder, IndexEncoder, Modality, VQFormatError, \
+from vqcodec.bitstream import AudioGeometry, ImageGeometry, IndexDecoder, IndexEncoder, Modality, StageSyntax, \
+    VQFormatError, stage_syntax_chunk, \
     read_file, write_file
 from vqcodec.bitstream.entropy import max_symbols, min_bits_per_symbol
 from vqcodec.coding.stages import min_bits_per_index
@@ -43,7 +44,7 @@ def _refusal(data: bytes) -> tuple[str, int, float]:
 def test_tiny_image_file_declaring_huge_size_is_refused_cheaply(tiny_weights, use_weights, side):
     use_weights(tiny_weights)
     codec = api.default_codec("image")
-    layers = [[b""]] * codec.max_quality
+    layers = [[b""]] * codec.max_layers
     for streams in ([[b""]], layers, [[bytes(8)]] + layers[1:]):
         data = write_file(Modality.IMAGE, codec.components, ImageGeometry(side, side), streams)
         assert len(data) < 200
@@ -58,11 +59,13 @@ def test_short_stream_is_refused_before_allocating_the_grid(tiny_weights, use_we
     by the length check, cheaply, however large the declared size."""
     use_weights(tiny_weights)
     codec = api.default_codec("image")
-    data = vqcodec.encode_image(make_image(32, 48, 0), quality=3)
-    streams = [f.streams(k) for f in [read_file(data)] for k in range(1, 4)]
-    big = write_file(Modality.IMAGE, codec.components, ImageGeometry(6000, 6000), streams)
-    msg, peak, _ = _refusal(big)
-    assert "too short" in msg and peak < TRACED_LIMIT
+    data = vqcodec.encode_image(make_image(32, 48, 0), quality=100)
+    f = read_file(data)
+    streams = [f.streams(k) for k in range(1, f.layers + 1)]
+    for extra in ([], [stage_syntax_chunk(StageSyntax.DEPTH)]):  # as 0.2.0 read them, and as they are
+        big = write_file(Modality.IMAGE, codec.components, ImageGeometry(6000, 6000), streams, extra_chunks=extra)
+        msg, peak, _ = _refusal(big)
+        assert "too short" in msg and peak < TRACED_LIMIT
 
 
 def test_stream_that_runs_dry_stops_the_decoder_at_once():

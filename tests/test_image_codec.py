@@ -4,19 +4,29 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.bitstream import ModelComponent, VQFormatError, read_file, truncate, write_file
+from vqcodec.bitstream import (ImageGeometry, Modality, ModelComponent, StageSyntax, VQFormatError, read_file, truncate,
+                               write_file)
+from vqcodec.coding.depth import depths_of
+from vqcodec.coding.stages import encode_stages
+from vqcodec.image.model import pad_to_multiple
+
+
+QUALITIES = (1, 2, 25, 50, 75, 99, 100)
 
 
 @pytest.mark.parametrize("size", [(37, 29), (8, 8), (1, 1), (64, 48)])
-def test_round_trip_every_quality(tiny_codec, size, make_image):
+def test_round_trip_across_the_quality_scale(tiny_codec, size, make_image):
     h, w = size
     rgb = make_image(h, w, seed=h)
-    for q in range(1, tiny_codec.max_quality + 1):
+    for q in QUALITIES:
         data = tiny_codec.encode(rgb, q)
         vqfile = read_file(data)
         indices = tiny_codec.decode_indices(vqfile)
-        assert (vqfile.geometry.width, vqfile.geometry.height, vqfile.layers) == (w, h, q)
-        assert torch.equal(indices, tiny_codec.encode_indices(rgb, q))
+        expected = tiny_codec.encode_indices(rgb, q)
+        assert (vqfile.geometry.width, vqfile.geometry.height) == (w, h)
+        assert vqfile.layers == expected.shape[0] <= tiny_codec.max_layers
+        assert vqfile.stage_syntax == StageSyntax.DEPTH
+        assert torch.equal(indices, expected)
         out = tiny_codec.decode(data)
         assert out.shape == rgb.shape and out.dtype == np.uint8
         assert np.array_equal(out, tiny_codec.render(indices, h, w))
@@ -26,19 +36,34 @@ def test_truncated_file_decodes_at_lower_quality(tiny_codec, make_image):
     rgb = make_image(40, 56, seed=3)
     full = tiny_codec.encode(rgb)
     full_indices = tiny_codec.encode_indices(rgb)
-    for s in range(1, tiny_codec.max_quality + 1):
-        # a truncated file holds the first s stages of the full-quality indices (the beam search
-        # optimises the full quality, so they need not equal a direct quality-s encode)
+    for s in range(1, full_indices.shape[0] + 1):
+        # a file cut to s layers holds each position's first min(depth, s) stages
         idx = tiny_codec.decode_indices(truncate(full, s))
         assert torch.equal(idx, full_indices[:s])
         idx_q = tiny_codec.decode_indices(full, layers=s)
         assert torch.equal(idx_q, idx)
 
 
-def test_more_stages_cost_more_bytes(tiny_codec, make_image):
+def test_higher_quality_never_makes_a_block_shallower(tiny_codec, make_image):
     rgb = make_image(48, 48, seed=5)
-    sizes = [len(tiny_codec.encode(rgb, q)) for q in range(1, tiny_codec.max_quality + 1)]
-    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    depths = [depths_of(tiny_codec.encode_indices(rgb, q)) for q in QUALITIES]
+    for low, high in zip(depths, depths[1:]):
+        assert bool((high >= low).all())
+    sizes = [len(tiny_codec.encode(rgb, q)) for q in QUALITIES]
+    assert sizes[0] < sizes[-1]
+    assert int(depths[0].sum()) < int(depths[-1].sum())
+
+
+def test_plain_files_of_0_2_0_still_decode(tiny_codec, make_image):
+    """Release 0.2.0 wrote every stage at every position (no STAGE_SYNTAX chunk)."""
+    rgb = make_image(24, 40, seed=7)
+    x = pad_to_multiple(tiny_codec._to_tensor(rgb), 8)
+    indices = tiny_codec.model.encode_indices(x, tiny_codec.max_layers, beam=4)[0]
+    streams = encode_stages(tiny_codec.prior, indices)
+    data = write_file(Modality.IMAGE, tiny_codec.components, ImageGeometry(40, 24), [[s] for s in streams])
+    assert read_file(data).stage_syntax == StageSyntax.PLAIN
+    assert torch.equal(tiny_codec.decode_indices(data), indices)
+    assert torch.equal(tiny_codec.decode_indices(truncate(data, 2)), indices[:2])
 
 
 def test_other_model_is_refused(tiny_codec, make_image):

@@ -139,6 +139,46 @@ def test_bd_rate_input_errors():
         metrics.bd_rate(JPEG_BPP, JPEG_PSNR, JPEG_BPP, JPEG_PSNR, method="akima")
 
 
+# ------------------------------------------------------------------------- BD-rate, fixed window
+
+@pytest.mark.parametrize("method", METHODS)
+def test_window_bd_rate_of_half_the_rate_is_minus_fifty_percent(method):
+    half = [b / 2 for b in JPEG_BPP]
+    r = metrics.bd_rate_window(JPEG_BPP, JPEG_PSNR, half, JPEG_PSNR, window=(26.0, 31.5), method=method)
+    assert r.value == pytest.approx(-50.0)
+    assert r.covers_window and r.range == (26.0, 31.5) and r.window == (26.0, 31.5) and r.note == ""
+
+
+def test_window_bd_rate_differs_from_overlap_where_the_gap_is_not_constant():
+    # the test curve saves 50 % below 28 dB and nothing above: the window average depends on the window
+    q = np.array([22.0, 24.0, 26.0, 28.0, 30.0, 32.0, 34.0])
+    anchor = np.exp(0.3 * (q - 22.0)) * 0.1
+    test = anchor * np.where(q < 28.0, 0.5, 1.0)
+    pchip_window = metrics.bd_rate_window(anchor, q, test, q, window=(30.0, 34.0), method="pchip")
+    assert pchip_window.value == pytest.approx(0.0, abs=1e-9)
+    assert metrics.bd_rate(anchor, q, test, q, method="pchip") < -10
+
+
+def test_window_bd_rate_clips_to_what_the_curves_cover_and_says_so():
+    q_test = [27.0, 28.0, 29.0, 30.0]  # starts above the window's lower end
+    r = metrics.bd_rate_window(JPEG_BPP, JPEG_PSNR, [0.2, 0.3, 0.4, 0.5], q_test, window=(26.0, 31.5))
+    assert not r.covers_window
+    assert r.range == (27.0, 30.0)
+    assert "test covers 27.00..30.00" in r.note and "26..31.5" in r.note
+    # the same as the overlap BD-rate over the clipped interval: nothing extrapolated
+    assert r.value == pytest.approx(metrics.bd_rate(JPEG_BPP, JPEG_PSNR, [0.2, 0.3, 0.4, 0.5], q_test))
+
+
+def test_window_bd_rate_errors():
+    with pytest.raises(ValueError, match="no part of the window"):
+        metrics.bd_rate_window([0.1, 0.2, 0.3, 0.4], [32, 33, 34, 35], JPEG_BPP, JPEG_PSNR, window=(26.0, 31.5))
+    with pytest.raises(ValueError, match="hi > lo"):
+        metrics.bd_rate_window(JPEG_BPP, JPEG_PSNR, JPEG_BPP, JPEG_PSNR, window=(31.5, 26.0))
+    with pytest.raises(ValueError, match=">= 4 points"):
+        metrics.bd_rate_window([0.1, 0.2, 0.3], [25, 28, 32], JPEG_BPP, JPEG_PSNR)
+    assert metrics.FIXED_PSNR_WINDOW == (26.0, 31.5)
+
+
 # ------------------------------------------------------------------ pchip against scipy's reference
 
 def test_pchip_matches_scipy():

@@ -197,3 +197,29 @@ def test_train_resume_is_exact_and_export(tmp_path):
 def test_resume_without_checkpoint_fails(tmp_path):
     with pytest.raises(FileNotFoundError, match="resume"):
         train_prior([torch.zeros(3, 8, 8, dtype=torch.int64)], tmp_path, steps=2, resume=True, progress=False)
+
+
+def test_absent_positions_add_nothing_and_are_not_counted():
+    """ABSENT (-1) entries past a block's depth: the float and the integer priors agree on the context they
+    make (no embedding), and the loss counts only present positions."""
+    model = lively(ImagePrior(small_cfg()), seed=5, std=0.2)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, K, (1, 3, 6, 7), generator=g)
+    y = x.clone()
+    stop = torch.rand(6, 7, generator=g) < 0.5
+    y[0, 1][stop] = -1
+    y[0, 2][stop] = -1
+    ip = IntegerImagePrior.from_float(model, [x[0]])
+    with torch.no_grad():
+        for stage in (2, 3):
+            f = ip.conditional_frequencies(y[0, : stage - 1], stage)
+            p_int = f / f.sum(1, keepdims=True)
+            logits = model(y[:, :stage])[0, stage - 1].reshape(K, -1).T.double()
+            assert np.abs(p_int - torch.softmax(logits, 1).numpy()).max() < 5e-3
+        bits = model.loss(y)
+        # stage 3 counted over the present positions only: recompute by hand
+        logits = model(y)[0, 2]
+        nll = torch.nn.functional.cross_entropy(logits.reshape(K, -1).T[~stop.reshape(-1)], y[0, 2][~stop])
+        assert math.isclose(float(bits[2]), float(nll) / math.log(2.0), rel_tol=1e-5)
+    with pytest.raises(ValueError, match="stage 1"):
+        model.loss(torch.full((1, 3, 2, 2), -1))

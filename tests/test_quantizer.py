@@ -175,3 +175,19 @@ def test_beam_lowers_the_error_and_chunks_consistently():
     assert mse(beamed) < 0.97 * mse(greedy)
     assert torch.equal(rvq.encode(x[:100], beam=4), beamed[:100])
     assert torch.equal(rvq.encode(x, num_stages=1, beam=4), greedy[:, :1])
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_prefixes_give_the_best_path_at_every_depth(beam):
+    """encode_prefixes: row s-1 is the s-stage path encode() gives, its error is that path's error, and
+    entries past each depth are ABSENT (-1), which decode() treats as nothing."""
+    rvq = _fitted_rvq(4, 16, 6, seed=3)
+    x = torch.randn(300, 6)
+    paths, errors = rvq.encode_prefixes(x, beam=beam)
+    assert paths.shape == (300, 4, 4) and errors.shape == (300, 4)
+    for d in range(1, 5):
+        assert torch.equal(paths[:, d - 1, :d], rvq.encode(x, num_stages=d, beam=beam))
+        assert bool((paths[:, d - 1, d:] == -1).all())
+        rec = rvq.decode(paths[:, d - 1])  # ABSENT columns add nothing
+        torch.testing.assert_close(rec, rvq.decode(paths[:, d - 1, :d]))
+        torch.testing.assert_close(((x - rec) ** 2).sum(-1), errors[:, d - 1], rtol=1e-4, atol=1e-4)

@@ -141,3 +141,112 @@ def test_unknown_codec_is_a_usage_error(capsys):
         rd.select_codecs("jpeg,bpg", rd.build_parser())
     assert exc.value.code == 2
     assert "unknown codec 'bpg'" in capsys.readouterr().err
+
+
+def _load_helper(name: str):
+    """A helper module of benchmarks/ (the script puts the folder on sys.path)."""
+    _load_script()
+    import importlib
+
+    return importlib.import_module(name)
+
+
+def test_quick_run_keeps_per_image_data_and_fixed_window_bd_rates(tmp_path):
+    import torch
+
+    rd = _load_script()
+    threads = torch.get_num_threads()
+    try:
+        assert rd.main(["--quick", "--codecs", "jpeg,webp", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # leave this process as it was
+    record = json.loads((tmp_path / "rd" / "kodak" / "webp.json").read_text())
+    per = record["per_image"]
+    assert per["images"] == ["kodim01.png", "kodim02.png", "kodim03.png"]
+    for key in ("bpp", "psnr-rgb", "ms-ssim"):  # one row per quality, one value per image; the means agree
+        assert len(per[key]) == 2 and all(len(row) == 3 for row in per[key])
+        assert [float(np.mean(row)) for row in per[key]] == pytest.approx(record["results"][key])
+    assert record["measured"]
+
+    bd = json.loads((tmp_path / "bd_rate.json").read_text())
+    assert bd["fixed_window"]["window_db"] == [26.0, 31.5]
+    for e in bd["entries"]:
+        if e["metric"] != "psnr-rgb":
+            assert e["fixed_window"] is None
+            continue
+        fw = e["fixed_window"]
+        assert fw["window"] == [26.0, 31.5] and fw["cubic"] is None  # two points: pchip only
+        if fw["pchip"] is not None:
+            lo, hi = fw["range"]
+            assert 26.0 <= lo < hi <= 31.5
+            assert fw["covers_window"] == (lo == 26.0 and hi == 31.5)
+            assert fw["covers_window"] or "clipped" in fw["note"]
+    [jpeg_vs_webp] = bd["per_image"]  # per image against WebP: JPEG is the only other codec with the data
+    assert jpeg_vs_webp["test"] == "JPEG" and jpeg_vs_webp["anchor"] == "WebP" and jpeg_vs_webp["method"] == "pchip"
+    assert set(jpeg_vs_webp["images"]) == set(per["images"])
+    assert jpeg_vs_webp["median"] > 0 and jpeg_vs_webp["worst"] >= jpeg_vs_webp["median"]
+    md = (tmp_path / "results.md").read_text()
+    assert "fixed PSNR window 26..31.5 dB" in md and "### Per image" in md and "median vs WebP" in md
+
+    # the report alone, from the records: the same BD-rates, nothing measured
+    again = tmp_path / "again"
+    try:
+        assert rd.main(["--quick", "--report-only", "--reuse", str(tmp_path), "--out", str(again)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    bd2 = json.loads((again / "bd_rate.json").read_text())
+    assert bd2["entries"] == bd["entries"] and bd2["per_image"] == bd["per_image"]
+    assert "not re-measured" in (again / "results.md").read_text()
+
+
+def test_report_only_needs_records(tmp_path, capsys):
+    rd = _load_script()
+    with pytest.raises(SystemExit):
+        rd.main(["--report-only", "--out", str(tmp_path)])
+    assert "--reuse" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rd.main(["--report-only", "--quick", "--reuse", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "no records" in capsys.readouterr().err
+
+
+def test_per_image_bd_rate_against_webp():
+    rd_report = _load_helper("rd_report")
+    q = [24.0, 26.0, 28.0, 30.0, 32.0, 34.0]
+    bpp = [0.1, 0.2, 0.35, 0.5, 0.8, 1.2]
+
+    def record(name, factors, psnr_shift=0.0):
+        rows = [[b * f for f in factors] for b in bpp]
+        return {"name": name, "results": {}, "per_image": {
+            "images": ["a.png", "b.png", "c.png"], "bpp": rows,
+            "psnr-rgb": [[p + psnr_shift * (i == 2) for i in range(3)] for p in q]}}
+
+    records = {"webp": record("WebP", [1, 1, 1]), "vqcodec": record("vqcodec", [0.5, 2.0, 1.0], psnr_shift=4.0)}
+    [s] = rd_report.per_image_bd_rates(records)
+    assert s["test"] == "vqcodec" and s["anchor"] == "WebP" and s["window"] == [26.0, 31.5]
+    assert s["images"]["a.png"]["bd_rate"] == pytest.approx(-50.0)
+    assert s["images"]["b.png"]["bd_rate"] == pytest.approx(100.0)
+    c = s["images"]["c.png"]  # its vqcodec curve starts at 28 dB: only 28..31.5 is used, and flagged
+    assert not c["covers_window"] and c["range"] == [28.0, 31.5] and "clipped" in c["note"]
+    assert s["worst"] == pytest.approx(100.0) and s["worst_image"] == "b.png"
+    assert s["computed"] == 3 and s["covering_window"] == 2
+    assert rd_report.per_image_bd_rates({"vqcodec": records["vqcodec"]}) == []  # no WebP: nothing
+
+
+def test_plugin_baselines_round_trip_when_installed():
+    image_codecs = _load_helper("image_codecs")
+    codecs = image_codecs.baseline_codecs()
+    present = [k for k in ("jpegxl", "heic") if k in codecs]
+    if not present:
+        pytest.skip("neither pillow-jxl-plugin nor pillow-heif is installed")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:96, 0:128]
+    img = Image.fromarray(np.clip(np.stack([x * 2, y * 2, x + y], -1) + rng.normal(0, 4, (96, 128, 3)), 0, 255)
+                          .astype(np.uint8))
+    for key in present:
+        codec = codecs[key]
+        small, large = codec.encode(img, codec.qualities[1]), codec.encode(img, codec.qualities[-1])
+        assert 0 < len(small) < len(large)
+        out = codec.decode(large)
+        assert out.size == img.size
+        err = np.abs(np.asarray(out.convert("RGB"), dtype=np.float64) - np.asarray(img, dtype=np.float64)).mean()
+        assert err < 8, (key, err)

@@ -1,7 +1,7 @@
 """vqcodec: a learned codec for images and audio built on a residual VQ-VAE.
 
 Data flow, input file to .vq and back (read the folder names in this order):
-  api.py                     public entry points: encode_image, encode_audio, decode, inspect, max_quality
+  api.py                     public entry points: encode_image, encode_audio, decode, inspect, max_quality, max_layers
   registry.py                which installed model components a file names; which codec decodes it
   image/, audio/             one folder per modality: its model (encoder -> latents -> decoder), its codec
                              pipeline, its data loading, its float and integer prior nets
@@ -14,14 +14,14 @@ Data flow, input file to .vq and back (read the folder names in this order):
                              by inference)
   cli/                       the `vqcodec` command, through the public API
 """
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
-from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_quality, sample_image  # noqa: E402
+from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_layers, max_quality, sample_image  # noqa: E402
 from .pillow_plugin import register_pillow  # noqa: E402
 
 register_pillow()  # Image.open / Image.save of .vq images (vqcodec/pillow_plugin.py); loads no model
 
 __all__ = ["__version__", "VQFormatError", "encode_image", "encode_audio", "decode", "decode_indices", "inspect",
-           "max_quality", "sample_image", "register_pillow"]
+           "max_layers", "max_quality", "sample_image", "register_pillow"]

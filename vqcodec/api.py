@@ -9,13 +9,17 @@ Decoding dispatches on the file: its header names the modality and every model c
 and the registry (`vqcodec.registry`) finds the installed weights, so files of earlier releases keep
 decoding while their components are installed.
 
-Input policy for images (also what the CLI does):
-  * RGB is coded as is; 16-bit and float modes are converted to 8-bit RGB by Pillow.
-  * Grayscale ("L", "I;16", ...) and palette ("P") images are converted to RGB; the decoded image is RGB.
-  * An alpha channel that is fully opaque is dropped silently (nothing is lost). A non-opaque alpha
-    channel raises ValueError unless `alpha="drop"` (keep the colour channels, discard alpha) or
-    `alpha="white"` / `alpha="black"` (composite over that background) is given: vqcodec codes RGB
-    only, and losing transparency silently would lose data.
+Input policy for images (also what the CLI does; the details are vqcodec.image.input's):
+  * RGB is coded as is; grayscale (L, 1, 16-bit, I, F) is coded as RGB and decoded as L; palette images
+    as RGB (RGBA with a transparency key); CMYK is converted to sRGB (through its ICC profile if any);
+    16-bit samples are rounded to 8 bits; the EXIF orientation is applied to the pixels.
+  * Alpha (RGBA, LA, PA, ...) is coded losslessly beside the colours (`alpha="keep"`, the default), so
+    RGBA in gives RGBA out with alpha bit-exact; `alpha="drop" | "white" | "black"` flattens it and
+    `alpha="error"` refuses a transparent image.
+  * The ICC profile, EXIF and XMP are carried and come back in the decoded image's `info`
+    ("icc_profile", "exif", "xmp"); `strip=True` drops EXIF and XMP.
+  * Refused with a one-line ValueError: larger than 2^26 pixels or 65535 a side (checked before the
+    pixels are decoded), animated, damaged.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ __all__ = [
     "decode_indices",
     "inspect",
     "max_quality",
+    "max_layers",
     "to_rgb_array",
     "FileInfo",
     "VQFormatError",
@@ -69,7 +74,7 @@ a larger one raises VQFormatError before anything is allocated. Read at each dec
 Default 2^30: 3.1 hours of 48 kHz stereo, 6.2 hours of 48 kHz mono, 18.6 hours of 16 kHz mono (the
 whole-array `decode` of a clip at the limit returns 4.3 GB of float32; `decode_audio_blocks` streams it)."""
 
-AlphaPolicy = Literal["error", "drop", "white", "black"]
+AlphaPolicy = Literal["keep", "error", "drop", "white", "black"]
 Progress = Callable[[int, int], None]
 """progress(done, total): called after each quality layer is coded."""
 
@@ -103,13 +108,21 @@ def codec_for_file(vqfile: "VQFile") -> Any:
 
 
 def max_quality(modality: str = "image") -> int:
-    """Top of the quality scale of the shipped `modality` model ("image" or "audio")."""
+    """Top of the quality scale of the shipped `modality` model ("image": 100; "audio": its stage count)."""
     return default_codec(modality).max_quality
+
+
+def max_layers(modality: str = "image") -> int:
+    """Most quality layers a file of the shipped `modality` model holds (its residual-VQ stages): the range
+    of `decode(..., layers=N)` and of `sample_*(layers=N)`."""
+    codec = default_codec(modality)
+    return int(getattr(codec, "max_layers", codec.max_quality))
 
 
 # ----------------------------------------------------------------------------------------------- images
 def to_rgb_array(img: "Image.Image | np.ndarray", alpha: AlphaPolicy = "error") -> np.ndarray:
-    """A PIL image or an (H, W, 3) uint8 array -> (H, W, 3) uint8 RGB array, by the policy above."""
+    """A PIL image or an (H, W, 3) uint8 array -> (H, W, 3) uint8 RGB array (vqcodec 0.2's policy: RGB only,
+    a transparent alpha refused unless alpha="drop" | "white" | "black"). `encode_image` keeps alpha."""
     if isinstance(img, np.ndarray):
         if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
             return img
@@ -143,19 +156,38 @@ def encode_image(
     img: "Image.Image | np.ndarray",
     quality: int | None = None,
     *,
-    alpha: AlphaPolicy = "error",
+    alpha: AlphaPolicy = "keep",
+    strip: bool = False,
+    effort: int | None = None,
+    max_bytes: int | None = None,
     progress: Progress | None = None,
     verify: bool = False,
 ) -> bytes:
     """Encode an image to .vq bytes.
 
     Args:
-        img: a PIL image, or an (H, W, 3) uint8 RGB array. See the module docstring for other modes.
-        quality: 1..max_quality("image"); None means the top (best quality, most bytes).
-        alpha: what to do with a transparent alpha channel ("error", "drop", "white", "black").
-        verify: decode the bytes again and check they give the encoder's indices (RuntimeError if not).
+        img: a PIL image of any mode, or a uint8 array (H, W, 3) RGB, (H, W, 4) RGBA, (H, W) gray,
+            (H, W, 2) gray + alpha. See the module docstring for the policy.
+        quality: 1..max_quality("image") (100); None means the top (best quality, most bytes). Each value
+            is a rate-distortion trade-off (vqcodec.image.rate_control), each block getting its own depth.
+        effort: encoder effort 1 (fastest) .. 3 (slowest, fewest bytes); None = 2. Decoding time does not
+            depend on it.
+        max_bytes: instead of `quality`: the highest quality whose colour streams and header fit in this
+            many bytes (as `cwebp -size`); the alpha plane and metadata come on top.
+        alpha: "keep" (code the alpha plane losslessly), "drop", "white" / "black" (composite over that
+            colour), "error" (refuse a transparent image).
+        strip: drop EXIF and XMP metadata (the ICC profile is kept).
+        verify: decode the bytes again and check they give the encoder's indices and alpha (RuntimeError if not).
+    Raises:
+        ValueError: an image vqcodec does not code (vqcodec.image.input.ImageInputError: one line saying why).
     """
-    return default_codec("image").encode(to_rgb_array(img, alpha), quality, progress, verify=verify)
+    from vqcodec.image.input import prepare_image
+    from vqcodec.image.layout import add_side_info
+
+    prepared = prepare_image(img, alpha=alpha, strip=strip)
+    data = default_codec("image").encode(prepared.rgb, quality, progress, effort=effort, max_bytes=max_bytes,
+                                         verify=verify)
+    return add_side_info(data, prepared, verify=verify)
 
 
 def sample_image(width: int, height: int, *, seed: int = 0, layers: int | None = None) -> Image.Image:
@@ -212,29 +244,37 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
     Args:
         layers: decode only the first `layers` quality layers (None = all in the file).
     Returns:
-        an image file: a PIL RGB image; an audio file: (samples float32 (T, C), sample_rate in Hz).
+        an image file: a PIL image of the file's layout ("RGB", "RGBA", "L" or "LA"), its `info` holding the
+        carried "icc_profile", "exif" and "xmp"; an audio file: (samples float32 (T, C), sample_rate in Hz).
     Raises:
         VQFormatError: for anything that is not a valid .vq file of an installed model.
     """
     vqfile = _parse(data)
-    out = codec_for_file(vqfile).decode(vqfile, layers, progress)
+    codec = codec_for_file(vqfile)
     if vqfile.modality_name == "image":
-        return Image.fromarray(out, mode="RGB")
-    return out
+        from vqcodec.image.layout import read_side_info, to_image
+
+        side = read_side_info(vqfile)  # the alpha plane first: damage there is found before the slow part
+        return to_image(codec.decode(vqfile, layers, progress), side)
+    return codec.decode(vqfile, layers, progress)
 
 
 def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Progress | None = None
                         ) -> tuple[int, int, int, Iterator[np.ndarray]]:
-    """Decode an audio .vq file block by block: -> (sample_rate, channels, num_samples, blocks), where blocks
-    yields float32 (n, channels) arrays adding up to num_samples. The waveform is rendered as it is consumed,
-    so memory does not grow with the file's length."""
+    """Decode an audio .vq file block by block: -> (sample_rate in Hz, channels, num_samples, blocks), where
+    blocks yields float32 (n, channels) arrays adding up to num_samples per channel, equal bit for bit to
+    what `decode` returns.
+
+    The file is parsed and checked here; each coded block's index streams are decoded when the audio that
+    needs them is rendered and released after it, and the waveform is rendered as it is consumed, so memory
+    does not grow with the file's length (it holds the file's bytes, a few blocks of indices and one chunk
+    of audio). A stream damaged in a way the up-front checks cannot see raises VQFormatError from the
+    iteration, after the earlier blocks were yielded: write to a temporary file and rename it (as the CLI
+    does) if a partial result must never be seen."""
     vqfile = _parse(data)
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
-    codec = codec_for_file(vqfile)
-    indices = codec.decode_indices(vqfile, layers, progress, compact=True)
-    g = vqfile.geometry
-    return g.sample_rate, g.channels, g.num_samples, codec.render_blocks(indices, g.sample_rate, g.num_samples)
+    return codec_for_file(vqfile).decode_blocks(vqfile, layers, progress)
 
 
 def decode_indices(data: bytes, *, layers: int | None = None) -> torch.Tensor:
@@ -256,6 +296,8 @@ class FileInfo:
         sample_rate, channels, num_samples: audio geometry (0 for images).
         layer_bytes: bytes of the coded streams of each layer.
         format_version: the container version.
+        mode: images: the Pillow mode decoding gives ("RGB", "RGBA", "L", "LA"); "" for audio.
+        metadata: the METADATA chunks, ((key, value bytes), ...) in file order: "icc", "exif", "xmp", ...
     """
 
     modality: str
@@ -269,6 +311,8 @@ class FileInfo:
     sample_rate: int = 0
     channels: int = 0
     num_samples: int = 0
+    mode: str = ""
+    metadata: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def bits_per_pixel(self) -> float:
@@ -287,8 +331,8 @@ def inspect(data: bytes) -> FileInfo:
     """Describe .vq bytes without decoding them. Raises VQFormatError for an invalid file."""
     vqfile = _parse(data)
     g = vqfile.geometry
-    geometry: dict[str, int] = (
-        {"width": g.width, "height": g.height} if vqfile.modality_name == "image"
+    geometry: dict[str, Any] = (
+        {"width": g.width, "height": g.height, "mode": g.channel_layout.pil_mode} if vqfile.modality_name == "image"
         else {"sample_rate": g.sample_rate, "channels": g.channels, "num_samples": g.num_samples}
     )
     return FileInfo(
@@ -298,5 +342,6 @@ def inspect(data: bytes) -> FileInfo:
         file_bytes=len(data),
         layer_bytes=tuple(sum(len(s) for s in vqfile.streams(k)) for k in range(1, vqfile.layers + 1)),
         format_version=vqfile.version,
+        metadata=tuple(vqfile.metadata.items()),
         **geometry,
     )

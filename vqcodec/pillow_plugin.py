@@ -1,11 +1,15 @@
 """A Pillow plugin for .vq images: `Image.open("photo.vq")` and `img.save("photo.vq", quality=...)`.
 
 Registered by `import vqcodec` (or `vqcodec.register_pillow()`; registering twice is harmless). Registering
-loads no model: opening reads only the header (size, mode "RGB"), `load()` decodes the pixels, and saving
-encodes with the shipped image model, both through the public API (vqcodec.api).
+loads no model: opening reads only the header (size; mode "RGB", "RGBA", "L" or "LA" by the file's channel
+layout; `info["icc_profile"]`, `info["exif"]` and `info["xmp"]` where the file carries them, as Pillow's JPEG,
+PNG and WebP readers name them), `load()` decodes the pixels, and saving encodes with the shipped image
+model, both through the public API (vqcodec.api).
 
-Save options (same meaning as the CLI): `quality` 1..max_quality("image") (default: the top), `alpha`
-"error" | "drop" | "white" | "black" for a transparent alpha channel, `verify` to decode and check.
+Save options (same meaning as the CLI): `quality` 1..max_quality("image") (default: the top), `effort` 1..3, `alpha`
+"keep" (default: coded losslessly) | "drop" | "white" | "black" | "error", `strip` to drop EXIF and XMP,
+`verify` to decode and check. The image's own `info` ICC profile, EXIF and XMP are carried; `icc_profile=`,
+`exif=` and `xmp=` save options replace them (Pillow's convention).
 
 Errors: a file with the .vq magic that is damaged, of a model that is not installed, or that holds audio
 raises `PIL.UnidentifiedImageError` (an OSError) carrying vqcodec's message from `Image.open`; damage that
@@ -51,11 +55,14 @@ class VQImageFile(ImageFile.ImageFile):
         if info.modality != "image":
             raise UnidentifiedImageError(
                 f"{name}: a vqcodec {info.modality} file, not an image; decode it with vqcodec.decode")
+        from vqcodec.image.metadata import ImageMetadata
+
         self._vq_data = data
         self._size = (info.width, info.height)
-        self._mode = "RGB"
+        self._mode = info.mode
         self.info["layers"] = info.layers
         self.info["vq_models"] = info.components
+        self.info.update(ImageMetadata.from_chunks(dict(info.metadata)).pil_info())
         self.tile = []
 
     def load(self) -> Any:
@@ -85,10 +92,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     top = api.max_quality("image")
     if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= top):
         raise ValueError(f"vqcodec quality must be an integer 1..{top} (higher is better), got {quality!r}")
-    alpha = opts.get("alpha", "error")
-    if alpha not in ("error", "drop", "white", "black"):
-        raise ValueError(f"vqcodec alpha must be 'error', 'drop', 'white' or 'black', got {alpha!r}")
-    fp.write(api.encode_image(im, quality, alpha=alpha, verify=bool(opts.get("verify", False))))
+    alpha = opts.get("alpha", "keep")
+    if alpha not in ("keep", "error", "drop", "white", "black"):
+        raise ValueError(f"vqcodec alpha must be 'keep', 'drop', 'white', 'black' or 'error', got {alpha!r}")
+    overrides = {key: opts[key] for key in ("icc_profile", "exif", "xmp") if key in opts}
+    if overrides:  # Pillow's convention: save options replace the image's own metadata
+        im = im.copy()
+        im.info.update(overrides)
+    fp.write(api.encode_image(im, quality, alpha=alpha, strip=bool(opts.get("strip", False)),
+                              effort=opts.get("effort"), verify=bool(opts.get("verify", False))))
 
 
 def register_pillow() -> None:

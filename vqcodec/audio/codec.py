@@ -11,9 +11,13 @@
             field, resamples back to the input's rate as a stream, and cuts the result to exactly the
             input's length
 
-Memory is bounded: the waveform is only ever held a chunk at a time (plus halos), so a long file needs
-the indices (int16, 2 bytes per frame per stage per channel) and one chunk of audio. Every chunk edge is
-a multiple of the hop, and the halo makes a chunk's frames (and samples) those of a whole-clip pass.
+Memory is bounded, whatever the file's length: the waveform is only ever held a chunk at a time (plus
+halos). The encoder range-codes each block of frames as soon as its indices are known and keeps only the
+coded bytes; the decoder (`decode_blocks`) decodes a block's index streams when the first chunk that needs
+them is rendered and releases them once the chunks have passed, so it holds the file's bytes, the indices
+of the one or two blocks under the current chunk and one chunk of audio. Every chunk edge is a multiple of
+the hop, and the halo makes a chunk's frames (and samples) those of a whole-clip pass: the same file
+decodes to the same samples whatever `chunk_seconds` the decoder uses (tested).
 
 Quality: quality q in 1..max_quality codes the first q residual stages (each about 0.45 kbit/s per
 channel before entropy coding at 50 frames/s); decoding `layers` n gives the first n.
@@ -23,6 +27,8 @@ across thread counts; measured and tested).
 """
 from __future__ import annotations
 
+import bisect
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -236,19 +242,21 @@ class AudioCodec:
         return int(quality)
 
     # ------------------------------------------------------------------------------------------ encode
-    @torch.no_grad()
-    def encode_indices(self, audio: AudioStream, quality: int | None = None,
-                       progress: Progress | None = None) -> tuple[torch.Tensor, int]:
-        """Stream -> (indices (C, s, N) int16, samples per channel at the input rate)."""
-        s = self._check_quality(quality)
+    def _check_audio(self, audio: AudioStream) -> None:
         if not 1 <= audio.sample_rate <= MAX_SAMPLE_RATE:
             raise ValueError(f"sample rate {audio.sample_rate} Hz is outside 1..{MAX_SAMPLE_RATE}")
         if not 1 <= audio.channels <= MAX_CHANNELS:
             raise ValueError(f"{audio.channels} channels; vqcodec codes 1..{MAX_CHANNELS}")
-        counted = _Counter(_checked(audio.blocks, audio.channels))
+
+    @torch.no_grad()
+    def _index_chunks(self, audio: AudioStream, counted: "_Counter", s: int,
+                      progress: Progress | None) -> Iterator[torch.Tensor]:
+        """Yield the indices of consecutive chunks of frames, (C, s, n) int16 each, n >= 1, in order.
+
+        `counted` wraps the validated blocks of `audio`; once the generator is exhausted, counted.n is the
+        number of samples per channel at the input rate."""
         window = _Window(_resampled(counted, audio.sample_rate, SAMPLE_RATE, audio.channels), audio.channels)
         hop, halo = self.hop, self.enc_halo
-        chunks: list[torch.Tensor] = []
         f0 = 0
         expected = None if audio.num_samples is None else resampled_length(audio.num_samples, audio.sample_rate,
                                                                             SAMPLE_RATE)
@@ -262,7 +270,7 @@ class AudioCodec:
                 if num_frames == 0:
                     raise ValueError("audio is empty (no samples); nothing to encode")
                 if f0 >= num_frames:
-                    break
+                    return
                 f1 = min(f1, num_frames)
             lo_f = max(0, f0 - halo)
             hi_f = f1 + halo if total is None else min(f1 + halo, num_frames)
@@ -270,29 +278,81 @@ class AudioCodec:
             if total is not None:  # whole frames past the signal's resampled length are zeros
                 x[max(0, n16 - lo_f * hop):] = 0.0
             idx = self.model.encode_indices(torch.from_numpy(x.T.copy()), s)  # (C, s, frames)
-            chunks.append(idx[:, :, f0 - lo_f:f1 - lo_f].to(torch.int16))
+            yield idx[:, :, f0 - lo_f:f1 - lo_f].to(torch.int16)
             window.drop_before((f1 - halo) * hop)
             f0 = f1
             if progress and expected:
                 progress(min(f0 * hop, expected), expected)
+
+    def encode_indices(self, audio: AudioStream, quality: int | None = None,
+                       progress: Progress | None = None) -> tuple[torch.Tensor, int]:
+        """Stream -> (indices (C, s, N) int16, samples per channel at the input rate).
+
+        Holds the whole clip's indices (2 bytes per frame per stage per channel); `encode` does not."""
+        s = self._check_quality(quality)
+        self._check_audio(audio)
+        counted = _Counter(_checked(audio.blocks, audio.channels))
+        chunks = list(self._index_chunks(audio, counted, s, progress))
         return torch.cat(chunks, dim=2), counted.n
+
+    def _code_block(self, block: torch.Tensor) -> list[list[bytes]]:
+        """(C, s, n) indices of one block -> streams[channel][stage - 1]."""
+        return [encode_stages(self.prior, block[ch].long()) for ch in range(block.shape[0])]
 
     def encode(self, samples: "np.ndarray | AudioStream", sample_rate: int | None = None, quality: int | None = None,
                progress: Progress | None = None, *, verify: bool = False) -> bytes:
-        """float32 (T,) / (T, C) samples at `sample_rate` Hz (or an AudioStream) -> .vq bytes."""
+        """float32 (T,) / (T, C) samples at `sample_rate` Hz (or an AudioStream) -> .vq bytes.
+
+        Streams: each block of `block_frames` frames is range-coded as soon as its indices are known and only
+        its coded bytes are kept, so memory does not grow with the clip beyond the file's own bytes.
+        verify: decode the bytes again, block by block, and check every block's indices against those the
+        encoder coded (a SHA-256 of each block's indices is kept, not the indices); RuntimeError if not.
+        """
         audio = samples if isinstance(samples, AudioStream) else AudioStream.from_array(samples, int(sample_rate))
-        indices, num_samples = self.encode_indices(audio, quality, progress)
-        data = self.pack(indices, audio.sample_rate, num_samples)
-        if verify and not torch.equal(self.decode_indices(data), indices.long()):
-            raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
-                               "please report this as a vqcodec bug")
+        s = self._check_quality(quality)
+        self._check_audio(audio)
+        counted = _Counter(_checked(audio.blocks, audio.channels))
+        coded: list[list[list[bytes]]] = []  # [block][channel][stage - 1]
+        sizes: list[int] = []  # frames per block
+        digests: list[bytes] = []  # SHA-256 of each block's (C, s, n) int16 indices, for verify
+        pending: list[torch.Tensor] = []  # (C, s, n) int16 chunks not yet coded
+        have = 0
+
+        def code(n: int) -> None:
+            nonlocal pending, have
+            joined = torch.cat(pending, dim=2) if len(pending) > 1 else pending[0]
+            block, rest = joined[:, :, :n].contiguous(), joined[:, :, n:]
+            pending, have = ([rest] if rest.shape[2] else []), have - n
+            coded.append(self._code_block(block))
+            sizes.append(n)
+            if verify:
+                digests.append(_digest(block))
+
+        for chunk in self._index_chunks(audio, counted, s, progress):
+            pending.append(chunk)
+            have += chunk.shape[2]
+            while have >= self.block_frames:
+                code(self.block_frames)
+        if have:
+            code(have)
+        c = audio.channels
+        per_layer = [[coded[j][ch][k] for ch in range(c) for j in range(len(sizes))] for k in range(s)]
+        data = write_file(Modality.AUDIO, self.components, AudioGeometry(audio.sample_rate, c, counted.n),
+                          per_layer, extra_chunks=[segment_table_chunk(sizes)], encoder=f"vqcodec {__version__}")
+        if verify:
+            source = _FileIndices(self, read_file(data), None)
+            if source.shape[:2] != (c, s) or [b1 - b0 for b0, b1 in source.bounds] != sizes or any(
+                    _digest(source.block(j)) != d for j, d in enumerate(digests)):
+                raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
+                                   "please report this as a vqcodec bug")
         return data
 
     def _blocks(self, num_frames: int) -> list[tuple[int, int]]:
         return _chunks(num_frames, self.block_frames)
 
     def pack(self, indices: torch.Tensor, sample_rate: int, num_samples: int) -> bytes:
-        """(C, s, N) indices of a clip of num_samples samples per channel at sample_rate -> .vq bytes."""
+        """(C, s, N) indices of a clip of num_samples samples per channel at sample_rate -> .vq bytes
+        (the bytes `encode` writes for the same indices)."""
         c, s, n = indices.shape
         blocks = self._blocks(n)
         per_layer: list[list[bytes]] = [[] for _ in range(s)]
@@ -348,29 +408,26 @@ class AudioCodec:
                        progress: Progress | None = None, *, compact: bool = False) -> torch.Tensor:
         """.vq bytes (or a parsed file) -> (C, s, N) int64 indices; s = min(layers, layers in the file).
 
-        compact: return them as int16 (K = 512 fits), a quarter of the memory for long files."""
+        compact: return them as int16 (K = 512 fits), a quarter of the memory for long files.
+        progress(done, total) is called after each (channel, block) stream set is decoded."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
-        frames, bounds = self._check_file(vqfile)
-        if layers is not None and int(layers) < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
-        s = vqfile.layers if layers is None else min(int(layers), vqfile.layers)
-        c = vqfile.geometry.channels
-        out = torch.empty(c, s, frames, dtype=torch.int16)
-        streams = [vqfile.streams(k) for k in range(1, s + 1)]
-        done, total = 0, c * len(bounds)
-        for ch in range(c):
-            for j, (b0, b1) in enumerate(bounds):
-                i = ch * len(bounds) + j
-                out[ch, :, b0:b1] = decode_stages(self.prior, [streams[k][i] for k in range(s)], (b1 - b0,)).to(torch.int16)
-                done += 1
-                if progress:
-                    progress(done, total)
+        source = _FileIndices(self, vqfile, layers, progress)
+        out = torch.empty(source.shape, dtype=torch.int16)
+        for j, (b0, b1) in enumerate(source.bounds):
+            out[:, :, b0:b1] = source.block(j)
         return out if compact else out.long()
 
     @torch.no_grad()
-    def render_blocks(self, indices: torch.Tensor, sample_rate: int, num_samples: int) -> Iterator[np.ndarray]:
-        """(C, s, N) indices (any integer dtype) -> float32 (n, C) blocks at sample_rate, num_samples per channel
-        in total; one chunk of frames is widened to int64 and rendered at a time."""
+    def render_blocks(self, indices: "torch.Tensor | _FileIndices", sample_rate: int, num_samples: int
+                      ) -> Iterator[np.ndarray]:
+        """Indices -> float32 (n, C) blocks at sample_rate Hz, num_samples samples per channel in total.
+
+        indices: a (C, s, N) tensor of any integer dtype, or a `_FileIndices` (a file's indices, decoded a
+        block at a time as the chunks reach them). One chunk of `chunk_frames` frames (plus a halo of
+        `dec_halo` frames each side) is widened to int64 and rendered at a time, so memory does not grow
+        with N; the samples do not depend on the chunk size."""
+        frames_of = indices.frames if isinstance(indices, _FileIndices) else (
+            lambda lo, hi: indices[:, :, lo:hi].long())
         c, _, frames = indices.shape
         hop, halo = self.hop, self.dec_halo
         n16 = resampled_length(num_samples, sample_rate, SAMPLE_RATE)
@@ -378,7 +435,7 @@ class AudioCodec:
         def at_16k() -> Iterator[np.ndarray]:
             for f0, f1 in _chunks(frames, self.chunk_frames):
                 lo, hi = max(0, f0 - halo), min(frames, f1 + halo)
-                y = self.model.decode_indices(indices[:, :, lo:hi].long())  # (C, (hi - lo) * hop)
+                y = self.model.decode_indices(frames_of(lo, hi))  # (C, (hi - lo) * hop)
                 y = y[:, (f0 - lo) * hop:(f1 - lo) * hop]
                 y = y[:, : max(0, n16 - f0 * hop)]
                 yield y.T.numpy().astype(np.float32, copy=False)
@@ -392,14 +449,38 @@ class AudioCodec:
         if written < num_samples:
             yield np.zeros((num_samples - written, c), np.float32)
 
+    def decode_blocks(self, data: "bytes | VQFile", layers: int | None = None, progress: Progress | None = None
+                      ) -> tuple[int, int, int, Iterator[np.ndarray]]:
+        """Decode lazily, block by block: .vq bytes (or a parsed file) -> (sample_rate Hz, channels C,
+        num_samples T, blocks), blocks yielding float32 (n, C) arrays that add up to T samples per channel.
+
+        The file is parsed and checked here (VQFormatError, ValueError); each block of index streams is
+        decoded when the first chunk that needs it is rendered and dropped once the chunks have passed it,
+        so memory does not grow with the file's length. A stream damaged in a way the checks cannot see
+        raises VQFormatError from the iteration, after the earlier blocks were yielded: write the output
+        atomically (the CLI does) if a partial result must never be seen. progress(done, total) is called as
+        (channel, block) stream sets are decoded. The samples equal those of `decode`, bit for bit."""
+        vqfile = data if isinstance(data, VQFile) else read_file(data)
+        source = _FileIndices(self, vqfile, layers, progress)
+        g = vqfile.geometry
+        return g.sample_rate, g.channels, g.num_samples, self.render_blocks(source, g.sample_rate, g.num_samples)
+
     def decode(self, data: "bytes | VQFile", layers: int | None = None, progress: Progress | None = None
                ) -> tuple[np.ndarray, int]:
-        """.vq bytes (or a parsed file) -> (samples float32 (T, C) at the input's rate, sample rate)."""
+        """.vq bytes (or a parsed file) -> (samples float32 (T, C) at the input's rate, sample rate in Hz).
+
+        Decodes every index stream first (so a damaged file is refused before any audio is rendered; the
+        int16 indices are 1/40 of the float32 output at 16 kHz), then renders chunk by chunk into the one
+        output array. For long files prefer `decode_blocks`, whose memory does not grow with the length."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
         indices = self.decode_indices(vqfile, layers, progress, compact=True)
         g = vqfile.geometry
-        return np.concatenate(list(self.render_blocks(indices, g.sample_rate, g.num_samples))), g.sample_rate
-
+        out = np.empty((g.num_samples, g.channels), np.float32)
+        pos = 0
+        for block in self.render_blocks(indices, g.sample_rate, g.num_samples):
+            out[pos:pos + len(block)] = block
+            pos += len(block)
+        return out, g.sample_rate
 
     @torch.no_grad()
     def sample(self, seconds: float, seed: int = 0, layers: int | None = None) -> np.ndarray:
@@ -423,3 +504,65 @@ class _Counter:
         b = next(self.it)
         self.n += len(b)
         return b
+
+
+def _digest(indices: torch.Tensor) -> bytes:
+    """SHA-256 of an integer index tensor's values (as contiguous int16), for `encode(verify=True)`."""
+    return hashlib.sha256(indices.to(torch.int16).contiguous().numpy().tobytes()).digest()
+
+
+class _FileIndices:
+    """The indices of a parsed audio file, decoded one coded block (segment) at a time when asked for.
+
+    The constructor checks the file against the codec (`AudioCodec._check_file`: modality, models, decode
+    limits, stream counts and lengths) before anything is allocated or decoded.
+
+    Attributes:
+        shape: (C, s, N): channels, stages decoded (min(layers, layers in the file)), frames.
+        bounds: [(b0, b1), ...] frame range of each coded block, in order (the file's SEGMENT_TABLE).
+    """
+
+    def __init__(self, codec: AudioCodec, vqfile: VQFile, layers: int | None,
+                 progress: Progress | None = None) -> None:
+        frames, self.bounds = codec._check_file(vqfile)
+        if layers is not None and int(layers) < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        s = vqfile.layers if layers is None else min(int(layers), vqfile.layers)
+        c = vqfile.geometry.channels
+        self.shape = (c, s, frames)
+        self._prior = codec.prior
+        self._streams = [vqfile.streams(k) for k in range(1, s + 1)]  # references to the file's payloads
+        self._starts = [b0 for b0, _ in self.bounds]
+        self._cache: dict[int, torch.Tensor] = {}
+        self._progress, self._done = progress, 0
+
+    def block(self, j: int) -> torch.Tensor:
+        """Decode coded block j of every channel -> (C, s, b1 - b0) int16 (not cached)."""
+        c, s, _ = self.shape
+        b0, b1 = self.bounds[j]
+        nb = len(self.bounds)
+        out = torch.empty(c, s, b1 - b0, dtype=torch.int16)
+        for ch in range(c):
+            i = ch * nb + j  # streams are channel-major
+            out[ch] = decode_stages(self._prior, [self._streams[k][i] for k in range(s)], (b1 - b0,))
+            self._done += 1
+            if self._progress:
+                self._progress(min(self._done, c * nb), c * nb)
+        return out
+
+    def frames(self, lo: int, hi: int) -> torch.Tensor:
+        """Frames [lo, hi) of every channel and stage -> (C, s, hi - lo) int64, 0 <= lo < hi <= N.
+
+        Blocks that end at or before `lo` are released first, so a walk forward (lo never decreasing, as
+        `render_blocks` walks) holds only the blocks one request spans; a walk back decodes a block again."""
+        for j in [j for j in self._cache if self.bounds[j][1] <= lo]:
+            del self._cache[j]
+        j0 = bisect.bisect_right(self._starts, lo) - 1
+        j1 = bisect.bisect_left(self._starts, hi)  # blocks starting before hi
+        parts = []
+        for j in range(j0, j1):
+            if j not in self._cache:
+                self._cache[j] = self.block(j)
+            b0, b1 = self.bounds[j]
+            parts.append(self._cache[j][:, :, max(lo, b0) - b0:min(hi, b1) - b0])
+        return (torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]).long()

@@ -41,9 +41,29 @@ class Modality(enum.IntEnum):
 
 
 class ChannelLayout(enum.IntEnum):
-    """Channel layout of a decoded image. Values 1..255 are reserved."""
+    """Channel layout of a decoded image (IMAGE_GEOMETRY's last byte). Bit 0: an alpha plane follows in an
+    ALPHA_PLANE chunk; bit 1: the image is grayscale (coded as RGB, returned as one channel). Values
+    4..255 are reserved. Version-1 files are always RGB."""
 
     RGB = 0
+    RGBA = 1
+    GRAY = 2
+    GRAY_ALPHA = 3
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the image has an alpha plane (an ALPHA_PLANE chunk)."""
+        return bool(self & 1)
+
+    @property
+    def is_gray(self) -> bool:
+        """Whether the decoded image is grayscale."""
+        return bool(self & 2)
+
+    @property
+    def pil_mode(self) -> str:
+        """The Pillow mode of the decoded image: "RGB", "RGBA", "L" or "LA"."""
+        return ("RGB", "RGBA", "L", "LA")[self]
 
 
 class Invalid(Exception):

@@ -4,7 +4,8 @@ A version-2 file is a 7..10-byte header, a sequence of chunks and a CRC (framing
 module defines what a chunk is (`Chunk`), the numbers of the chunk types (`ChunkType`), the rules
 each known type obeys (must-understand bit, layer), and the payload layout of each known type:
 `ModelComponent` (MODEL), `ImageGeometry` (IMAGE_GEOMETRY), `AudioGeometry` (AUDIO_GEOMETRY),
-segment table (SEGMENT_TABLE), metadata (METADATA), encoder name (ENCODER). STAGE_STREAM payloads
+segment table (SEGMENT_TABLE), metadata (METADATA), encoder name (ENCODER), alpha plane (ALPHA_PLANE:
+its coding byte; the plane is decoded by `vqcodec.image.alpha`). STAGE_STREAM payloads
 are range-coded streams (`entropy.py`); only their length is checked here.
 
 Fixed-width integers are little-endian and unsigned; "varint" is an unsigned LEB128 varint in its
@@ -48,6 +49,10 @@ __all__ = [
     "Geometry",
     "metadata_chunk",
     "segment_table_chunk",
+    "alpha_plane_chunk",
+    "AlphaCoding",
+    "stage_syntax_chunk",
+    "StageSyntax",
     "FIRST_FUTURE_TYPE",
     "FIRST_PRIVATE_TYPE",
     "MAX_LAYER",
@@ -89,6 +94,8 @@ class ChunkType(enum.IntEnum):
     SEGMENT_TABLE = 0x0005
     METADATA = 0x0006
     ENCODER = 0x0007
+    ALPHA_PLANE = 0x0008
+    STAGE_SYNTAX = 0x0009
 
 
 FIRST_FUTURE_TYPE = 0x0008
@@ -111,6 +118,8 @@ _RULES: dict[int, _Rule] = {
     ChunkType.SEGMENT_TABLE: _Rule(True, False),
     ChunkType.METADATA: _Rule(False, False),
     ChunkType.ENCODER: _Rule(False, False),
+    ChunkType.ALPHA_PLANE: _Rule(True, False),
+    ChunkType.STAGE_SYNTAX: _Rule(True, False),
 }
 
 
@@ -317,7 +326,8 @@ def decode_image_geometry(payload: bytes) -> ImageGeometry:
         raise Invalid(problem)
     if layout not in ChannelLayout._value2member_map_:
         raise VQFormatError(
-            f"unknown channel layout {layout} (this vqcodec knows 0=RGB): the file was made by a "
+            f"unknown channel layout {layout} (this vqcodec knows 0=RGB, 1=RGBA, 2=gray, 3=gray+alpha): the "
+            f"file was made by a "
             f"newer vqcodec or is corrupted; upgrade vqcodec"
         )
     return ImageGeometry(width, height, ChannelLayout(layout))
@@ -389,7 +399,90 @@ def decode_audio_geometry(payload: bytes) -> AudioGeometry:
 Geometry = Union[ImageGeometry, AudioGeometry]
 
 
+# ---------------------------------------------------------------------------------------- ALPHA_PLANE
+
+
+class AlphaCoding(enum.IntEnum):
+    """How an ALPHA_PLANE payload codes the plane (its first byte; FORMAT.md, "ALPHA_PLANE")."""
+
+    CONSTANT = 0
+    """Every sample has one value, the payload's second (and last) byte: 255 = fully opaque."""
+    LZMA2 = 1
+    """A raw LZMA2 stream of the W*H samples in raster order."""
+    LZMA2_LEFT = 2
+    """A raw LZMA2 stream of each sample minus its left neighbour (mod 256; 0 left of the first column)."""
+    LZMA2_UP = 3
+    """A raw LZMA2 stream of each sample minus the sample above (mod 256; 0 above the first row)."""
+
+
+def alpha_plane_chunk(coding: "AlphaCoding | int", data: BytesLike) -> Chunk:
+    """An ALPHA_PLANE chunk (layer 0, must-understand): coding u8, then `data` (CONSTANT: the one
+    value byte; LZMA2*: the stream, >= 1 byte). The image codec makes `data` (vqcodec.image.alpha)."""
+    value = check_int(coding, "alpha coding")
+    if value not in AlphaCoding._value2member_map_:
+        raise ValueError(f"unknown alpha coding {value}; use an AlphaCoding member")
+    payload = bytes([value]) + bytes(data)
+    try:
+        decode_alpha_plane(payload)
+    except Invalid as exc:
+        raise ValueError(str(exc)) from None
+    return Chunk(ChunkType.ALPHA_PLANE, 0, True, payload)
+
+
+def decode_alpha_plane(payload: bytes) -> tuple[AlphaCoding, bytes]:
+    """Parse an ALPHA_PLANE payload -> (coding, data): CONSTANT is exactly 2 bytes, the LZMA2 codings
+    at least 2. The stream itself is checked when the plane is decoded (vqcodec.image.alpha)."""
+    if not payload:
+        raise Invalid("ALPHA_PLANE payload is empty")
+    if payload[0] not in AlphaCoding._value2member_map_:
+        raise VQFormatError(
+            f"alpha coding {payload[0]} is not known to this vqcodec (it knows 0..{max(AlphaCoding)}): the "
+            "file was made by a newer vqcodec; upgrade vqcodec"
+        )
+    coding = AlphaCoding(payload[0])
+    if coding == AlphaCoding.CONSTANT and len(payload) != 2:
+        raise Invalid(f"ALPHA_PLANE payload with constant coding is {len(payload)} bytes; it must be 2")
+    if coding != AlphaCoding.CONSTANT and len(payload) < 2:
+        raise Invalid(f"ALPHA_PLANE payload with {coding.name} coding has no stream")
+    return coding, payload[1:]
+
+
 # ------------------------------------------------------------------------ SEGMENT_TABLE, METADATA, ENCODER
+
+
+class StageSyntax(enum.IntEnum):
+    """How the STAGE_STREAM chunks of a file are coded (the STAGE_SYNTAX chunk; absent = PLAIN)."""
+
+    PLAIN = 0
+    """One stream per stage, every position of the grid coded under the prior (vqcodec.coding.stages)."""
+    DEPTH = 1
+    """Per-position depth: each stream starts with a mode symbol (prior / raw), and streams of stages
+    >= 2 code a STOP symbol or an index for each position still present (vqcodec.coding.depth)."""
+
+
+def stage_syntax_chunk(syntax: "StageSyntax | int") -> Chunk:
+    """A STAGE_SYNTAX chunk (layer 0, must-understand): one varint, the `StageSyntax` of the streams."""
+    value = check_int(syntax, "stage syntax")
+    if value not in StageSyntax._value2member_map_ or value == StageSyntax.PLAIN:
+        raise ValueError(f"stage syntax must be one of {[int(v) for v in StageSyntax][1:]}, got {value} "
+                         "(PLAIN files carry no STAGE_SYNTAX chunk)")
+    return Chunk(ChunkType.STAGE_SYNTAX, 0, True, encode_uvarint(value))
+
+
+def decode_stage_syntax(payload: bytes) -> StageSyntax:
+    """Parse a STAGE_SYNTAX payload: exactly one minimal varint naming a known syntax other than PLAIN."""
+    try:
+        value, pos = read_uvarint(payload, 0, len(payload))
+    except Invalid as exc:
+        raise Invalid(f"STAGE_SYNTAX: {exc}") from None
+    if pos != len(payload):
+        raise Invalid(f"STAGE_SYNTAX payload has {len(payload) - pos} bytes after its value")
+    if value == StageSyntax.PLAIN:
+        raise Invalid("STAGE_SYNTAX names the plain syntax, which files state by omitting the chunk")
+    if value not in StageSyntax._value2member_map_:
+        raise VQFormatError(f"stage syntax {value} is not known to this vqcodec: the file was made by a newer "
+                            "vqcodec; upgrade vqcodec")
+    return StageSyntax(value)
 
 
 def segment_table_chunk(segment_frames: Sequence[int]) -> Chunk:

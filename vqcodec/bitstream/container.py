@@ -65,12 +65,17 @@ from .chunks import (
     Geometry,
     ImageGeometry,
     ModelComponent,
+    StageSyntax,
+    AlphaCoding,
+    alpha_plane_chunk,
+    decode_alpha_plane,
     decode_audio_geometry,
     decode_encoder,
     decode_image_geometry,
     decode_metadata,
     decode_model,
     decode_segment_table,
+    decode_stage_syntax,
     encode_audio_geometry,
     encode_image_geometry,
     encode_model,
@@ -78,6 +83,7 @@ from .chunks import (
     metadata_chunk,
     rule_problem,
     segment_table_chunk,
+    stage_syntax_chunk,
     type_name,
 )
 from .errors import VQFormatError
@@ -109,6 +115,10 @@ __all__ = [
     "truncate",
     "metadata_chunk",
     "segment_table_chunk",
+    "alpha_plane_chunk",
+    "AlphaCoding",
+    "stage_syntax_chunk",
+    "StageSyntax",
     "hash_weights",
     "hash_matches",
     "MAGIC",
@@ -184,6 +194,7 @@ class VQFile:
         metadata: METADATA chunks, key -> value, in file order.
         segment_frames: the SEGMENT_TABLE (audio segment lengths in model frames); () if absent.
         encoder_name: the ENCODER chunk, e.g. "vqcodec 0.2.0"; "" if absent.
+        stage_syntax: how the stage streams are coded (the STAGE_SYNTAX chunk; PLAIN if absent).
     """
 
     version: int
@@ -195,6 +206,7 @@ class VQFile:
     metadata: Mapping[str, bytes] = field(default_factory=lambda: types.MappingProxyType({}), hash=False)
     segment_frames: tuple[int, ...] = ()
     encoder_name: str = ""
+    stage_syntax: StageSyntax = StageSyntax.PLAIN
     _by_layer: tuple[tuple[bytes, ...], ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -573,6 +585,8 @@ class _Seen:
         self.metadata: dict[str, bytes] = {}
         self.segment_frames: tuple[int, ...] | None = None
         self.encoder_name: str | None = None
+        self.stage_syntax: StageSyntax | None = None
+        self.alpha_planes = 0
         self.max_layer = 0
 
     def add(self, c: Chunk) -> None:
@@ -605,6 +619,15 @@ class _Seen:
             if self.encoder_name is not None:
                 raise Invalid("a second ENCODER chunk")
             self.encoder_name = decode_encoder(c.payload)
+        elif c.type == ChunkType.ALPHA_PLANE:
+            if self.alpha_planes:
+                raise Invalid("a second ALPHA_PLANE chunk")
+            decode_alpha_plane(c.payload)
+            self.alpha_planes += 1
+        elif c.type == ChunkType.STAGE_SYNTAX:
+            if self.stage_syntax is not None:
+                raise Invalid("a second STAGE_SYNTAX chunk")
+            self.stage_syntax = decode_stage_syntax(c.payload)
 
     def finish(self, modality: Modality, chunks: tuple[Chunk, ...]) -> VQFile:
         if not self.components:
@@ -618,6 +641,7 @@ class _Seen:
             )
         if self.segment_frames is not None and modality != Modality.AUDIO:
             raise Invalid("SEGMENT_TABLE chunk in an image file (it is for audio only)")
+        self._check_alpha(modality)
         layers = self._check_layers(modality)
         return VQFile(
             version=FORMAT_VERSION,
@@ -629,7 +653,19 @@ class _Seen:
             metadata=types.MappingProxyType(self.metadata),
             segment_frames=self.segment_frames or (),
             encoder_name=self.encoder_name or "",
+            stage_syntax=self.stage_syntax or StageSyntax.PLAIN,
         )
+
+    def _check_alpha(self, modality: Modality) -> None:
+        """An image has one ALPHA_PLANE chunk if its channel layout has alpha, else none; audio none."""
+        if modality != Modality.IMAGE:
+            if self.alpha_planes:
+                raise Invalid("ALPHA_PLANE chunk in an audio file (it is for images only)")
+            return
+        layout = self.geometries[0][1].channel_layout
+        if self.alpha_planes != layout.has_alpha:
+            raise Invalid(f"channel layout {int(layout)} ({layout.name}) with {self.alpha_planes} ALPHA_PLANE "
+                          f"chunks; it needs {int(layout.has_alpha)}")
 
     def _check_layers(self, modality: Modality) -> int:
         """Stream layers must be 1..N (N >= 1), no chunk above N; images: one stream per layer."""

@@ -149,6 +149,11 @@ def _check_header_for_pack(header: VQHeader, streams: Sequence[BytesLike]) -> by
             raise ValueError(
                 f"unknown channel layout {header.channel_layout!r}; use a ChannelLayout member"
             ) from None
+    if header.channel_layout != ChannelLayout.RGB:
+        raise ValueError(
+            f"version-{V1_FORMAT_VERSION} files hold RGB only, not channel layout {header.channel_layout!r}; "
+            f"write_file() writes version {FORMAT_VERSION}, which holds the other layouts"
+        )
     if not isinstance(header.model_id, str):
         raise TypeError(f"model_id must be str, got {type(header.model_id).__name__}")
     try:
@@ -390,6 +395,8 @@ def _parse_header(
             f"1=AUDIO): the file is corrupted or was written by a faulty encoder"
         ) from None
     try:
+        if layout_raw != ChannelLayout.RGB:  # version 1 knows only RGB
+            raise ValueError(layout_raw)
         layout = ChannelLayout(layout_raw)
     except ValueError:
         raise VQFormatError(

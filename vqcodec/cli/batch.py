@@ -98,10 +98,12 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _encode(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool) -> str:
+def _encode(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool, strip: bool = False,
+            effort: int | None = None, bpp: float | None = None, size: int | None = None) -> str:
     from .commands import encode_file
 
-    return encode_file(src, dst, quality, alpha, verify, force, batch=True)
+    return encode_file(src, dst, quality, alpha, verify, force, batch=True, strip=strip, effort=effort, bpp=bpp,
+                       size=size)
 
 
 def _decode(src: str, dst: str, layers: int | None, force: bool) -> str:

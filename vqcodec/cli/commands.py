@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import sys
 import time
 from pathlib import Path
@@ -14,12 +15,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .io import BadInput, check_writable, read_input, write_output, write_output_with
+from .io import (BadInput, IMAGE_FORMATS, check_image_output, check_writable, image_file_bytes, read_image, read_input,
+                 write_output, write_output_with)
 
 __all__ = ["encode", "decode", "info", "sample"]
 
-_IMAGE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
-                  ".jpg": "JPEG", ".jpeg": "JPEG", ".ppm": "PPM"}
+_IMAGE_FORMATS = IMAGE_FORMATS
 _AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 _AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".au", ".mp3", ".opus", ".w64", ".caf"}
 
@@ -40,14 +41,8 @@ def _progress_bar(desc: str):
 
 # ------------------------------------------------------------------------------------------- input/output
 def _open_image(data: bytes, name: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-        return img
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise BadInput(f"{name}: not a readable image ({e})") from None
+    """Image file bytes -> a loaded PIL image, or BadInput with one line (vqcodec.image.input's policy)."""
+    return read_image(data, name)
 
 
 def _read_audio(data: bytes, name: str) -> tuple[np.ndarray, int]:
@@ -83,17 +78,11 @@ def _looks_like_audio(data: bytes, name: str) -> bool:
     return data[:4] in (b"RIFF", b"fLaC", b"OggS", b"FORM") or data[:3] == b"ID3"
 
 
-def _image_bytes(rgb: np.ndarray, out_path: str) -> bytes:
+def _image_bytes(img, out_path: str) -> bytes:
+    """A decoded PIL image (or an (H, W, 3) uint8 RGB array) -> the bytes of the image file `out_path` names."""
     from PIL import Image
 
-    suffix = Path(out_path).suffix.lower() if out_path != "-" else ".png"
-    fmt = _IMAGE_FORMATS.get(suffix)
-    if fmt is None:
-        raise BadInput(f"{out_path}: unknown image type {suffix!r}; use one of {', '.join(sorted(_IMAGE_FORMATS))}")
-    buf = io.BytesIO()
-    extra = {"lossless": True} if fmt == "WEBP" else {}
-    Image.fromarray(rgb, mode="RGB").save(buf, format=fmt, **extra)
-    return buf.getvalue()
+    return image_file_bytes(img if isinstance(img, Image.Image) else Image.fromarray(img, mode="RGB"), out_path)
 
 
 def _audio_format(out_path: str) -> tuple[str, str]:
@@ -104,11 +93,34 @@ def _audio_format(out_path: str) -> tuple[str, str]:
     return _AUDIO_FORMATS[suffix]
 
 
-def write_audio(out_path: str, blocks, rate: int, channels: int, force: bool) -> None:
-    """Write float32 (n, C) blocks as an audio file (atomically; '-' buffers a WAV for stdout)."""
+def _wav_header(rate: int, channels: int, num_samples: int) -> bytes:
+    """The 44-byte header of a 16-bit PCM WAV file of num_samples samples per channel at `rate` Hz."""
+    data_bytes = num_samples * channels * 2
+    if data_bytes + 36 > 0xFFFFFFFF:
+        raise BadInput(f"{num_samples} samples x {channels} channels of 16-bit audio do not fit in a WAV file "
+                       "(4 GiB at most); decode to a .flac file instead")
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    return (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", data_bytes))
+
+
+def write_audio(out_path: str, blocks, rate: int, channels: int, force: bool, num_samples: int | None = None) -> None:
+    """Write float32 (n, C) blocks as an audio file, block by block (atomically: a temporary file renamed
+    when complete). '-' writes a WAV to stdout: streamed when num_samples (per channel, the blocks' total)
+    is given, so memory does not grow with the length (an error part-way leaves a truncated WAV on stdout
+    and exit status 1), else buffered whole."""
     import soundfile as sf
 
     fmt, subtype = _audio_format(out_path)
+    if out_path == "-" and num_samples is not None:
+        out = sys.stdout.buffer
+        out.write(_wav_header(rate, channels, num_samples))
+        for b in blocks:  # libsndfile's float -> PCM_16 conversion, as for a file
+            raw = io.BytesIO()
+            sf.write(raw, np.clip(b, -1.0, 1.0), rate, format="RAW", subtype="PCM_16", endian="LITTLE")
+            out.write(raw.getvalue())
+        out.flush()
+        return
 
     def fill(target) -> None:
         with sf.SoundFile(target, "w", samplerate=rate, channels=channels, format=fmt, subtype=subtype) as f:
@@ -133,19 +145,34 @@ def _check_quality(quality: int | None, modality: str, name: str = "") -> None:
         raise click.BadParameter(f"must be 1..{top} for {modality}", param_hint="--quality")
 
 
+def _check_image_only(modality: str, name: str, **options) -> None:
+    given = [k for k, v in options.items() if v is not None]
+    if modality != "image" and given:
+        what = ", ".join(f"--{k}" for k in given)
+        if name:
+            raise BadInput(f"{name}: {what} apply to images only")
+        raise click.BadParameter(f"{what} apply to images only", param_hint=what)
+
+
 def encode_file(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool,
-                progress=None, batch: bool = False) -> str:
-    """Encode one input file (or '-') to `dst` (or '-'); returns the summary line. Raises BadInput for bad input."""
+                progress=None, batch: bool = False, strip: bool = False, effort: int | None = None,
+                bpp: float | None = None, size: int | None = None) -> str:
+    """Encode one input file (or '-') to `dst` (or '-'); returns the summary line. Raises BadInput for bad input.
+
+    Images only: effort 1..3; bpp or size (bytes): the highest quality within that size (instead of quality)."""
     from vqcodec import api
 
     check_writable(dst, force)
     data = read_input(src, head=64) if _is_audio_name(src) else read_input(src)
     modality = "audio" if _looks_like_audio(data, src) else "image"
     _check_quality(quality, modality, src if batch else "")
+    _check_image_only(modality, src if batch else "", effort=effort, bpp=bpp, size=size)
     try:
         if modality == "image":
-            rgb = api.to_rgb_array(_open_image(data, src), alpha)
-            encoded = api.encode_image(rgb, quality, progress=progress, verify=verify)
+            img = _open_image(data, src)
+            max_bytes = size if bpp is None else int(bpp * img.width * img.height / 8)
+            encoded = api.encode_image(img, quality, alpha=alpha, strip=strip, effort=effort, max_bytes=max_bytes,
+                                       progress=progress, verify=verify)
         elif src == "-":
             samples, rate = _read_audio(data, src)
             encoded = api.encode_audio(samples, rate, quality, progress=progress, verify=verify)
@@ -156,9 +183,9 @@ def encode_file(src: str, dst: str, quality: int | None, alpha: str, verify: boo
         raise BadInput(f"{src}: {e}") from None
     write_output(dst, encoded, force)
     info = api.inspect(encoded)
-    size = (f"{info.width}x{info.height}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
+    what = (f"{info.width}x{info.height} {info.mode}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
             else f"{info.duration_s:.2f} s, {info.channels} ch, {info.kbps:.2f} kbit/s")
-    return f"{src} -> {dst}: {size}, quality {info.layers}, {len(encoded)} bytes" + (", verified" if verify else "")
+    return f"{src} -> {dst}: {what}, {info.layers} layers, {len(encoded)} bytes" + (", verified" if verify else "")
 
 
 def decode_file(src: str, dst: str, layers: int | None, force: bool, progress=None) -> str:
@@ -168,13 +195,16 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress=No
     check_writable(dst, force)
     data = read_input(src)
     try:
-        if api.inspect(data).modality == "image":
-            rgb = np.asarray(api.decode(data, layers=layers, progress=progress))
-            write_output(dst, _image_bytes(rgb, dst), force)
-            return f"{src} -> {dst}: {rgb.shape[1]}x{rgb.shape[0]}"
+        header = api.inspect(data)
+        if header.modality == "image":
+            check_image_output(dst, header.mode)  # before decoding: an output type that would lose alpha
+            img = api.decode(data, layers=layers, progress=progress)
+            write_output(dst, _image_bytes(img, dst), force)
+            return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}"
         _audio_format(dst)
         rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress)
-        write_audio(dst, blocks, rate, channels, force)  # rendered block by block while it is written
+        del data  # parsed: the file's streams are held once, not twice
+        write_audio(dst, blocks, rate, channels, force, num_samples)  # rendered block by block while written
     except api.VQFormatError as e:
         raise BadInput(f"{src}: {e}") from None
     return f"{src} -> {dst}: {num_samples / rate:.2f} s at {rate} Hz, {channels} ch"
@@ -190,33 +220,50 @@ _JOBS_HELP = "Batch: worker processes, each with one torch thread. Default: the 
               help="Output .vq file ('-' for stdout), or a folder (existing, or ending in '/') for STEM.vq files; "
                    "several inputs need a folder.")
 @click.option("-q", "--quality", type=int, default=None,
-              help="Quality 1..max (higher is better and bigger; `vqcodec info` of a file shows it). "
-                   "Images: 1..8, each level about 0.14 bpp before entropy coding. Default: the top.")
-@click.option("--alpha", type=click.Choice(["error", "drop", "white", "black"]), default="error", show_default=True,
-              help="Images: what to do with a transparent alpha channel: refuse, drop it, or composite over white/black.")
+              help="Quality 1..max, higher is better and bigger. Images: 1..100 (a rate-distortion trade-off: each "
+                   "8x8 block gets its own number of stages); audio: 1..stages. Default: the top.")
+@click.option("--effort", type=click.IntRange(1, 3), default=None,
+              help="Images: encoder effort, 1 (fastest) .. 3 (slowest, fewest bytes); default 2. Decoding "
+                   "speed does not depend on it.")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Images: the highest quality within this many bits per pixel (instead of -q), as cwebp -size.")
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Images: the highest quality within this many bytes (instead of -q).")
+@click.option("--alpha", type=click.Choice(["keep", "drop", "white", "black", "error"]), default="keep",
+              show_default=True,
+              help="Images: the alpha channel: keep it (coded losslessly), drop it, composite over white/black, or "
+                   "refuse a transparent image.")
+@click.option("--strip", is_flag=True,
+              help="Images: drop EXIF and XMP metadata (the ICC profile is kept: it is part of the colours).")
 @click.option("--verify", is_flag=True, help="Decode the result and check it before reporting success.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("-j", "--jobs", type=int, default=None, help=_JOBS_HELP)
-def encode(inputs: tuple[str, ...], output: str, quality: int | None, alpha: str, verify: bool, force: bool,
-           jobs: int | None) -> None:
+def encode(inputs: tuple[str, ...], output: str, quality: int | None, effort: int | None, bpp: float | None,
+           size: int | None, alpha: str, strip: bool, verify: bool, force: bool, jobs: int | None) -> None:
     """Encode IN ('-' for stdin) to a .vq file: an image (PNG, JPEG, WebP, BMP, TIFF) or audio (WAV, FLAC,
     OGG and anything else soundfile reads). Several INs go into the folder -o OUTDIR/ as STEM.vq.
 
-    Grayscale and palette images are coded as RGB. A fully opaque alpha channel is dropped; a
-    transparent one needs --alpha. Audio is resampled to 16 kHz inside and back on decode.
+    Transparency is kept (the alpha plane is coded losslessly), grayscale comes back as grayscale, 16-bit
+    images are rounded to 8 bits, the EXIF orientation is applied, and the ICC profile, EXIF and XMP are
+    carried (--strip drops EXIF and XMP). Audio is resampled to 16 kHz inside and back on decode.
     """
     from vqcodec import api
 
     from . import batch
 
+    targets = [name for name, v in (("--quality", quality), ("--bpp", bpp), ("--size", size)) if v is not None]
+    if len(targets) > 1:
+        raise click.UsageError(f"give one of {', '.join(targets)}: a quality or a target size")
     if batch.is_batch(inputs, output):
         return batch.run_batch("encode", inputs, output, {"quality": quality, "alpha": alpha, "verify": verify,
-                                                          "force": force}, jobs)
+                                                          "force": force, "strip": strip, "effort": effort,
+                                                          "bpp": bpp, "size": size}, jobs)
     (input_path,) = inputs
     t0 = time.perf_counter()
     update, bar = _progress_bar("encode")
     try:
-        line = encode_file(input_path, output, quality, alpha, verify, force, update)
+        line = encode_file(input_path, output, quality, alpha, verify, force, update, strip=strip, effort=effort,
+                           bpp=bpp, size=size)
     finally:
         bar.close()
     if output != "-":
@@ -278,7 +325,8 @@ def info(input_path: str, as_json: bool) -> None:
         "file_bytes": fi.file_bytes,
     }
     if fi.modality == "image":
-        d.update(width=fi.width, height=fi.height, bpp=fi.bits_per_pixel)
+        d.update(width=fi.width, height=fi.height, mode=fi.mode, bpp=fi.bits_per_pixel,
+                 metadata={key: len(value) for key, value in fi.metadata})
     else:
         d.update(sample_rate=fi.sample_rate, channels=fi.channels, num_samples=fi.num_samples,
                  duration_s=fi.duration_s, kbps=fi.kbps)
@@ -286,7 +334,7 @@ def info(input_path: str, as_json: bool) -> None:
         click.echo(json.dumps(d, indent=2))
         return
     if fi.modality == "image":
-        what = f"{fi.width}x{fi.height} RGB, {fi.file_bytes} bytes ({fi.bits_per_pixel:.3f} bpp)"
+        what = f"{fi.width}x{fi.height} {fi.mode}, {fi.file_bytes} bytes ({fi.bits_per_pixel:.3f} bpp)"
     else:
         what = (f"{fi.duration_s:.2f} s, {fi.sample_rate} Hz, {fi.channels} ch, {fi.file_bytes} bytes "
                 f"({fi.kbps:.2f} kbit/s)")
@@ -295,6 +343,8 @@ def info(input_path: str, as_json: bool) -> None:
         click.echo(f"  {role}: {model_id} (weights {h})")
     for i, n in enumerate(fi.layer_bytes, 1):
         click.echo(f"  layer {i}: {n} bytes")
+    for key, value in fi.metadata:
+        click.echo(f"  metadata {key}: {len(value)} bytes")
 
 
 @click.command()
@@ -312,7 +362,7 @@ def sample(output: str, seed: int, size: str, seconds: float, layers: int | None
 
     check_writable(output, force)
     modality = "audio" if output != "-" and Path(output).suffix.lower() in _AUDIO_FORMATS else "image"
-    top = api.max_quality(modality)
+    top = api.max_layers(modality)
     if layers is not None and not 1 <= layers <= top:
         raise click.BadParameter(f"must be 1..{top}", param_hint="--layers")
     if modality == "audio":

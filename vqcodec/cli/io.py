@@ -1,4 +1,5 @@
-"""File handling for the CLI: '-' for stdin/stdout, no overwriting without --force, atomic writes."""
+"""File handling for the CLI: '-' for stdin/stdout, no overwriting without --force, atomic writes; reading input
+images by vqcodec's input policy (one-line refusals) and writing decoded images with their metadata."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,8 @@ import click
 
 from vqcodec.files import atomic_write
 
-__all__ = ["read_input", "write_output", "write_output_with", "check_writable", "BadInput"]
+__all__ = ["read_input", "write_output", "write_output_with", "check_writable", "BadInput", "IMAGE_FORMATS",
+           "image_format", "check_image_output", "read_image", "image_file_bytes"]
 
 
 class BadInput(click.ClickException):
@@ -74,3 +76,62 @@ def write_output_with(path: str, fill: Callable[[str], None], force: bool) -> No
     # the usual mode for a new file, or the mode of the file it replaces
     atomic_write(p, fill,
                  mode=p.stat().st_mode & 0o7777 if p.exists() else None, before_replace=not_taken_meanwhile)
+
+
+# ------------------------------------------------------------------------------------------------ images
+IMAGE_FORMATS = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP",
+                 ".jpg": "JPEG", ".jpeg": "JPEG", ".ppm": "PPM"}
+"""Output image types by extension ('-' writes PNG)."""
+_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+"""Output types that keep an alpha channel (BMP's is ignored by most readers, JPEG and PPM have none)."""
+
+
+def image_format(out_path: str) -> str:
+    """The Pillow format of an output name ('-' is PNG); BadInput for an extension vqcodec does not write."""
+    suffix = Path(out_path).suffix.lower() if out_path != "-" else ".png"
+    fmt = IMAGE_FORMATS.get(suffix)
+    if fmt is None:
+        raise BadInput(f"{out_path}: unknown image type {suffix!r}; use one of {', '.join(sorted(IMAGE_FORMATS))}")
+    return fmt
+
+
+def check_image_output(out_path: str, mode: str) -> str:
+    """The format to write an image of `mode` to `out_path`, refusing one that would lose its alpha channel."""
+    fmt = image_format(out_path)
+    if mode in ("RGBA", "LA") and fmt not in _ALPHA_FORMATS:
+        raise BadInput(f"{out_path}: {fmt} cannot hold this image's alpha channel; decode to .png, .webp or .tif "
+                       "to keep the transparency")
+    return fmt
+
+
+def read_image(data: bytes, name: str):
+    """Image file bytes -> a loaded PIL image, or BadInput with one line (empty, not an image, corrupt or
+    truncated, too large: refused before its pixels are decoded, animated). See vqcodec.image.input."""
+    from vqcodec.image.input import ImageInputError, open_image
+
+    try:
+        return open_image(data, name)
+    except ImageInputError as e:
+        raise BadInput(str(e)) from None
+
+
+def image_file_bytes(img, out_path: str) -> bytes:
+    """A decoded PIL image (RGB, RGBA, L or LA, with `info` icc_profile / exif / xmp) -> the bytes of the image
+    file `out_path` names by its extension (PNG for '-'), its metadata written where the format holds it
+    (vqcodec.image.metadata). WebP is written lossless; gray + alpha goes to WebP as RGBA."""
+    import io
+
+    from vqcodec.image.metadata import ImageMetadata
+
+    fmt = check_image_output(out_path, img.mode)
+    if fmt == "WEBP" and img.mode == "LA":
+        img = img.convert("RGBA")
+    options = ImageMetadata.from_pil_info(img.info).save_options(fmt, img.mode)
+    if fmt == "WEBP":
+        options["lossless"] = True
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt, **options)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{out_path}: cannot write it as {fmt} ({e})") from None
+    return buf.getvalue()

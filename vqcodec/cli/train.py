@@ -128,7 +128,10 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
               help="Start from these prior weights (float .safetensors or a run's checkpoint.pt).")
 @click.option("--max-steps-now", type=click.IntRange(min=1), default=None, hidden=True,
               help="Deprecated: --stop-at-step.")
-def train_prior_cmd(data, model_path, init_from, max_steps_now, **kwargs) -> None:
+@click.option("--depth-qualities", default=None,
+              help="Train on the per-block-depth maps the codec writes at these qualities (comma list, e.g. "
+                   "20,40,60,80,100) instead of full-depth maps.")
+def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities, **kwargs) -> None:
     """Train the autoregressive priors on the index maps of --data under --model, then export the
     integer prior used for coding (OUT/image_prior.safetensors) once the run has reached --steps.
 
@@ -140,7 +143,8 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, **kwargs) -> Non
 
     from vqcodec.files import atomic_write
     from vqcodec.image.data import load_folder
-    from vqcodec.image.index_maps import compute_index_maps
+    from vqcodec.image.index_maps import compute_depth_maps, compute_index_maps
+    from vqcodec.image.rate_control import check_quality
     from vqcodec.image.model import load_image_model
     from vqcodec.image.prior_integer import export_integer_prior
     from vqcodec.training.distributed import barrier, init_distributed
@@ -158,7 +162,11 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, **kwargs) -> Non
     maps_file = out_dir / "index_maps.pt"
     if rank == 0 and not maps_file.is_file():  # one process computes the maps, the others wait and load them
         model, _ = load_image_model(model_path)
-        maps = compute_index_maps(model, load_folder(data))
+        if depth_qualities:
+            qualities = [check_quality(int(v)) for v in depth_qualities.split(",")]
+            maps = compute_depth_maps(model, load_folder(data), qualities)
+        else:
+            maps = compute_index_maps(model, load_folder(data))
         atomic_write(maps_file, lambda tmp: torch.save(maps, tmp))
     barrier()
     maps = torch.load(maps_file, weights_only=True)
@@ -201,7 +209,7 @@ def _json_object(ctx, param, value: str | None) -> dict:
 @click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--restart-after", default=50, show_default=True, type=click.IntRange(min=0))
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from released audio weights instead of scratch.")
+              help="Start from released audio weights (.safetensors) or another run's checkpoint.pt instead of scratch.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def audio_command(data, batch_size, crop_seconds, holdout, val_data, model_json, loss_json, full_rate_prob,
                   ema_decay, restart_after, init_from, no_bf16, **kwargs) -> None:

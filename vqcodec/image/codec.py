@@ -1,14 +1,19 @@
 """The image codec: pixels -> indices -> range-coded stage streams -> .vq bytes, and back.
 
     encode: RGB uint8 (H, W, 3) -> pad to a multiple of 8 (edge replication) -> ImageVQVAE encoder
-            -> ResidualVQ indices (s, H/8, W/8) -> one range-coded stream per stage under the integer
-            prior (vqcodec.coding) -> container: format version 2 with the model components, the
-            geometry and one stream chunk per quality layer (vqcodec.bitstream)
+            -> latents (H/8, W/8) -> the best residual-VQ path at every depth (beam search) -> a depth
+            per position by rate-distortion (image.rate_control: quality -> lambda) -> index maps
+            (L, H/8, W/8) with ABSENT past each depth -> one range-coded stream per stage under the
+            integer prior, with STOP symbols and a raw mode (vqcodec.coding.depth) -> container:
+            format version 2 with the model components, the geometry, STAGE_SYNTAX = DEPTH and one
+            stream chunk per quality layer (vqcodec.bitstream)
     decode: container -> for each stage, the integer prior rebuilds the same frequencies from what is
-            already decoded and range-decodes the indices -> codebook lookup -> decoder net -> crop
+            already decoded and range-decodes the indices (plain files of 0.2.0: vqcodec.coding.stages)
+            -> codebook lookup (ABSENT adds nothing) -> decoder net -> crop
 
-Quality: `quality` q in 1..max_quality codes the first q residual stages (quality layers); decoding
-`layers` n <= q gives the reconstruction of the first n stages.
+Quality: `quality` q in 1..QUALITY_MAX (100) sets the Lagrange multiplier (image.rate_control); the file
+holds as many quality layers as its deepest position has stages (<= S = 8). Decoding `layers` n gives
+the reconstruction of each position's first min(depth, n) stages.
 
 What is exact: the indices (integer prior, deterministic frequencies, lossless range coding). The
 pixels come from a float decoder network and so may differ across machines by float rounding.
@@ -27,15 +32,20 @@ from vqcodec.bitstream import (
     ImageGeometry,
     Modality,
     ModelComponent,
+    StageSyntax,
     VQFile,
     VQFormatError,
     hash_matches,
     hash_weights,
     read_file,
+    stage_syntax_chunk,
     write_file,
 )
-from vqcodec.coding.stages import decode_stages, encode_stages
-from vqcodec.image.model import ENCODER_BEAM, load_image_model, pad_to_multiple
+from vqcodec.coding.depth import decode_depth_stages, encode_depth_stages
+from vqcodec.coding.stages import decode_stages
+from vqcodec.image.model import load_image_model, pad_to_multiple
+from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, check_effort, check_quality,
+                                        choose_depths, depth_maps, lagrange_multiplier, pixel_weights)
 from vqcodec.image.prior_integer import load_integer_prior
 from vqcodec.weights.io import WEIGHTS_DIR, file_model_id
 
@@ -92,16 +102,13 @@ class ImageCodec:
 
     @property
     def max_quality(self) -> int:
-        """Top of the quality scale (= number of residual-VQ stages)."""
-        return self.model.cfg.num_stages
+        """Top of the quality scale (QUALITY_MAX: every position takes all stages)."""
+        return QUALITY_MAX
 
-    # ------------------------------------------------------------------------------------------
-    def _check_quality(self, quality: int | None) -> int:
-        if quality is None:
-            return self.max_quality
-        if not 1 <= int(quality) <= self.max_quality:
-            raise ValueError(f"quality must be 1..{self.max_quality}, got {quality}")
-        return int(quality)
+    @property
+    def max_layers(self) -> int:
+        """Most quality layers a file can hold (= number of residual-VQ stages)."""
+        return self.model.cfg.num_stages
 
     @staticmethod
     def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -114,36 +121,96 @@ class ImageCodec:
         return torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
 
     @torch.no_grad()
-    def encode_indices(self, rgb: np.ndarray, quality: int | None = None) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (s, ceil(H/8), ceil(W/8)) int64 indices of the first s = quality stages."""
-        s = self._check_quality(quality)
+    def analyse(self, rgb: np.ndarray, effort: int | None = None) -> BlockCandidates:
+        """(H, W, 3) uint8 -> the candidate paths of every latent position at every depth, with their
+        distortions (what the quality-dependent depth choice needs; computed once per image)."""
+        e = check_effort(effort)
         x = pad_to_multiple(self._to_tensor(rgb), self.model.factor)
-        return self.model.encode_indices(x, s, beam=ENCODER_BEAM)[0]
+        z = self.model.encoder(x)
+        _, _, h, w = z.shape
+        paths, errors = self.model.quantizer.encode_prefixes(self.model._flatten(z), None, beam=EFFORTS[e].beam)
+        if EFFORTS[e].pixel_weights:
+            errors = errors * pixel_weights(self.model, x, paths, errors, h, w)[:, None]
+        return BlockCandidates(paths, errors, h, w)
+
+    @torch.no_grad()
+    def encode_indices(self, rgb: np.ndarray, quality: int | None = None, effort: int | None = None,
+                       candidates: BlockCandidates | None = None) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (L, ceil(H/8), ceil(W/8)) int64 index maps, ABSENT (-1) past each position's
+        depth, the depths chosen by rate-distortion at `quality` (image.rate_control). `candidates`: a
+        previous `analyse(rgb, effort)` of the same image, to skip the encoder."""
+        lam = lagrange_multiplier(check_quality(quality))
+        c = candidates if candidates is not None else self.analyse(rgb, effort)
+        return depth_maps(c.paths, choose_depths(c.errors, lam), c.height, c.width)
 
     @torch.no_grad()
     def render(self, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """(s, h, w) int64 indices -> (height, width, 3) uint8 pixels (decoder net, cropped)."""
+        """(s, h, w) int64 indices (ABSENT adds nothing) -> (height, width, 3) uint8 pixels (decoder net,
+        cropped)."""
         x_hat = self.model.decode_indices(indices[None])[0, :, :height, :width]
         return (x_hat.permute(1, 2, 0) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     def encode(self, rgb: np.ndarray, quality: int | None = None, progress: Progress | None = None, *,
-               verify: bool = False) -> bytes:
-        """(H, W, 3) uint8 RGB -> .vq bytes holding the first `quality` stages (default: all).
+               effort: int | None = None, max_bytes: int | None = None, verify: bool = False) -> bytes:
+        """(H, W, 3) uint8 RGB -> .vq bytes at `quality` 1..100 (default: the top).
 
+        effort: encoder effort 1..3 (image.rate_control.EFFORTS; default 2); decoding time does not depend
+        on it. max_bytes: instead of `quality`, the highest quality whose file fits in this many bytes
+        (bisection over the quality scale, as `cwebp -size`; quality 1 if even that is larger).
         verify: decode the bytes again and raise RuntimeError unless they give the encoder's indices.
         """
-        indices = self.encode_indices(rgb, quality)
-        data = self.pack(indices, rgb.shape[0], rgb.shape[1], progress)
+        candidates = self.analyse(rgb, effort)
+        h, w = rgb.shape[:2]
+        if max_bytes is not None:
+            if quality is not None:
+                raise ValueError("give either quality or max_bytes (a target size), not both")
+            indices, data = self._fit(candidates, int(max_bytes), h, w)
+        else:
+            indices = self.encode_indices(rgb, quality, candidates=candidates)
+            data = self.pack(indices, h, w, progress)
         if verify and not torch.equal(self.decode_indices(data), indices):
             raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
                                "please report this as a vqcodec bug")
         return data
 
-    def pack(self, indices: torch.Tensor, height: int, width: int, progress: Progress | None = None) -> bytes:
-        """(s, ceil(height/8), ceil(width/8)) int64 indices of a height x width image -> .vq bytes."""
-        streams = encode_stages(self.prior, indices, progress)
+    def _fit(self, candidates: BlockCandidates, max_bytes: int, h: int, w: int) -> tuple[torch.Tensor, bytes]:
+        """Bisection for the highest quality whose file has <= max_bytes (file size falls with quality in
+        practice, not by construction: the search keeps the best size-respecting point it has seen)."""
+        if max_bytes < 1:
+            raise ValueError(f"a target size must be at least 1 byte, got {max_bytes}")
+        tried: dict[int, tuple[torch.Tensor, bytes]] = {}
+        first: list[bytes] = []  # stage 1's stream: the same at every quality
+
+        def at(q: int) -> tuple[torch.Tensor, bytes]:
+            if q not in tried:
+                idx = self.encode_indices(None, q, candidates=candidates)  # type: ignore[arg-type]
+                streams = encode_depth_stages(self.prior, idx, first_stream=first[0] if first else None)
+                first[:] = streams[:1]
+                tried[q] = (idx, self._write(streams, h, w))
+            return tried[q]
+
+        lo, hi = 1, QUALITY_MAX
+        if len(at(hi)[1]) <= max_bytes:
+            return at(hi)
+        while hi - lo > 1:  # invariant: at(hi) is too big; at(lo) fits or lo == 1
+            mid = (lo + hi) // 2
+            if len(at(mid)[1]) <= max_bytes:
+                lo = mid
+            else:
+                hi = mid
+        fitting = [q for q, (_, d) in tried.items() if len(d) <= max_bytes]
+        return at(max(fitting)) if fitting else at(1)
+
+    def pack(self, indices: torch.Tensor, height: int, width: int, progress: Progress | None = None, *,
+             first_stream: bytes | None = None) -> bytes:
+        """(s, ceil(height/8), ceil(width/8)) int64 indices (ABSENT past each position's depth) of a
+        height x width image -> .vq bytes (STAGE_SYNTAX DEPTH). first_stream: see encode_depth_stages."""
+        streams = encode_depth_stages(self.prior, indices, progress, first_stream=first_stream)
+        return self._write(streams, height, width)
+
+    def _write(self, streams: list[bytes], height: int, width: int) -> bytes:
         return write_file(Modality.IMAGE, self.components, ImageGeometry(width, height), [[s] for s in streams],
-                          encoder=f"vqcodec {__version__}")
+                          extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH)], encoder=f"vqcodec {__version__}")
 
     def _check_file(self, vqfile: VQFile) -> None:
         """Raise VQFormatError unless `vqfile` is an image made with this codec's components."""
@@ -160,8 +227,8 @@ class ImageCodec:
             named = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
             raise VQFormatError(f"file was made with {named}, which this codec does not have; decode it with "
                                 "vqcodec.decode, which finds the installed model the file names")
-        if vqfile.layers > self.max_quality:
-            raise VQFormatError(f"file has {vqfile.layers} quality layers; this model has {self.max_quality}")
+        if vqfile.layers > self.max_layers:
+            raise VQFormatError(f"file has {vqfile.layers} quality layers; this model has {self.max_layers}")
         g = vqfile.geometry
         if g.width * g.height > MAX_PIXELS:
             raise VQFormatError(f"image size {g.width}x{g.height} exceeds {MAX_PIXELS} pixels")
@@ -189,7 +256,12 @@ class ImageCodec:
             streams.append(layer_streams[0])
         f = self.model.factor
         g = vqfile.geometry
-        return decode_stages(self.prior, streams, (-(-g.height // f), -(-g.width // f)), progress)
+        shape = (-(-g.height // f), -(-g.width // f))
+        if vqfile.stage_syntax == StageSyntax.DEPTH:
+            return decode_depth_stages(self.prior, streams, shape, progress)
+        if vqfile.stage_syntax != StageSyntax.PLAIN:
+            raise VQFormatError(f"image files with stage syntax {vqfile.stage_syntax.name} are not supported")
+        return decode_stages(self.prior, streams, shape, progress)
 
     def decode(self, data: "bytes | VQFile", layers: int | None = None, progress: Progress | None = None) -> np.ndarray:
         """.vq bytes (or a parsed file) -> (H, W, 3) uint8 RGB of its first min(layers, all) quality layers."""
@@ -200,7 +272,9 @@ class ImageCodec:
     @torch.no_grad()
     def sample(self, width: int, height: int, seed: int = 0, layers: int | None = None) -> np.ndarray:
         """Draw `layers` index maps from the prior (seeded) and decode them -> (height, width, 3) uint8."""
-        s = self._check_quality(layers)
+        s = self.max_layers if layers is None else int(layers)
+        if not 1 <= s <= self.max_layers:
+            raise ValueError(f"layers must be 1..{self.max_layers}, got {layers}")
         f = self.model.factor
         indices = self.prior.sample(s, -(-height // f), -(-width // f), seed)
         return self.render(indices, height, width)

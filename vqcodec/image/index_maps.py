@@ -6,9 +6,11 @@ import logging
 import torch
 from tqdm import tqdm
 
+from vqcodec.coding.depth import ABSENT
 from vqcodec.image.model import ENCODER_BEAM, ImageVQVAE, pad_to_multiple
+from vqcodec.image.rate_control import EFFORTS, DEFAULT_EFFORT, choose_depths, depth_maps, lagrange_multiplier
 
-__all__ = ["compute_index_maps"]
+__all__ = ["compute_index_maps", "compute_depth_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -29,4 +31,31 @@ def compute_index_maps(model: ImageVQVAE, images: list[torch.Tensor], flips: boo
         for v in variants:
             maps.append(model.encode_indices(pad_to_multiple(v, model.factor), beam=ENCODER_BEAM)[0])
     log.info("computed %d index maps", len(maps))
+    return maps
+
+
+@torch.no_grad()
+def compute_depth_maps(model: ImageVQVAE, images: list[torch.Tensor], qualities: list[int], flips: bool = True,
+                       progress: bool = True) -> list[torch.Tensor]:
+    """The index maps the codec writes (per-block depth, default effort) at each of `qualities`, for each
+    (3, H, W) uint8 image (and its mirror with `flips`): the prior's training data for depth-coded files.
+
+    Returns (S, ceil(H/8), ceil(W/8)) int64 maps with ABSENT (-1) past each position's depth (padded with
+    ABSENT to all S stages), len(qualities) per image variant.
+    """
+    model.eval()
+    beam = EFFORTS[DEFAULT_EFFORT].beam
+    s_max = model.cfg.num_stages
+    maps = []
+    for im in tqdm(images, desc="depth maps", unit="img", disable=not progress):
+        x = im[None].float() / 255.0
+        for v in ([x, x.flip(-1)] if flips else [x]):
+            z = model.encoder(pad_to_multiple(v, model.factor))
+            _, _, h, w = z.shape
+            paths, errors = model.quantizer.encode_prefixes(model._flatten(z), None, beam=beam)
+            for q in qualities:
+                m = depth_maps(paths, choose_depths(errors, lagrange_multiplier(q)), h, w)
+                pad = torch.full((s_max - m.shape[0], h, w), ABSENT, dtype=torch.int64)
+                maps.append(torch.cat([m, pad]))
+    log.info("computed %d depth maps", len(maps))
     return maps

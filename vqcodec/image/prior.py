@@ -193,8 +193,9 @@ class ConditionalStagePrior(nn.Module):
         Entry t (0-based) is the input for stage t+2: cumulative sum of E_0..E_t plus the stage embedding.
         """
         b, t, h, w = earlier.shape
-        e = torch.stack([F.embedding(earlier[:, i], self.embed[i]) for i in range(t)], dim=1)  # (B,T,H,W,C)
-        x = e.cumsum(dim=1) + self.stage_embed[:t, None, None, :]
+        present = (earlier >= 0).unsqueeze(-1)  # ABSENT (-1, vqcodec.coding.depth) adds nothing
+        e = torch.stack([F.embedding(earlier[:, i].clamp(min=0), self.embed[i]) for i in range(t)], dim=1)
+        x = (e * present).cumsum(dim=1) + self.stage_embed[:t, None, None, :]  # (B, T, H, W, C)
         return x.permute(0, 1, 4, 2, 3)
 
     def forward_context(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,6 +249,8 @@ class ImagePrior(nn.Module):
         b, s, h, w = indices.shape
         if s > self.cfg.num_stages:
             raise ValueError(f"indices have {s} stages, the prior was built for {self.cfg.num_stages}")
+        if bool((indices[:, 0] < 0).any()):
+            raise ValueError("stage 1 must be present at every position (ABSENT only in stages >= 2)")
         first = self.stage1_logits(indices[:, 0], tiled=tiled)
         if s == 1:
             return first[:, None]
@@ -257,10 +260,15 @@ class ImagePrior(nn.Module):
         return torch.cat([first[:, None], rest], dim=1)
 
     def loss(self, indices: torch.Tensor, tiled: bool = True) -> torch.Tensor:
-        """Mean code length in bits per index for each stage: indices (B, S, H, W) -> (S,) float."""
+        """Mean code length in bits per index for each stage: indices (B, S, H, W) -> (S,) float.
+
+        ABSENT (-1) positions (past a block's depth) are not coded and do not count; a stage with no
+        present position gives 0."""
         logits = self.forward(indices, tiled=tiled)
-        nll = F.cross_entropy(logits.transpose(1, 2), indices[:, : logits.shape[1]], reduction="none")
-        return nll.mean(dim=(0, 2, 3)) / math.log(2.0)
+        target = indices[:, : logits.shape[1]]
+        nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none", ignore_index=-1)
+        present = (target >= 0).to(nll.dtype)
+        return nll.sum(dim=(0, 2, 3)) / present.sum(dim=(0, 2, 3)).clamp_min(1.0) / math.log(2.0)
 
     def calibrate(self, maps: list[torch.Tensor], max_positions: int = 1 << 16) -> dict[str, float]:
         """Max |activation| of every quantized stream over calibration maps [(S, H, W) int64].

@@ -161,11 +161,20 @@ class _IntCondNet:
         self.smax = fmt["stream_max"]
 
     def context(self, earlier: torch.Tensor) -> torch.Tensor:
-        """earlier (T, H, W) int64 -> stage T+1 input (H, W, C) float64 ints, clamped to the stream range."""
+        """earlier (T, H, W) int64 -> stage T+1 input (H, W, C) float64 ints, clamped to the stream range.
+
+        An ABSENT (-1) entry (the position stopped before that stage, vqcodec.coding.depth) adds nothing."""
         t, h, w = earlier.shape
         x = self.stage_embed_f[t - 1].expand(h * w, -1).clone()
         for i in range(t):
-            x += self.embed_f[i].index_select(0, earlier[i].reshape(-1))
+            idx = earlier[i].reshape(-1)
+            absent = idx < 0
+            if bool(absent.any()):
+                rows = self.embed_f[i].index_select(0, idx.clamp(min=0))
+                rows[absent] = 0.0
+                x += rows
+            else:
+                x += self.embed_f[i].index_select(0, idx)
         return x.clamp_(-self.smax, self.smax).view(h, w, -1)
 
     def trunk(self, earlier: torch.Tensor) -> torch.Tensor:
@@ -300,6 +309,21 @@ class IntegerImagePrior:
         with self._threads():
             return self.exp.of_chunks(self._logit_chunks(x, stage), x.shape[1] * x.shape[2])
 
+    def conditional_frequencies(self, earlier: torch.Tensor, stage: int) -> np.ndarray:
+        """Frequencies (H*W, K) int64 of `stage` >= 2 at every position (raster order) given the earlier
+        stages (stage-1, H, W) int64, where ABSENT (-1) marks a position that stopped before that stage
+        (vqcodec.coding.depth). Used by both coding sides; exact like `frequencies`."""
+        self._check_stage(stage)
+        if stage < 2:
+            raise ValueError("conditional_frequencies is for stages >= 2; stage 1 is autoregressive")
+        x = torch.as_tensor(earlier, dtype=torch.int64)
+        if x.dim() != 3 or x.shape[0] != stage - 1:
+            raise ValueError(f"earlier must be ({stage - 1}, H, W), got {tuple(x.shape)}")
+        if x.numel() and (int(x.min()) < -1 or int(x.max()) >= self.codebook_size or int(x[0].min()) < 0):
+            raise ValueError(f"earlier indices must lie in [0, {self.codebook_size}) or be -1 after stage 1")
+        with self._threads():
+            return self.exp.of_chunks(self.cond.logits(x), x.shape[1] * x.shape[2])
+
     def decode_stage(self, stage: int, earlier: torch.Tensor | None, shape: tuple[int, int],
                      decode_fn: DecodeFn) -> torch.Tensor:
         """Decoder side: decode one (h, w) index map of `stage` (1-based).
@@ -353,13 +377,16 @@ class IntegerImagePrior:
 
     def bits(self, indices: torch.Tensor) -> np.ndarray:
         """Ideal code length in bits per index of each stage of one map (S', H, W) under the integer
-        frequencies (what an exact arithmetic coder would spend). Returns (S',) float64."""
+        frequencies (what an exact arithmetic coder would spend), over the positions present at that stage
+        (ABSENT ones are skipped; STOP symbols are not counted). Returns (S',) float64."""
         x = torch.as_tensor(indices, dtype=torch.int64)
         out = []
         for s in range(1, x.shape[0] + 1):
-            f = self.frequencies(x, s)
-            p = f[np.arange(f.shape[0]), x[s - 1].reshape(-1).numpy()] / f.sum(axis=1)
-            out.append(float(-np.log2(p).mean()))
+            f = self.frequencies(x[:1], 1) if s == 1 else self.conditional_frequencies(x[: s - 1], s)
+            sym = x[s - 1].reshape(-1).numpy()
+            present = sym >= 0  # ABSENT positions (past a block's depth) are not coded
+            p = f[np.flatnonzero(present), sym[present]] / f[present].sum(axis=1)
+            out.append(float(-np.log2(p).mean()) if p.size else 0.0)
         return np.array(out)
 
     # -- construction

@@ -320,11 +320,40 @@ class ResidualVQ(nn.Module):
         this; the decoder reads the indices, so exact decoding does not depend on it.
         Memory: N * beam * K floats per stage (callers chunk N).
         """
+        paths, _ = self._prefix_search(x, num_stages, beam)
+        return paths[:, num_stages - 1, :num_stages]  # the best path of all num_stages stages
+
+    @torch.no_grad()
+    def encode_prefixes(self, x: torch.Tensor, num_stages: int | None = None,
+                        beam: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best path at every depth, for encoders that choose a depth per vector.
+
+        x: (N, D) float -> (paths, errors): paths (N, s, s) int64, row d-1 the best d-stage path found
+        (entries past d are -1, "absent"); errors (N, s) float32, the squared error ||x - sum||^2 of that
+        path. beam = 1: the prefixes of the greedy path; beam > 1: the beam search of `beam_search`, whose
+        best candidate after stage d is the d-stage path (so a vector that stops at d gets the best path
+        the search found for d stages, not a prefix of the s-stage one).
+        """
+        s = self.num_stages if num_stages is None else num_stages
+        out_paths, out_errors = [], []
+        for chunk in x.detach().float().split(8192):
+            paths, errors = self._prefix_search(chunk, s, max(beam, 1))
+            out_paths.append(paths)
+            out_errors.append(errors)
+        return torch.cat(out_paths), torch.cat(out_errors)
+
+    def _prefix_search(self, x: torch.Tensor, num_stages: int, beam: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The beam search of `beam_search`, recording its best candidate after every stage: (N, s, s) paths
+        (ABSENT-padded) and (N, s) squared errors. beam = 1 is greedy."""
         n, d = x.shape
+        paths_out = torch.full((n, num_stages, num_stages), -1, dtype=torch.int64)
+        errors_out = torch.empty(n, num_stages)
         first = self.stages[0].encode(x)
-        sums = self.stages[0].lookup(first)[:, None, :]  # (N, b, D) partial sums on the beam
-        paths = first[:, None, None]  # (N, b, stages so far)
-        for vq in self.stages[1:num_stages]:
+        sums = self.stages[0].lookup(first)[:, None, :]
+        paths = first[:, None, None]
+        paths_out[:, 0, 0] = first
+        errors_out[:, 0] = ((x - sums[:, 0]) ** 2).sum(-1)
+        for stage, vq in enumerate(self.stages[1:num_stages], start=1):
             codebook = vq.codebook.float()
             k = codebook.shape[0]
             residual = x[:, None, :] - sums
@@ -336,19 +365,30 @@ class ResidualVQ(nn.Module):
             partial = (torch.cat([residual.reshape(-1, d), ones], dim=1) @ scaled.T).reshape(n, b, k)
             best, codes = partial.topk(min(beam, k), dim=-1, largest=False)  # (N, b, beam) per candidate
             best = best + (residual * residual).sum(-1, keepdim=True)
-            _, pick = best.reshape(n, -1).topk(min(beam, best[0].numel()), dim=-1, largest=False)
+            # topk sorts ascending: candidate 0 has the least error
+            err, pick = best.reshape(n, -1).topk(min(beam, best[0].numel()), dim=-1, largest=False)
             parent = pick // best.shape[-1]
-            code = torch.gather(codes.reshape(n, -1), 1, pick)  # (N, beam)
+            code = torch.gather(codes.reshape(n, -1), 1, pick)
             sums = torch.gather(sums, 1, parent[..., None].expand(-1, -1, d)) + vq.lookup(code)
             paths = torch.cat([torch.gather(paths, 1, parent[..., None].expand(-1, -1, paths.shape[2])),
                                code[..., None]], dim=2)
-        return paths[:, 0]  # topk sorts ascending: candidate 0 has the least error
+            paths_out[:, stage, : stage + 1] = paths[:, 0]
+            errors_out[:, stage] = err[:, 0].clamp_min(0.0)
+        return paths_out, errors_out
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        """(N, s) int64 indices of the first s stages -> (N, D) float, the sum of their codes."""
+        """(N, s) int64 indices of the first s stages -> (N, D) float, the sum of their codes.
+
+        An index of -1 means "absent" (the vector stopped before that stage, see `encode_prefixes`) and
+        adds nothing."""
         if indices.shape[-1] > self.num_stages:
             raise ValueError(f"got {indices.shape[-1]} stages of indices, the quantizer has {self.num_stages}")
         out = torch.zeros(*indices.shape[:-1], self.dim, device=indices.device)
         for s in range(indices.shape[-1]):
-            out = out + self.stages[s].lookup(indices[..., s])
+            idx = indices[..., s]
+            present = idx >= 0
+            if bool(present.all()):
+                out = out + self.stages[s].lookup(idx)
+            else:
+                out = out + self.stages[s].lookup(idx.clamp(min=0)) * present[..., None].to(out.dtype)
         return out

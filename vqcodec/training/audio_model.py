@@ -136,11 +136,7 @@ class AudioTask(Task):
                 extra = list_audio(cfg.val_data)[: cfg.val_clips]
                 self.extra_clips = [c[:limit] for c in load_folder(cfg.val_data, extra)]
         if not ctx.resuming and cfg.init_from:
-            released, _ = load_audio_model(cfg.init_from)
-            if released.cfg != model.cfg:
-                raise ValueError(f"{cfg.init_from} has config {released.cfg.to_dict()}, this run builds "
-                                 f"{model.cfg.to_dict()}; pass the matching model settings")
-            model.load_state_dict(released.state_dict())
+            model.load_state_dict(_initial_state(cfg.init_from, model))
             log.info("initialised from %s", cfg.init_from)
         self.model = model
         self.loss_fn = AudioLoss(AudioLossConfig(**cfg.loss))
@@ -190,6 +186,24 @@ class AudioTask(Task):
 
     def load_state_dict(self, state: dict) -> None:
         self.crops.load_state(state["crops"])
+
+
+def _initial_state(path: str, model: AudioVQVAE) -> dict[str, torch.Tensor]:
+    """The state a new run starts from: released weights (.safetensors; EMA statistics restart from the
+    codebooks) or another run's checkpoint.pt (float32 weights and EMA statistics as they were)."""
+    if Path(path).suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{path} was not written by a run of this audio model config; pass the matching "
+                             f"model settings ({e})") from None
+        return state
+    released, _ = load_audio_model(path)
+    if released.cfg != model.cfg:
+        raise ValueError(f"{path} has config {released.cfg.to_dict()}, this run builds "
+                         f"{model.cfg.to_dict()}; pass the matching model settings")
+    return released.state_dict()
 
 
 def train_audio(cfg: TrainAudioConfig) -> AudioVQVAE:

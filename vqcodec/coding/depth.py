@@ -1,0 +1,298 @@
+"""Per-position depth coding of 2-D residual-VQ index maps: STOP symbols and a raw mode per layer.
+
+An encoder that spends bits unevenly stops each latent position after its own number of stages (its
+*depth*, 1..L). The index maps then hold `ABSENT` (-1) past each position's depth:
+
+    indices (L, h, w) int64, stage 1 present everywhere; indices[k, r, c] == ABSENT implies
+    indices[k + 1, r, c] == ABSENT (a position that stopped stays stopped).
+
+One range-coded stream per stage (= quality layer) still, so a file cut to its first N layers decodes
+to min(depth, N) stages per position. Stream of stage k:
+
+    mode      one symbol, 2-way, equal frequencies: 0 = indices under the prior, 1 = raw (uniform over
+              the K codes). The encoder codes both and keeps the shorter, so no stage ever costs more than
+              raw indices plus a bit (the prior can be miscalibrated on an image; raw bounds the damage).
+    stage 1   all h*w positions, in the prior's coding groups (raw: raster order).
+    stage k>1 two passes over the positions present at stage k-1 (checkerboard, He et al. 2021):
+              pass A = (r + c) even, pass B = (r + c) odd, raster order within a pass. Each position
+              codes one symbol of K + 1: its stage-k index, or STOP (= K) when its depth is k - 1.
+              The STOP probability depends on a context c:
+                pass A: c = number of 4-neighbours absent at stage k-1            (0..4)
+                pass B: c = 5 + number of 4-neighbours absent at stage k, known   (5..9)
+                        after pass A (every 4-neighbour of an odd position is even)
+              Before each pass's symbols, for every context that occurs among the pass's positions
+              (ascending), one 16-way uniform symbol: the level l of P(STOP) = STOP_FREQ[l] / 2^16,
+              chosen by the encoder from the pass's actual counts (forward adaptation: 4 bits per
+              context used). A position's row is [code frequencies scaled to 2^24 - stop - K, stop]
+              (`_stop_rows`), integers only, so both sides build the same rows.
+
+Exactness: every frequency here is an integer computed by integer numpy operations from integers the
+decoder already has (the prior's integer frequencies, the levels, the absent maps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
+from vqcodec.bitstream.entropy import MAX_ROW_SUM, max_symbols
+
+from .stages import Progress, StagePrior, check_stream_lengths, min_bits_per_index
+
+__all__ = ["ABSENT", "STOP_FREQ", "DepthStagePrior", "encode_depth_stages", "decode_depth_stages", "depths_of",
+           "check_depth_indices"]
+
+ABSENT = -1
+"""Index value of a stage a position does not have (it stopped earlier)."""
+
+STOP_FREQ = (720, 1300, 2331, 4127, 7150, 11955, 18943, 27889, 37647, 46593, 53581, 58386, 61409, 63205,
+             64236, 64816)
+"""P(STOP) levels out of 2^16: round(2^16 * sigmoid(-4.5 + 0.6 l)), l = 0..15 (fixed constants of the
+format, written out so no floating-point function is involved)."""
+
+_LEVEL_SHIFT = 8  # STOP_FREQ (out of 2^16) -> frequency out of 2^24
+_CONTEXTS_PER_PASS = 5
+_MODE_FREQS = np.ones((1, 2), dtype=np.int64)
+_LEVEL_FREQS = np.ones((1, len(STOP_FREQ)), dtype=np.int64)
+MODE_PRIOR, MODE_RAW = 0, 1
+
+
+@runtime_checkable
+class DepthStagePrior(StagePrior, Protocol):
+    """A `StagePrior` over (h, w) maps whose stages >= 2 accept ABSENT entries in the earlier stages."""
+
+    def conditional_frequencies(self, earlier: torch.Tensor, stage: int) -> np.ndarray:
+        """earlier (stage-1, h, w) int64 (ABSENT allowed) -> frequencies (h*w, K) int64 of `stage` >= 2
+        at every position, raster order. Non-causal within the stage (one pass)."""
+        ...
+
+
+def depths_of(indices: torch.Tensor) -> torch.Tensor:
+    """(L, h, w) int64 with ABSENT suffixes -> (h, w) int64 depth (number of present stages)."""
+    return (indices >= 0).sum(0)
+
+
+def check_depth_indices(indices: torch.Tensor, k: int) -> torch.Tensor:
+    """Validate (L, h, w) int64 indices with ABSENT suffixes (codes in [0, k)); returns them as int64."""
+    x = torch.as_tensor(indices, dtype=torch.int64)
+    if x.dim() != 3 or min(x.shape) < 1:
+        raise ValueError(f"indices must be (stages, h, w) with every size >= 1, got {tuple(x.shape)}")
+    if int(x.max()) >= k or int(x.min()) < ABSENT:
+        raise ValueError(f"indices must lie in [0, {k}) or be ABSENT (-1)")
+    if bool((x[0] < 0).any()):
+        raise ValueError("every position must have stage 1 (no ABSENT in stage 1)")
+    present = x >= 0
+    if bool((present[1:] & ~present[:-1]).any()):
+        raise ValueError("a position that stopped (ABSENT) must stay stopped in later stages")
+    return x
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _absent_neighbours(absent: np.ndarray) -> np.ndarray:
+    """(h, w) bool -> (h, w) int64 count of 4-neighbours that are absent (outside the map: not absent)."""
+    a = absent.astype(np.int64)
+    out = np.zeros_like(a)
+    out[1:] += a[:-1]
+    out[:-1] += a[1:]
+    out[:, 1:] += a[:, :-1]
+    out[:, :-1] += a[:, 1:]
+    return out
+
+
+def _pass_positions(present_before: np.ndarray, parity: int) -> np.ndarray:
+    """Flat raster positions with (r + c) % 2 == parity that are present at the previous stage."""
+    h, w = present_before.shape
+    r, c = np.indices((h, w))
+    mask = present_before & (((r + c) & 1) == parity)
+    return np.flatnonzero(mask.reshape(-1))
+
+
+def _pass(before: np.ndarray, absent_after_a: np.ndarray, parity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (flat, raster order) of pass `parity` (0 = A, 1 = B) and their STOP contexts: pass A counts
+    the 4-neighbours absent at the previous stage (`before` is False there), pass B those absent at this
+    stage after pass A (`absent_after_a`), offset by 5."""
+    pos = _pass_positions(before, parity)
+    if parity == 0:
+        return pos, _absent_neighbours(~before).reshape(-1)[pos]
+    return pos, _CONTEXTS_PER_PASS + _absent_neighbours(absent_after_a).reshape(-1)[pos]
+
+
+def _stop_rows(code_freqs: np.ndarray, stop_freq: np.ndarray) -> np.ndarray:
+    """Rows over K + 1 symbols: code frequencies (n, K) int64 (row sums <= 2^24) scaled to the budget the
+    STOP frequency (n,) int64 (out of 2^24) leaves, each >= 1, then STOP. Row sums <= 2^24."""
+    n, k = code_freqs.shape
+    budget = MAX_ROW_SUM - stop_freq - k  # (n,)
+    total = code_freqs.sum(axis=1)
+    scaled = np.maximum(code_freqs * budget[:, None] // total[:, None], 1)
+    return np.concatenate([scaled, stop_freq[:, None]], axis=1)
+
+
+def _best_level(stops: int, continues: int) -> int:
+    """The STOP level with the fewest bits for these counts (encoder only; any choice decodes)."""
+    best, best_bits = 0, math.inf
+    for level, f in enumerate(STOP_FREQ):
+        p = f / 65536.0
+        bits = -stops * math.log2(p) - continues * math.log2(1.0 - p)
+        if bits < best_bits:
+            best, best_bits = level, bits
+    return best
+
+
+def _uniform(n: int, k: int) -> np.ndarray:
+    return np.ones((n, k), dtype=np.int64)
+
+
+def _code_freqs(prior: DepthStagePrior, x: torch.Tensor, stage: int, mode: int, n: int) -> np.ndarray | None:
+    """Frequencies (h*w, K) of the codes of `stage` >= 2 under the prior (None in raw mode)."""
+    if mode == MODE_RAW:
+        return None
+    return prior.conditional_frequencies(x[: stage - 1], stage)
+
+
+# ------------------------------------------------------------------------------------------ encoding
+def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, mode: int) -> bytes:
+    enc = IndexEncoder()
+    enc.encode(np.array([mode]), _MODE_FREQS)
+    h, w = x.shape[1:]
+    symbols = x[0].reshape(-1).numpy()
+    k = prior.codebook_size
+    if mode == MODE_RAW:
+        enc.encode(symbols, _uniform(h * w, k))
+    else:
+        freqs = prior.frequencies(x[:1], 1)
+        for group in prior.coding_groups(1, (h, w)):
+            enc.encode(symbols[group], freqs[group])
+    return enc.finish()
+
+
+def _encode_later(x: torch.Tensor, stage: int, k: int, code_freqs: np.ndarray | None, mode: int) -> bytes:
+    enc = IndexEncoder()
+    enc.encode(np.array([mode]), _MODE_FREQS)
+    before = (x[stage - 2] >= 0).numpy()
+    now = (x[stage - 1] >= 0).numpy()
+    symbols_all = np.where(now, x[stage - 1].numpy(), k).reshape(-1)
+    absent_after_a = ~before.copy()
+    for parity in (0, 1):
+        pos, ctx = _pass(before, absent_after_a, parity)
+        if pos.size == 0:
+            continue
+        sym = symbols_all[pos]
+        levels = {}
+        for c in np.unique(ctx):
+            stops = int((sym[ctx == c] == k).sum())
+            levels[int(c)] = _best_level(stops, int((ctx == c).sum()) - stops)
+        enc.encode(np.array([levels[c] for c in sorted(levels)]), np.repeat(_LEVEL_FREQS, len(levels), axis=0))
+        stop = np.array(STOP_FREQ, dtype=np.int64)[[levels[int(c)] for c in ctx]] << _LEVEL_SHIFT
+        base = _uniform(pos.size, k) if code_freqs is None else code_freqs[pos]
+        enc.encode(sym, _stop_rows(base, stop))
+        if parity == 0:
+            flat = absent_after_a.reshape(-1)
+            flat[pos] = sym == k
+    return enc.finish()
+
+
+def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress: Progress | None = None,
+                        *, allow_raw: bool = True, first_stream: bytes | None = None) -> list[bytes]:
+    """Range-code (L, h, w) int64 indices with ABSENT suffixes -> L streams (module docstring).
+
+    Each stage is coded under the prior and, with allow_raw, also raw; the shorter stream is kept.
+    first_stream: stage 1's stream from an earlier call with the same stage-1 map and allow_raw (stage 1
+    does not depend on the depths, so an encoder trying several depth choices codes it once).
+    """
+    k = prior.codebook_size
+    x = check_depth_indices(indices, k)
+    if x.shape[0] > prior.num_stages:
+        raise ValueError(f"{x.shape[0]} stages given, the prior codes at most {prior.num_stages}")
+    modes = (MODE_PRIOR, MODE_RAW) if allow_raw else (MODE_PRIOR,)
+    streams = []
+    for stage in range(1, x.shape[0] + 1):
+        if stage == 1 and first_stream is not None:
+            streams.append(first_stream)
+            if progress:
+                progress(stage, x.shape[0])
+            continue
+        candidates = []
+        for mode in modes:
+            if stage == 1:
+                candidates.append(_encode_stage1(prior, x, mode))
+            else:
+                freqs = _code_freqs(prior, x, stage, mode, x.shape[1] * x.shape[2])
+                candidates.append(_encode_later(x, stage, k, freqs, mode))
+        streams.append(min(candidates, key=len))
+        if progress:
+            progress(stage, x.shape[0])
+    return streams
+
+
+# ------------------------------------------------------------------------------------------ decoding
+def _min_bits_later(prior: DepthStagePrior) -> float:
+    """A lower bound on the bits of one symbol of a stage >= 2: the likeliest symbol of a row is STOP
+    (probability <= STOP_FREQ[-1] / 2^16) or a code, whose probability is at most its probability under
+    the prior (`min_bits_per_index`) or 1/K raw; 2^-21 covers constriction's quantisation of the row."""
+    stop_bits = -math.log2(min(1.0, STOP_FREQ[-1] / 65536.0 + 2.0**-21))
+    return min(stop_bits, min_bits_per_index(prior))
+
+
+def decode_depth_stages(prior: DepthStagePrior, streams: Sequence[bytes], shape: Sequence[int],
+                        progress: Progress | None = None) -> torch.Tensor:
+    """Decode len(streams) stages of an (h, w) grid -> (L, h, w) int64 with ABSENT past each depth.
+
+    Damaged data raises VQFormatError; work before a rejection stays proportional to the streams' size
+    (stage 1: `check_stream_lengths` before anything is allocated; later stages: the same bound with the
+    cheapest symbol a STOP can be, checked against the positions still present).
+    """
+    h, w = (int(v) for v in shape)
+    s, k = len(streams), prior.codebook_size
+    if s > prior.num_stages:
+        raise ValueError(f"{s} streams given, the prior codes at most {prior.num_stages} stages")
+    if s == 0:
+        return torch.empty((0, h, w), dtype=torch.int64)
+    check_stream_lengths(prior, streams[:1], h * w)
+    out = torch.full((s, h, w), ABSENT, dtype=torch.int64)
+    for stage in range(1, s + 1):
+        dec = IndexDecoder(streams[stage - 1])
+        mode = int(dec.decode(_MODE_FREQS)[0])
+        if stage == 1:
+            if mode == MODE_RAW:
+                plane = torch.as_tensor(dec.decode(_uniform(h * w, k))).reshape(h, w)
+            else:
+                plane = prior.decode_stage(1, out[:0], (h, w), dec.decode)
+            out[0] = plane
+        else:
+            before = (out[stage - 2] >= 0).numpy()
+            n_present = int(before.sum())
+            cap = max_symbols(len(streams[stage - 1]), _min_bits_later(prior))
+            if n_present > cap:
+                raise VQFormatError(
+                    f"stage {stage}'s stream is {len(streams[stage - 1])} bytes, too short for {n_present} "
+                    "positions: the file is truncated or corrupted")
+            freqs = _code_freqs(prior, out, stage, mode, h * w)
+            _decode_later(dec, out, stage, k, freqs, before)
+        dec.check_finished()
+        if progress:
+            progress(stage, s)
+    return out
+
+
+def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int, code_freqs: np.ndarray | None,
+                  before: np.ndarray) -> None:
+    plane = np.full(before.size, ABSENT, dtype=np.int64)
+    absent_after_a = ~before.copy()
+    for parity in (0, 1):
+        pos, ctx = _pass(before, absent_after_a, parity)
+        if pos.size == 0:
+            continue
+        used = np.unique(ctx)
+        levels = dec.decode(np.repeat(_LEVEL_FREQS, used.size, axis=0))
+        level_of = np.zeros(2 * _CONTEXTS_PER_PASS, dtype=np.int64)
+        level_of[used] = levels
+        stop = np.array(STOP_FREQ, dtype=np.int64)[level_of[ctx]] << _LEVEL_SHIFT
+        base = _uniform(pos.size, k) if code_freqs is None else code_freqs[pos]
+        sym = dec.decode(_stop_rows(base, stop))
+        plane[pos] = np.where(sym == k, ABSENT, sym)
+        if parity == 0:
+            absent_after_a.reshape(-1)[pos] = sym == k
+    out[stage - 1] = torch.from_numpy(plane.reshape(before.shape))

@@ -1,0 +1,127 @@
+"""The image quality scale: quality 1..100 -> a Lagrange multiplier -> a depth for every latent position.
+
+vqcodec spends bits unevenly: each 8x8 block (latent position) stops after its own number of residual
+stages d in 1..S, the one that minimises
+
+    D(d) + lambda * R(d)        D: squared latent error left after the best d-stage path (beam search,
+                                   `ResidualVQ.encode_prefixes`); R: (d - 1) * STAGE_BITS
+
+(stage 1 is coded everywhere, so its bits do not enter the choice). lambda comes from the quality:
+quality 100 is lambda = 0 (every block takes all S stages: the top of the scale, the most bytes);
+quality 1..99 are log-spaced from LAMBDA_AT_1 down to LAMBDA_AT_99. The depths are coded in the file
+(vqcodec.coding.depth), so the decoder needs none of this: it is encoder policy, free to improve.
+
+Units: latent error is the squared Euclidean distance in the model's latent space (64 dims); lambda is
+latent error per bit. The constants were set on the training photos (shared/data/photos, 768x512
+centre crops), never on Kodak: LAMBDA_AT_1 makes almost every block stop at stage 1, LAMBDA_AT_99
+leaves almost every block at full depth.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["EFFORTS", "DEFAULT_EFFORT", "Effort", "BlockCandidates", "check_effort", "pixel_weights", "QUALITY_MAX", "STAGE_BITS", "LAMBDA_AT_1", "LAMBDA_AT_99", "lagrange_multiplier", "choose_depths",
+           "depth_maps", "check_quality"]
+
+QUALITY_MAX = 100
+STAGE_BITS = 8.0
+"""Estimated bits one more stage costs at a position (index under the stage prior, plus its share of the
+STOP symbols); a constant, so lambda alone sets the trade-off."""
+LAMBDA_AT_1 = 1.0
+LAMBDA_AT_99 = 1e-4
+
+
+def check_quality(quality: int | None) -> int:
+    """None -> QUALITY_MAX; an int in 1..QUALITY_MAX -> itself; anything else raises ValueError."""
+    if quality is None:
+        return QUALITY_MAX
+    if isinstance(quality, bool) or int(quality) != quality or not 1 <= int(quality) <= QUALITY_MAX:
+        raise ValueError(f"image quality must be an integer 1..{QUALITY_MAX} (higher is better), got {quality!r}")
+    return int(quality)
+
+
+def lagrange_multiplier(quality: int) -> float:
+    """Quality 1..QUALITY_MAX -> lambda (latent squared error per bit); 0.0 at QUALITY_MAX."""
+    q = check_quality(quality)
+    if q == QUALITY_MAX:
+        return 0.0
+    t = (q - 1) / (QUALITY_MAX - 2)
+    return math.exp(math.log(LAMBDA_AT_1) + t * (math.log(LAMBDA_AT_99) - math.log(LAMBDA_AT_1)))
+
+
+def choose_depths(errors: torch.Tensor, lam: float, stage_bits: float = STAGE_BITS) -> torch.Tensor:
+    """errors (N, S) float32, the latent error after the best d-stage path (column d-1) -> depths (N,)
+    int64 in 1..S minimising errors + lam * (d - 1) * stage_bits (ties: the shallower depth)."""
+    s = errors.shape[1]
+    rate = torch.arange(s, dtype=errors.dtype) * stage_bits
+    return (errors + lam * rate).argmin(dim=1) + 1
+
+
+def depth_maps(paths: torch.Tensor, depths: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """paths (N = h*w, S, S) int64 (row d-1: the best d-stage path, ABSENT-padded) and depths (N,) ->
+    index maps (D, h, w) int64 with ABSENT past each position's depth, D = the largest depth."""
+    n = paths.shape[0]
+    chosen = paths[torch.arange(n), depths - 1]  # (N, S)
+    top = int(depths.max())
+    return chosen[:, :top].reshape(h, w, top).permute(2, 0, 1).contiguous()
+
+
+
+@dataclass(frozen=True)
+class Effort:
+    """What an encoder effort level does. beam: width of the residual-VQ search (1 = greedy);
+    pixel_weights: weigh each block's latent error by its measured effect on the pixels (one extra
+    decoder pass, `pixel_weights`)."""
+
+    beam: int
+    pixel_weights: bool
+
+
+EFFORTS: dict[int, Effort] = {1: Effort(beam=1, pixel_weights=False), 2: Effort(beam=4, pixel_weights=False),
+                              3: Effort(beam=8, pixel_weights=True)}
+"""Encoder effort levels (like cwebp -m, cjxl -e): more effort, more encode time, fewer bytes for the same
+quality. Decoding does not depend on the effort."""
+DEFAULT_EFFORT = 2
+
+
+def check_effort(effort: int | None) -> int:
+    """None -> DEFAULT_EFFORT; a level of EFFORTS -> itself; anything else raises ValueError."""
+    if effort is None:
+        return DEFAULT_EFFORT
+    if isinstance(effort, bool) or effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {sorted(EFFORTS)} (higher: slower encoding, smaller files), "
+                         f"got {effort!r}")
+    return int(effort)
+
+
+@dataclass
+class BlockCandidates:
+    """An image's encoder analysis: paths (N = h*w, S, S) int64 (row d-1: the best d-stage path of the
+    position, ABSENT-padded) and errors (N, S) float32 (its distortion, latent units, possibly weighted)
+    for a latent grid of height x width positions."""
+
+    paths: torch.Tensor
+    errors: torch.Tensor
+    height: int
+    width: int
+
+
+@torch.no_grad()
+def pixel_weights(model, x: torch.Tensor, paths: torch.Tensor, errors: torch.Tensor, h: int, w: int,
+                  low: float = 0.1, high: float = 10.0) -> torch.Tensor:
+    """Per-position weights (N,) float32: how much pixel error a unit of latent error makes at that block.
+
+    The pixel error of the depth-1 decode summed over each 8x8 block, divided by the block's latent error
+    at depth 1, normalised to mean 1 and clipped to [low, high]. The decoder mixes neighbouring blocks,
+    so this is an estimate; it moves bits towards blocks whose latent error shows in the pixels.
+    x: (1, 3, 8h, 8w) float32 in [0, 1] (the padded input); model: the ImageVQVAE.
+    """
+    n = h * w
+    shallow = depth_maps(paths, torch.ones(n, dtype=torch.int64), h, w)
+    rec = model.decode_indices(shallow[None])[0]
+    per_block = ((rec - x[0]) ** 2).sum(0).reshape(h, 8, w, 8).sum((1, 3)).reshape(-1)
+    gain = per_block / errors[:, 0].clamp_min(1e-6)
+    return (gain / gain.mean().clamp_min(1e-12)).clamp(low, high)
