@@ -6,9 +6,11 @@ on a 10-minute and a 60-minute file, and indices/samples across thread counts.
     python benchmarks/audio_speed.py --hour-speed    # also time a 60-minute file in process
 
 The long files are the bundled evaluation clips (data/speech/) concatenated and repeated to length,
-written as 16 kHz FLAC into a temporary folder. Each RSS figure is the peak resident memory of one fresh
-`vqcodec encode` or `vqcodec decode` process (resource.getrusage of the child), so 60 minutes against
-10 minutes shows whether memory grows with the file (issue 11: within 5 %). `--stdout` also measures
+written as 16 kHz FLAC into a temporary folder. Each RSS figure is the peak resident memory of a fresh
+`vqcodec encode` or `vqcodec decode` process (resource.getrusage of the child), the median of --repeats
+processes (default 3: one process's peak varies by about +-8 MiB from run to run, with the allocator's
+timing), so 60 minutes against 10 minutes shows whether memory grows with the file (issue 11: within
+5 %). `--stdout` also measures
 `vqcodec decode X.vq -o -` (a WAV streamed to stdout, discarded). Writes audio_speed.json and audio_speed.md
 to --out (default benchmarks/results/audio/). Timings share the machine's 2 cores with whatever else runs:
 the 1-minute load average before and after the run is recorded beside them (above 2, timings are noisy).
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
     ap.add_argument("--hour-speed", action="store_true", help="also time a 60-minute file in process")
     ap.add_argument("--stdout", action="store_true", help="also measure decoding to stdout (`-o -`)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="fresh CLI processes per measurement; figures are medians (default 3, --quick 1): "
+                         "one process's peak RSS varies by about +-8 MiB from run to run")
     args = ap.parse_args(argv)
     try:
         import vqcodec
@@ -130,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audio_speed: no audio model installed ({e})", file=sys.stderr)
         return 1
     short, long_a, long_b = (3.0, 10.0, 60.0) if args.quick else (10.0, 600.0, 3600.0)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
     result: dict = {"command": " ".join(["python", "benchmarks/audio_speed.py", *(argv or sys.argv[1:])]),
                     "threads": args.threads, "quality": top,
                     "machine": "2-core CPU, shared with a training run and other work",
@@ -143,15 +152,21 @@ def main(argv: list[str] | None = None) -> int:
         for seconds in (long_a, long_b):
             src = write_long(tmp, seconds)
             vq, wav = tmp / f"{src.stem}.vq", tmp / f"{src.stem}.wav"
-            enc_s, enc_rss = cli_peak_rss(["encode", str(src), "-o", str(vq), "-f"], args.threads)
-            dec_s, dec_rss = cli_peak_rss(["decode", str(vq), "-o", str(wav), "-f"], args.threads)
-            assert sf.info(wav).frames == sf.info(src).frames
-            rss[f"{int(seconds)}s"] = {"encode_s": enc_s, "decode_s": dec_s, "encode_peak_rss_mib": enc_rss,
-                                       "decode_peak_rss_mib": dec_rss, "vq_bytes": vq.stat().st_size,
-                                       "encode_x_realtime": seconds / enc_s, "decode_x_realtime": seconds / dec_s}
-            if args.stdout:
-                out_s, out_rss = cli_peak_rss(["decode", str(vq), "-o", "-"], args.threads, discard_stdout=True)
-                rss[f"{int(seconds)}s"].update(decode_stdout_s=out_s, decode_stdout_peak_rss_mib=out_rss)
+            runs: dict[str, list[tuple[float, float]]] = {"encode": [], "decode": [], "decode_stdout": []}
+            for _ in range(args.repeats):  # interleaved, so a change of the machine's load hits every kind
+                runs["encode"].append(cli_peak_rss(["encode", str(src), "-o", str(vq), "-f"], args.threads))
+                runs["decode"].append(cli_peak_rss(["decode", str(vq), "-o", str(wav), "-f"], args.threads))
+                assert sf.info(wav).frames == sf.info(src).frames
+                if args.stdout:
+                    runs["decode_stdout"].append(cli_peak_rss(["decode", str(vq), "-o", "-"], args.threads,
+                                                              discard_stdout=True))
+            r: dict = {"vq_bytes": vq.stat().st_size, "repeats": args.repeats}
+            for kind, got in runs.items():
+                if got:
+                    walls, peaks = [w for w, _ in got], [m for _, m in got]
+                    r.update({f"{kind}_s": float(np.median(walls)), f"{kind}_peak_rss_mib": float(np.median(peaks)),
+                              f"{kind}_peak_rss_mib_runs": peaks, f"{kind}_x_realtime": seconds / np.median(walls)})
+            rss[f"{int(seconds)}s"] = r
             for f in (src, vq, wav):
                 f.unlink()
         result["cli"] = rss
@@ -172,16 +187,23 @@ def main(argv: list[str] | None = None) -> int:
              f"{result['threads_exactness']['max_sample_diff_lsb16']:.2f} LSB (16-bit)",
              f"- 1-minute load average: {result['load_average_1min']['start']:.1f} at the start, "
              f"{result['load_average_1min']['end']:.1f} at the end (2 cores; above 2 the timings are noisy)", "",
-             "| file | encode s | decode s | encode peak RSS MiB | decode peak RSS MiB |", "|---|---|---|---|---|"]
+             f"CLI figures: the median of {args.repeats} fresh process(es) each (every run's peak RSS in brackets).",
+             "", "| file | encode s | decode s | encode peak RSS MiB | decode peak RSS MiB |"
+             + (" decode to stdout peak RSS MiB |" if args.stdout else ""),
+             "|---|---|---|---|---|" + ("---|" if args.stdout else "")]
+
+    def peak(r: dict, kind: str) -> str:
+        runs = r[f"{kind}_peak_rss_mib_runs"]
+        return f"{r[f'{kind}_peak_rss_mib']:.0f}" + (f" ({', '.join(f'{m:.0f}' for m in runs)})" if len(runs) > 1 else "")
+
     for name, r in result["cli"].items():
-        lines.append(f"| {name} | {r['encode_s']:.1f} | {r['decode_s']:.1f} | {r['encode_peak_rss_mib']:.0f} | "
-                     f"{r['decode_peak_rss_mib']:.0f} |")
+        lines.append(f"| {name} | {r['encode_s']:.1f} | {r['decode_s']:.1f} | {peak(r, 'encode')} | "
+                     f"{peak(r, 'decode')} |" + (f" {peak(r, 'decode_stdout')} |" if args.stdout else ""))
     g = result["rss_growth"]
     lines += ["", f"Peak RSS growth from {int(long_a)} s to {int(long_b)} s: encode {100 * g['encode_peak_rss_mib']:+.1f} %, "
               f"decode {100 * g['decode_peak_rss_mib']:+.1f} %"
-              + (f", decode to stdout {100 * g['decode_stdout_peak_rss_mib']:+.1f} % ("
-                 + " -> ".join(f"{r['decode_stdout_peak_rss_mib']:.0f}" for r in result["cli"].values()) + " MiB)"
-                 if "decode_stdout_peak_rss_mib" in g else "") + "."]
+              + (f", decode to stdout {100 * g['decode_stdout_peak_rss_mib']:+.1f} %"
+                 if "decode_stdout_peak_rss_mib" in g else "") + " (medians)."]
     if "hour" in result:
         h = result["hour"]
         lines.append(f"- 60-minute file in process: encode {h['encode_x_realtime']:.1f}x, decode {h['decode_x_realtime']:.1f}x real time")
