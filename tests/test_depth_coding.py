@@ -166,3 +166,80 @@ def test_ideal_bits_skip_absent_positions(tiny_prior):
     bits_full, bits_cut = tiny_prior.bits(full), tiny_prior.bits(cut)
     assert bits_cut.shape == (tiny_prior.num_stages,) and bits_cut[0] == bits_full[0]
     assert np.all(np.isfinite(bits_cut)) and np.all(bits_cut > 0)
+
+
+def _stop_rows_integer(code_freqs: np.ndarray | None, stop: np.ndarray, k: int) -> np.ndarray:
+    """The rows of `_stop_rows` by the integer formula of the format (floor division in int64)."""
+    code = np.ones((stop.size, k), dtype=np.int64) if code_freqs is None else code_freqs
+    budget = (1 << 24) - stop - k
+    scaled = np.maximum(code * budget[:, None] // code.sum(axis=1)[:, None], 1)
+    return np.concatenate([scaled, stop[:, None]], axis=1)
+
+
+@pytest.mark.parametrize("k", [2, 3, 511, 512])
+def test_stop_rows_float_division_equals_the_integer_formula(k):
+    """`_stop_rows` divides in float64; it must equal the format's integer floor division everywhere,
+    including rows of ones, rows at the 2^24 / K bound, single huge entries, and every STOP level."""
+    from vqcodec.coding.depth import STOP_FREQ, _stop_rows
+
+    rng = np.random.default_rng(k)
+    n = 4000
+    cap = (1 << 24) // k
+    rows = [rng.integers(1, cap + 1, (n, k)), np.ones((n, k), dtype=np.int64), np.full((n, k), cap),
+            rng.integers(1, 3, (n, k))]
+    spiky = np.ones((n, k), dtype=np.int64)
+    spiky[:, 0] = (1 << 24) - (k - 1)
+    rows.append(spiky)
+    stop = np.array(STOP_FREQ, dtype=np.int64)[rng.integers(0, len(STOP_FREQ), n)] << 8
+    for code in rows + [None]:
+        got = _stop_rows(code, stop, k)
+        assert got.dtype == np.int64 and np.array_equal(got, _stop_rows_integer(code, stop, k))
+        assert got.sum(axis=1).max() <= 1 << 24 and got.min() >= 1
+
+
+@pytest.mark.parametrize("k", [2, 7, 512])
+def test_coded_bits_predict_the_stream_length(k):
+    """entropy.coded_bits is the information under constriction's own CDFs: a stream of those symbols is
+    its bits rounded up to words, plus at most the seal."""
+    from vqcodec.bitstream import IndexEncoder
+    from vqcodec.bitstream.entropy import coded_bits_of_rows
+
+    rng = np.random.default_rng(k)
+    for n, peak in [(1, 1), (50, 1), (3000, 1 << 14), (3000, 1 << 23), (20000, 4)]:
+        peak = min(peak, (1 << 24) // (k + 1))
+        freqs = rng.integers(1, peak + 1, (n, k))
+        freqs[:, rng.integers(0, k)] += peak  # one likely symbol per row
+        p = freqs / freqs.sum(1, keepdims=True)
+        symbols = np.array([rng.choice(k, p=row) for row in p]) if n <= 3000 else rng.integers(0, k, n)
+        enc = IndexEncoder()
+        enc.encode(symbols, freqs)
+        words = len(enc.finish()) // 4
+        bits = coded_bits_of_rows(symbols, freqs)
+        assert bits <= 32 * words + 1e-6, (n, peak)
+        assert 32 * words <= bits + 32 * 3, (n, peak, bits, words)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mode_choice_equals_coding_both_and_keeping_the_shorter(tiny_prior, seed):
+    """The encoder codes only modes that can win; its streams must equal those of coding both modes and
+    keeping the shorter (the prior's on a tie), also on maps mixing prior samples with random codes so that
+    the two modes come close."""
+    from vqcodec.coding import depth
+
+    shape = (9, 14)
+    g = torch.Generator().manual_seed(seed)
+    x = tiny_prior.sample(tiny_prior.num_stages, *shape, seed=seed)
+    noise = torch.randint(0, tiny_prior.codebook_size, x.shape, generator=g)
+    mix = torch.rand(x.shape, generator=g) < seed / 6
+    x = torch.where(mix, noise, x)
+    depths = torch.randint(1, tiny_prior.num_stages + 1, shape, generator=g)
+    for s in range(tiny_prior.num_stages):
+        x[s][depths <= s] = ABSENT
+    x = x[: int(depths.max())]
+    margin = depth.MODE_CHOICE_MARGIN_BITS
+    try:
+        depth.MODE_CHOICE_MARGIN_BITS = float("inf")  # every mode coded: the brute force
+        both = encode_depth_stages(tiny_prior, x)
+    finally:
+        depth.MODE_CHOICE_MARGIN_BITS = margin
+    assert encode_depth_stages(tiny_prior, x) == both

@@ -50,6 +50,8 @@ __all__ = [
     "IndexEncoder",
     "IndexDecoder",
     "cross_entropy_bits",
+    "coded_bits",
+    "coded_bits_of_rows",
     "min_bits_per_symbol",
     "max_symbols",
 ]
@@ -355,3 +357,41 @@ def cross_entropy_bits(symbols: np.ndarray, freqs: np.ndarray) -> float:
         return 0.0
     picked = f[np.arange(s.size), s]
     return float(-np.sum(np.log2(picked / f.sum(axis=1))))
+
+
+def coded_bits(symbols: np.ndarray, cum_below: np.ndarray, freq: np.ndarray, row_sum: np.ndarray,
+               alphabet: int) -> float:
+    """Information content, in bits, of symbols under the integer CDFs constriction builds from their rows
+    (module docstring: cdf(i) = trunc(cum_i * (2^24 - K) / rowsum) + i, cdf(K) = 2^24).
+
+    A range-coded stream of exactly these symbols holds this many bits plus at most the seal (the
+    encoder's choice between coding modes uses it to skip coding a mode that cannot win; nothing that
+    decodes depends on it).
+
+    Args:
+        symbols: int64 (n,), each in 0..alphabet-1.
+        cum_below: int64 (n,), the sum of each row's counts below its symbol.
+        freq: int64 (n,), each row's count of its symbol (>= 1).
+        row_sum: int64 (n,), each row's sum (<= 2^24).
+        alphabet: K, the row length.
+    Returns:
+        float64 bits (0.0 for n = 0).
+    """
+    if symbols.size == 0:
+        return 0.0
+    scale = (MAX_ROW_SUM - int(alphabet)) / row_sum.astype(np.float64)
+    lo = np.trunc(cum_below * scale) + symbols
+    hi = np.where(symbols == alphabet - 1, float(MAX_ROW_SUM), np.trunc((cum_below + freq) * scale) + symbols + 1)
+    return float(np.sum(24.0 - np.log2(hi - lo)))
+
+
+def coded_bits_of_rows(symbols: np.ndarray, freqs: np.ndarray) -> float:
+    """`coded_bits` of symbols (n,) under full integer tables (n, K) (as passed to `IndexEncoder.encode`)."""
+    n, k = freqs.shape
+    if n == 0:
+        return 0.0
+    rows = np.arange(n)
+    sym = np.asarray(symbols, dtype=np.int64)
+    cum = np.cumsum(freqs, axis=1)
+    own = freqs[rows, sym]
+    return coded_bits(sym, cum[rows, sym] - own, own, cum[:, -1], k)

@@ -10,8 +10,10 @@ One range-coded stream per stage (= quality layer) still, so a file cut to its f
 to min(depth, N) stages per position. Stream of stage k:
 
     mode      one symbol, 2-way, equal frequencies: 0 = indices under the prior, 1 = raw (uniform over
-              the K codes). The encoder codes both and keeps the shorter, so no stage ever costs more than
-              raw indices plus a bit (the prior can be miscalibrated on an image; raw bounds the damage).
+              the K codes). The encoder keeps the shorter stream, so no stage ever costs more than raw
+              indices plus a bit (the prior can be miscalibrated on an image; raw bounds the damage). It
+              computes both modes' exact coded bits first (`entropy.coded_bits`) and range-codes only
+              the modes that can win (`MODE_CHOICE_MARGIN_BITS`).
     stage 1   all h*w positions, in the prior's coding groups (raw: raster order).
     stage k>1 two passes over the positions present at stage k-1 (checkerboard, He et al. 2021):
               pass A = (r + c) even, pass B = (r + c) odd, raster order within a pass. Each position
@@ -24,7 +26,8 @@ to min(depth, N) stages per position. Stream of stage k:
               (ascending), one 16-way uniform symbol: the level l of P(STOP) = STOP_FREQ[l] / 2^16,
               chosen by the encoder from the pass's actual counts (forward adaptation: 4 bits per
               context used). A position's row is [code frequencies scaled to 2^24 - stop - K, stop]
-              (`_stop_rows`), integers only, so both sides build the same rows.
+              (`_stop_rows`), exact integers (a float64 division shown exact there), so both sides
+              build the same rows.
 
 Exactness: every frequency here is an integer computed by integer numpy operations from integers the
 decoder already has (the prior's integer frequencies, the levels, the absent maps).
@@ -38,7 +41,7 @@ import numpy as np
 import torch
 
 from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
-from vqcodec.bitstream.entropy import MAX_ROW_SUM, max_symbols
+from vqcodec.bitstream.entropy import MAX_ROW_SUM, coded_bits, coded_bits_of_rows, max_symbols
 
 from .stages import Progress, StagePrior, check_stream_lengths, min_bits_per_index
 
@@ -120,14 +123,29 @@ def _pass(before: np.ndarray, absent_after_a: np.ndarray, parity: int) -> tuple[
     return pos, _CONTEXTS_PER_PASS + _absent_neighbours(absent_after_a).reshape(-1)[pos]
 
 
-def _stop_rows(code_freqs: np.ndarray, stop_freq: np.ndarray) -> np.ndarray:
-    """Rows over K + 1 symbols: code frequencies (n, K) int64 (row sums <= 2^24) scaled to the budget the
-    STOP frequency (n,) int64 (out of 2^24) leaves, each >= 1, then STOP. Row sums <= 2^24."""
-    n, k = code_freqs.shape
-    budget = MAX_ROW_SUM - stop_freq - k  # (n,)
-    total = code_freqs.sum(axis=1)
-    scaled = np.maximum(code_freqs * budget[:, None] // total[:, None], 1)
-    return np.concatenate([scaled, stop_freq[:, None]], axis=1)
+def _stop_rows(code_freqs: np.ndarray | None, stop_freq: np.ndarray, k: int) -> np.ndarray:
+    """Rows over K + 1 symbols: code frequencies (n, K) int64 (row sums <= 2^24; None: raw mode, all 1)
+    scaled to the budget the STOP frequency (n,) int64 (out of 2^24) leaves, each >= 1, then STOP:
+    row[i] = max(code[i] * budget // sum(code), 1), budget = 2^24 - stop - K. Row sums <= 2^24.
+
+    The floor division runs in float64 and is exact: code * budget < 2^48 is an exact product, and a
+    quotient q = m + r/t (t = sum(code) <= 2^24, 0 < r < t) lies at least 1/t from m + 1 while its
+    rounding error is below q * 2^-53 < 2^48 / t * 2^-53 < 1/t, so floor(fl(q)) = m.
+    """
+    n = stop_freq.shape[0]
+    budget = (MAX_ROW_SUM - stop_freq - k).astype(np.float64)
+    rows = np.empty((n, k + 1), dtype=np.float64)
+    if code_freqs is None:  # sum(code) = K, every code 1
+        rows[:, :k] = np.floor(budget / k)[:, None]
+    else:
+        total = code_freqs.sum(axis=1).astype(np.float64)
+        q = rows[:, :k]
+        np.multiply(code_freqs, budget[:, None], out=q)
+        np.divide(q, total[:, None], out=q)
+        np.floor(q, out=q)
+    np.maximum(rows[:, :k], 1.0, out=rows[:, :k])
+    rows[:, k] = stop_freq
+    return rows.astype(np.int64)
 
 
 def _best_level(stops: int, continues: int) -> int:
@@ -153,28 +171,54 @@ def _code_freqs(prior: DepthStagePrior, x: torch.Tensor, stage: int, mode: int, 
 
 
 # ------------------------------------------------------------------------------------------ encoding
-def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, mode: int) -> bytes:
-    enc = IndexEncoder()
-    enc.encode(np.array([mode]), _MODE_FREQS)
+MODE_CHOICE_MARGIN_BITS = 160.0
+"""Modes whose exact coded bits (entropy.coded_bits) are within this of the best are all range-coded and
+the shortest stream kept; the others cannot win (a stream holds its bits plus at most two words of seal,
+so 160 bits = five words covers the rounding of both streams to words), and are not coded at all."""
+
+
+def _modes_to_code(bits: dict[int, float]) -> list[int]:
+    """Modes (in the order given: the first wins a tie) that could give the shortest stream."""
+    best = min(bits.values())
+    return [m for m, b in bits.items() if b <= best + MODE_CHOICE_MARGIN_BITS]
+
+
+def _shortest(encode_mode, modes: list[int]) -> bytes:
+    """Range-code each of `modes` with encode_mode(mode) -> bytes; the shortest (the first on a tie)."""
+    return min((encode_mode(m) for m in modes), key=len)
+
+
+def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool) -> bytes:
     h, w = x.shape[1:]
     symbols = x[0].reshape(-1).numpy()
     k = prior.codebook_size
-    if mode == MODE_RAW:
-        enc.encode(symbols, _uniform(h * w, k))
-    else:
-        freqs = prior.frequencies(x[:1], 1)
-        for group in prior.coding_groups(1, (h, w)):
-            enc.encode(symbols[group], freqs[group])
-    return enc.finish()
+    freqs = prior.frequencies(x[:1], 1)
+    bits = {MODE_PRIOR: coded_bits_of_rows(symbols, freqs)}
+    if allow_raw:
+        ones = np.ones_like(symbols)
+        bits[MODE_RAW] = coded_bits(symbols, symbols, ones, np.full_like(symbols, k), k)
+
+    def encode(mode: int) -> bytes:
+        enc = IndexEncoder()
+        enc.encode(np.array([mode]), _MODE_FREQS)
+        if mode == MODE_RAW:
+            enc.encode(symbols, _uniform(h * w, k))
+        else:
+            for group in prior.coding_groups(1, (h, w)):
+                enc.encode(symbols[group], freqs[group])
+        return enc.finish()
+
+    return _shortest(encode, _modes_to_code(bits))
 
 
-def _encode_later(x: torch.Tensor, stage: int, k: int, code_freqs: np.ndarray | None, mode: int) -> bytes:
-    enc = IndexEncoder()
-    enc.encode(np.array([mode]), _MODE_FREQS)
+def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw: bool) -> bytes:
+    """Stream of `stage` >= 2 (module docstring): both passes' levels and STOP rows, under the prior or raw."""
+    k = prior.codebook_size
     before = (x[stage - 2] >= 0).numpy()
     now = (x[stage - 1] >= 0).numpy()
     symbols_all = np.where(now, x[stage - 1].numpy(), k).reshape(-1)
     absent_after_a = ~before.copy()
+    passes = []  # (symbols, level symbols, STOP frequencies, positions)
     for parity in (0, 1):
         pos, ctx = _pass(before, absent_after_a, parity)
         if pos.size == 0:
@@ -184,14 +228,32 @@ def _encode_later(x: torch.Tensor, stage: int, k: int, code_freqs: np.ndarray | 
         for c in np.unique(ctx):
             stops = int((sym[ctx == c] == k).sum())
             levels[int(c)] = _best_level(stops, int((ctx == c).sum()) - stops)
-        enc.encode(np.array([levels[c] for c in sorted(levels)]), np.repeat(_LEVEL_FREQS, len(levels), axis=0))
         stop = np.array(STOP_FREQ, dtype=np.int64)[[levels[int(c)] for c in ctx]] << _LEVEL_SHIFT
-        base = _uniform(pos.size, k) if code_freqs is None else code_freqs[pos]
-        enc.encode(sym, _stop_rows(base, stop))
+        passes.append((sym, np.array([levels[c] for c in sorted(levels)]), stop, pos))
         if parity == 0:
-            flat = absent_after_a.reshape(-1)
-            flat[pos] = sym == k
-    return enc.finish()
+            absent_after_a.reshape(-1)[pos] = sym == k
+    code_freqs = prior.conditional_frequencies(x[: stage - 1], stage) if passes else None
+    prior_rows = [_stop_rows(code_freqs[pos], stop, k) for _, _, stop, pos in passes]
+    bits = {MODE_PRIOR: sum(coded_bits_of_rows(sym, rows) for (sym, *_), rows in zip(passes, prior_rows))}
+    if allow_raw:
+        bits[MODE_RAW] = sum(_raw_bits(sym, stop, k) for sym, _, stop, _ in passes)
+
+    def encode(mode: int) -> bytes:
+        enc = IndexEncoder()
+        enc.encode(np.array([mode]), _MODE_FREQS)
+        for i, (sym, levels, stop, _) in enumerate(passes):
+            enc.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
+            enc.encode(sym, prior_rows[i] if mode == MODE_PRIOR else _stop_rows(None, stop, k))
+        return enc.finish()
+
+    return _shortest(encode, _modes_to_code(bits))
+
+
+def _raw_bits(sym: np.ndarray, stop: np.ndarray, k: int) -> float:
+    """coded_bits of (n,) symbols in 0..K (K = STOP) under raw-mode rows `_stop_rows(None, stop, k)`."""
+    v = np.maximum((MAX_ROW_SUM - stop - k) // k, 1)
+    is_stop = sym == k
+    return coded_bits(sym, sym * v, np.where(is_stop, stop, v), k * v + stop, k + 1)
 
 
 def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress: Progress | None = None,
@@ -206,22 +268,12 @@ def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress:
     x = check_depth_indices(indices, k)
     if x.shape[0] > prior.num_stages:
         raise ValueError(f"{x.shape[0]} stages given, the prior codes at most {prior.num_stages}")
-    modes = (MODE_PRIOR, MODE_RAW) if allow_raw else (MODE_PRIOR,)
     streams = []
     for stage in range(1, x.shape[0] + 1):
-        if stage == 1 and first_stream is not None:
-            streams.append(first_stream)
-            if progress:
-                progress(stage, x.shape[0])
-            continue
-        candidates = []
-        for mode in modes:
-            if stage == 1:
-                candidates.append(_encode_stage1(prior, x, mode))
-            else:
-                freqs = _code_freqs(prior, x, stage, mode, x.shape[1] * x.shape[2])
-                candidates.append(_encode_later(x, stage, k, freqs, mode))
-        streams.append(min(candidates, key=len))
+        if stage == 1:
+            streams.append(first_stream if first_stream is not None else _encode_stage1(prior, x, allow_raw))
+        else:
+            streams.append(_encode_later(prior, x, stage, allow_raw))
         if progress:
             progress(stage, x.shape[0])
     return streams
@@ -290,8 +342,7 @@ def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int, code
         level_of = np.zeros(2 * _CONTEXTS_PER_PASS, dtype=np.int64)
         level_of[used] = levels
         stop = np.array(STOP_FREQ, dtype=np.int64)[level_of[ctx]] << _LEVEL_SHIFT
-        base = _uniform(pos.size, k) if code_freqs is None else code_freqs[pos]
-        sym = dec.decode(_stop_rows(base, stop))
+        sym = dec.decode(_stop_rows(None if code_freqs is None else code_freqs[pos], stop, k))
         plane[pos] = np.where(sym == k, ABSENT, sym)
         if parity == 0:
             absent_after_a.reshape(-1)[pos] = sym == k
