@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -32,9 +33,25 @@ for _cmd in (encode, decode, info, sample, train):
     cli.add_command(_cmd)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP raised as an interruption, so that an output being written is removed as on Ctrl-C
+    (vqcodec.files.atomic_write) instead of the process dying with a temporary file left behind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
 def main() -> None:
-    """Console entry point: one-line errors, exit 1 for bad input, 2 for usage errors, no traceback."""
+    """Console entry point: one-line errors, exit 1 for bad input, 2 for usage errors, no traceback;
+    interrupted (Ctrl-C, SIGTERM, SIGHUP): no partial output, exit 128 + the signal's number."""
     verbose = "-v" in sys.argv[1:2] or "--verbose" in sys.argv[1:2]
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_terminated)
     try:
         cli.main(standalone_mode=False)
     except click.UsageError as e:
@@ -44,12 +61,14 @@ def main() -> None:
     except click.ClickException as e:
         click.echo(f"vqcodec: error: {e.format_message()}", err=True)
         raise SystemExit(e.exit_code) from None
-    except click.Abort:
-        click.echo("vqcodec: aborted", err=True)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        click.echo("vqcodec: interrupted", err=True)
-        raise SystemExit(130) from None
+    except (click.Abort, KeyboardInterrupt) as e:  # click turns an interruption into Abort (cause kept)
+        cause = e.__cause__ if isinstance(e, click.Abort) else e
+        if not isinstance(cause, KeyboardInterrupt):
+            click.echo("vqcodec: aborted", err=True)
+            raise SystemExit(1) from None
+        signum = cause.signum if isinstance(cause, Terminated) else signal.SIGINT
+        click.echo(f"vqcodec: interrupted ({signal.Signals(signum).name}); no partial output was left", err=True)
+        raise SystemExit(128 + signum) from None
     except BrokenPipeError:
         raise SystemExit(1) from None
     except (OSError, ValueError) as e:  # e.g. missing weights, unwritable folder, bad image
