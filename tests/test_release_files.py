@@ -1,7 +1,7 @@
 """Files written by earlier releases keep decoding to the same indices and pixels (the model registry's promise).
 
-tests/data/release_v0.1.0/ holds .vq files that vqcodec 0.1.0 wrote (format version 1) with the pixels and
-index hashes that 0.1.0 decoded from them.
+tests/data/release_v0.1.0/ holds .vq files that vqcodec 0.1.0 wrote (format version 1), release_v0.3.0/ files of
+0.3.0 (format version 2, a depth per block), each with the pixels and index hashes that release decoded from them.
 """
 import hashlib
 import json
@@ -22,7 +22,8 @@ def test_release_file_decodes_to_the_same_indices_and_pixels(folder, name):
     expected = json.loads((folder / "expected.json").read_text())[name]
     data = (folder / f"{name}.vq").read_bytes()
     info = vqcodec.inspect(data)
-    assert (info.width, info.height, info.layers) == (expected["width"], expected["height"], expected["quality"])
+    layers = expected.get("layers", expected["quality"])  # 0.1.0's quality was its layer count
+    assert (info.width, info.height, info.layers) == (expected["width"], expected["height"], layers)
     indices = vqcodec.decode_indices(data)
     assert list(indices.shape) == expected["indices_shape"]
     assert hashlib.sha256(indices.numpy().astype("<i8").tobytes()).hexdigest() == expected["indices_sha256"]
