@@ -55,3 +55,50 @@ def test_audio_speed_quick(tmp_path, tiny_all_weights):
     assert set(res["cli"]) == {"10s", "60s"}
     for r in res["cli"].values():
         assert r["encode_peak_rss_mib"] > 50 and r["vq_bytes"] > 0
+
+
+def test_speaker_conversion_quick(tmp_path, tiny_audio_weights):
+    """The speaker experiment's plumbing (tiny models, a synthetic speaker folder): classifier, conversion
+    fractions, content and pitch columns, the chosen stage count."""
+    import os
+    import shutil
+
+    from vqcodec.testing import write_speaker_folder, write_tiny_speaker_decoder
+
+    speakers = ("11", "22", "33", "44", "55", "66")
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for name in ("audio_vqvae.safetensors", "audio_prior.safetensors"):
+        shutil.copy(tiny_audio_weights / name, weights / name)
+    write_tiny_speaker_decoder(weights, speakers)
+    data = write_speaker_folder(tmp_path / "data", speakers, seconds=3.0)
+    env = {**os.environ, "VQCODEC_WEIGHTS_DIR": str(weights)}
+    p = subprocess.run([sys.executable, str(BENCH / "speaker_conversion.py"), "--quick", "--data", str(data),
+                        "--out", str(tmp_path), "--threads", "1"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "speaker_conversion.json").read_text())
+    assert res["speakers_in_data"] == 6 and set(res["per_stage"]) == {"1", "2"}
+    assert 0 <= res["classifier"]["accuracy_original"] <= 1
+    for r in res["per_stage"].values():
+        c = r["converted"]
+        assert c["pairs"] == 8 and abs(c["target"] + c["source"] + c["other"] - 1) < 1e-9
+        assert r["content"]["mel_to_source_own_voice"] >= 0
+    assert res["best_stages"] in (1, 2)
+    assert "can and cannot show" in (tmp_path / "speaker_conversion.md").read_text()
+
+
+def test_calibrate_quality_quick(tmp_path):
+    """The quality scale's calibration on the training photos (skipped where they are not beside the clone)."""
+    import pytest
+
+    photos = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+    if not photos.is_dir():
+        pytest.skip(f"training photos not found at {photos}")
+    p = _run("calibrate_quality.py", "--data", str(photos), "--quick", "--out", str(tmp_path), "--threads", "1",
+             cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "quality_calibration.json").read_text())
+    bpp = [m["bpp"] for m in res["mean"]]
+    assert bpp[-1] > bpp[0] > 0  # lambda 0 (every block at full depth) costs the most
+    assert res["found"]["LAMBDA_AT_1"] >= res["found"]["LAMBDA_AT_99"]
