@@ -19,9 +19,10 @@ __version__ = "0.3.0"
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
 from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_layers, max_quality, sample_image  # noqa: E402
+from .api import convert_speaker, list_speakers  # noqa: E402
 from .pillow_plugin import register_pillow  # noqa: E402
 
 register_pillow()  # Image.open / Image.save of .vq images (vqcodec/pillow_plugin.py); loads no model
 
 __all__ = ["__version__", "VQFormatError", "encode_image", "encode_audio", "decode", "decode_indices", "inspect",
-           "max_layers", "max_quality", "sample_image", "register_pillow"]
+           "max_layers", "max_quality", "sample_image", "register_pillow", "convert_speaker", "list_speakers"]

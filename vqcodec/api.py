@@ -43,6 +43,8 @@ __all__ = [
     "encode_audio",
     "encode_audio_file",
     "decode_audio_blocks",
+    "convert_speaker",
+    "list_speakers",
     "sample_image",
     "sample_audio",
     "decode",
@@ -275,6 +277,62 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
     return codec_for_file(vqfile).decode_blocks(vqfile, layers, progress)
+
+
+# ----------------------------------------------------------------------------------------------- speakers
+_NO_SPEAKER_DECODER = ("no speaker decoder is installed in {folder}: speaker conversion needs the optional weights "
+                       "component audio_speaker_decoder.safetensors (role speaker-decoder); reinstall vqcodec, or "
+                       "train one with `vqcodec train speaker-decoder --data LIBRISPEECH_DIR --out RUN` and point "
+                       "$VQCODEC_WEIGHTS_DIR at a folder holding it. Coding does not need it.")
+
+
+def _speaker_component() -> Any:
+    registry = default_registry()
+    component = registry.optional("audio", "speaker-decoder")
+    if component is None:
+        raise FileNotFoundError(_NO_SPEAKER_DECODER.format(folder=registry.folder))
+    return component
+
+
+@functools.lru_cache(maxsize=2)
+def _load_converter(path: str, codec: Any) -> Any:
+    from vqcodec.audio.speaker_convert import SpeakerConverter
+
+    return SpeakerConverter(codec, path)
+
+
+def list_speakers() -> list[tuple[str, str]]:
+    """The speakers `convert_speaker` can speak as: [(speaker id, "F" | "M" | "?"), ...] (LibriSpeech
+    train-clean-100 reader ids). Raises FileNotFoundError when the optional speaker decoder is not installed."""
+    from vqcodec.audio.speaker_model import read_speaker_config
+
+    spk, _ = read_speaker_config(_speaker_component().path)
+    return list(zip(spk.speakers, spk.sexes or ("?",) * len(spk.speakers)))
+
+
+def convert_speaker(data: bytes, speaker: "str | int", *, stages: int | None = None,
+                    progress: Progress | None = None) -> tuple[np.ndarray, int]:
+    """Decode an audio .vq file in the voice of another training speaker (the VQ-VAE paper's speaker
+    conversion): its first `stages` quality layers through the speaker-conditioned decoder.
+
+    Args:
+        speaker: a training speaker id, e.g. "1088" or 1088 (`list_speakers()`).
+        stages: quality layers decoded (None: the decoder's default, the count that converted best in
+            benchmarks/speaker_conversion.py; fewer stages carry less of the source's voice).
+    Returns:
+        (samples float32 (T, C), sample_rate in Hz), the file's length and rate.
+    Raises:
+        FileNotFoundError: the optional speaker decoder is not installed.
+        ValueError: unknown speaker (the message lists the valid ids), stages out of range, or a file made
+            with an audio model other than the one the speaker decoder was trained on.
+        VQFormatError: not a valid audio .vq file.
+    """
+    vqfile = _parse(data)
+    if vqfile.modality_name != "audio":
+        raise ValueError(f"file holds {vqfile.modality_name}, not audio; speaker conversion is for speech")
+    component = _speaker_component()
+    converter = _load_converter(str(component.path), codec_for_file(vqfile))
+    return converter.convert(vqfile, speaker, stages, progress)
 
 
 def decode_indices(data: bytes, *, layers: int | None = None) -> torch.Tensor:

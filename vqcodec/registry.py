@@ -45,6 +45,7 @@ from vqcodec.weights.io import WEIGHTS_DIR, file_model_id, weights_hash
 __all__ = [
     "MODALITIES",
     "ROLES",
+    "OPTIONAL_ROLES",
     "WEIGHTS_ENV",
     "InstalledComponent",
     "ModelRegistry",
@@ -55,6 +56,9 @@ __all__ = [
 
 MODALITIES = ("image", "audio")
 ROLES = ("vqvae", "prior")
+OPTIONAL_ROLES = ("speaker-decoder",)
+"""Components a codec does not need (no file names them): found with `ModelRegistry.optional`. A folder without
+a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`."""
 WEIGHTS_ENV = "VQCODEC_WEIGHTS_DIR"
 MANIFEST = "MANIFEST.json"
 
@@ -131,13 +135,18 @@ class ModelRegistry:
                 if path.is_file():
                     found.append(InstalledComponent(modality, role, file_model_id(path), path,
                                                     _file_hash(path), "", True))
+            for role in OPTIONAL_ROLES:
+                path = self.folder / f"{modality}_{role.replace('-', '_')}.safetensors"
+                if path.is_file():
+                    found.append(InstalledComponent(modality, role, file_model_id(path), path,
+                                                    _file_hash(path), "", True))
         return found
 
     # ------------------------------------------------------------------------------------------ lookup
     def defaults(self, modality: str) -> dict[str, InstalledComponent]:
         """role -> the component new files of `modality` are encoded with."""
         _check_modality(modality)
-        chosen = {c.role: c for c in self.components if c.modality == modality and c.default}
+        chosen = {c.role: c for c in self.components if c.modality == modality and c.default and c.role in ROLES}
         missing = [r for r in ROLES if r not in chosen]
         if missing:
             raise FileNotFoundError(
@@ -146,6 +155,15 @@ class ModelRegistry:
         for c in chosen.values():
             _check_present(c)
         return chosen
+
+    def optional(self, modality: str, role: str) -> InstalledComponent | None:
+        """The default installed component of an optional role (OPTIONAL_ROLES, e.g. "speaker-decoder"), or
+        None when none is installed (its file missing counts as not installed)."""
+        _check_modality(modality)
+        if role not in OPTIONAL_ROLES:
+            raise ValueError(f"unknown optional role {role!r}; choose one of {', '.join(OPTIONAL_ROLES)}")
+        found = [c for c in self.components if c.modality == modality and c.role == role and c.path.is_file()]
+        return next((c for c in found if c.default), found[0] if found else None)
 
     def resolve(self, modality: str, names: Iterable[ComponentName], made_by: str = "") -> dict[str, InstalledComponent]:
         """The installed components a file names, role -> component.

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 __all__ = ["smooth_image", "speechlike", "TINY_IMAGE_MODEL", "TINY_AUDIO_MODEL", "write_tiny_image_weights",
-           "write_tiny_audio_weights", "write_tiny_weights", "use_weights_folder"]
+           "write_tiny_audio_weights", "write_tiny_weights", "use_weights_folder", "write_tiny_speaker_decoder",
+           "write_speaker_folder"]
 
 TINY_IMAGE_MODEL = dict(latent_dim=8, num_stages=3, num_codes=32, width_low=16, width_mid=8, width_high=8,
                         enc_blocks=1, dec_blocks=1)
@@ -93,6 +94,48 @@ def write_tiny_audio_weights(folder: Path) -> Path:
     model.eval()
     calib = [model.encode_indices(c[None])[0] for c in clips]
     export_integer_audio_prior(AudioPrior(AudioPriorConfig(**TINY_AUDIO_PRIOR)), calib, folder / "audio_prior.safetensors")
+    return folder
+
+
+def write_tiny_speaker_decoder(folder: Path, speakers: tuple[str, ...] = ("11", "22", "33"),
+                               film_std: float = 0.5) -> Path:
+    """audio_speaker_decoder.safetensors on the tiny audio model in `folder` (written by
+    `write_tiny_audio_weights`). film_std: random FiLM weights, so that speakers decode differently (0: the
+    untrained variant, which decodes exactly as the base model does)."""
+    from vqcodec.audio.model import load_audio_model
+    from vqcodec.audio.speaker_model import SpeakerDecoderConfig, build_speaker_decoder, save_speaker_decoder
+    from vqcodec.weights.io import weights_hash
+
+    folder = Path(folder)
+    base_path = folder / "audio_vqvae.safetensors"
+    base, base_id = load_audio_model(base_path)
+    torch.manual_seed(1)
+    spk = SpeakerDecoderConfig(tuple(speakers), tuple("FM"[i % 2] for i in range(len(speakers))), speaker_dim=4,
+                               tuned_blocks=1, default_stages=2, base_model_id=base_id,
+                               base_weights_hash=weights_hash(base_path).hex())
+    model = build_speaker_decoder(base, spk)
+    if film_std:
+        with torch.no_grad():
+            for lin in model.decoder.film:
+                lin.weight.normal_(0, film_std)
+    path = folder / "audio_speaker_decoder.safetensors"
+    save_speaker_decoder(path, model, "tiny-speaker")
+    return path
+
+
+def write_speaker_folder(folder: Path, speakers: tuple[str, ...] = ("11", "22", "33", "44"),
+                         seconds: float = 1.5) -> Path:
+    """A LibriSpeech-style folder of synthetic speech: SPEAKER-1-0000.flac per speaker (each with its own
+    seed) and a SPEAKERS.TXT giving alternating sexes."""
+    import soundfile as sf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
+    for i, s in enumerate(speakers):
+        sf.write(folder / f"{s}-1-0000.flac", speechlike(seconds, seed=i)[:, 0], 16000)
+        lines.append(f"{s} | {'FM'[i % 2]} | train-clean-100  | 1.00 | Reader {s}")
+    (folder / "SPEAKERS.TXT").write_text("\n".join(lines) + "\n")
     return folder
 
 

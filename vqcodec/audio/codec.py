@@ -447,14 +447,16 @@ class AudioCodec:
         return out if compact else out.long()
 
     @torch.no_grad()
-    def render_blocks(self, indices: "torch.Tensor | _FileIndices", sample_rate: int, num_samples: int
-                      ) -> Iterator[np.ndarray]:
+    def render_blocks(self, indices: "torch.Tensor | _FileIndices", sample_rate: int, num_samples: int,
+                      decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator[np.ndarray]:
         """Indices -> float32 (n, C) blocks at sample_rate Hz, num_samples samples per channel in total.
 
         indices: a (C, s, N) tensor of any integer dtype, or a `_FileIndices` (a file's indices, decoded a
         block at a time as the chunks reach them). One chunk of `chunk_frames` frames (plus a halo of
         `dec_halo` frames each side) is widened to int64 and rendered at a time, so memory does not grow
-        with N; the samples do not depend on the chunk size."""
+        with N; the samples do not depend on the chunk size. decode: (C, s, n) int64 -> (C, n * hop) float32,
+        another decoder of this model's indices with the same receptive field (default: the model's own)."""
+        decode = decode or self.model.decode_indices
         frames_of = indices.frames if isinstance(indices, _FileIndices) else (
             lambda lo, hi: indices[:, :, lo:hi].long())
         c, _, frames = indices.shape
@@ -464,7 +466,7 @@ class AudioCodec:
         def at_16k() -> Iterator[np.ndarray]:
             for f0, f1 in _chunks(frames, self.chunk_frames):
                 lo, hi = max(0, f0 - halo), min(frames, f1 + halo)
-                y = self.model.decode_indices(frames_of(lo, hi))  # (C, (hi - lo) * hop)
+                y = decode(frames_of(lo, hi))  # (C, (hi - lo) * hop)
                 y = y[:, (f0 - lo) * hop:(f1 - lo) * hop]
                 y = y[:, : max(0, n16 - f0 * hop)]
                 _release_free_memory()

@@ -214,6 +214,10 @@ class ISTFTDecoder(nn.Module):
         h = self.norm_in(self.from_latent(z))
         for block in self.blocks:
             h = block(h)
+        return self.head_spectrum(h)
+
+    def head_spectrum(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, N, width) output of the blocks -> (B, bins, N * sub) complex64 spectrum (the head's part)."""
         out = self.head(self.norm_out(h)).float()  # (B, N, sub * 2 * bins)
         b, n, _ = out.shape
         out = out.reshape(b, n * self.sub, 2, self.bins)

@@ -1,4 +1,4 @@
-"""The `vqcodec` command: encode, decode, info, sample, train."""
+"""The `vqcodec` command: encode, decode, info, sample, convert, train."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ import sys
 import click
 
 from .commands import decode, encode, info, sample
+from .convert import convert
 from .train import train
 
 __all__ = ["cli", "main"]
@@ -29,7 +30,7 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _cmd in (encode, decode, info, sample, train):
+for _cmd in (encode, decode, info, sample, convert, train):
     cli.add_command(_cmd)
 
 

@@ -1,4 +1,4 @@
-"""`vqcodec train ...`: training commands (image and audio autoencoders, their priors).
+"""`vqcodec train ...`: training commands (image and audio autoencoders, their priors, the speaker decoder).
 
 Every command shares the loop's flags (`loop_options`): --out, --steps, --stop-at-step, --max-minutes,
 --resume, --threads, --lr, --min-lr-fraction, --warmup-steps, --checkpoint-every (seconds), --log-every,
@@ -256,3 +256,38 @@ def train_audio_prior_cmd(data, model_path, batch_size, holdout, prior_json, ini
                                                    holdout=holdout, prior=prior_json, init_from=init_from))
     if result.finished:
         export_integer(loop["out"])
+
+
+@train.command("speaker-decoder")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="LibriSpeech-style folder, one utterance per speaker (SPEAKER-CHAPTER-UTT.flac, SPEAKERS.TXT); "
+                   "the last 20 % of each utterance is never trained on.")
+@click.option("--base", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The frozen speech model whose indices it decodes. Default: the shipped one.")
+@loop_options(steps=3000, lr=3e-4)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop-frames", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Frames per training crop (50 frames = 1 s).")
+@click.option("--speaker-dim", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Floats per speaker embedding.")
+@click.option("--tuned-blocks", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Last decoder blocks fine-tuned (with the output norm and head); the rest stay the base's.")
+@click.option("--full-rate-prob", default=0.25, show_default=True, type=click.FloatRange(0, 1),
+              help="Quantizer dropout: decode a crop with all stages with this probability, else 1..S uniformly.")
+@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+def speaker_decoder_command(data, base, batch_size, crop_frames, speaker_dim, tuned_blocks, full_rate_prob, no_bf16,
+                            **kwargs) -> None:
+    """Train the speaker-conditioned decoder (for `vqcodec convert`) on --data's utterances, with each
+    utterance's own speaker id; the base model's encoder and quantizer stay frozen.
+
+    The exported OUT/audio_speaker_decoder.safetensors is an optional weights component (role
+    "speaker-decoder"); the codec itself never needs it.
+    """
+    from vqcodec.training.speaker_decoder import TrainSpeakerConfig, train_speaker_decoder
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    loop = _loop_settings(kwargs)
+    extra = {"base": base} if base else {}
+    train_speaker_decoder(TrainSpeakerConfig(
+        **loop, **extra, data=data, batch_size=batch_size, crop_frames=crop_frames, speaker_dim=speaker_dim,
+        tuned_blocks=tuned_blocks, full_rate_prob=full_rate_prob, bf16=not no_bf16))
