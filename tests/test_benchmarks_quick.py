@@ -33,6 +33,20 @@ def test_codec_speed_quick(tmp_path):
         assert abs(st["coding_overhead_pct"]) < 1.0
 
 
+def test_large_image_quick(tmp_path):
+    """CLI peak RSS and time, in-process seconds per megapixel and the tiled-against-whole decoder check."""
+    p = _run("large_image.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
+    res = json.loads((tmp_path / "large_image.json").read_text())
+    assert [(r["width"], r["height"]) for r in res["sizes"]] == [(128, 96), (640, 480)]
+    for r in res["sizes"]:
+        assert 50 < r["cli_encode"]["peak_rss_mib"] < 4096 and 50 < r["cli_decode"]["peak_rss_mib"] < 4096
+        assert r["in_process_encode"]["s_per_mp"] > 0 and r["in_process_decode"]["cpu_s_per_mp"] > 0
+        assert r["tiled_vs_whole"]["max_lsb"] <= 1 and r["bpp"] > 0
+        assert r["cli_encode"]["load_1min"] >= 0
+    assert "| 640x480 |" in (tmp_path / "large_image.md").read_text()
+
+
 def test_rate_distortion_quick_with_vqcodec(tmp_path):
     p = _run("rate_distortion.py", "--quick", "--codecs", "vqcodec,jpeg", "--out", str(tmp_path), cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]

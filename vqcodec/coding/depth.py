@@ -12,8 +12,8 @@ to min(depth, N) stages per position. Stream of stage k:
     mode      one symbol, 2-way, equal frequencies: 0 = indices under the prior, 1 = raw (uniform over
               the K codes). The encoder keeps the shorter stream, so no stage ever costs more than raw
               indices plus a bit (the prior can be miscalibrated on an image; raw bounds the damage). It
-              computes both modes' exact coded bits first (`entropy.coded_bits`) and range-codes only
-              the modes that can win (`MODE_CHOICE_MARGIN_BITS`).
+              range-codes the prior mode while it computes the exact coded bits of both modes
+              (`entropy.coded_bits`), then raw mode only if it can win (`MODE_CHOICE_MARGIN_BITS`).
     stage 1   all h*w positions, in the prior's coding groups (raw: raster order).
     stage k>1 two passes over the positions present at stage k-1 (checkerboard, He et al. 2021):
               pass A = (r + c) even, pass B = (r + c) odd, raster order within a pass. Each position
@@ -31,11 +31,15 @@ to min(depth, N) stages per position. Stream of stage k:
 
 Exactness: every frequency here is an integer computed by integer numpy operations from integers the
 decoder already has (the prior's integer frequencies, the levels, the absent maps).
+
+Memory: frequency rows exist for at most `CODING_ROWS` positions at a time (the prior's
+`frequency_rows` gives them for any positions), whatever the map's size; the symbols reach the range
+coder in the order above, only cut into more calls, which does not change the stream.
 """
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -56,6 +60,9 @@ STOP_FREQ = (720, 1300, 2331, 4127, 7150, 11955, 18943, 27889, 37647, 46593, 535
 """P(STOP) levels out of 2^16: round(2^16 * sigmoid(-4.5 + 0.6 l)), l = 0..15 (fixed constants of the
 format, written out so no floating-point function is involved)."""
 
+CODING_ROWS = 1 << 13
+"""Most positions whose frequency rows (n, K + 1) exist at once in the coders (about 34 MB for K = 512)."""
+
 _LEVEL_SHIFT = 8  # STOP_FREQ (out of 2^16) -> frequency out of 2^24
 _CONTEXTS_PER_PASS = 5
 _MODE_FREQS = np.ones((1, 2), dtype=np.int64)
@@ -70,6 +77,12 @@ class DepthStagePrior(StagePrior, Protocol):
     def conditional_frequencies(self, earlier: torch.Tensor, stage: int) -> np.ndarray:
         """earlier (stage-1, h, w) int64 (ABSENT allowed) -> frequencies (h*w, K) int64 of `stage` >= 2
         at every position, raster order. Non-causal within the stage (one pass)."""
+        ...
+
+    def frequency_rows(self, indices: torch.Tensor, stage: int) -> Callable[[np.ndarray], np.ndarray]:
+        """The rows of `frequencies` (stage 1, given the stage-1 map) or `conditional_frequencies` (stage
+        >= 2, given at least the earlier stages) as rows(positions (n,) int64) -> (n, K) int64, for any
+        positions at a time (the coders ask for at most `CODING_ROWS`)."""
         ...
 
 
@@ -163,11 +176,23 @@ def _uniform(n: int, k: int) -> np.ndarray:
     return np.ones((n, k), dtype=np.int64)
 
 
-def _code_freqs(prior: DepthStagePrior, x: torch.Tensor, stage: int, mode: int, n: int) -> np.ndarray | None:
-    """Frequencies (h*w, K) of the codes of `stage` >= 2 under the prior (None in raw mode)."""
-    if mode == MODE_RAW:
-        return None
-    return prior.conditional_frequencies(x[: stage - 1], stage)
+def _chunks(n: int) -> list[slice]:
+    """0..n in consecutive slices of at most CODING_ROWS."""
+    return [slice(i, min(n, i + CODING_ROWS)) for i in range(0, n, CODING_ROWS)]
+
+
+def _coding_runs(groups: list[np.ndarray]) -> list[np.ndarray]:
+    """Consecutive coding groups joined into runs of about CODING_ROWS positions (same order)."""
+    runs, run, size = [], [], 0
+    for g in groups:
+        run.append(g)
+        size += g.size
+        if size >= CODING_ROWS:
+            runs.append(np.concatenate(run))
+            run, size = [], 0
+    if run:
+        runs.append(np.concatenate(run))
+    return runs
 
 
 # ------------------------------------------------------------------------------------------ encoding
@@ -192,20 +217,26 @@ def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool) -> 
     h, w = x.shape[1:]
     symbols = x[0].reshape(-1).numpy()
     k = prior.codebook_size
-    freqs = prior.frequencies(x[:1], 1)
-    bits = {MODE_PRIOR: coded_bits_of_rows(symbols, freqs)}
+    rows = prior.frequency_rows(x[:1], 1)
+    coded = IndexEncoder()  # prior mode, range-coded while its bits are counted
+    coded.encode(np.array([MODE_PRIOR]), _MODE_FREQS)
+    prior_bits = 0.0
+    for run in _coding_runs(prior.coding_groups(1, (h, w))):
+        freqs = rows(run)
+        prior_bits += coded_bits_of_rows(symbols[run], freqs)
+        coded.encode(symbols[run], freqs)
+    bits = {MODE_PRIOR: prior_bits}
     if allow_raw:
         ones = np.ones_like(symbols)
         bits[MODE_RAW] = coded_bits(symbols, symbols, ones, np.full_like(symbols, k), k)
 
     def encode(mode: int) -> bytes:
+        if mode == MODE_PRIOR:
+            return coded.finish()
         enc = IndexEncoder()
         enc.encode(np.array([mode]), _MODE_FREQS)
-        if mode == MODE_RAW:
-            enc.encode(symbols, _uniform(h * w, k))
-        else:
-            for group in prior.coding_groups(1, (h, w)):
-                enc.encode(symbols[group], freqs[group])
+        for part in _chunks(h * w):
+            enc.encode(symbols[part], _uniform(part.stop - part.start, k))
         return enc.finish()
 
     return _shortest(encode, _modes_to_code(bits))
@@ -232,18 +263,29 @@ def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw
         passes.append((sym, np.array([levels[c] for c in sorted(levels)]), stop, pos))
         if parity == 0:
             absent_after_a.reshape(-1)[pos] = sym == k
-    code_freqs = prior.conditional_frequencies(x[: stage - 1], stage) if passes else None
-    prior_rows = [_stop_rows(code_freqs[pos], stop, k) for _, _, stop, pos in passes]
-    bits = {MODE_PRIOR: sum(coded_bits_of_rows(sym, rows) for (sym, *_), rows in zip(passes, prior_rows))}
+    rows = prior.frequency_rows(x[: stage - 1], stage) if passes else None
+    coded = IndexEncoder()  # prior mode, range-coded while its bits are counted
+    coded.encode(np.array([MODE_PRIOR]), _MODE_FREQS)
+    prior_bits = 0.0
+    for sym, levels, stop, pos in passes:
+        coded.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
+        for part in _chunks(pos.size):
+            stop_rows = _stop_rows(rows(pos[part]), stop[part], k)
+            prior_bits += coded_bits_of_rows(sym[part], stop_rows)
+            coded.encode(sym[part], stop_rows)
+    bits = {MODE_PRIOR: prior_bits}
     if allow_raw:
         bits[MODE_RAW] = sum(_raw_bits(sym, stop, k) for sym, _, stop, _ in passes)
 
     def encode(mode: int) -> bytes:
+        if mode == MODE_PRIOR:
+            return coded.finish()
         enc = IndexEncoder()
         enc.encode(np.array([mode]), _MODE_FREQS)
-        for i, (sym, levels, stop, _) in enumerate(passes):
+        for sym, levels, stop, _ in passes:
             enc.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
-            enc.encode(sym, prior_rows[i] if mode == MODE_PRIOR else _stop_rows(None, stop, k))
+            for part in _chunks(sym.size):
+                enc.encode(sym[part], _stop_rows(None, stop[part], k))
         return enc.finish()
 
     return _shortest(encode, _modes_to_code(bits))
@@ -309,7 +351,8 @@ def decode_depth_stages(prior: DepthStagePrior, streams: Sequence[bytes], shape:
         mode = int(dec.decode(_MODE_FREQS)[0])
         if stage == 1:
             if mode == MODE_RAW:
-                plane = torch.as_tensor(dec.decode(_uniform(h * w, k))).reshape(h, w)
+                plane = torch.from_numpy(np.concatenate(
+                    [dec.decode(_uniform(part.stop - part.start, k)) for part in _chunks(h * w)])).reshape(h, w)
             else:
                 plane = prior.decode_stage(1, out[:0], (h, w), dec.decode)
             out[0] = plane
@@ -321,16 +364,18 @@ def decode_depth_stages(prior: DepthStagePrior, streams: Sequence[bytes], shape:
                 raise VQFormatError(
                     f"stage {stage}'s stream is {len(streams[stage - 1])} bytes, too short for {n_present} "
                     "positions: the file is truncated or corrupted")
-            freqs = _code_freqs(prior, out, stage, mode, h * w)
-            _decode_later(dec, out, stage, k, freqs, before)
+            rows = prior.frequency_rows(out[: stage - 1], stage) if mode == MODE_PRIOR else None
+            _decode_later(dec, out, stage, k, rows, before)
         dec.check_finished()
         if progress:
             progress(stage, s)
     return out
 
 
-def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int, code_freqs: np.ndarray | None,
-                  before: np.ndarray) -> None:
+def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int,
+                  rows: Callable[[np.ndarray], np.ndarray] | None, before: np.ndarray) -> None:
+    """Decode stage `stage` >= 2 into out[stage - 1]: both passes, rows from the prior's `frequency_rows`
+    (None: raw mode), CODING_ROWS positions at a time."""
     plane = np.full(before.size, ABSENT, dtype=np.int64)
     absent_after_a = ~before.copy()
     for parity in (0, 1):
@@ -342,7 +387,8 @@ def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int, code
         level_of = np.zeros(2 * _CONTEXTS_PER_PASS, dtype=np.int64)
         level_of[used] = levels
         stop = np.array(STOP_FREQ, dtype=np.int64)[level_of[ctx]] << _LEVEL_SHIFT
-        sym = dec.decode(_stop_rows(None if code_freqs is None else code_freqs[pos], stop, k))
+        sym = np.concatenate([dec.decode(_stop_rows(None if rows is None else rows(pos[part]), stop[part], k))
+                              for part in _chunks(pos.size)])
         plane[pos] = np.where(sym == k, ABSENT, sym)
         if parity == 0:
             absent_after_a.reshape(-1)[pos] = sym == k

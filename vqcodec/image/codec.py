@@ -47,6 +47,7 @@ from vqcodec.image.model import load_image_model, pad_to_multiple
 from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, check_effort, check_quality,
                                         choose_depths, depth_maps, lagrange_multiplier, pixel_weights)
 from vqcodec.image.prior_integer import load_integer_prior
+from vqcodec.image.tiling import decode_tiled, encode_tiles, needs_tiles, tiled_pixel_weights
 from vqcodec.weights.io import WEIGHTS_DIR, file_model_id
 
 __all__ = ["ImageCodec", "MAX_PIXELS", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
@@ -111,26 +112,56 @@ class ImageCodec:
         return self.model.cfg.num_stages
 
     @staticmethod
-    def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    def _check_rgb(rgb: np.ndarray) -> None:
+        """Raise ValueError unless `rgb` is an (H, W, 3) uint8 array of a size vqcodec codes."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
         if h < 1 or w < 1 or h > 65535 or w > 65535 or h * w > MAX_PIXELS:
             raise ValueError(f"image size {w}x{h} is outside what vqcodec supports (sides 1..65535, <= {MAX_PIXELS} pixels)")
+
+    @classmethod
+    def _to_tensor(cls, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+        cls._check_rgb(rgb)
         return torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
 
     @torch.no_grad()
     def analyse(self, rgb: np.ndarray, effort: int | None = None) -> BlockCandidates:
         """(H, W, 3) uint8 -> the candidate paths of every latent position at every depth, with their
-        distortions (what the quality-dependent depth choice needs; computed once per image)."""
+        distortions (what the quality-dependent depth choice needs; computed once per image).
+
+        Paths are kept as int16 (N, S, S) (codes < 2^15, ABSENT -1): 128 MB at the largest image. Above
+        `tiling.TILE_ABOVE_PIXELS` pixels the encoder net runs tile by tile (vqcodec.image.tiling) and each
+        tile's positions are searched as they come, so memory does not grow with the whole image's
+        activations; smaller images run whole."""
         e = check_effort(effort)
-        x = pad_to_multiple(self._to_tensor(rgb), self.model.factor)
-        z = self.model.encoder(x)
-        _, _, h, w = z.shape
-        paths, errors = self.model.quantizer.encode_prefixes(self.model._flatten(z), None, beam=EFFORTS[e].beam)
-        if EFFORTS[e].pixel_weights:
-            errors = errors * pixel_weights(self.model, x, paths, errors, h, w)[:, None]
+        if not needs_tiles(*rgb.shape[:2]):
+            x = pad_to_multiple(self._to_tensor(rgb), self.model.factor)
+            z = self.model.encoder(x)
+            _, _, h, w = z.shape
+            paths, errors = self.model.quantizer.encode_prefixes(self.model._flatten(z), None, beam=EFFORTS[e].beam)
+            if EFFORTS[e].pixel_weights:
+                errors = errors * pixel_weights(self.model, x, paths, errors, h, w)[:, None]
+            return BlockCandidates(paths.to(torch.int16), errors, h, w)
+        return self._analyse_tiled(rgb, e)
+
+    def _analyse_tiled(self, rgb: np.ndarray, effort: int) -> BlockCandidates:
+        """`analyse` tile by tile: the same per-position search on latents from the tiled encoder."""
+        self._check_rgb(rgb)
+        f, s = self.model.factor, self.model.cfg.num_stages
+        h, w = -(-rgb.shape[0] // f), -(-rgb.shape[1] // f)
+        paths = torch.empty((h, w, s, s), dtype=torch.int16)
+        errors = torch.empty((h, w, s))
+        for t, z in encode_tiles(self.model, rgb):
+            r0, r1, c0, c1 = t.out
+            p, err = self.model.quantizer.encode_prefixes(self.model._flatten(z[None]), None,
+                                                          beam=EFFORTS[effort].beam)
+            paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
+            errors[r0:r1, c0:c1] = err.view(r1 - r0, c1 - c0, s)
+        paths, errors = paths.view(h * w, s, s), errors.view(h * w, s)
+        if EFFORTS[effort].pixel_weights:
+            errors = errors * tiled_pixel_weights(self.model, rgb, paths, errors, h, w)[:, None]
         return BlockCandidates(paths, errors, h, w)
 
     @torch.no_grad()
@@ -141,12 +172,16 @@ class ImageCodec:
         previous `analyse(rgb, effort)` of the same image, to skip the encoder."""
         lam = lagrange_multiplier(check_quality(quality))
         c = candidates if candidates is not None else self.analyse(rgb, effort)
-        return depth_maps(c.paths, choose_depths(c.errors, lam), c.height, c.width)
+        return depth_maps(c.paths, choose_depths(c.errors, lam), c.height, c.width).to(torch.int64)
 
     @torch.no_grad()
     def render(self, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
         """(s, h, w) int64 indices (ABSENT adds nothing) -> (height, width, 3) uint8 pixels (decoder net,
-        cropped)."""
+        cropped). Above `tiling.TILE_ABOVE_PIXELS` pixels the decoder net runs tile by tile
+        (vqcodec.image.tiling: within 1 LSB of a whole-image run)."""
+        indices = indices.to(torch.int64)  # int16 paths of `analyse` may come here too
+        if needs_tiles(height, width):
+            return decode_tiled(self.model, indices, height, width)
         x_hat = self.model.decode_indices(indices[None])[0, :, :height, :width]
         return (x_hat.permute(1, 2, 0) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
@@ -178,7 +213,7 @@ class ImageCodec:
         practice, not by construction: the search keeps the best size-respecting point it has seen)."""
         if max_bytes < 1:
             raise ValueError(f"a target size must be at least 1 byte, got {max_bytes}")
-        tried: dict[int, tuple[torch.Tensor, bytes]] = {}
+        tried: dict[int, tuple[torch.Tensor, bytes]] = {}  # index maps kept as int16 (8 x 16 MB at 64 MP)
         first: list[bytes] = []  # stage 1's stream: the same at every quality
 
         def at(q: int) -> tuple[torch.Tensor, bytes]:
@@ -186,20 +221,19 @@ class ImageCodec:
                 idx = self.encode_indices(None, q, candidates=candidates)  # type: ignore[arg-type]
                 streams = encode_depth_stages(self.prior, idx, first_stream=first[0] if first else None)
                 first[:] = streams[:1]
-                tried[q] = (idx, self._write(streams, h, w))
+                tried[q] = (idx.to(torch.int16), self._write(streams, h, w))
             return tried[q]
 
         lo, hi = 1, QUALITY_MAX
-        if len(at(hi)[1]) <= max_bytes:
-            return at(hi)
-        while hi - lo > 1:  # invariant: at(hi) is too big; at(lo) fits or lo == 1
+        while len(at(hi)[1]) > max_bytes and hi - lo > 1:  # at(hi) is too big; at(lo) fits or lo == 1
             mid = (lo + hi) // 2
             if len(at(mid)[1]) <= max_bytes:
                 lo = mid
             else:
                 hi = mid
         fitting = [q for q, (_, d) in tried.items() if len(d) <= max_bytes]
-        return at(max(fitting)) if fitting else at(1)
+        idx, data = at(max(fitting)) if fitting else at(1)
+        return idx.to(torch.int64), data
 
     def pack(self, indices: torch.Tensor, height: int, width: int, progress: Progress | None = None, *,
              first_stream: bytes | None = None) -> bytes:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,8 @@ from vqcodec.integer.scheduler import CausalGraph, IncrementalScheduler, Node
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IntegerImagePrior", "FORMAT", "DecodeFn", "INTEGER_PRIOR_FORMAT", "export_integer_prior",
+__all__ = ["IntegerImagePrior", "FORMAT", "DecodeFn", "FrequencyRows", "BAND_POSITIONS", "DECODE_ROWS",
+           "INTEGER_PRIOR_FORMAT", "export_integer_prior",
            "load_integer_prior", "CALIBRATION_MARGIN"]
 
 FORMAT: dict[str, int] = FIXED_POINT_FORMAT
@@ -68,6 +69,17 @@ FORMAT: dict[str, int] = FIXED_POINT_FORMAT
 
 INTEGER_PRIOR_FORMAT = "vqcodec-integer-image-prior-v1"
 """Format tag of an integer image prior file (vqcodec.integer.prior_file)."""
+
+FrequencyRows = Callable[[np.ndarray], np.ndarray]
+"""rows(positions (n,) int64, flat raster indices) -> frequencies (n, K) int64 of those positions
+(`IntegerImagePrior.frequency_rows`)."""
+
+BAND_POSITIONS = 1 << 15
+"""Positions per band of the stage >= 2 net's bounded-memory pass (whole rows; about 0.2 GB of float64
+temporaries)."""
+DECODE_ROWS = 1 << 14
+"""Most positions of a stage >= 2 whose frequency rows (n, K) int64 exist at once when decoding (64 MB)."""
+_ROW_CHUNK = 1024  # rows per head matmul: keeps the (n, K) float64 temporaries in cache
 
 
 def _vec(value: float | int, n: int, dtype=torch.float64) -> torch.Tensor:
@@ -194,6 +206,26 @@ class _IntCondNet:
         for i in range(0, x.shape[0], chunk):
             yield self.head(x[i:i + chunk].clamp(min=0))
 
+    @property
+    def halo(self) -> int:
+        """Rows above and below a band that its trunk output depends on (each block's depthwise conv
+        reaches kernel // 2 rows)."""
+        return len(self.blocks) * (self.cfg.cond_kernel // 2)
+
+    def features(self, earlier: torch.Tensor, band_positions: int) -> np.ndarray:
+        """The trunk's output clamped at 0, what the head reads: earlier (T, H, W) int64 -> (H*W, C) int16
+        (values in 0..stream_max), computed in bands of about `band_positions` positions (whole rows), each
+        with `halo` rows of context: the same integers as one whole-map pass."""
+        _, h, w = earlier.shape
+        out = np.empty((h * w, self.cfg.cond_channels), dtype=np.int16)
+        band = max(1, band_positions // w)
+        for r0 in range(0, h, band):
+            r1 = min(h, r0 + band)
+            a, b = max(0, r0 - self.halo), min(h, r1 + self.halo)
+            x = self.trunk(earlier[:, a:b])[(r0 - a) * w:(r1 - a) * w]
+            out[r0 * w:r1 * w] = x.clamp_(min=0).to(torch.int16).numpy()
+        return out
+
     def layers(self) -> list[tuple[str, IntLinear | IntDepthwiseConv2d]]:
         """All requantized layers with their tensor-name prefixes, in state-dict order."""
         out: list[tuple[str, IntLinear | IntDepthwiseConv2d]] = [
@@ -292,27 +324,8 @@ class IntegerImagePrior:
             raise ValueError(f"indices must lie in [0, {self.codebook_size})")
         return x
 
-    def logits(self, indices: torch.Tensor, stage: int) -> torch.Tensor:
-        """Integer logits (H*W, K) int64 of `stage` (1-based) given indices (S' >= stage, H, W); raster order.
-        Units: 2^-logit_frac nats."""
-        x = self._indices(indices, stage)
-        with self._threads():
-            return torch.cat(list(self._logit_chunks(x, stage))).to(torch.int64)
-
-    def frequencies(self, indices: torch.Tensor, stage: int) -> np.ndarray:
-        """Encoder side: frequencies (H*W, K) int64 of `stage` (1-based) at every position, raster order.
-
-        indices: (S', H, W) int64 with S' >= stage (stage 1 uses the true stage-1 map as context, stages
-        s >= 2 use stages 1..s-1). Equal bit for bit to what `decode_stage` produces group by group.
-        """
-        x = self._indices(indices, stage)
-        with self._threads():
-            return self.exp.of_chunks(self._logit_chunks(x, stage), x.shape[1] * x.shape[2])
-
-    def conditional_frequencies(self, earlier: torch.Tensor, stage: int) -> np.ndarray:
-        """Frequencies (H*W, K) int64 of `stage` >= 2 at every position (raster order) given the earlier
-        stages (stage-1, H, W) int64, where ABSENT (-1) marks a position that stopped before that stage
-        (vqcodec.coding.depth). Used by both coding sides; exact like `frequencies`."""
+    def _earlier(self, earlier, stage: int) -> torch.Tensor:
+        """Validate the earlier stages (stage-1, H, W) of `stage` >= 2 (ABSENT allowed after stage 1)."""
         self._check_stage(stage)
         if stage < 2:
             raise ValueError("conditional_frequencies is for stages >= 2; stage 1 is autoregressive")
@@ -321,16 +334,79 @@ class IntegerImagePrior:
             raise ValueError(f"earlier must be ({stage - 1}, H, W), got {tuple(x.shape)}")
         if x.numel() and (int(x.min()) < -1 or int(x.max()) >= self.codebook_size or int(x[0].min()) < 0):
             raise ValueError(f"earlier indices must lie in [0, {self.codebook_size}) or be -1 after stage 1")
+        return x
+
+    def logits(self, indices: torch.Tensor, stage: int) -> torch.Tensor:
+        """Integer logits (H*W, K) int64 of `stage` (1-based) given indices (S' >= stage, H, W); raster order.
+        Units: 2^-logit_frac nats. A whole-map pass (memory grows with the map: a reference for tests)."""
+        x = self._indices(indices, stage)
         with self._threads():
-            return self.exp.of_chunks(self.cond.logits(x), x.shape[1] * x.shape[2])
+            return torch.cat(list(self._logit_chunks(x, stage))).to(torch.int64)
+
+    def frequency_rows(self, indices: torch.Tensor, stage: int) -> FrequencyRows:
+        """Frequencies of `stage` at any positions, with memory bounded by the map's indices, not its
+        (h*w, K) frequency table: what both coding sides use.
+
+        indices: (S', H, W) int64: for stage 1 the stage-1 map (S' >= 1; each position's row depends only
+        on positions before it in coding order), for stage s >= 2 the earlier stages (S' >= s - 1, the
+        first s - 1 are used; ABSENT allowed after stage 1). The head's input is computed once, kept as
+        int16 (H*W, C) (128 MB at 1M positions), the stage-1 net tile by tile (`IncrementalScheduler.
+        tile_outputs`), the stage >= 2 net in bands of rows (`_IntCondNet.features`); rows(positions)
+        runs the head and the exp table on just those positions. rows(p) equals frequencies(...)[p] bit
+        for bit and is the same for any grouping of the positions.
+        """
+        if stage == 1:
+            x = self._indices(torch.as_tensor(indices)[:1], 1)
+            with self._threads():
+                feats = self._stage1_features(x[0])
+            head = self.ar.head
+        else:
+            x = self._earlier(torch.as_tensor(indices)[: stage - 1], stage)
+            with self._threads():
+                feats = self.cond.features(x, BAND_POSITIONS)
+            head = self.cond.head
+
+        def rows(positions: np.ndarray) -> np.ndarray:
+            pos = np.asarray(positions, dtype=np.int64).reshape(-1)
+            with self._threads():
+                chunks = (head(torch.from_numpy(feats[pos[i:i + _ROW_CHUNK]]).to(torch.float64))
+                          for i in range(0, pos.size, _ROW_CHUNK))
+                return self.exp.of_chunks(chunks, pos.size)
+        return rows
+
+    def _stage1_features(self, x: torch.Tensor) -> np.ndarray:
+        """Stage-1 map (H, W) int64 -> the PixelCNN's last horizontal stack clamped at 0, (H*W, C) int16."""
+        h, w = x.shape
+        out = np.empty((h, w, self.ar.c), dtype=np.int16)
+        for (rows, cols), hl in self.engine.tile_outputs(x):
+            out[rows, cols] = hl.clamp_(min=0).to(torch.int16).view(rows.stop - rows.start, cols.stop - cols.start, -1)
+        return out.reshape(h * w, -1)
+
+    def frequencies(self, indices: torch.Tensor, stage: int) -> np.ndarray:
+        """Encoder side: frequencies (H*W, K) int64 of `stage` (1-based) at every position, raster order.
+
+        indices: (S', H, W) int64 with S' >= stage (stage 1 uses the true stage-1 map as context, stages
+        s >= 2 use stages 1..s-1). Equal bit for bit to what `decode_stage` produces group by group.
+        The whole table (H*W, K): `frequency_rows` gives it for some positions at a time.
+        """
+        x = self._indices(indices, stage)
+        return self.frequency_rows(x, stage)(np.arange(x.shape[1] * x.shape[2]))
+
+    def conditional_frequencies(self, earlier: torch.Tensor, stage: int) -> np.ndarray:
+        """Frequencies (H*W, K) int64 of `stage` >= 2 at every position (raster order) given the earlier
+        stages (stage-1, H, W) int64, where ABSENT (-1) marks a position that stopped before that stage
+        (vqcodec.coding.depth). Exact like `frequencies`; `frequency_rows` gives some positions at a time."""
+        x = self._earlier(earlier, stage)
+        return self.frequency_rows(x, stage)(np.arange(x.shape[1] * x.shape[2]))
 
     def decode_stage(self, stage: int, earlier: torch.Tensor | None, shape: tuple[int, int],
                      decode_fn: DecodeFn) -> torch.Tensor:
         """Decoder side: decode one (h, w) index map of `stage` (1-based).
 
         earlier: (stage-1, h, w) int64 maps of the earlier stages (for stage 1: empty, or None).
-        decode_fn(freqs (n, K) int64 numpy) -> symbols (n,): called once per group of `coding_groups`,
-        in order. Returns (h, w) int64.
+        decode_fn(freqs (n, K) int64 numpy) -> symbols (n,): stage 1: called once per group of
+        `coding_groups`, in order; stages >= 2 (one group): called for consecutive runs of at most
+        `DECODE_ROWS` positions in raster order. Returns (h, w) int64.
         """
         self._check_stage(stage)
         h, w = self._grid(shape)
@@ -343,9 +419,12 @@ class IntegerImagePrior:
         earlier = torch.as_tensor(earlier, dtype=torch.int64)
         if tuple(earlier.shape) != (stage - 1, h, w):
             raise ValueError(f"earlier must have shape {(stage - 1, h, w)}, got {tuple(earlier.shape)}")
-        with self._threads():
-            freqs = self.exp.of_chunks(self.cond.logits(earlier), h * w)
-        return self._symbols(decode_fn(freqs), h * w).reshape(h, w)
+        rows = self.frequency_rows(earlier, stage)
+        out = torch.empty(h * w, dtype=torch.int64)
+        for i in range(0, h * w, DECODE_ROWS):
+            pos = np.arange(i, min(h * w, i + DECODE_ROWS))
+            out[i:i + pos.size] = self._symbols(decode_fn(rows(pos)), pos.size)
+        return out.reshape(h, w)
 
     def _threads(self, n: int | None = None):
         return iops.torch_threads(n if n is not None else self.num_threads)

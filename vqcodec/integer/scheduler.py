@@ -26,6 +26,15 @@ max(1, max over o with first nonzero coordinate i of floor(sum_{j>i} a_j o_j / -
   makes the whole net causal; the head reads the final skip sum. `tile=(L,)` restarts the context every L
   steps (independent segments, decoded in lockstep).
 
+Memory. Every cache has a row per position. The encoder's pass runs one tile at a time (`tile_outputs`:
+tiles are independent grids), freeing each cache after its last reader. The decoder runs all tiles in
+lockstep, but a cache value is read only within a few wavefronts of where it is written, so a decode plan
+keeps for each line along the last dimension a window of T slots (position p in slot p_last mod T), with
+T the smallest power of two for which no two positions sharing a slot are ever live at once (`_window`
+checks this on the schedule itself; T = 8 or 16 for the image prior, whose 32-row tiles then need 32 x T
+rows each instead of 32 x the width). The plan's own index arrays still grow with the grid (about 200
+bytes per position).
+
 Exactness: the scheduler only gathers, copies and orders rows; every arithmetic operation is a node's
 `fn`, which must be exact integer arithmetic (`vqcodec.integer.layers`). A node's result at a position
 then does not depend on how many other positions are computed in the same call, so the whole-grid
@@ -100,12 +109,22 @@ def tile_grid(shape: Sequence[int], tile: Sequence[int]) -> list[tuple[Offset, O
     return [(tuple(o), tuple(min(t, n - s) for s, t, n in zip(o, ts, shape))) for o in itertools.product(*starts)]
 
 
+MAX_CACHED_PLAN = 1 << 17
+"""Plans of grids with more positions than this are built for each call and not kept (a decode plan holds
+about 200 bytes of indices per position)."""
+
+
 @dataclass
 class Plan:
-    """Precomputed schedule for one grid shape (see `IncrementalScheduler.plan`).
+    """Precomputed schedule for one grid shape (see `IncrementalScheduler.plan`): either a decode plan
+    (`steps`, group by group) or a pass plan (`full`, node by node over the whole grid).
 
-    Cache rows: tile b, local position p -> b * prod(padded) + flat index of (p + pad_lo) in the padded
-    tile; rows outside a tile stay zero (the zero padding).
+    Cache rows, full layout (pass plans, and decode plans without a window): tile b, local position p ->
+    b * prod(padded) + flat index of (p + pad_lo) in the padded tile; rows outside a tile stay zero (the
+    zero padding). Windowed layout (decode plans with `window` > 0): the positions of a line along the
+    last dimension share `window` slots (last coordinate mod window), so the caches hold
+    tiles x lines x window rows, plus one last row that is never written and stands for everything outside
+    the tiles (`IncrementalScheduler._window`).
     """
 
     shape: tuple[int, ...]
@@ -115,16 +134,50 @@ class Plan:
     steps: list[list[tuple[int, torch.Tensor, list[torch.Tensor]]]]  # per group: (node, rows, gathers)
     full: list[tuple[int, torch.Tensor, list[torch.Tensor]]]  # whole-grid pass, node by node
     raster_cache: torch.Tensor  # cache row of every grid position in raster order (prod(shape),)
+    window: int = 0  # slots per line of the windowed layout (0: the full layout)
     groups_t: list[torch.Tensor] = field(default_factory=list)  # `groups` as tensors
 
     def __post_init__(self) -> None:
         self.groups_t = [torch.from_numpy(g) for g in self.groups]
 
 
+@dataclass
+class _Geometry:
+    """Where the positions of a tiled grid live (`IncrementalScheduler._geometry`). Local positions are
+    those of one tile (tile shape `ts`, raster order); every tile has the same local schedule."""
+
+    shape: tuple[int, ...]
+    ts: tuple[int, ...]  # tile shape
+    lo: list[int]  # zero padding of a tile before / after it, per dimension (the reach of the offsets)
+    hi: list[int]
+    ps: tuple[int, ...]  # padded tile shape
+    nt: int  # tiles
+    order: np.ndarray  # group of each local position, shape ts
+    n_groups: int
+    coords: list[np.ndarray]  # local coordinates per dimension, (n_local,) each
+    valid: np.ndarray  # (nt, n_local) bool: the local position exists in tile b (edge tiles are smaller)
+    map_pos: np.ndarray  # (nt, n_local) flat grid position, -1 where not valid
+    cache_row: np.ndarray  # (nt, n_local) full-layout cache row
+
+    @property
+    def inner(self) -> tuple[slice, ...]:
+        return tuple(slice(l, l + t) for l, t in zip(self.lo, self.ts))
+
+    def padded(self, a: np.ndarray, fill: int = 0) -> np.ndarray:
+        out = np.full(self.ps, fill, dtype=a.dtype)
+        out[self.inner] = a
+        return out
+
+    def shifted(self, a_pad: np.ndarray, o: Offset) -> np.ndarray:
+        """The view of a padded array at every local position + o."""
+        return a_pad[tuple(slice(l + d, l + d + t) for l, d, t in zip(self.lo, o, self.ts))]
+
+
 class IncrementalScheduler:
     """Runs a `CausalGraph` over a tiled grid: whole-grid pass (encoder) or group by group (decoder).
 
-    graph: the network. tile: tile size per dimension (<= 0: whole extent). Plans are cached per shape.
+    graph: the network. tile: tile size per dimension (<= 0: whole extent). Plans are cached per shape
+    (small grids only: `MAX_CACHED_PLAN`).
     """
 
     def __init__(self, graph: CausalGraph, tile: Sequence[int]) -> None:
@@ -136,7 +189,8 @@ class IncrementalScheduler:
         self.graph = graph
         self.tile = tuple(int(t) for t in tile)
         self.wavefront = self._wavefront()
-        self._plans: dict[tuple[int, ...], Plan] = {}
+        self._plans: dict[tuple, Plan] = {}
+        self._orders: dict[tuple[int, ...], list[np.ndarray]] = {}
 
     # -- receptive field and order
     def receptive_field(self) -> set[Offset]:
@@ -184,72 +238,41 @@ class IncrementalScheduler:
             raise ValueError(f"grid shape must be {self.graph.ndim} positive sizes, got {shape}")
         return shape
 
-    def plan(self, shape: Sequence[int]) -> Plan:
-        key = self._check_shape(shape)
-        if key not in self._plans:
+    def plan(self, shape: Sequence[int], decode: bool = True) -> Plan:
+        """The decode plan (`decode`, windowed where that saves memory) or the pass plan of a grid shape."""
+        key = (self._check_shape(shape), bool(decode))
+        if key in self._plans:
+            return self._plans[key]
+        plan = self._build_plan(key[0], key[1])
+        if math.prod(key[0]) <= MAX_CACHED_PLAN:
             if len(self._plans) > 8:
                 self._plans.clear()
-            self._plans[key] = self._build_plan(key)
-        return self._plans[key]
+            self._plans[key] = plan
+        return plan
 
     def groups(self, shape: Sequence[int]) -> list[np.ndarray]:
         """Coding order: int64 arrays of flat (raster) grid positions, one per group, in decode order."""
-        return [g.copy() for g in self.plan(shape).groups]
+        key = self._check_shape(shape)
+        if key not in self._orders:
+            if len(self._orders) > 8:
+                self._orders.clear()
+            self._orders[key] = self._group_order(self._geometry(key))[0]
+        return [g.copy() for g in self._orders[key]]
 
-    def _build_plan(self, shape: tuple[int, ...]) -> Plan:
-        g_ = self.graph
-        nd = g_.ndim
+    # -- plan building
+    def _geometry(self, shape: tuple[int, ...]) -> _Geometry:
+        nd = self.graph.ndim
         ts = self.tile_shape(shape)
         boxes = tile_grid(shape, self.tile)
-        offs = g_.offsets()
+        offs = self.graph.offsets()
         lo = [max([0] + [-o[i] for o in offs]) for i in range(nd)]
         hi = [max([0] + [o[i] for o in offs]) for i in range(nd)]
         ps = tuple(ts[i] + lo[i] + hi[i] for i in range(nd))
-        inner = tuple(slice(lo[i], lo[i] + ts[i]) for i in range(nd))
-        nt = len(boxes)
-        n_local = math.prod(ts)
-        g = self.local_order(ts)
-        n_groups = int(g.max()) + 1
-
-        def padded(a: np.ndarray, fill: int = 0) -> np.ndarray:
-            out = np.full(ps, fill, dtype=a.dtype)
-            out[inner] = a
-            return out
-
-        def shifted(a_pad: np.ndarray, o: Offset) -> np.ndarray:
-            return a_pad[tuple(slice(lo[i] + o[i], lo[i] + o[i] + ts[i]) for i in range(nd))]
-
-        zero = (0,) * nd
-        # ready step of every cache at every local position (out-of-tile = zero padding = ready at 0)
-        ready: dict[str, np.ndarray] = {g_.input: padded(g + 1)}
-        node_ready = []
-        for node in g_.nodes:
-            r = np.zeros(ts, dtype=np.int64)
-            for src, os_ in node.inputs:
-                for o in os_:
-                    r = np.maximum(r, shifted(ready[src], o))
-            node_ready.append(r)
-            for o in node.outputs:
-                ready[o] = padded(r)
-        if (shifted(ready[g_.output], zero) > g).any():
-            raise AssertionError("coding order violates causality of the network")
-        # which node outputs are needed by some logits (backwards)
-        need: dict[str, np.ndarray] = {k: np.zeros(ps, dtype=bool) for k in ready}
-        need[g_.output][inner] = True
-        node_need: list[np.ndarray] = [np.zeros(ts, dtype=bool)] * len(g_.nodes)
-        for i in range(len(g_.nodes) - 1, -1, -1):
-            node = g_.nodes[i]
-            nn_ = np.zeros(ts, dtype=bool)
-            for o in node.outputs:
-                nn_ |= shifted(need[o], zero)
-            node_need[i] = nn_
-            for src, os_ in node.inputs:
-                for o in os_:
-                    shifted(need[src], o)[...] |= nn_
+        nt, n_local = len(boxes), math.prod(ts)
+        order = self.local_order(ts)
         # cache rows: tile b, local position p -> b * prod(ps) + ravel(p + lo) in the padded tile
         coords = [c.reshape(-1) for c in np.meshgrid(*[np.arange(n) for n in ts], indexing="ij")]
         local_row = np.ravel_multi_index(tuple(c + l for c, l in zip(coords, lo)), ps).astype(np.int64)
-        strides = [math.prod(ps[i + 1:]) for i in range(nd)]
         valid = np.zeros((nt, n_local), dtype=bool)
         map_pos = np.full((nt, n_local), -1, dtype=np.int64)
         for b, (origin, size) in enumerate(boxes):
@@ -259,42 +282,158 @@ class IncrementalScheduler:
             valid[b] = vm
             gpos = tuple(np.where(vm, c + o, 0) for c, o in zip(coords, origin))
             map_pos[b] = np.where(vm, np.ravel_multi_index(gpos, shape), -1)
-        cache_row = np.arange(nt)[:, None] * math.prod(ps) + local_row[None, :]  # (nt, n_local)
+        cache_row = np.arange(nt)[:, None] * math.prod(ps) + local_row[None, :]
+        return _Geometry(shape, ts, lo, hi, ps, nt, order, int(order.max()) + 1, coords, valid, map_pos, cache_row)
 
-        def sched(key_local: np.ndarray, sel_local: np.ndarray):
-            """valid rows with sel, sorted by key (stable: tile-major, then raster) -> (keys, rows)."""
-            sel = valid & sel_local.reshape(1, -1)
-            keys = np.broadcast_to(key_local.reshape(1, -1), sel.shape)[sel]
-            rows = cache_row[sel]
-            order = np.argsort(keys, kind="stable")
-            return keys[order], rows[order], order, sel
+    @staticmethod
+    def _sched(geo: _Geometry, key_local: np.ndarray, sel_local: np.ndarray):
+        """valid positions with sel, sorted by key (stable: tile-major, then raster) -> (keys, full-layout
+        rows, order, selection)."""
+        sel = geo.valid & sel_local.reshape(1, -1)
+        keys = np.broadcast_to(key_local.reshape(1, -1), sel.shape)[sel]
+        rows = geo.cache_row[sel]
+        order = np.argsort(keys, kind="stable")
+        return keys[order], rows[order], order, sel
 
-        steps: list[list] = [[] for _ in range(n_groups)]
+    def _group_order(self, geo: _Geometry) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(grid positions of each group, full-layout cache rows of all groups concatenated, group bounds)."""
+        gkeys, grows, order, sel = self._sched(geo, geo.order, np.ones(geo.ts, dtype=bool))
+        gmap = geo.map_pos[sel][order]
+        gb = np.searchsorted(gkeys, np.arange(geo.n_groups + 1), side="left")
+        return [gmap[gb[s]:gb[s + 1]].copy() for s in range(geo.n_groups)], grows, gb
+
+    def _readiness(self, geo: _Geometry) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per node, over the local positions: the step at which it is computed, and whether some logits
+        need it."""
+        g_ = self.graph
+        zero = (0,) * g_.ndim
+        # ready step of every cache at every local position (out-of-tile = zero padding = ready at 0)
+        ready: dict[str, np.ndarray] = {g_.input: geo.padded(geo.order + 1)}
+        node_ready = []
+        for node in g_.nodes:
+            r = np.zeros(geo.ts, dtype=np.int64)
+            for src, os_ in node.inputs:
+                for o in os_:
+                    r = np.maximum(r, geo.shifted(ready[src], o))
+            node_ready.append(r)
+            for o in node.outputs:
+                ready[o] = geo.padded(r)
+        if (geo.shifted(ready[g_.output], zero) > geo.order).any():
+            raise AssertionError("coding order violates causality of the network")
+        # which node outputs are needed by some logits (backwards)
+        need: dict[str, np.ndarray] = {k: np.zeros(geo.ps, dtype=bool) for k in ready}
+        need[g_.output][geo.inner] = True
+        node_need: list[np.ndarray] = [np.zeros(geo.ts, dtype=bool)] * len(g_.nodes)
+        for i in range(len(g_.nodes) - 1, -1, -1):
+            node = g_.nodes[i]
+            nn_ = np.zeros(geo.ts, dtype=bool)
+            for o in node.outputs:
+                nn_ |= geo.shifted(need[o], zero)
+            node_need[i] = nn_
+            for src, os_ in node.inputs:
+                for o in os_:
+                    geo.shifted(need[src], o)[...] |= nn_
+        return node_ready, node_need
+
+    def _window(self, geo: _Geometry, node_ready: list[np.ndarray], node_need: list[np.ndarray]) -> int:
+        """Slots per line for the windowed decode layout: the smallest power of two T < the tile's last extent
+        such that positions of a line that share a slot (last coordinates equal mod T) never hold one cache
+        at overlapping times; 0 if there is none (then the full layout is used).
+
+        Times: 2 * step while the nodes of a step run, 2 * step + 1 after them (the head reads the output
+        cache, the decoded symbol's embedding is written). A position of a cache holds from its write to its
+        last read; two positions may share a slot if one's write comes strictly after the other's last read.
+        Reads of positions outside a tile go to the never-written last row. Checked on the local schedule,
+        which every tile follows (edge tiles hold a subset of its positions)."""
+        g = self.graph
+        n = geo.ts[-1]
+        if n <= 2:
+            return 0
+        write = {name: np.full(geo.ts, -1, dtype=np.int64) for name in g.channels}
+        last = {name: np.full(geo.ps, -1, dtype=np.int64) for name in g.channels}
+        write[g.input] = 2 * geo.order + 1
+        out_last = last[g.output][geo.inner]
+        np.maximum(out_last, 2 * geo.order + 1, out=out_last)
+        for i, node in enumerate(g.nodes):
+            t = np.where(node_need[i], 2 * node_ready[i], -1)
+            for name in node.outputs:
+                write[name] = t
+            for src, offs in node.inputs:
+                for o in offs:
+                    v = geo.shifted(last[src], o)
+                    np.maximum(v, t, out=v)
+        spans = {k: (write[k], np.maximum(last[k][geo.inner], write[k])) for k in g.channels}
+        t_win = 2
+        while t_win < n:
+            if all(self._disjoint(w, l, t_win) for w, l in spans.values()):
+                return t_win
+            t_win *= 2
+        return 0
+
+    @staticmethod
+    def _disjoint(write: np.ndarray, last: np.ndarray, t_win: int) -> bool:
+        """Whether positions k * t_win apart along the last dimension (k >= 1) that are both written have
+        disjoint [write, last] times."""
+        n = write.shape[-1]
+        for k in range(t_win, n, t_win):
+            w1, l1, w2, l2 = write[..., :n - k], last[..., :n - k], write[..., k:], last[..., k:]
+            if ((w1 >= 0) & (w2 >= 0) & (w2 <= l1) & (w1 <= l2)).any():
+                return False
+        return True
+
+    @staticmethod
+    def _window_rows(geo: _Geometry, t_win: int) -> tuple[np.ndarray, int]:
+        """Full-layout row -> windowed row (the last row for padding and positions outside edge tiles), and
+        the number of windowed rows."""
+        per_tile = math.prod(geo.ts[:-1]) * t_win
+        outside = geo.nt * per_tile
+        local = np.ravel_multi_index((*geo.coords[:-1], geo.coords[-1] % t_win), (*geo.ts[:-1], t_win))
+        remap = np.full(geo.nt * math.prod(geo.ps), outside, dtype=np.int64)
+        remap[geo.cache_row[geo.valid]] = (np.arange(geo.nt)[:, None] * per_tile + local[None, :])[geo.valid]
+        return remap, outside + 1
+
+    def _build_plan(self, shape: tuple[int, ...], decode: bool) -> Plan:
+        g_ = self.graph
+        geo = self._geometry(shape)
+        node_ready, node_need = self._readiness(geo)
+        strides = [math.prod(geo.ps[i + 1:]) for i in range(g_.ndim)]
+        n_cache, t_win, remap = geo.nt * math.prod(geo.ps), 0, None
+        if decode:
+            t_win = self._window(geo, node_ready, node_need)
+            if t_win:
+                remap, n_cache = self._window_rows(geo, t_win)
+
+        def rows_of(full_rows: np.ndarray, dtype=torch.int64) -> torch.Tensor:
+            return torch.from_numpy(full_rows if remap is None else remap[full_rows]).to(dtype)
+
+        steps: list[list] = [[] for _ in range(geo.n_groups)]
         full = []
         for i, node in enumerate(g_.nodes):
-            keys, rows, _, _ = sched(node_ready[i], node_need[i])
+            keys, rows, _, _ = self._sched(geo, node_ready[i], node_need[i])
+            if not rows.size:
+                continue
             deltas = [np.array([sum(a * s for a, s in zip(o, strides)) for o in os_], dtype=np.int64)
                       for _, os_ in node.inputs]
-            # flat gather indices, offset-major per row: rows a..z of a step are entries a*k..z*k
-            gath = [(torch.from_numpy((rows[:, None] + d[None, :]).reshape(-1).astype(np.int64)), d.size)
-                    for d in deltas]
-            rows_t = torch.from_numpy(rows.astype(np.int64))
-            if rows.size:
+            # flat gather indices, offset-major per row: rows a..z of a step are entries a*k..z*k (int32 for
+            # memory: index_select takes them as they are)
+            gath = [(rows_of((rows[:, None] + d[None, :]).reshape(-1), torch.int32), d.size) for d in deltas]
+            rows_t = rows_of(rows)
+            if not decode:
                 full.append((i, rows_t, [t for t, _ in gath]))
-            bounds = np.searchsorted(keys, np.arange(n_groups + 1), side="left")
-            for s in range(n_groups):
+                continue
+            bounds = np.searchsorted(keys, np.arange(geo.n_groups + 1), side="left")
+            for s in range(geo.n_groups):
                 a, z = int(bounds[s]), int(bounds[s + 1])
                 if z > a:
                     steps[s].append((i, rows_t[a:z], [t[a * k:z * k] for t, k in gath]))
-        gkeys, grows, order, sel = sched(g, np.ones(ts, dtype=bool))
-        gmap = map_pos[sel][order]
-        gb = np.searchsorted(gkeys, np.arange(n_groups + 1), side="left")
-        groups = [gmap[gb[s]:gb[s + 1]].copy() for s in range(n_groups)]
-        group_cache = [torch.from_numpy(grows[gb[s]:gb[s + 1]].astype(np.int64)) for s in range(n_groups)]
+        groups, grows, gb = self._group_order(geo)
+        grows_t = rows_of(grows)
+        group_cache = [grows_t[gb[s]:gb[s + 1]] for s in range(geo.n_groups)]
         raster = np.empty(math.prod(shape), dtype=np.int64)
-        raster[map_pos[valid]] = cache_row[valid]
-        log.debug("plan for grid %s: %d tiles, %d groups", shape, nt, n_groups)
-        return Plan(shape, nt * math.prod(ps), groups, group_cache, steps, full, torch.from_numpy(raster))
+        raster[geo.map_pos[geo.valid]] = geo.cache_row[geo.valid]
+        log.debug("%s plan for grid %s: %d tiles, %d groups, window %d", "decode" if decode else "pass", shape,
+                  geo.nt, geo.n_groups, t_win)
+        return Plan(shape, n_cache, groups, group_cache, steps, full, rows_of(raster), t_win)
 
     # -- execution
     def _new_caches(self, plan: Plan) -> dict[str, torch.Tensor]:
@@ -311,24 +450,48 @@ class IncrementalScheduler:
             for name, val in zip(node.outputs, node.fn(*args)):
                 caches[name].index_copy_(0, rows, val)
 
+    def _pass(self, x: torch.Tensor) -> tuple[Plan, torch.Tensor]:
+        """Whole-grid pass over symbols x: (plan, output cache). Caches no later node reads are freed as the
+        pass goes, so the peak is a few layers' caches, not all of them."""
+        plan = self.plan(tuple(x.shape), decode=False)
+        g = self.graph
+        last_use = {g.input: -1, g.output: len(g.nodes)}
+        for i, node in enumerate(g.nodes):
+            for src, _ in node.inputs:
+                last_use[src] = max(last_use.get(src, -1), i)
+        caches = self._new_caches(plan)
+        caches[g.input].index_copy_(0, plan.raster_cache, g.embed.index_select(0, x.reshape(-1)))
+        for op in plan.full:
+            self._run(caches, [op])
+            for name in [k for k in caches if last_use.get(k, len(g.nodes)) <= op[0]]:
+                del caches[name]
+        return plan, caches[g.output]
+
     def full_logits(self, x: torch.Tensor, chunk: int = 1024) -> Iterator[torch.Tensor]:
         """Encoder pass: symbols x (grid shape) int64 -> generator of integer logits (float64, (<= chunk, K))
-        for the grid positions in raster order (chunks keep the (n, K) temporaries in cache)."""
-        plan = self.plan(tuple(x.shape))
-        caches = self._new_caches(plan)
-        caches[self.graph.input].index_copy_(0, plan.raster_cache, self.graph.embed.index_select(0, x.reshape(-1)))
-        self._run(caches, plan.full)
-        out = caches[self.graph.output]
+        for the grid positions in raster order (chunks keep the (n, K) temporaries in cache). Memory grows
+        with the grid; `tile_outputs` runs one tile at a time."""
+        plan, out = self._pass(x)
         n = plan.raster_cache.numel()
         for i in range(0, n, chunk):
             yield self.graph.head(out.index_select(0, plan.raster_cache[i:i + chunk]))
 
+    def tile_outputs(self, x: torch.Tensor) -> Iterator[tuple[tuple[slice, ...], torch.Tensor]]:
+        """Encoder pass one tile at a time (tiles are independent grids, so the result is the whole-grid
+        pass's): symbols x (grid shape) int64 -> for each tile of `tile_grid`, (its slices of the grid,
+        output cache rows (n_tile, C_output) float64 in the tile's raster order). Memory: one tile's caches."""
+        for origin, size in tile_grid(tuple(x.shape), self.tile):
+            box = tuple(slice(o, o + s) for o, s in zip(origin, size))
+            plan, out = self._pass(x[box])
+            yield box, out.index_select(0, plan.raster_cache)
+
     def decode(self, shape: Sequence[int], step_fn: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Decoder pass. step_fn(group, logits (n, K) float64) -> symbols (n,) int64 tensor, called once
-        per group in order. Returns the symbols, int64 of the grid shape."""
+        per group in order. Returns the symbols, int64 of the grid shape. Memory: the caches of the
+        windowed layout (`Plan`) where the plan has one, and the plan's indices."""
         plan = self.plan(shape)
         caches = self._new_caches(plan)
-        out = torch.empty(plan.raster_cache.numel(), dtype=torch.int64)
+        out = torch.empty(math.prod(plan.shape), dtype=torch.int64)
         hl, e = caches[self.graph.output], caches[self.graph.input]
         embed, head = self.graph.embed, self.graph.head
         for s, ops in enumerate(plan.steps):
