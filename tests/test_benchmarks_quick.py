@@ -116,3 +116,12 @@ def test_calibrate_quality_quick(tmp_path):
     bpp = [m["bpp"] for m in res["mean"]]
     assert bpp[-1] > bpp[0] > 0  # lambda 0 (every block at full depth) costs the most
     assert res["found"]["LAMBDA_AT_1"] >= res["found"]["LAMBDA_AT_99"]
+
+
+def test_prior_bytes_quick(tmp_path):
+    weights = Path(__file__).resolve().parents[1] / "vqcodec" / "weights"
+    p = _run("prior_bytes.py", "--old", str(weights / "image_prior_v3.safetensors"), "--new",
+             str(weights / "image_prior.safetensors"), "--quick", "--out", str(tmp_path), "--threads", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "prior_bytes.json").read_text())
+    assert res["total"]["old"] > 0 and res["total"]["new"] > 0
