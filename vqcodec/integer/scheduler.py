@@ -45,7 +45,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -129,16 +129,34 @@ class Plan:
 
     shape: tuple[int, ...]
     n_cache: int  # rows of every cache
-    groups: list[np.ndarray]  # grid positions (flat, raster order index) of each group, in decode order
-    group_cache: list[torch.Tensor]  # cache rows of each group (same order)
-    steps: list[list[tuple[int, torch.Tensor, list[torch.Tensor]]]]  # per group: (node, rows, gathers)
+    group_pos: torch.Tensor  # grid positions (flat raster index) of all groups, in decode order (n,) int64
+    group_rows: torch.Tensor  # their cache rows (n,) int64
+    group_bounds: np.ndarray  # group s is entries group_bounds[s]:group_bounds[s + 1] (n_groups + 1,)
+    node_steps: list[tuple[int, torch.Tensor, list[tuple[torch.Tensor, int]], np.ndarray]]
+    """Decode plans, per node: (node, rows of all its steps, [(flat gather indices, offsets per row)], step
+    bounds (n_groups + 1,)). Each group's slices are taken when it runs (`step_ops`), so building a plan
+    costs per node, not per group: a tiny file declaring a long grid is refused before it buys much."""
     full: list[tuple[int, torch.Tensor, list[torch.Tensor]]]  # whole-grid pass, node by node
     raster_cache: torch.Tensor  # cache row of every grid position in raster order (prod(shape),)
     window: int = 0  # slots per line of the windowed layout (0: the full layout)
-    groups_t: list[torch.Tensor] = field(default_factory=list)  # `groups` as tensors
 
-    def __post_init__(self) -> None:
-        self.groups_t = [torch.from_numpy(g) for g in self.groups]
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_bounds) - 1
+
+    def group(self, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Group s: (grid positions, cache rows), int64 tensors."""
+        a, z = int(self.group_bounds[s]), int(self.group_bounds[s + 1])
+        return self.group_pos[a:z], self.group_rows[a:z]
+
+    def step_ops(self, s: int) -> list[tuple[int, torch.Tensor, list[torch.Tensor]]]:
+        """What runs before group s's logits: (node, cache rows it writes, gather indices per input)."""
+        ops = []
+        for i, rows, gathers, bounds in self.node_steps:
+            a, z = int(bounds[s]), int(bounds[s + 1])
+            if z > a:
+                ops.append((i, rows[a:z], [t[a * k:z * k] for t, k in gathers]))
+        return ops
 
 
 @dataclass
@@ -256,7 +274,7 @@ class IncrementalScheduler:
         if key not in self._orders:
             if len(self._orders) > 8:
                 self._orders.clear()
-            self._orders[key] = self._group_order(self._geometry(key))[0]
+            self._orders[key] = self._group_order(self._geometry(key))
         return [g.copy() for g in self._orders[key]]
 
     # -- plan building
@@ -295,12 +313,17 @@ class IncrementalScheduler:
         order = np.argsort(keys, kind="stable")
         return keys[order], rows[order], order, sel
 
-    def _group_order(self, geo: _Geometry) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """(grid positions of each group, full-layout cache rows of all groups concatenated, group bounds)."""
+    def _group_positions(self, geo: _Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(grid positions of all groups concatenated in decode order, their full-layout cache rows, group
+        bounds (n_groups + 1,))."""
         gkeys, grows, order, sel = self._sched(geo, geo.order, np.ones(geo.ts, dtype=bool))
         gmap = geo.map_pos[sel][order]
-        gb = np.searchsorted(gkeys, np.arange(geo.n_groups + 1), side="left")
-        return [gmap[gb[s]:gb[s + 1]].copy() for s in range(geo.n_groups)], grows, gb
+        return gmap, grows, np.searchsorted(gkeys, np.arange(geo.n_groups + 1), side="left")
+
+    def _group_order(self, geo: _Geometry) -> list[np.ndarray]:
+        """Grid positions of each group, in decode order."""
+        gmap, _, gb = self._group_positions(geo)
+        return [gmap[gb[s]:gb[s + 1]].copy() for s in range(geo.n_groups)]
 
     def _readiness(self, geo: _Geometry) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per node, over the local positions: the step at which it is computed, and whether some logits
@@ -374,12 +397,23 @@ class IncrementalScheduler:
     def _disjoint(write: np.ndarray, last: np.ndarray, t_win: int) -> bool:
         """Whether positions k * t_win apart along the last dimension (k >= 1) that are both written have
         disjoint [write, last] times."""
+        # Positions k * t_win apart are those of one residue class mod t_win along the last dimension; the
+        # written intervals of a class are pairwise disjoint iff, sorted by start, each starts after the
+        # largest end before it. O(n log n), not O(n^2 / t_win): the plan of a long grid declared by a tiny
+        # file must stay cheap.
         n = write.shape[-1]
-        for k in range(t_win, n, t_win):
-            w1, l1, w2, l2 = write[..., :n - k], last[..., :n - k], write[..., k:], last[..., k:]
-            if ((w1 >= 0) & (w2 >= 0) & (w2 <= l1) & (w1 <= l2)).any():
-                return False
-        return True
+        m = -(-n // t_win)
+        pad = ((0, 0), (0, m * t_win - n))
+        classes = [np.pad(a.reshape(-1, n), pad, constant_values=-1).reshape(-1, m, t_win).transpose(0, 2, 1)
+                   .reshape(-1, m) for a in (write, last)]
+        w, l = classes
+        never = np.iinfo(np.int64).max
+        start = np.where(w >= 0, w, never)
+        end = np.where(w >= 0, np.maximum(l, w), -1)
+        order = np.argsort(start, axis=1, kind="stable")
+        s = np.take_along_axis(start, order, axis=1)
+        e = np.maximum.accumulate(np.take_along_axis(end, order, axis=1), axis=1)
+        return not bool(((s[:, 1:] <= e[:, :-1]) & (s[:, 1:] != never)).any())
 
     @staticmethod
     def _window_rows(geo: _Geometry, t_win: int) -> tuple[np.ndarray, int]:
@@ -406,7 +440,7 @@ class IncrementalScheduler:
         def rows_of(full_rows: np.ndarray, dtype=torch.int64) -> torch.Tensor:
             return torch.from_numpy(full_rows if remap is None else remap[full_rows]).to(dtype)
 
-        steps: list[list] = [[] for _ in range(geo.n_groups)]
+        node_steps: list = []
         full = []
         for i, node in enumerate(g_.nodes):
             keys, rows, _, _ = self._sched(geo, node_ready[i], node_need[i])
@@ -421,19 +455,13 @@ class IncrementalScheduler:
             if not decode:
                 full.append((i, rows_t, [t for t, _ in gath]))
                 continue
-            bounds = np.searchsorted(keys, np.arange(geo.n_groups + 1), side="left")
-            for s in range(geo.n_groups):
-                a, z = int(bounds[s]), int(bounds[s + 1])
-                if z > a:
-                    steps[s].append((i, rows_t[a:z], [t[a * k:z * k] for t, k in gath]))
-        groups, grows, gb = self._group_order(geo)
-        grows_t = rows_of(grows)
-        group_cache = [grows_t[gb[s]:gb[s + 1]] for s in range(geo.n_groups)]
+            node_steps.append((i, rows_t, gath, np.searchsorted(keys, np.arange(geo.n_groups + 1), side="left")))
+        gpos, grows, gb = self._group_positions(geo)
         raster = np.empty(math.prod(shape), dtype=np.int64)
         raster[geo.map_pos[geo.valid]] = geo.cache_row[geo.valid]
         log.debug("%s plan for grid %s: %d tiles, %d groups, window %d", "decode" if decode else "pass", shape,
                   geo.nt, geo.n_groups, t_win)
-        return Plan(shape, n_cache, groups, group_cache, steps, full, rows_of(raster), t_win)
+        return Plan(shape, n_cache, torch.from_numpy(gpos), rows_of(grows), gb, node_steps, full, rows_of(raster), t_win)
 
     # -- execution
     def _new_caches(self, plan: Plan) -> dict[str, torch.Tensor]:
@@ -494,10 +522,10 @@ class IncrementalScheduler:
         out = torch.empty(math.prod(plan.shape), dtype=torch.int64)
         hl, e = caches[self.graph.output], caches[self.graph.input]
         embed, head = self.graph.embed, self.graph.head
-        for s, ops in enumerate(plan.steps):
-            self._run(caches, ops)
-            rows = plan.group_cache[s]
+        for s in range(plan.n_groups):
+            self._run(caches, plan.step_ops(s))
+            pos, rows = plan.group(s)
             sym = step_fn(s, head(hl.index_select(0, rows)))
             e.index_copy_(0, rows, embed.index_select(0, sym))
-            out[plan.groups_t[s]] = sym
+            out[pos] = sym
         return out.reshape(plan.shape)
