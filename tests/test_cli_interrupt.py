@@ -41,7 +41,10 @@ def _parts(folder: Path) -> list[Path]:
 def _decode_and_signal(tiny_all_weights, vq: Path, out: Path, sig: int, force: bool) -> subprocess.CompletedProcess:
     env = {**os.environ, "VQCODEC_WEIGHTS_DIR": str(tiny_all_weights), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "vqcodec.cli.main", "decode", str(vq), "-o", str(out)] + (["--force"] if force else [])
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a terminal delivers Ctrl-C; a job started in the background of a script inherits SIGINT ignored, and
+    # so would the decoder: restore the default, as an interactive shell gives its foreground commands
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not _parts(out.parent):
         assert proc.poll() is None, f"decode ended before its output was being written: {proc.stderr.read()!r}"

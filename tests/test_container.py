@@ -901,7 +901,7 @@ def test_release_files_read_the_same_through_read_file() -> None:
     """The .vq files vqcodec 0.1.0 wrote (version 1): read_file gives unpack's streams."""
     from pathlib import Path
 
-    files = sorted((Path(__file__).parent / "data").glob("release_*/*.vq"))
+    files = sorted((Path(__file__).parent / "data").glob("release_v0.1.0/*.vq"))  # later releases: version 2
     assert files
     for path in files:
         data = path.read_bytes()
