@@ -243,3 +243,39 @@ def test_mode_choice_equals_coding_both_and_keeping_the_shorter(tiny_prior, seed
     finally:
         depth.MODE_CHOICE_MARGIN_BITS = margin
     assert encode_depth_stages(tiny_prior, x) == both
+
+
+@pytest.mark.parametrize("workers", [2, 3, 16])
+def test_threaded_stage_coding_gives_the_same_streams(tiny_prior, workers):
+    """Stages are coded on several threads at once (encode_depth_stages(workers=...)): the streams are the
+    bytes one thread writes, progress still comes stage by stage in order, and the caller's torch thread
+    count is left as it was."""
+    shape = (9, 14)
+    g = torch.Generator().manual_seed(5)
+    x = depth_indices(tiny_prior, shape, torch.randint(1, tiny_prior.num_stages + 1, shape, generator=g), seed=5)
+    one = encode_depth_stages(tiny_prior, x, workers=1)
+    seen = []
+    before = torch.get_num_threads()
+    many = encode_depth_stages(tiny_prior, x, lambda s, n: seen.append((s, n)), workers=workers)
+    assert many == one
+    assert seen == [(s, x.shape[0]) for s in range(1, x.shape[0] + 1)]
+    assert torch.get_num_threads() == before
+    first = encode_depth_stages(tiny_prior, x, workers=workers, first_stream=one[0])
+    assert first == one
+
+
+def test_threaded_stage_coding_passes_errors_on(tiny_prior):
+    """An exception in a worker reaches the caller (here: a prior that fails at stage 3)."""
+
+    class Failing:
+        def __getattr__(self, name):
+            return getattr(tiny_prior, name)
+
+        def frequency_rows(self, indices, stage):
+            if stage == 3:
+                raise RuntimeError("stage 3 failed")
+            return tiny_prior.frequency_rows(indices, stage)
+
+    x = depth_indices(tiny_prior, (6, 6), torch.full((6, 6), tiny_prior.num_stages), seed=2)
+    with pytest.raises(RuntimeError, match="stage 3 failed"):
+        encode_depth_stages(Failing(), x, workers=2)

@@ -39,6 +39,7 @@ coder in the order above, only cut into more calls, which does not change the st
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -62,6 +63,11 @@ format, written out so no floating-point function is involved)."""
 
 CODING_ROWS = 1 << 13
 """Most positions whose frequency rows (n, K + 1) exist at once in the coders (about 34 MB for K = 512)."""
+
+PARALLEL_MAX_POSITIONS = 1 << 16
+"""Maps of at most this many positions (a 4.2 MP image) code their stages on several threads at once
+(`encode_depth_stages`); larger maps code one stage at a time, since each stage in flight holds its own
+(h*w, C) features and up to `CODING_ROWS` frequency rows."""
 
 _LEVEL_SHIFT = 8  # STOP_FREQ (out of 2^16) -> frequency out of 2^24
 _CONTEXTS_PER_PASS = 5
@@ -146,19 +152,19 @@ def _stop_rows(code_freqs: np.ndarray | None, stop_freq: np.ndarray, k: int) -> 
     rounding error is below q * 2^-53 < 2^48 / t * 2^-53 < 1/t, so floor(fl(q)) = m.
     """
     n = stop_freq.shape[0]
-    budget = (MAX_ROW_SUM - stop_freq - k).astype(np.float64)
-    rows = np.empty((n, k + 1), dtype=np.float64)
+    budget = torch.from_numpy((MAX_ROW_SUM - stop_freq - k).astype(np.float64))[:, None]
+    # torch on contiguous (n, K) tensors, not numpy's strided out= views: the same IEEE-754 float64
+    # operations (exact casts, correctly rounded products and quotients, floor), measured 1.7x faster
     if code_freqs is None:  # sum(code) = K, every code 1
-        rows[:, :k] = np.floor(budget / k)[:, None]
+        q = torch.floor(budget / k).clamp_(min=1.0).expand(n, k)
     else:
-        total = code_freqs.sum(axis=1).astype(np.float64)
-        q = rows[:, :k]
-        np.multiply(code_freqs, budget[:, None], out=q)
-        np.divide(q, total[:, None], out=q)
-        np.floor(q, out=q)
-    np.maximum(rows[:, :k], 1.0, out=rows[:, :k])
+        code = torch.from_numpy(np.ascontiguousarray(code_freqs, dtype=np.int64))
+        total = code.sum(dim=1, keepdim=True).to(torch.float64)
+        q = code.to(torch.float64).mul_(budget).div_(total).floor_().clamp_(min=1.0)
+    rows = np.empty((n, k + 1), dtype=np.int64)
+    torch.from_numpy(rows)[:, :k].copy_(q)
     rows[:, k] = stop_freq
-    return rows.astype(np.int64)
+    return rows
 
 
 def _best_level(stops: int, continues: int) -> int:
@@ -299,25 +305,50 @@ def _raw_bits(sym: np.ndarray, stop: np.ndarray, k: int) -> float:
 
 
 def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress: Progress | None = None,
-                        *, allow_raw: bool = True, first_stream: bytes | None = None) -> list[bytes]:
+                        *, allow_raw: bool = True, first_stream: bytes | None = None,
+                        workers: int | None = None) -> list[bytes]:
     """Range-code (L, h, w) int64 indices with ABSENT suffixes -> L streams (module docstring).
 
     Each stage is coded under the prior and, with allow_raw, also raw; the shorter stream is kept.
     first_stream: stage 1's stream from an earlier call with the same stage-1 map and allow_raw (stage 1
     does not depend on the depths, so an encoder trying several depth choices codes it once).
+    workers: threads coding stages at once. Given the maps, each stage's stream depends on nothing
+    else, so the streams are the same bytes for any value. None: torch's intra-op thread count of the
+    caller (a batch worker set to 1 thread stays on one), and 1 for maps of more than
+    `PARALLEL_MAX_POSITIONS` positions (memory). Each worker runs torch on one thread. progress is
+    called from the calling thread, stage by stage in order.
     """
     k = prior.codebook_size
     x = check_depth_indices(indices, k)
     if x.shape[0] > prior.num_stages:
         raise ValueError(f"{x.shape[0]} stages given, the prior codes at most {prior.num_stages}")
-    streams = []
-    for stage in range(1, x.shape[0] + 1):
+    stages = x.shape[0]
+
+    def stream(stage: int) -> bytes:
         if stage == 1:
-            streams.append(first_stream if first_stream is not None else _encode_stage1(prior, x, allow_raw))
-        else:
-            streams.append(_encode_later(prior, x, stage, allow_raw))
-        if progress:
-            progress(stage, x.shape[0])
+            return first_stream if first_stream is not None else _encode_stage1(prior, x, allow_raw)
+        return _encode_later(prior, x, stage, allow_raw)
+
+    if workers is None:
+        workers = torch.get_num_threads() if x[0].numel() <= PARALLEL_MAX_POSITIONS else 1
+    workers = max(1, min(int(workers), stages))
+    if workers == 1:
+        results = map(stream, range(1, stages + 1))
+        pool = None
+    else:
+        # stage 1 (the longest job: its prior is autoregressive) is submitted first
+        pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+        futures = [pool.submit(stream, stage) for stage in range(1, stages + 1)]
+        results = (f.result() for f in futures)
+    streams = []
+    try:
+        for stage, data in enumerate(results, start=1):
+            streams.append(data)
+            if progress:
+                progress(stage, stages)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return streams
 
 
