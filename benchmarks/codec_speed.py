@@ -31,6 +31,13 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATASET = HERE.parent / "data" / "kodak"
 
 
+def _stream_mode(stream: bytes) -> int:
+    """The coding mode a depth-syntax stream starts with (vqcodec.coding.depth: 0 prior, 1 raw)."""
+    from vqcodec.bitstream import IndexDecoder
+
+    return int(IndexDecoder(stream, verify=False).decode(np.ones((1, 2), dtype=np.int64))[0])
+
+
 def _entropy_bits(counts: np.ndarray) -> float:
     p = counts / max(counts.sum(), 1)
     p = p[p > 0]
@@ -53,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqcodec.api import to_rgb_array
     from vqcodec.bitstream import cross_entropy_bits, read_file
     from vqcodec.image.codec import ImageCodec
+    from vqcodec.coding.depth import MODE_RAW
 
     codec = ImageCodec.default()
     S, K, top = codec.max_layers, codec.model.cfg.num_codes, codec.max_quality
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     stage_bits = np.zeros(S)  # coded payload bits per stage (at max quality)
     stage_xent = np.zeros(S)  # integer-prior cross-entropy bits per stage (present positions)
     stage_present = np.zeros(S)  # positions that have the stage (per-block depth)
+    raw_streams = np.zeros(S)  # streams of each stage (every quality) the encoder wrote in raw mode
+    all_streams = np.zeros(S)
     kodak_maps = []  # (S, h, w) index maps at max quality, for the float-vs-integer prior report
     stage_counts = np.zeros((S, K))
     n_indices = 0
@@ -99,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             r["exact"] &= bool(torch.equal(indices, expected))
             r["depth"].append(float((indices >= 0).sum(0).float().mean()))
             r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
+            for k in range(1, vqfile.layers + 1):
+                all_streams[k - 1] += 1
+                raw_streams[k - 1] += _stream_mode(vqfile.streams(k)[0]) == MODE_RAW
             if q == top:
                 streams = [vqfile.streams(k)[0] for k in range(1, vqfile.layers + 1)]
                 s_, h, w = indices.shape
@@ -144,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             "prior_xent_bits_per_index": stage_xent[s] / max(stage_present[s], 1),
             "unigram_entropy_bits": _entropy_bits(stage_counts[s]),
             "coding_overhead_pct": 100 * (stage_bits[s] / stage_xent[s] - 1) if stage_xent[s] else 0.0,
+            "raw_mode_streams": int(raw_streams[s]),
+            "streams": int(all_streams[s]),
         }
         if report is not None:
             row["float_prior_bits_per_index"] = report["float_tiled"][s]
@@ -170,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{lv['decode_s_median']:.2f} / {lv['decode_s_max']:.2f} | {lv['indices_exact']} | {lv['max_pixel_diff_lsb']} LSB |")
     lines += ["", f"At quality {top}; bits per index over the blocks that have the stage, STOP symbols and mode bits "
                   "included in the coded bits.", "",
-              "| stage | blocks with it | coded bits/index | integer prior xent | unigram entropy | uncoded | coder overhead |"
+              "| stage | blocks with it | coded bits/index | integer prior xent | unigram entropy | uncoded | coder overhead "
+              "| raw-mode streams (all qualities) |"
               + (" float prior xent | integer penalty |" if float_prior is not None else ""),
-              "|---|---|---|---|---|---|---|" + ("---|---|" if float_prior is not None else "")]
+"|---|---|---|---|---|---|---|---|" + ("---|---|" if float_prior is not None else "")]
     for st in stages:
         line = (f"| {st['stage']} | {100 * st['present_fraction']:.1f}% | {st['coded_bits_per_index']:.3f} | {st['prior_xent_bits_per_index']:.3f} | "
-                f"{st['unigram_entropy_bits']:.3f} | 9 | {st['coding_overhead_pct']:.3f}% |")
+                f"{st['unigram_entropy_bits']:.3f} | 9 | {st['coding_overhead_pct']:.3f}% | "
+                f"{st['raw_mode_streams']} of {st['streams']} |")
         if float_prior is not None:
             line += f" {st['float_prior_bits_per_index']:.3f} | {st['integer_penalty_pct']:.2f}% |"
         lines.append(line)
