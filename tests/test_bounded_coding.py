@@ -166,3 +166,40 @@ def test_streams_do_not_depend_on_chunk_sizes(which, tiny_weights, shipped_prior
     for m in (x, smooth):
         ref = _streams_with_chunks(prior, m, 1 << 13, 1 << 15, 1 << 14, monkeypatch)
         assert _streams_with_chunks(prior, m, 7, 45 * 3, 11, monkeypatch) == ref
+
+
+def test_threads_and_prefetch_do_not_change_streams(tiny_weights, monkeypatch):
+    """Small chunks, so that every stage makes many calls: one thread, one worker with the next chunk's rows
+    prefetched on a second thread (what maps above PARALLEL_MAX_POSITIONS get), and several stage workers
+    all write the same streams, which decode."""
+    prior = load_integer_prior(tiny_weights / "image_prior.safetensors")
+    g = torch.Generator().manual_seed(8)
+    k, s = prior.codebook_size, prior.num_stages
+    shape = (23, 31)
+    x = torch.randint(0, k, (s, *shape), generator=g)
+    depths = torch.randint(1, s + 1, shape, generator=g)
+    for t in range(1, s):
+        x[t][depths <= t] = ABSENT
+    monkeypatch.setattr(depth, "CODING_ROWS", 7)
+    prefetching = []
+    real = depth._prefetched
+
+    def spy(fn, items, prefetch):
+        prefetching.append(prefetch and len(items) > 1)
+        return real(fn, items, prefetch)
+
+    monkeypatch.setattr(depth, "_prefetched", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = encode_depth_stages(prior, x)  # one worker, no prefetch
+        torch.set_num_threads(2)
+        monkeypatch.setattr(depth, "PARALLEL_MAX_POSITIONS", 100)  # this map counts as large: prefetch
+        prefetching.clear()
+        prefetched = encode_depth_stages(prior, x)
+        assert len(prefetching) == s and all(prefetching)
+        several = encode_depth_stages(prior, x, workers=3)
+    finally:
+        torch.set_num_threads(before)
+    assert prefetched == single and several == single
+    assert torch.equal(decode_depth_stages(prior, single, shape), x)

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
 
 from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
 from vqcodec.bitstream.entropy import MAX_ROW_SUM, coded_bits, coded_bits_of_rows, max_symbols
+from vqcodec.integer.ops import torch_threads
 
 from .stages import Progress, StagePrior, check_stream_lengths, min_bits_per_index
 
@@ -188,6 +189,32 @@ def _chunks(n: int, size: int = CODING_ROWS) -> list[slice]:
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class _Work(NamedTuple):
+    """How one stage's encoder spends memory and threads (neither changes its stream)."""
+
+    rows_per_call: int  # positions whose frequency rows are asked for at once
+    prefetch: bool  # compute the next call's rows on a second thread while this one is coded
+
+
+def _prefetched(fn: Callable[[_T], _R], items: Sequence[_T], prefetch: bool) -> Iterator[_R]:
+    """fn(item) for each item, in order. With prefetch, fn of the next item runs on a second thread (torch
+    on one thread) while the caller uses the current result: one result more in memory."""
+    if not prefetch or len(items) < 2:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        ahead = pool.submit(fn, items[0])
+        for item in items[1:]:
+            current = ahead.result()
+            ahead = pool.submit(fn, item)
+            yield current
+        yield ahead.result()
+
+
 def _coding_runs(groups: list[np.ndarray], size: int = CODING_ROWS) -> list[np.ndarray]:
     """Consecutive coding groups joined into runs of about `size` positions (same order)."""
     runs, run, run_size = [], [], 0
@@ -220,7 +247,7 @@ def _shortest(encode_mode, modes: list[int]) -> bytes:
     return min((encode_mode(m) for m in modes), key=len)
 
 
-def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool, rows_per_call: int) -> bytes:
+def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool, work: _Work) -> bytes:
     h, w = x.shape[1:]
     symbols = x[0].reshape(-1).numpy()
     k = prior.codebook_size
@@ -228,8 +255,8 @@ def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool, row
     coded = IndexEncoder()  # prior mode, range-coded while its bits are counted
     coded.encode(np.array([MODE_PRIOR]), _MODE_FREQS)
     prior_bits = 0.0
-    for run in _coding_runs(prior.coding_groups(1, (h, w)), rows_per_call):
-        freqs = rows(run)
+    runs = _coding_runs(prior.coding_groups(1, (h, w)), work.rows_per_call)
+    for freqs, run in zip(_prefetched(rows, runs, work.prefetch), runs):  # the generator first: it ends itself
         prior_bits += coded_bits_of_rows(symbols[run], freqs)
         coded.encode(symbols[run], freqs)
     bits = {MODE_PRIOR: prior_bits}
@@ -242,14 +269,14 @@ def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool, row
             return coded.finish()
         enc = IndexEncoder()
         enc.encode(np.array([mode]), _MODE_FREQS)
-        for part in _chunks(h * w, rows_per_call):
+        for part in _chunks(h * w, work.rows_per_call):
             enc.encode(symbols[part], _uniform(part.stop - part.start, k))
         return enc.finish()
 
     return _shortest(encode, _modes_to_code(bits))
 
 
-def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw: bool, rows_per_call: int) -> bytes:
+def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw: bool, work: _Work) -> bytes:
     """Stream of `stage` >= 2 (module docstring): both passes' levels and STOP rows, under the prior or raw."""
     k = prior.codebook_size
     before = (x[stage - 2] >= 0).numpy()
@@ -274,12 +301,15 @@ def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw
     coded = IndexEncoder()  # prior mode, range-coded while its bits are counted
     coded.encode(np.array([MODE_PRIOR]), _MODE_FREQS)
     prior_bits = 0.0
-    for sym, levels, stop, pos in passes:
-        coded.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
-        for part in _chunks(pos.size, rows_per_call):
-            stop_rows = _stop_rows(rows(pos[part]), stop[part], k)
-            prior_bits += coded_bits_of_rows(sym[part], stop_rows)
-            coded.encode(sym[part], stop_rows)
+    calls = [(sym, levels, stop, pos[part], part) for sym, levels, stop, pos in passes
+             for part in _chunks(pos.size, work.rows_per_call)]
+    code_rows = _prefetched(rows, [c[3] for c in calls], work.prefetch) if passes else iter(())
+    for freqs, (sym, levels, stop, _, part) in zip(code_rows, calls):
+        if part.start == 0:  # a pass's levels come before its symbols
+            coded.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
+        stop_rows = _stop_rows(freqs, stop[part], k)
+        prior_bits += coded_bits_of_rows(sym[part], stop_rows)
+        coded.encode(sym[part], stop_rows)
     bits = {MODE_PRIOR: prior_bits}
     if allow_raw:
         bits[MODE_RAW] = sum(_raw_bits(sym, stop, k) for sym, _, stop, _ in passes)
@@ -291,7 +321,7 @@ def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw
         enc.encode(np.array([mode]), _MODE_FREQS)
         for sym, levels, stop, _ in passes:
             enc.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
-            for part in _chunks(sym.size, rows_per_call):
+            for part in _chunks(sym.size, work.rows_per_call):
                 enc.encode(sym[part], _stop_rows(None, stop[part], k))
         return enc.finish()
 
@@ -317,8 +347,10 @@ def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress:
     else, so the streams are the same bytes for any value. None: torch's intra-op thread count of the
     caller (a batch worker set to 1 thread stays on one), and 1 for maps of more than
     `PARALLEL_MAX_POSITIONS` positions (memory). Each worker runs torch on one thread and asks for
-    CODING_ROWS / workers frequency rows at a time, so the rows in memory stay within CODING_ROWS. progress
-    is called from the calling thread, stage by stage in order.
+    CODING_ROWS / workers frequency rows at a time, so the rows in memory stay within CODING_ROWS. On one
+    worker with torch on >= 2 threads, a second thread computes the next chunk's frequency rows while a
+    chunk is coded (memory: one chunk more). progress is called from the calling thread, stage by stage in
+    order.
     """
     k = prior.codebook_size
     x = check_depth_indices(indices, k)
@@ -329,12 +361,15 @@ def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress:
     if workers is None:
         workers = torch.get_num_threads() if x[0].numel() <= PARALLEL_MAX_POSITIONS else 1
     workers = max(1, min(int(workers), stages))
-    rows_per_call = max(1, CODING_ROWS // workers)  # the chunking does not change a stream
+    # neither the chunking nor the prefetch changes a stream
+    work = _Work(max(1, CODING_ROWS // workers), workers == 1 and torch.get_num_threads() >= 2)
 
     def stream(stage: int) -> bytes:
-        if stage == 1:
-            return first_stream if first_stream is not None else _encode_stage1(prior, x, allow_raw, rows_per_call)
-        return _encode_later(prior, x, stage, allow_raw, rows_per_call)
+        # with prefetch there are two threads already: this one's torch ops (STOP rows) stay on one
+        with torch_threads(1 if work.prefetch else None):
+            if stage == 1:
+                return first_stream if first_stream is not None else _encode_stage1(prior, x, allow_raw, work)
+            return _encode_later(prior, x, stage, allow_raw, work)
 
     if workers == 1:
         results = map(stream, range(1, stages + 1))
