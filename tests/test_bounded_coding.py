@@ -151,16 +151,22 @@ def _streams_with_chunks(prior, x, rows: int, band: int, decode_rows: int, monke
     return out
 
 
-@pytest.mark.parametrize("which", ["tiny", "shipped"])
-def test_streams_do_not_depend_on_chunk_sizes(which, tiny_weights, shipped_prior, monkeypatch):
-    prior = shipped_prior if which == "shipped" else load_integer_prior(tiny_weights / "image_prior.safetensors")
-    g = torch.Generator().manual_seed(5)
+def _random_depth_map(prior, shape: tuple[int, int], seed: int) -> torch.Tensor:
+    """Random codes (S, h, w) with a random depth per position (ABSENT past it)."""
+    g = torch.Generator().manual_seed(seed)
     k, s = prior.codebook_size, prior.num_stages
-    shape = (37, 45)
     x = torch.randint(0, k, (s, *shape), generator=g)
     depths = torch.randint(1, s + 1, shape, generator=g)
     for t in range(1, s):
         x[t][depths <= t] = ABSENT
+    return x
+
+
+@pytest.mark.parametrize("which", ["tiny", "shipped"])
+def test_streams_do_not_depend_on_chunk_sizes(which, tiny_weights, shipped_prior, monkeypatch):
+    prior = shipped_prior if which == "shipped" else load_integer_prior(tiny_weights / "image_prior.safetensors")
+    k, shape = prior.codebook_size, (37, 45)
+    x = _random_depth_map(prior, shape, seed=5)
     smooth = x.clone()  # a map the prior codes well, so prior mode wins, next to the random (raw) one
     smooth[0] = (torch.arange(shape[1]) // 9 % k).expand(shape)
     for m in (x, smooth):
@@ -173,13 +179,8 @@ def test_threads_and_prefetch_do_not_change_streams(tiny_weights, monkeypatch):
     prefetched on a second thread (what maps above PARALLEL_MAX_POSITIONS get), and several stage workers
     all write the same streams, which decode."""
     prior = load_integer_prior(tiny_weights / "image_prior.safetensors")
-    g = torch.Generator().manual_seed(8)
-    k, s = prior.codebook_size, prior.num_stages
-    shape = (23, 31)
-    x = torch.randint(0, k, (s, *shape), generator=g)
-    depths = torch.randint(1, s + 1, shape, generator=g)
-    for t in range(1, s):
-        x[t][depths <= t] = ABSENT
+    s, shape = prior.num_stages, (23, 31)
+    x = _random_depth_map(prior, shape, seed=8)
     monkeypatch.setattr(depth, "CODING_ROWS", 7)
     prefetching = []
     real = depth._prefetched
