@@ -177,7 +177,7 @@ def test_streams_do_not_depend_on_chunk_sizes(which, tiny_weights, shipped_prior
 def test_threads_and_prefetch_do_not_change_streams(tiny_weights, monkeypatch):
     """Small chunks, so that every stage makes many calls: one thread, one worker with the next chunk's rows
     prefetched on a second thread (what maps above PARALLEL_MAX_POSITIONS get), and several stage workers
-    all write the same streams, which decode."""
+    all write the same streams, which decode with and without prefetched rows."""
     prior = load_integer_prior(tiny_weights / "image_prior.safetensors")
     s, shape = prior.num_stages, (23, 31)
     x = _random_depth_map(prior, shape, seed=8)
@@ -200,7 +200,15 @@ def test_threads_and_prefetch_do_not_change_streams(tiny_weights, monkeypatch):
         prefetched = encode_depth_stages(prior, x)
         assert len(prefetching) == s and all(prefetching)
         several = encode_depth_stages(prior, x, workers=3)
+        # decoding prefetches too, in prior mode: a map drawn from the prior, cut to random depths
+        drawn = torch.where(x >= 0, prior.sample(s, *shape, seed=3), x)
+        streams = encode_depth_stages(prior, drawn)
+        prefetching.clear()
+        assert torch.equal(decode_depth_stages(prior, streams, shape), drawn)
+        assert len(prefetching) == s - 1 and all(prefetching)
+        torch.set_num_threads(1)
+        assert torch.equal(decode_depth_stages(prior, streams, shape), drawn)
+        assert torch.equal(decode_depth_stages(prior, single, shape), x)
     finally:
         torch.set_num_threads(before)
     assert prefetched == single and several == single
-    assert torch.equal(decode_depth_stages(prior, single, shape), x)

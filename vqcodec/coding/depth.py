@@ -416,38 +416,54 @@ def decode_depth_stages(prior: DepthStagePrior, streams: Sequence[bytes], shape:
         return torch.empty((0, h, w), dtype=torch.int64)
     check_stream_lengths(prior, streams[:1], h * w)
     out = torch.full((s, h, w), ABSENT, dtype=torch.int64)
-    for stage in range(1, s + 1):
-        dec = IndexDecoder(streams[stage - 1])
-        mode = int(dec.decode(_MODE_FREQS)[0])
-        if stage == 1:
-            if mode == MODE_RAW:
-                plane = torch.from_numpy(np.concatenate(
-                    [dec.decode(_uniform(part.stop - part.start, k)) for part in _chunks(h * w)])).reshape(h, w)
-            else:
-                plane = prior.decode_stage(1, out[:0], (h, w), dec.decode)
-            out[0] = plane
-        else:
-            before = (out[stage - 2] >= 0).numpy()
-            n_present = int(before.sum())
-            cap = max_symbols(len(streams[stage - 1]), _min_bits_later(prior))
-            if n_present > cap:
-                raise VQFormatError(
-                    f"stage {stage}'s stream is {len(streams[stage - 1])} bytes, too short for {n_present} "
-                    "positions: the file is truncated or corrupted")
-            rows = prior.frequency_rows(out[: stage - 1], stage) if mode == MODE_PRIOR else None
-            _decode_later(dec, out, stage, k, rows, before)
-        dec.check_finished()
-        if progress:
-            progress(stage, s)
+    # with torch on >= 2 threads, a second thread computes the next chunk's code rows while a chunk is
+    # decoded, and this thread's torch ops (STOP rows) stay on one
+    prefetch = torch.get_num_threads() >= 2
+    with torch_threads(1 if prefetch else None):
+        for stage in range(1, s + 1):
+            _decode_stage(prior, streams, stage, out, prefetch)
+            if progress:
+                progress(stage, s)
     return out
 
 
+def _decode_stage(prior: DepthStagePrior, streams: Sequence[bytes], stage: int, out: torch.Tensor,
+                  prefetch: bool) -> None:
+    """Decode stage `stage` (1-based) of `streams` into out[stage - 1] (decode_depth_stages)."""
+    h, w = out.shape[1:]
+    k = prior.codebook_size
+    dec = IndexDecoder(streams[stage - 1])
+    mode = int(dec.decode(_MODE_FREQS)[0])
+    if stage == 1:
+        if mode == MODE_RAW:
+            plane = torch.from_numpy(np.concatenate(
+                [dec.decode(_uniform(part.stop - part.start, k)) for part in _chunks(h * w)])).reshape(h, w)
+        else:
+            plane = prior.decode_stage(1, out[:0], (h, w), dec.decode)
+        out[0] = plane
+    else:
+        before = (out[stage - 2] >= 0).numpy()
+        n_present = int(before.sum())
+        cap = max_symbols(len(streams[stage - 1]), _min_bits_later(prior))
+        if n_present > cap:
+            raise VQFormatError(
+                f"stage {stage}'s stream is {len(streams[stage - 1])} bytes, too short for {n_present} "
+                "positions: the file is truncated or corrupted")
+        rows = prior.frequency_rows(out[: stage - 1], stage) if mode == MODE_PRIOR else None
+        _decode_later(dec, out, stage, k, rows, before, prefetch)
+    dec.check_finished()
+
+
 def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int,
-                  rows: Callable[[np.ndarray], np.ndarray] | None, before: np.ndarray) -> None:
+                  rows: Callable[[np.ndarray], np.ndarray] | None, before: np.ndarray, prefetch: bool) -> None:
     """Decode stage `stage` >= 2 into out[stage - 1]: both passes, rows from the prior's `frequency_rows`
-    (None: raw mode), CODING_ROWS positions at a time."""
+    (None: raw mode), CODING_ROWS positions at a time. The passes' positions depend only on `before`, so the
+    code rows of every chunk are known up front (prefetched on a second thread with `prefetch`)."""
     plane = np.full(before.size, ABSENT, dtype=np.int64)
     absent_after_a = ~before.copy()
+    chunks = [pos[part] for pos in (_pass_positions(before, 0), _pass_positions(before, 1))
+              for part in _chunks(pos.size)]
+    code_rows = _prefetched(rows, chunks, prefetch) if rows is not None else None
     for parity in (0, 1):
         pos, ctx = _pass(before, absent_after_a, parity)
         if pos.size == 0:
@@ -457,7 +473,7 @@ def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int,
         level_of = np.zeros(2 * _CONTEXTS_PER_PASS, dtype=np.int64)
         level_of[used] = levels
         stop = np.array(STOP_FREQ, dtype=np.int64)[level_of[ctx]] << _LEVEL_SHIFT
-        sym = np.concatenate([dec.decode(_stop_rows(None if rows is None else rows(pos[part]), stop[part], k))
+        sym = np.concatenate([dec.decode(_stop_rows(None if code_rows is None else next(code_rows), stop[part], k))
                               for part in _chunks(pos.size)])
         plane[pos] = np.where(sym == k, ABSENT, sym)
         if parity == 0:
