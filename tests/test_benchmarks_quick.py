@@ -31,6 +31,8 @@ def test_codec_speed_quick(tmp_path):
     for st in res["stages"]:
         assert st["coded_bits_per_index"] < 9.0  # the prior beats uncoded 9-bit indices
         assert abs(st["coding_overhead_pct"]) < 1.0
+        assert 0 <= st["raw_mode_streams"] <= st["streams"]
+    assert res["stages"][0]["streams"] == 4  # 2 images x 2 qualities, each file has stage 1
 
 
 def test_large_image_quick(tmp_path):
@@ -125,3 +127,14 @@ def test_prior_bytes_quick(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads((tmp_path / "prior_bytes.json").read_text())
     assert res["total"]["old"] > 0 and res["total"]["new"] > 0
+
+
+def test_spatial_context_probe_quick(tmp_path):
+    """Both arms start at the shipped prior (equal bits at step 0), train, and the decode cost is measured."""
+    p = _run("spatial_context_probe.py", "--quick", "--out", str(tmp_path), "--threads", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
+    res = json.loads((tmp_path / "spatial_context_probe_quick.json").read_text())
+    first, last = res["curve"][0], res["curve"][-1]
+    assert first["checkerboard_vs_control"] == 0.0 and last["step"] == res["steps"] > 0
+    assert 0.3 < res["pass_b_share"] < 0.7
+    assert len(res["decode_cost"]["features_s_per_stage"]) == 7 and res["decode_cost"]["added_decode_s"] > 0

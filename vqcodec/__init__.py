@@ -14,7 +14,7 @@ Data flow, input file to .vq and back (read the folder names in this order):
                              by inference)
   cli/                       the `vqcodec` command, through the public API
 """
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
