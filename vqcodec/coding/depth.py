@@ -32,14 +32,20 @@ to min(depth, N) stages per position. Stream of stage k:
 Exactness: every frequency here is an integer computed by integer numpy operations from integers the
 decoder already has (the prior's integer frequencies, the levels, the absent maps).
 
-Memory: frequency rows exist for at most `CODING_ROWS` positions at a time (the prior's
-`frequency_rows` gives them for any positions), whatever the map's size; the symbols reach the range
-coder in the order above, only cut into more calls, which does not change the stream.
+Memory: frequency rows are made for at most `CODING_ROWS` positions at a time (the prior's
+`frequency_rows` gives them for any positions), whatever the map's size; with a prefetch thread, one
+more call's rows are in flight. The symbols reach the range coder in the order above, only cut into
+more calls, which does not change the stream.
+
+Threads (`encode_depth_stages`): given the index maps, each stage's stream depends on nothing else, so
+the encoder codes stages on several threads at once; on large maps, and when decoding, a second thread
+computes the next call's rows instead. Neither changes a byte.
 """
 from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator, NamedTuple, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
@@ -206,13 +212,28 @@ def _prefetched(fn: Callable[[_T], _R], items: Sequence[_T], prefetch: bool) -> 
     if not prefetch or len(items) < 2:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    with _one_torch_thread_pool(1) as pool:
         ahead = pool.submit(fn, items[0])
         for item in items[1:]:
             current = ahead.result()
             ahead = pool.submit(fn, item)
             yield current
         yield ahead.result()
+
+
+@contextmanager
+def _one_torch_thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool whose threads run torch on one intra-op thread. Where torch's thread count is per
+    process rather than per thread (builds without OpenMP), the caller's count is restored afterwards.
+    Pending work is cancelled and running work waited for on the way out."""
+    caller = torch.get_num_threads()
+    pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if torch.get_num_threads() != caller:
+            torch.set_num_threads(caller)
 
 
 def _coding_runs(groups: list[np.ndarray], size: int = CODING_ROWS) -> list[np.ndarray]:
@@ -371,23 +392,19 @@ def encode_depth_stages(prior: DepthStagePrior, indices: torch.Tensor, progress:
                 return first_stream if first_stream is not None else _encode_stage1(prior, x, allow_raw, work)
             return _encode_later(prior, x, stage, allow_raw, work)
 
-    if workers == 1:
-        results = map(stream, range(1, stages + 1))
-        pool = None
-    else:
-        # stage 1 (the longest job: its prior is autoregressive) is submitted first
-        pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
-        futures = [pool.submit(stream, stage) for stage in range(1, stages + 1)]
-        results = (f.result() for f in futures)
     streams = []
-    try:
+    with ExitStack() as stack:
+        if workers == 1:
+            results: Iterator[bytes] = map(stream, range(1, stages + 1))
+        else:
+            pool = stack.enter_context(_one_torch_thread_pool(workers))
+            # stage 1 (the longest job: its prior is autoregressive) is submitted first
+            futures = [pool.submit(stream, stage) for stage in range(1, stages + 1)]
+            results = (f.result() for f in futures)
         for stage, data in enumerate(results, start=1):
             streams.append(data)
             if progress:
                 progress(stage, stages)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     return streams
 
 
