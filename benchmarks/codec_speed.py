@@ -31,13 +31,6 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATASET = HERE.parent / "data" / "kodak"
 
 
-def _stream_mode(stream: bytes) -> int:
-    """The coding mode a depth-syntax stream starts with (vqcodec.coding.depth: 0 prior, 1 raw)."""
-    from vqcodec.bitstream import IndexDecoder
-
-    return int(IndexDecoder(stream, verify=False).decode(np.ones((1, 2), dtype=np.int64))[0])
-
-
 def _entropy_bits(counts: np.ndarray) -> float:
     p = counts / max(counts.sum(), 1)
     p = p[p > 0]
@@ -60,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqcodec.api import to_rgb_array
     from vqcodec.bitstream import cross_entropy_bits, read_file
     from vqcodec.image.codec import ImageCodec
-    from vqcodec.coding.depth import MODE_RAW
+    from vqcodec.coding.depth import MODE_RAW, stream_mode
 
     codec = ImageCodec.default()
     S, K, top = codec.max_layers, codec.model.cfg.num_codes, codec.max_quality
@@ -111,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
             for k in range(1, vqfile.layers + 1):
                 all_streams[k - 1] += 1
-                raw_streams[k - 1] += _stream_mode(vqfile.streams(k)[0]) == MODE_RAW
+                raw_streams[k - 1] += stream_mode(vqfile.streams(k)[0]) == MODE_RAW
             if q == top:
                 streams = [vqfile.streams(k)[0] for k in range(1, vqfile.layers + 1)]
                 s_, h, w = indices.shape

@@ -10,7 +10,7 @@ import torch
 
 from vqcodec.bitstream import IndexDecoder, VQFormatError
 from vqcodec.coding.depth import (ABSENT, MODE_PRIOR, MODE_RAW, DepthStagePrior, check_depth_indices,
-                                  decode_depth_stages, depths_of, encode_depth_stages)
+                                  decode_depth_stages, depths_of, encode_depth_stages, stream_mode)
 from vqcodec.image.prior_integer import load_integer_prior
 
 
@@ -26,10 +26,6 @@ def depth_indices(prior, shape, depths: torch.Tensor, seed=0) -> torch.Tensor:
     for s in range(prior.num_stages):
         x[s][depths <= s] = ABSENT
     return x[: int(depths.max())]
-
-
-def _mode(stream: bytes) -> int:
-    return int(IndexDecoder(stream, verify=False).decode(np.ones((1, 2), dtype=np.int64))[0])
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (5, 7), (13, 3), (6, 11)])
@@ -66,14 +62,14 @@ def test_raw_mode_bounds_every_stage_by_raw_indices(tiny_prior):
     for stream, under_prior in zip(streams, prior_only):
         assert len(stream) <= len(under_prior)
         if len(stream) < len(under_prior):
-            assert _mode(stream) == MODE_RAW
+            assert stream_mode(stream) == MODE_RAW
 
 
 def test_the_prior_mode_is_kept_where_it_pays(tiny_prior):
     """Indices drawn from the prior itself are cheaper under it than raw: the prior mode is chosen."""
     x = tiny_prior.sample(tiny_prior.num_stages, 10, 12, seed=3)
     streams = encode_depth_stages(tiny_prior, x)
-    assert _mode(streams[0]) == MODE_PRIOR
+    assert stream_mode(streams[0]) == MODE_PRIOR
     assert torch.equal(decode_depth_stages(tiny_prior, streams, (10, 12)), x)
 
 

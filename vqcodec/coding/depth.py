@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from typing import Callable, Iterator, NamedTuple, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
@@ -58,7 +58,7 @@ from vqcodec.integer.ops import torch_threads
 from .stages import Progress, StagePrior, check_stream_lengths, min_bits_per_index
 
 __all__ = ["ABSENT", "STOP_FREQ", "DepthStagePrior", "encode_depth_stages", "decode_depth_stages", "depths_of",
-           "check_depth_indices"]
+           "check_depth_indices", "stream_mode"]
 
 ABSENT = -1
 """Index value of a stage a position does not have (it stopped earlier)."""
@@ -98,6 +98,11 @@ class DepthStagePrior(StagePrior, Protocol):
         >= 2, given at least the earlier stages) as rows(positions (n,) int64) -> (n, K) int64, for any
         positions at a time (the coders ask for at most `CODING_ROWS`)."""
         ...
+
+
+def stream_mode(stream: bytes) -> int:
+    """The coding mode a stage's stream starts with: MODE_PRIOR (0) or MODE_RAW (1)."""
+    return int(IndexDecoder(stream, verify=False).decode(_MODE_FREQS)[0])
 
 
 def depths_of(indices: torch.Tensor) -> torch.Tensor:
@@ -140,14 +145,13 @@ def _pass_positions(present_before: np.ndarray, parity: int) -> np.ndarray:
     return np.flatnonzero(mask.reshape(-1))
 
 
-def _pass(before: np.ndarray, absent_after_a: np.ndarray, parity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (flat, raster order) of pass `parity` (0 = A, 1 = B) and their STOP contexts: pass A counts
-    the 4-neighbours absent at the previous stage (`before` is False there), pass B those absent at this
-    stage after pass A (`absent_after_a`), offset by 5."""
-    pos = _pass_positions(before, parity)
+def _pass_contexts(pos: np.ndarray, before: np.ndarray, absent_after_a: np.ndarray, parity: int) -> np.ndarray:
+    """STOP contexts of pass `parity` (0 = A, 1 = B) at its positions `pos` (`_pass_positions`): pass A
+    counts the 4-neighbours absent at the previous stage (`before` is False there), pass B those absent at
+    this stage after pass A (`absent_after_a`), offset by 5."""
     if parity == 0:
-        return pos, _absent_neighbours(~before).reshape(-1)[pos]
-    return pos, _CONTEXTS_PER_PASS + _absent_neighbours(absent_after_a).reshape(-1)[pos]
+        return _absent_neighbours(~before).reshape(-1)[pos]
+    return _CONTEXTS_PER_PASS + _absent_neighbours(absent_after_a).reshape(-1)[pos]
 
 
 def _stop_rows(code_freqs: np.ndarray | None, stop_freq: np.ndarray, k: int) -> np.ndarray:
@@ -277,9 +281,10 @@ def _encode_stage1(prior: DepthStagePrior, x: torch.Tensor, allow_raw: bool, wor
     coded.encode(np.array([MODE_PRIOR]), _MODE_FREQS)
     prior_bits = 0.0
     runs = _coding_runs(prior.coding_groups(1, (h, w)), work.rows_per_call)
-    for freqs, run in zip(_prefetched(rows, runs, work.prefetch), runs):  # the generator first: it ends itself
-        prior_bits += coded_bits_of_rows(symbols[run], freqs)
-        coded.encode(symbols[run], freqs)
+    with closing(_prefetched(rows, runs, work.prefetch)) as run_rows:
+        for freqs, run in zip(run_rows, runs):
+            prior_bits += coded_bits_of_rows(symbols[run], freqs)
+            coded.encode(symbols[run], freqs)
     bits = {MODE_PRIOR: prior_bits}
     if allow_raw:
         ones = np.ones_like(symbols)
@@ -306,9 +311,10 @@ def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw
     absent_after_a = ~before.copy()
     passes = []  # (symbols, level symbols, STOP frequencies, positions)
     for parity in (0, 1):
-        pos, ctx = _pass(before, absent_after_a, parity)
+        pos = _pass_positions(before, parity)
         if pos.size == 0:
             continue
+        ctx = _pass_contexts(pos, before, absent_after_a, parity)
         sym = symbols_all[pos]
         levels = {}
         for c in np.unique(ctx):
@@ -324,13 +330,13 @@ def _encode_later(prior: DepthStagePrior, x: torch.Tensor, stage: int, allow_raw
     prior_bits = 0.0
     calls = [(sym, levels, stop, pos[part], part) for sym, levels, stop, pos in passes
              for part in _chunks(pos.size, work.rows_per_call)]
-    code_rows = _prefetched(rows, [c[3] for c in calls], work.prefetch) if passes else iter(())
-    for freqs, (sym, levels, stop, _, part) in zip(code_rows, calls):
-        if part.start == 0:  # a pass's levels come before its symbols
-            coded.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
-        stop_rows = _stop_rows(freqs, stop[part], k)
-        prior_bits += coded_bits_of_rows(sym[part], stop_rows)
-        coded.encode(sym[part], stop_rows)
+    with closing(_prefetched(rows, [c[3] for c in calls], work.prefetch)) as code_rows:
+        for freqs, (sym, levels, stop, _, part) in zip(code_rows, calls):
+            if part.start == 0:  # a pass's levels come before its symbols
+                coded.encode(levels, np.repeat(_LEVEL_FREQS, levels.size, axis=0))
+            stop_rows = _stop_rows(freqs, stop[part], k)
+            prior_bits += coded_bits_of_rows(sym[part], stop_rows)
+            coded.encode(sym[part], stop_rows)
     bits = {MODE_PRIOR: prior_bits}
     if allow_raw:
         bits[MODE_RAW] = sum(_raw_bits(sym, stop, k) for sym, _, stop, _ in passes)
@@ -478,21 +484,21 @@ def _decode_later(dec: IndexDecoder, out: torch.Tensor, stage: int, k: int,
     code rows of every chunk are known up front (prefetched on a second thread with `prefetch`)."""
     plane = np.full(before.size, ABSENT, dtype=np.int64)
     absent_after_a = ~before.copy()
-    chunks = [pos[part] for pos in (_pass_positions(before, 0), _pass_positions(before, 1))
-              for part in _chunks(pos.size)]
-    code_rows = _prefetched(rows, chunks, prefetch) if rows is not None else None
-    for parity in (0, 1):
-        pos, ctx = _pass(before, absent_after_a, parity)
-        if pos.size == 0:
-            continue
-        used = np.unique(ctx)
-        levels = dec.decode(np.repeat(_LEVEL_FREQS, used.size, axis=0))
-        level_of = np.zeros(2 * _CONTEXTS_PER_PASS, dtype=np.int64)
-        level_of[used] = levels
-        stop = np.array(STOP_FREQ, dtype=np.int64)[level_of[ctx]] << _LEVEL_SHIFT
-        sym = np.concatenate([dec.decode(_stop_rows(None if code_rows is None else next(code_rows), stop[part], k))
-                              for part in _chunks(pos.size)])
-        plane[pos] = np.where(sym == k, ABSENT, sym)
-        if parity == 0:
-            absent_after_a.reshape(-1)[pos] = sym == k
+    positions = [_pass_positions(before, parity) for parity in (0, 1)]
+    chunks = [pos[part] for pos in positions for part in _chunks(pos.size)]
+    with closing(_prefetched(rows, chunks if rows is not None else [], prefetch)) as code_rows:
+        for parity, pos in enumerate(positions):
+            if pos.size == 0:
+                continue
+            ctx = _pass_contexts(pos, before, absent_after_a, parity)
+            used = np.unique(ctx)
+            levels = dec.decode(np.repeat(_LEVEL_FREQS, used.size, axis=0))
+            level_of = np.zeros(2 * _CONTEXTS_PER_PASS, dtype=np.int64)
+            level_of[used] = levels
+            stop = np.array(STOP_FREQ, dtype=np.int64)[level_of[ctx]] << _LEVEL_SHIFT
+            sym = np.concatenate([dec.decode(_stop_rows(None if rows is None else next(code_rows), stop[part], k))
+                                  for part in _chunks(pos.size)])
+            plane[pos] = np.where(sym == k, ABSENT, sym)
+            if parity == 0:
+                absent_after_a.reshape(-1)[pos] = sym == k
     out[stage - 1] = torch.from_numpy(plane.reshape(before.shape))
