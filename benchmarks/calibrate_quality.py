@@ -3,7 +3,7 @@
     python benchmarks/calibrate_quality.py --data ../shared/data/photos            # 8 photos
     python benchmarks/calibrate_quality.py --data ../shared/data/photos --quick    # 1 small crop, 4 lambdas
 
-The quality scale (vqcodec/image/rate_control.py) maps quality 1..99 log-linearly onto a Lagrange multiplier
+The quality scale (codec/image/rate_control.py) maps quality 1..99 log-linearly onto a Lagrange multiplier
 between LAMBDA_AT_1 and LAMBDA_AT_99 (quality 100: lambda 0, every block at full depth). A scale is useful
 where neighbouring qualities give different files, so its ends are set where the codec's curve stops
 moving:

@@ -215,7 +215,7 @@ def load_vqcodec() -> tuple[VqCodec | None, str]:
         return None, f"vqcodec is not importable ({exc}); install it with `pip install -e .` from the repo root"
     missing = [n for n in ("encode_image", "decode", "max_quality") if not hasattr(api, n)]
     if missing:
-        return None, f"vqcodec's public API is missing {', '.join(missing)} (vqcodec/api.py not written yet?)"
+        return None, f"vqcodec's public API is missing {', '.join(missing)} (codec/api.py not written yet?)"
     try:
         top = int(api.max_quality("image"))
     except Exception as exc:  # noqa: BLE001 - any failure here means the codec cannot be measured

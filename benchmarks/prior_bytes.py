@@ -1,7 +1,7 @@
 """Bytes of the same index maps under two integer image priors (does a retrained prior pay?).
 
-    python benchmarks/prior_bytes.py --old vqcodec/weights/image_prior_v3.safetensors \
-        --new vqcodec/weights/image_prior.safetensors              # 6 Kodak images x qualities 30, 60, 100
+    python benchmarks/prior_bytes.py --old codec/weights/image_prior_v3.safetensors \
+        --new codec/weights/image_prior.safetensors              # 6 Kodak images x qualities 30, 60, 100
     python benchmarks/prior_bytes.py --old A --new B --quick       # one 256x256 crop, one quality
 
 The index maps come from the installed default codec's encoder (a depth per block at each quality); both

@@ -20,7 +20,7 @@ The decode-time cost: pass B needs its own trunk pass per stage (the trunk's inp
 `features` call per stage; measured here on a 768x512 image's maps with the shipped integer prior.
 
     python benchmarks/spatial_context_probe.py --maps runs/prior_depth/index_maps.pt
-    python benchmarks/spatial_context_probe.py --data ../shared/data/photos --model vqcodec/weights/image_vqvae.safetensors
+    python benchmarks/spatial_context_probe.py --data ../shared/data/photos --model codec/weights/image_vqvae.safetensors
     python benchmarks/spatial_context_probe.py --quick        # synthetic maps, a few steps (CI smoke run)
 
 `--maps` is the file `vqcodec train prior --depth-qualities ...` writes (maps ordered photo by photo,
@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--maps", type=Path, help="index maps file (torch.save list of (S, H, W) int64)")
     ap.add_argument("--data", type=Path, help="training photos folder (computes depth maps; slower)")
-    ap.add_argument("--model", type=Path, default=ROOT / "vqcodec/weights/image_vqvae.safetensors")
+    ap.add_argument("--model", type=Path, default=ROOT / "codec/weights/image_vqvae.safetensors")
     ap.add_argument("--qualities", default="20,40,60,80,100", help="with --data: qualities of the depth maps")
     ap.add_argument("--maps-per-photo", type=int, default=10, help="with --maps: consecutive maps per photo")
-    ap.add_argument("--prior", type=Path, default=ROOT / "vqcodec/weights/image_prior_float.safetensors",
+    ap.add_argument("--prior", type=Path, default=ROOT / "codec/weights/image_prior_float.safetensors",
                     help="float prior to start both arms from")
     ap.add_argument("--val-photos", type=int, default=12)
     ap.add_argument("--steps", type=int, default=600)

@@ -121,7 +121,7 @@ def test_calibrate_quality_quick(tmp_path):
 
 
 def test_prior_bytes_quick(tmp_path):
-    weights = Path(__file__).resolve().parents[1] / "vqcodec" / "weights"
+    weights = Path(__file__).resolve().parents[1] / "codec" / "weights"
     p = _run("prior_bytes.py", "--old", str(weights / "image_prior_v3.safetensors"), "--new",
              str(weights / "image_prior.safetensors"), "--quick", "--out", str(tmp_path), "--threads", "1", cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]

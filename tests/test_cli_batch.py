@@ -1,4 +1,4 @@
-"""`vqcodec encode/decode` on many files (vqcodec/cli/batch.py): output names, per-file failures, exit
+"""`vqcodec encode/decode` on many files (cli/batch.py): output names, per-file failures, exit
 status, -j independence, no overwriting. Runs the real console entry point on the tiny test models."""
 import os
 import subprocess

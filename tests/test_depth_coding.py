@@ -1,4 +1,4 @@
-"""Per-position depth coding (vqcodec/coding/depth.py): STOP symbols, a raw mode per stage, exact round
+"""Per-position depth coding (codec/coding/depth.py): STOP symbols, a raw mode per stage, exact round
 trips on awkward shapes and depth patterns, truncation, and damaged data refused as VQFormatError."""
 from __future__ import annotations
 

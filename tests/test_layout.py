@@ -5,7 +5,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "vqcodec"
+REPO = Path(__file__).resolve().parents[1]
+# folder of the repository -> its place inside the `vqcodec` package (pyproject's package-dir mapping)
+ROOTS = {"codec": "", "bitstream": "bitstream/", "kernels": "kernels/", "cli": "cli/"}
+
+
+def package_files():
+    """(path inside the vqcodec package, e.g. 'cli/train.py', file path) for every module of the package."""
+    for folder, prefix in ROOTS.items():
+        for path in (REPO / folder).rglob("*.py"):
+            yield prefix + path.relative_to(REPO / folder).as_posix(), path
+
+
 INFERENCE = ["vqcodec", "vqcodec.api", "vqcodec.registry", "vqcodec.image.codec", "vqcodec.audio.codec",
              "vqcodec.cli.main", "vqcodec.cli.commands", "vqcodec.bitstream", "vqcodec.coding.stages"]
 
@@ -23,8 +34,7 @@ def test_inference_modules_do_not_import_training_code():
 
 def test_no_module_outside_training_imports_it_statically():
     offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(PACKAGE).as_posix()
+    for rel, path in package_files():
         if rel.startswith("training/") or rel == "cli/train.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
@@ -35,6 +45,6 @@ def test_no_module_outside_training_imports_it_statically():
 
 
 def test_cli_coding_commands_use_the_public_api():
-    tree = ast.parse((PACKAGE / "cli" / "commands.py").read_text())
+    tree = ast.parse((REPO / "cli" / "commands.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {m for m in imported if m.startswith(("vqcodec.image", "vqcodec.audio", "vqcodec.bitstream"))}, imported

@@ -1,4 +1,4 @@
-"""The Pillow plugin (vqcodec/pillow_plugin.py): real Image.open / load / thumbnail / save calls on the tiny
+"""The Pillow plugin (codec/pillow_plugin.py): real Image.open / load / thumbnail / save calls on the tiny
 test model ($VQCODEC_WEIGHTS_DIR)."""
 import io
 

@@ -1,4 +1,4 @@
-"""Float image prior (vqcodec/image/prior.py) and its trainer (vqcodec/training/image_prior.py)."""
+"""Float image prior (codec/image/prior.py) and its trainer (codec/training/image_prior.py)."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,5 @@
-"""Exact integer inference: integer ops, layers, scheduler and file format (vqcodec/integer/) and the image
-prior built from them (vqcodec/image/prior_integer.py)."""
+"""Exact integer inference: integer ops, layers, scheduler and file format (codec/integer/) and the image
+prior built from them (codec/image/prior_integer.py)."""
 from __future__ import annotations
 
 import hashlib

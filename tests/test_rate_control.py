@@ -1,4 +1,4 @@
-"""The image quality scale and encoder choices (vqcodec/image/rate_control.py): quality -> lambda -> a depth
+"""The image quality scale and encoder choices (codec/image/rate_control.py): quality -> lambda -> a depth
 per block, effort levels, a target size, and the prior's training maps made the same way."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage coding (vqcodec/coding/stages.py): one range-coded stream per stage under any StagePrior, the same
+"""Stage coding (codec/coding/stages.py): one range-coded stream per stage under any StagePrior, the same
 path for image index maps (h, w) and for sequences (T,)."""
 from __future__ import annotations
 

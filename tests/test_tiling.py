@@ -1,4 +1,4 @@
-"""Tiled encoder and decoder nets (vqcodec/image/tiling.py): the halo covers the measured receptive field,
+"""Tiled encoder and decoder nets (codec/image/tiling.py): the halo covers the measured receptive field,
 and tiled runs give the whole-image latents to float tolerance, the same indices and pixels within 1 LSB."""
 from __future__ import annotations
 

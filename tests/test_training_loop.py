@@ -1,4 +1,4 @@
-"""The shared training loop (vqcodec/training/loop.py) on a toy task (tests/helpers/toy_task.py): exact
+"""The shared training loop (codec/training/loop.py) on a toy task (tests/helpers/toy_task.py): exact
 resume after every kind of stop, the learning-rate schedule, the JSONL log, atomic checkpoints, resume
 safeguards, the CLI flags, and DDP under torchrun."""
 from __future__ import annotations

@@ -77,7 +77,7 @@ def _deprecated(old: str, new: str) -> None:
 
 @click.group()
 def train() -> None:
-    """Train the models (the release weights were made with these commands; see vqcodec/image/MODEL_CARD.md)."""
+    """Train the models (the release weights were made with these commands; see codec/image/MODEL_CARD.md)."""
 
 
 @train.command("image")
@@ -90,7 +90,7 @@ def train() -> None:
               help="Training crop size in pixels.")
 @click.option("--decoder-only", is_flag=True, help="Freeze encoder and codebooks; fine-tune the decoder only.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start from released weights (e.g. vqcodec/weights/image_vqvae.safetensors) instead of scratch.")
+              help="Start from released weights (e.g. codec/weights/image_vqvae.safetensors) instead of scratch.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 @click.option("--ema-decay", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Decay per step of the EMA codebook updates.")

@@ -10,7 +10,7 @@ An image is coded as S index maps ("stages") of shape (H, W), values in [0, K). 
   sum_{t<s} E_t[x_t] + e_s (learned per-stage embeddings plus a stage embedding); one parallel pass per
   stage gives a K-way softmax at every position.
 
-The layer structure mirrors vqcodec/image/prior_integer.py exactly (same clamps before tanh/sigmoid, same
+The layer structure mirrors codec/image/prior_integer.py exactly (same clamps before tanh/sigmoid, same
 zero padding, same shift of the vertical stack), so post-training quantization changes only precision.
 
 Shapes: indices (B, S, H, W) int64; logits (B, S, K, H, W) float32 (natural-log units).
@@ -45,7 +45,7 @@ class PriorConfig:
     """Hyper-parameters of `ImagePrior` (all ints, stored with the weights).
 
     Defaults were chosen by measured bits against measured time (synthetic maps, 64 x 96, 2-core CPU;
-    see the prior's report in vqcodec/image/prior_integer.py): 4 layers cost no stage-1 bits against 5, 48
+    see the prior's report in codec/image/prior_integer.py): 4 layers cost no stage-1 bits against 5, 48
     channels cost 13 %; 2 up-right layers + 32-row tiles decode stage 1 in 189 sequential steps instead
     of 474 (all up-right, no tiles) for ~2 % more stage-1 bits.
 

@@ -30,9 +30,9 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, sta
     """Decode an audio .vq file in the voice of another training speaker (the VQ-VAE paper's speaker
     conversion experiment), e.g. `vqcodec convert speech.vq --speaker 1088 -o out.wav`.
 
-    Needs the optional speaker decoder (vqcodec/weights/audio_speaker_decoder.safetensors); coding never does.
+    Needs the optional speaker decoder (codec/weights/audio_speaker_decoder.safetensors); coding never does.
     It speaks only as the 251 LibriSpeech training speakers, and the result is an experiment, not a
-    voice converter: see vqcodec/audio/MODEL_CARD.md ("Speaker decoder") for what it does and does not do.
+    voice converter: see codec/audio/MODEL_CARD.md ("Speaker decoder") for what it does and does not do.
     """
     from vqcodec import api
 

@@ -12,7 +12,7 @@ Contract between the two sides, per stage (1-based, like the format):
 * the decoder calls `decode_stage`, which must call decode_fn once per group of `coding_groups`, in
   the same order, with the same frequency rows in the same row order, and place the returned symbols.
 Exact decoding needs the decoder's frequencies to equal the encoder's bit for bit: a prior built on
-`vqcodec.integer` computes them in exact integer arithmetic (see vqcodec/integer/layers.py).
+`vqcodec.integer` computes them in exact integer arithmetic (see codec/integer/layers.py).
 
 Errors: damaged stream data raises VQFormatError (from the decoder: wrong length, unread or missing
 data, symbols out of range; from `check_stream_lengths`: a stream too short for its grid, before anything

@@ -22,7 +22,7 @@ from .api import decode, decode_indices, encode_audio, encode_image, inspect, ma
 from .api import convert_speaker, list_speakers  # noqa: E402
 from .pillow_plugin import register_pillow  # noqa: E402
 
-register_pillow()  # Image.open / Image.save of .vq images (vqcodec/pillow_plugin.py); loads no model
+register_pillow()  # Image.open / Image.save of .vq images (codec/pillow_plugin.py); loads no model
 
 __all__ = ["__version__", "VQFormatError", "encode_image", "encode_audio", "decode", "decode_indices", "inspect",
            "max_layers", "max_quality", "sample_image", "register_pillow", "convert_speaker", "list_speakers"]

@@ -1,9 +1,9 @@
 """Quantized image prior with exact integer inference: the two image nets and their assembly.
 
-`IntegerImagePrior` is built from a trained float `ImagePrior` (vqcodec/image/prior.py) by post-training
+`IntegerImagePrior` is built from a trained float `ImagePrior` (codec/image/prior.py) by post-training
 quantization (`from_float`) and shipped as plain integer tensors (`state_dict` / `from_state_dict`,
 files via `export_integer_prior` / `load_integer_prior`). It is assembled from the modality-agnostic
-pieces in vqcodec/integer/:
+pieces in codec/integer/:
 
     ops.py         exact matmul, requantization, lookup tables, logits -> frequencies
     layers.py      IntLinear, IntDepthwiseConv2d, GateLuts (tanh x sigmoid), ExpFreqs; the fixed-point

@@ -11,7 +11,7 @@ files and builds the codec of the file's modality from them, so
   vqcodec releases that shipped it (from the manifest's `retired` list, or the release the file says
   made it).
 
-The installed components are listed in `vqcodec/weights/MANIFEST.json`:
+The installed components are listed in `codec/weights/MANIFEST.json`:
 
     {"release": "0.2.0",
      "components": [{"modality": "image", "role": "vqvae", "model_id": "...", "file": "...",
