@@ -56,7 +56,7 @@ def sweep(codec, rgb: np.ndarray, lambdas: list[float]) -> list[dict]:
     for lam in lambdas:
         depths = choose_depths(c.errors, lam)
         idx = depth_maps(c.paths, depths, c.height, c.width).to(torch.int64)
-        data = codec.pack(idx, h, w)
+        data = codec.write_indices(idx, h, w)
         rec = codec.render(idx, h, w)
         rows.append({"lambda": lam, "bpp": 8 * len(data) / (h * w), "psnr": psnr(rgb, rec),
                      "depth1_share": float((depths == 1).float().mean())})
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from PIL import Image
 
-    from vqcodec.api import default_codec
+    from vqcodec.registry import default_codec
     from vqcodec.image import rate_control
     from vqcodec.image.data import list_images
 

@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from vqcodec.api import to_rgb_array
+    from vqcodec.image.input import prepare_image
     from vqcodec.bitstream import cross_entropy_bits, read_file
-    from vqcodec.image.codec import ImageCodec
+    from vqcodec.registry import default_codec
     from vqcodec.coding.depth import MODE_RAW, stream_mode
 
-    codec = ImageCodec.default()
+    codec = default_codec("image")
     S, K, top = codec.max_layers, codec.model.cfg.num_codes, codec.max_quality
     files = sorted(p for p in args.dataset.iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp", ".tif", ".tiff", ".webp"))
     qualities = [1, 25, 50, 75, top]
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     n_indices = 0
     # warm-up (first-call allocations, lazy imports) so that timings are steady state
     with Image.open(files[0]) as im:
-        codec.decode(codec.encode(to_rgb_array(im)[:64, :64], 1))
+        codec.decode(codec.encode(prepare_image(im, alpha="error").rgb[:64, :64], 1))
     for p in tqdm(files, desc="codec speed", unit="img", file=sys.stderr):
         with Image.open(p) as im:
-            rgb = to_rgb_array(im)
+            rgb = prepare_image(im, alpha="error").rgb
         for q in qualities:
             t0 = time.perf_counter()
             data = codec.encode(rgb, q, effort=args.effort)

@@ -3,6 +3,7 @@
     python benchmarks/fuzz_decoder.py                 # 100,000 cases (about 10 minutes on one free core)
     python benchmarks/fuzz_decoder.py --quick         # a smoke run of 1,000 cases
     python benchmarks/fuzz_decoder.py --cases 20000 --seed 3 --weights DIR
+    python benchmarks/fuzz_decoder.py --quick --partial   # decode(data, partial=True): cut files decode
 
 Cases are mutations of small valid image and audio .vq files made with a tiny model (the test suite's
 tiny weights, built here in a temporary folder, or the installed components in --weights DIR):
@@ -64,7 +65,7 @@ def base_files(modalities: tuple[str, ...] = ("image", "audio")) -> list[bytes]:
     """Small valid files of the installed (VQCODEC_WEIGHTS_DIR) models: images of a few sizes and layer
     counts, a version-1 image, mono and stereo audio at 16 and 44.1 kHz."""
     import vqcodec
-    from vqcodec import api
+    from vqcodec import api, registry
     from vqcodec.bitstream import Modality, read_file
     from vqcodec.bitstream.v1 import VQHeader, pack
     from vqcodec.coding.stages import encode_stages
@@ -76,7 +77,7 @@ def base_files(modalities: tuple[str, ...] = ("image", "audio")) -> list[bytes]:
         for (h, w), q, seed in [((16, 24), top, 0), ((8, 8), 1, 1), ((33, 17), max(1, top // 2), 2)]:
             out.append(vqcodec.encode_image(_smooth(h, w, seed), quality=q))
         # a version-1 file (0.1.0: every stage at every position, plain streams)
-        codec = api.default_codec("image")
+        codec = registry.default_codec("image")
         x = pad_to_multiple(codec._to_tensor(_smooth(16, 24, 0)), codec.model.factor)
         streams = encode_stages(codec.prior, codec.model.encode_indices(x, codec.max_layers, beam=4)[0])
         out.append(pack(VQHeader(Modality.IMAGE, codec.model_id, codec.v1_weights_hash, 24, 16), streams))
@@ -314,19 +315,20 @@ def classify(message: str) -> str:
     return "other: " + " ".join(re.sub(r"[0-9]+", "N", message).split()[:5])
 
 
-def run_case(data: bytes) -> tuple[str, str]:
+def run_case(data: bytes, partial: bool = False) -> tuple[str, str]:
     """Decode `data` -> (outcome, detail): outcome "decoded", "VQFormatError" or "other exception"
-    (which includes a decode of the wrong size); detail: the message class or the exception."""
+    (which includes a decode of the wrong size); detail: the message class or the exception.
+    partial: decode with vqcodec.decode(data, partial=True) (a cut file gives its complete layers)."""
     import vqcodec
-    from vqcodec.bitstream import read_file
+    from vqcodec.bitstream import complete_layers_prefix, read_file
 
     try:
-        out = vqcodec.decode(data)
+        out = vqcodec.decode(data, partial=True) if partial else vqcodec.decode(data)
     except vqcodec.VQFormatError as e:
         return "VQFormatError", classify(str(e))
     except Exception as e:  # noqa: BLE001 - what the fuzzer looks for
         return "other exception", f"{type(e).__name__}: {e}"[:300]
-    g = read_file(data).geometry
+    g = read_file(complete_layers_prefix(data).data if partial else data).geometry
     if isinstance(out, tuple):
         samples, rate = out
         ok = samples.shape == (g.num_samples, g.channels) and rate == g.sample_rate and samples.dtype == np.float32
@@ -343,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=None,
                     help="a weights folder with image and/or audio models (default: the tiny test models)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--partial", action="store_true",
+                    help="decode with partial=True (cut files give their complete layers); writes fuzz_decoder_partial.json")
     args = ap.parse_args(argv)
     cases = 1000 if args.quick else args.cases
     import torch
@@ -370,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             kind, b, seed = kinds[i % len(kinds)], rnd.randrange(len(bases)), rnd.getrandbits(32)
             data = make_case(kind, bases[b], seed)
             t0 = time.perf_counter()
-            outcome, detail = run_case(data)
+            outcome, detail = run_case(data, args.partial)
             dt = time.perf_counter() - t0
             times.append(dt)
             key = outcome if outcome == "decoded" else f"{outcome}: {detail}" if outcome == "VQFormatError" else outcome
@@ -399,14 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
         "command": "python benchmarks/fuzz_decoder.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "cases": cases, "seed": args.seed, "seconds": round(wall, 1), "ms_per_case": round(1000 * wall / cases, 2),
+        "cases": cases, "seed": args.seed, "partial": args.partial, "seconds": round(wall, 1), "ms_per_case": round(1000 * wall / cases, 2),
         "max_case_seconds": round(float(t.max()), 3), "base_files": len(bases),
         "weights": "tiny test models" if args.weights is None else str(args.weights),
         "outcomes": dict(table), "by_kind": {k: dict(v) for k, v in by_kind.items()},
         "other_exceptions": failures, "slow_cases": slow_cases,
     }
-    (args.out / "fuzz_decoder.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out / 'fuzz_decoder.json'}")
+    name = "fuzz_decoder_partial.json" if args.partial else "fuzz_decoder.json"
+    (args.out / name).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out / name}")
     return 1 if failures or table["other exception"] else 0
 
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from vqcodec.api import to_rgb_array
+    from vqcodec.image.input import prepare_image
     from vqcodec.image.model import ENCODER_BEAM, load_image_model, pad_to_multiple
     from vqcodec.image.codec import DEFAULT_MODEL_PATH
     from PIL import Image
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for i, p in enumerate(tqdm(files, desc="image quality", unit="img", file=sys.stderr)):
         with Image.open(p) as im:
-            rgb = to_rgb_array(im)
+            rgb = prepare_image(im, alpha="error").rgb
         x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255.0
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x, f)

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vqcodec.api import default_codec
+    from vqcodec.registry import default_codec
     from vqcodec.coding.depth import encode_depth_stages
     from vqcodec.image.prior_integer import load_integer_prior
 

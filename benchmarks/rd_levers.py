@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(doc, out_dir)
         return 0
     torch.set_num_threads(args.threads)
-    from vqcodec.api import default_codec
+    from vqcodec.registry import default_codec
 
     codec = default_codec("image")
     files = sorted(KODAK.glob("*.png"))[: (2 if args.quick else args.images)]

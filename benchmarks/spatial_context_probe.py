@@ -104,10 +104,10 @@ def held_out_bits(net: CheckerboardStageNet, maps: list[torch.Tensor], use_conte
 def decode_cost_s(repeats: int = 3) -> dict:
     """Seconds of one stage-net trunk pass (`features`) per stage at 768x512 (96 x 64 positions) with the
     shipped integer prior: the decode time a second pass per stage adds, times S - 1."""
-    from vqcodec.image.codec import ImageCodec
+    from vqcodec.registry import default_codec
     from vqcodec.image.prior_integer import BAND_POSITIONS
 
-    codec = ImageCodec.default()
+    codec = default_codec("image")
     prior = codec.prior
     gen = torch.Generator().manual_seed(0)
     earlier = torch.randint(0, prior.codebook_size, (prior.num_stages - 1, 64, 96), generator=gen)

@@ -2,14 +2,18 @@
 
 - `container`: format version 2 — `read_file` (reads versions 1 and 2), `write_file`, `truncate`,
   `inspect`, `VQFile`, `Chunk`, `ChunkType`, `ModelComponent`, `ImageGeometry`, `AudioGeometry`,
-  `metadata_chunk`, `segment_table_chunk`; and the version-1 path still used by the image codec:
-  `pack`, `unpack`, `read_header`, `check_model`, `VQHeader`.
+  `metadata_chunk`, `segment_table_chunk`. Nothing writes version 1 any more; `read_file` and `truncate`
+  still read it (through `v1`, the legacy layout, which is not part of this package's interface).
 - `chunks`: chunk types and payload layouts of version 2.
 - `entropy`: `IndexEncoder`, `IndexDecoder`, `cross_entropy_bits` (constriction range coder).
 - `errors`: `VQFormatError`, the only exception raised for bad file data.
 
 The byte-level specification is FORMAT.md in this folder.
 """
+if __name__ != "vqcodec.bitstream":  # the repository's bitstream/ folder imported as a top-level package
+    raise ImportError(f"the repository's bitstream/ folder is installed as vqcodec.bitstream; import vqcodec.bitstream, not "
+                      f"{__name__} (as two names it would load twice, e.g. with two VQFormatError classes)")
+
 from .container import (
     FIRST_FUTURE_TYPE,
     FIRST_PRIVATE_TYPE,
@@ -37,28 +41,27 @@ from .container import (
     ModelComponent,
     Modality,
     VQFile,
-    VQHeader,
-    check_model,
     hash_matches,
     hash_weights,
     inspect,
     metadata_chunk,
-    pack,
     read_file,
-    read_header,
     segment_table_chunk,
     alpha_plane_chunk,
     AlphaCoding,
     stage_syntax_chunk,
     StageSyntax,
     truncate,
-    unpack,
     write_file,
 )
 from .entropy import MAX_ALPHABET, MAX_ROW_SUM, IndexDecoder, IndexEncoder, cross_entropy_bits
 from .errors import VQFormatError
+from .partial import LayersPrefix, complete_layers_prefix
 
 __all__ = [
+    # progressive reading of a cut file (partial.py)
+    "LayersPrefix",
+    "complete_layers_prefix",
     # format version 2 (read_file / truncate / inspect also read version 1)
     "FORMAT_VERSION",
     "V1_FORMAT_VERSION",
@@ -93,17 +96,12 @@ __all__ = [
     "hash_matches",
     "ChannelLayout",
     "Modality",
-    # format version 1 path (kept until the image codec writes version 2)
+    # limits of format version 1 (read only)
     "MAX_IMAGE_SIDE",
     "MAX_MODEL_ID_BYTES",
     "MAX_STAGES",
     "MIN_FILE_BYTES",
     "WEIGHTS_HASH_BYTES",
-    "VQHeader",
-    "check_model",
-    "pack",
-    "read_header",
-    "unpack",
     # range coding and errors
     "MAX_ALPHABET",
     "MAX_ROW_SUM",

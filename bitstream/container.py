@@ -87,18 +87,7 @@ from .chunks import (
     type_name,
 )
 from .errors import VQFormatError
-from .v1 import (
-    MAX_STAGES,
-    MAX_STREAM_BYTES,
-    MIN_FILE_BYTES,
-    VQHeader,
-    check_model,
-    pack,
-    read_header,
-    truncate_v1,
-    unpack,
-    unpack_v1,
-)
+from .v1 import MAX_STAGES, MAX_STREAM_BYTES, MIN_FILE_BYTES, truncate_v1, unpack_v1
 
 __all__ = [
     # version 2 (and version-1 reading through read_file)
@@ -136,12 +125,7 @@ __all__ = [
     "Modality",
     "ChannelLayout",
     "BytesLike",
-    # version 1 path (the image codec's until it switches to write_file / read_file)
-    "VQHeader",
-    "pack",
-    "unpack",
-    "read_header",
-    "check_model",
+    # limits of version 1 (read through read_file and truncate; nothing writes it)
     "MAX_MODEL_ID_BYTES",
     "WEIGHTS_HASH_BYTES",
     "MAX_STAGES",

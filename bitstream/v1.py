@@ -1,8 +1,9 @@
 """Format version 1 (legacy, still read): header, per-stage streams and CRC (FORMAT.md, "Version 1").
 
-This is the v1 path: `pack` writes version 1 (the image codec calls it until it switches to
-`write_file`), `unpack` / `read_header` read only version 1, and `read_file` in `container`
-reads version 1 through `unpack_v1` below. New code should use `read_file` / `write_file`.
+An internal module of vqcodec.bitstream, not part of its interface: `read_file` and `truncate` in
+`container` read version 1 through `unpack_v1` and `truncate_v1` below. `pack` (writing version 1) is
+kept only so the tests can build version-1 files; nothing in vqcodec writes version 1. Use `read_file` /
+`write_file`.
 
 Layout (all integers little-endian; L = model id length, s = stage count):
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from .io import BadInput, read_input
+from .jobs import decode_file, encode_file
 
 __all__ = ["Job", "is_batch", "run_batch", "default_jobs"]
 
@@ -100,16 +101,12 @@ def _init_worker() -> None:
 
 def _encode(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool, strip: bool = False,
             effort: int | None = None, bpp: float | None = None, size: int | None = None) -> str:
-    from .commands import encode_file
-
     return encode_file(src, dst, quality, alpha, verify, force, batch=True, strip=strip, effort=effort, bpp=bpp,
                        size=size)
 
 
-def _decode(src: str, dst: str, layers: int | None, force: bool) -> str:
-    from .commands import decode_file
-
-    return decode_file(src, dst, layers, force)
+def _decode(src: str, dst: str, layers: int | None, force: bool, partial: bool = False) -> str:
+    return decode_file(src, dst, layers, force, partial=partial)
 
 
 def run_job(job: Job) -> tuple[bool, str]:

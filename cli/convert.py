@@ -6,7 +6,7 @@ import time
 
 import click
 
-from .commands import _audio_format, write_audio
+from .audio_io import audio_format, write_audio
 from .io import BadInput, check_writable, read_input
 
 __all__ = ["convert"]
@@ -19,14 +19,16 @@ __all__ = ["convert"]
 @click.option("--speaker", default=None,
               help="A training speaker id (LibriSpeech train-clean-100 reader id, e.g. 1088); --list-speakers "
                    "shows the 251 valid ones.")
-@click.option("--stages", type=click.IntRange(min=1), default=None,
-              help="Quality layers decoded. Default: the speaker decoder's default (the stage count that "
-                   "converted best in benchmarks/speaker_conversion.py; more stages keep more of the source's "
-                   "voice).")
+@click.option("-l", "--layers", type=click.IntRange(min=1), default=None,
+              help="Quality layers decoded (as decode --layers). Default: the speaker decoder's default (the "
+                   "count that converted best in benchmarks/speaker_conversion.py; more layers keep more of the "
+                   "source's voice).")
+@click.option("--stages", "stages", type=click.IntRange(min=1), default=None, hidden=True,
+              help="The former name of --layers.")
 @click.option("--list-speakers", is_flag=True, help="Print the valid speaker ids (one per line: ID SEX) and exit.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
-def convert(input_path: str | None, output: str | None, speaker: str | None, stages: int | None,
-            list_speakers: bool, force: bool) -> None:
+def convert(input_path: str | None, output: str | None, speaker: str | None, layers: int | None,
+            stages: int | None, list_speakers: bool, force: bool) -> None:
     """Decode an audio .vq file in the voice of another training speaker (the VQ-VAE paper's speaker
     conversion experiment), e.g. `vqcodec convert speech.vq --speaker 1088 -o out.wav`.
 
@@ -36,6 +38,10 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, sta
     """
     from vqcodec import api
 
+    if stages is not None:
+        if layers is not None:
+            raise click.UsageError("give --layers (or its former name --stages), not both")
+        layers = stages
     if list_speakers:
         for sid, sex in api.list_speakers():
             click.echo(f"{sid} {sex}")
@@ -45,17 +51,17 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, sta
         raise click.UsageError(f"missing {', '.join(missing)}: vqcodec convert IN.vq --speaker ID -o OUT.wav "
                                "(--list-speakers shows the ids)")
     check_writable(output, force)
-    _audio_format(output)
+    audio_format(output)
     data = read_input(input_path)
     t0 = time.perf_counter()
     try:
         header = api.inspect(data)
         if header.modality != "audio":
             raise BadInput(f"{input_path}: holds an image; speaker conversion is for coded speech")
-        if stages is not None and stages > header.layers:
+        if layers is not None and layers > header.layers:
             click.echo(f"vqcodec: warning: {input_path} holds {header.layers} layers; converting all of them",
                        err=True)
-        samples, rate = api.convert_speaker(data, speaker, stages=stages)
+        samples, rate = api.convert_speaker(data, speaker, layers=layers)
     except api.VQFormatError as e:
         raise BadInput(f"{input_path}: {e}") from None
     except ValueError as e:

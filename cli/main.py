@@ -18,13 +18,15 @@ __all__ = ["cli", "main"]
 @click.version_option(package_name="vqcodec")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
 def cli(verbose: bool) -> None:
-    """vqcodec: a learned image codec (residual VQ-VAE + range coding under integer priors).
+    """vqcodec: a learned codec for images and speech (residual VQ-VAE + range coding under integer priors).
 
     \b
     Examples:
-      vqcodec encode photo.png -o photo.vq          # default quality
-      vqcodec encode photo.png -o small.vq -q 2     # lower quality, fewer bytes
+      vqcodec encode photo.png -o photo.vq          # the top quality
+      vqcodec encode photo.png -o small.vq -q 40    # quality 1..100: lower, fewer bytes
       vqcodec decode photo.vq -o photo_out.png
+      vqcodec encode speech.wav -o speech.vq        # speech (any rate; coded at 16 kHz)
+      vqcodec decode speech.vq -o speech_out.wav
       vqcodec info photo.vq
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -15,7 +16,8 @@ import click
 __all__ = ["train", "loop_options"]
 
 LOOP_FLAGS = ("out", "steps", "stop_at_step", "max_minutes", "resume", "threads", "lr", "min_lr_fraction",
-              "warmup_steps", "checkpoint_every", "log_every", "val_every", "seed", "progress")
+              "warmup_steps", "schedule", "cooldown_steps", "weight_ema", "checkpoint_every", "log_every", "val_every",
+              "seed", "progress")
 
 
 def loop_options(*, steps: int, lr: float, lr_help: str = "") -> Callable:
@@ -42,6 +44,15 @@ def loop_options(*, steps: int, lr: float, lr_help: str = "") -> Callable:
                      help="Learning rate at the end of the cosine decay, as a fraction of --lr."),
         click.option("--warmup-steps", default=200, show_default=True, type=click.IntRange(min=0),
                      help="Steps of linear learning-rate warm-up."),
+        click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+                     help="cosine: decay to --min-lr-fraction at --steps. constant: --lr until the last "
+                          "--cooldown-steps, which fall linearly; such a run can be resumed with a larger --steps "
+                          "(extended), or copied and resumed with --steps STEP+N --cooldown-steps N (a cooldown branch)."),
+        click.option("--cooldown-steps", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="With --schedule constant: length of the final linear decay."),
+        click.option("--weight-ema", default=0.0, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+                     help="Decay per step of an average of the weights, validated and exported instead of the "
+                          "live weights (e.g. 0.999; 0: none)."),
         click.option("--checkpoint-every", default=180.0, show_default=True, type=click.FloatRange(min=0),
                      help="Seconds between checkpoints (one is also written when the run ends or stops)."),
         click.option("--log-every", default=25, show_default=True, type=click.IntRange(min=1),
@@ -98,10 +109,31 @@ def train() -> None:
               help="Re-seed a code left unused for this many steps (0: never).")
 @click.option("--tournament", default=1, show_default=True, type=click.IntRange(min=1),
               help="Draw this many random crops per batch entry and train on the most detailed one.")
+@click.option("--depth-mode", type=click.Choice(["crop", "block", "rd"]), default="crop", show_default=True,
+              help="Stages each latent is trained with: one count per crop, one per 8x8 block, or (rd) a depth per "
+                   "block chosen as the encoder chooses it at a random quality.")
+@click.option("--holdout", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Keep this many images of --data out of training and validate on them (without --val-data).")
+@click.option("--val-crop", default=384, show_default=True, type=click.IntRange(min=0),
+              help="Validate on the centre VAL_CROP x VAL_CROP of each image (0: whole images).")
+@click.option("--stages", "num_stages", default=None, type=click.IntRange(min=1, max=64),
+              help="Residual-VQ stages of a new model (default 8); with --init-from, stages beyond the "
+                   "released model's start from k-means.")
+@click.option("--depth-input", is_flag=True, help="Tell the decoder each block's depth (a new model option).")
+@click.option("--latent-dim", default=None, type=click.IntRange(min=1, max=192),
+              help="Latent dimensions per 8x8 block of a new model (default 64); with --init-from a wider latent "
+                   "starts from the released model plus further block-PCA components.")
+@click.option("--model-id", default=None, help="Id the exported weights carry (default: the v3 model's).")
+@click.option("--channels-last", is_flag=True, help="channels_last memory format (faster with bf16 on CPUs).")
+@click.option("--encoder-lr-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate of the encoder's conv net relative to --lr.")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
 def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
-                    tournament, checkpoint_minutes, **kwargs) -> None:
+                    tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
+                    encoder_lr_scale,
+                    checkpoint_minutes,
+                    **kwargs) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
 
     Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well (one crop stream per process).
@@ -112,9 +144,14 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
     if checkpoint_minutes is not None:
         _deprecated("--checkpoint-minutes", "--checkpoint-every SECONDS")
         loop["checkpoint_every"] = 60 * checkpoint_minutes
+    model = {**({"num_stages": num_stages} if num_stages else {}), **({"depth_input": True} if depth_input else {}),
+             **({"latent_dim": latent_dim} if latent_dim else {})}
+    extra = {"model_id": model_id} if model_id else {}
     train_image(TrainImageConfig(
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
         init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
+        depth_mode=depth_mode, holdout=holdout, val_crop=val_crop, model=model, channels_last=channels_last,
+        encoder_lr_scale=encoder_lr_scale, **extra,
     ))
 
 
@@ -137,44 +174,17 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities,
 
     Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
     """
-    from pathlib import Path
-
-    import torch
-
-    from vqcodec.files import atomic_write
-    from vqcodec.image.data import load_folder
-    from vqcodec.image.index_maps import compute_depth_maps, compute_index_maps
-    from vqcodec.image.rate_control import check_quality
-    from vqcodec.image.model import load_image_model
-    from vqcodec.image.prior_integer import export_integer_prior
-    from vqcodec.training.distributed import barrier, init_distributed
-    from vqcodec.training.image_prior import TrainConfig, run_prior
+    from vqcodec.training.distributed import rank
+    from vqcodec.training.image_prior import INTEGER_PRIOR_NAME, ImagePriorTrainConfig, train_image_prior
 
     if max_steps_now is not None:
         _deprecated("--max-steps-now", "--stop-at-step")
         kwargs["stop_at_step"] = kwargs["stop_at_step"] or max_steps_now
     loop = _loop_settings(kwargs)
-    if loop["threads"]:
-        torch.set_num_threads(loop["threads"])
-    rank, _ = init_distributed()
-    out_dir = Path(loop["out"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    maps_file = out_dir / "index_maps.pt"
-    if rank == 0 and not maps_file.is_file():  # one process computes the maps, the others wait and load them
-        model, _ = load_image_model(model_path)
-        if depth_qualities:
-            qualities = [check_quality(int(v)) for v in depth_qualities.split(",")]
-            maps = compute_depth_maps(model, load_folder(data), qualities)
-        else:
-            maps = compute_index_maps(model, load_folder(data))
-        atomic_write(maps_file, lambda tmp: torch.save(maps, tmp))
-    barrier()
-    maps = torch.load(maps_file, weights_only=True)
-    result = run_prior(TrainConfig(**loop, init_from=init_from), maps)
-    if result.finished and rank == 0:
-        calibration = maps[:: max(1, len(maps) // 32)]  # activation ranges: 32 maps are plenty, all are slow
-        export_integer_prior(result.model.eval(), calibration, out_dir / "image_prior.safetensors")
-        click.echo(f"wrote {out_dir / 'image_prior.safetensors'}", err=True)
+    qualities = [int(v) for v in depth_qualities.split(",")] if depth_qualities else None
+    result = train_image_prior(ImagePriorTrainConfig(**loop, init_from=init_from), data, model_path, qualities)
+    if result.finished and rank() == 0:
+        click.echo(f"wrote {Path(loop['out']) / INTEGER_PRIOR_NAME}", err=True)
 
 
 def _json_object(ctx, param, value: str | None) -> dict:
@@ -248,14 +258,12 @@ def train_audio_prior_cmd(data, model_path, batch_size, holdout, prior_json, ini
 
     Runs under `torchrun --nproc_per_node N` with DistributedDataParallel as well.
     """
-    from vqcodec.training.audio_prior import AudioPriorTrainConfig, export_integer, run_audio_prior
+    from vqcodec.training.audio_prior import AudioPriorTrainConfig, train_audio_prior
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     loop = _loop_settings(kwargs)
-    result = run_audio_prior(AudioPriorTrainConfig(**loop, data=data, model=model_path, batch_size=batch_size,
-                                                   holdout=holdout, prior=prior_json, init_from=init_from))
-    if result.finished:
-        export_integer(loop["out"])
+    train_audio_prior(AudioPriorTrainConfig(**loop, data=data, model=model_path, batch_size=batch_size,
+                                            holdout=holdout, prior=prior_json, init_from=init_from))
 
 
 @train.command("speaker-decoder")

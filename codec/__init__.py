@@ -2,7 +2,9 @@
 
 Data flow, input file to .vq and back (read the folder names in this order):
   api.py                     public entry points: encode_image, encode_audio, decode, inspect, max_quality, max_layers
-  registry.py                which installed model components a file names; which codec decodes it
+  registry.py                which installed model components a file names; loads the codec that decodes it
+  contract.py                what the API expects of a codec (the Codec protocol) and the checks both share
+  limits.py                  size limits of encoding and decoding, and the one decode-size check
   image/, audio/             one folder per modality: its model (encoder -> latents -> decoder), its codec
                              pipeline, its data loading, its float and integer prior nets
   quantization/              latents -> residual-VQ indices (kernels/ does the nearest-code search)
@@ -14,8 +16,11 @@ Data flow, input file to .vq and back (read the folder names in this order):
                              by inference)
   cli/                       the `vqcodec` command, through the public API
 """
-__version__ = "0.4.1"
+if __name__ != "vqcodec":  # the repository's codec/ folder imported as a top-level package
+    raise ImportError(f"the repository's codec/ folder is installed as the vqcodec package; import vqcodec, not "
+                      f"{__name__} (as two names it would load twice, e.g. with two VQFormatError classes)")
 
+from vqcodec.version import __version__  # noqa: E402
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
 from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_layers, max_quality, sample_image  # noqa: E402

@@ -7,7 +7,11 @@ of those layers.
 
 Decoding dispatches on the file: its header names the modality and every model component that made it,
 and the registry (`vqcodec.registry`) finds the installed weights, so files of earlier releases keep
-decoding while their components are installed.
+decoding while their components are installed. The codecs behind these functions are the registry's
+(`vqcodec.registry.default_codec`, `codec_for_file`); what the API asks of them is `vqcodec.contract.Codec`.
+
+Decode limits: `MAX_DECODE_PIXELS` and `MAX_DECODE_AUDIO_SAMPLES` here read and set vqcodec.limits' values,
+which every decode checks before it allocates.
 
 Input policy for images (also what the CLI does; the details are vqcodec.image.input's):
   * RGB is coded as is; grayscale (L, 1, 16-bit, I, F) is coded as RGB and decoded as L; palette images
@@ -24,19 +28,27 @@ Input policy for images (also what the CLI does; the details are vqcodec.image.i
 from __future__ import annotations
 
 import functools
+import logging
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Iterator, Literal, cast
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec.bitstream import VQFormatError
-from vqcodec.registry import codec_class, default_registry
+from vqcodec import limits
+from vqcodec.bitstream import VQFile, VQFormatError, read_file
+from vqcodec.contract import Progress
+from vqcodec.registry import InstalledComponent, codec_for_file, default_codec, default_registry
 
 if TYPE_CHECKING:
-    from vqcodec.bitstream import VQFile
+    from vqcodec.audio.codec import AudioCodec
+    from vqcodec.audio.speaker_convert import SpeakerConverter
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "encode_image",
@@ -48,67 +60,52 @@ __all__ = [
     "sample_image",
     "sample_audio",
     "decode",
+    "complete_layers",
     "decode_indices",
     "inspect",
     "max_quality",
     "max_layers",
-    "to_rgb_array",
     "FileInfo",
     "VQFormatError",
     "AlphaPolicy",
+    "Progress",
     "MAX_DECODE_PIXELS",
     "MAX_DECODE_AUDIO_SAMPLES",
 ]
 
-# ----------------------------------------------------------------------------------------------- limits
-MAX_DECODE_PIXELS: int | None = 1 << 26
-"""The most pixels (width x height) a file may declare for decoding to start (as Pillow's
-`Image.MAX_IMAGE_PIXELS`); a larger one raises VQFormatError before anything is allocated. Read at each
-decode, so a program may lower it for untrusted input (a service decoding uploads) or raise it; None
-leaves only the format's own bound. Default 2^26 (67 MP, 8192 x 8192): the largest image the encoder
-takes (vqcodec.image.codec.MAX_PIXELS), so every file vqcodec writes decodes by default; lower it where
-a decode's memory matters (today about 0.2 GB per megapixel)."""
-
-MAX_DECODE_AUDIO_SAMPLES: int | None = 1 << 30
-"""The most samples (per channel x channels) an audio file may declare for decoding to start, counted
-both at the file's rate and at the model's 16 kHz (so a tiny declared rate cannot inflate the work);
-a larger one raises VQFormatError before anything is allocated. Read at each decode; None: no limit.
-Default 2^30: 3.1 hours of 48 kHz stereo, 6.2 hours of 48 kHz mono, 18.6 hours of 16 kHz mono (the
-whole-array `decode` of a clip at the limit returns 4.3 GB of float32; `decode_audio_blocks` streams it)."""
-
 AlphaPolicy = Literal["keep", "error", "drop", "white", "black"]
-Progress = Callable[[int, int], None]
-"""progress(done, total): called after each quality layer is coded."""
 
 
-# ----------------------------------------------------------------------------------------------- codecs
-@functools.lru_cache(maxsize=8)
-def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str) -> Any:
-    return codec_class(modality)(Path(model_path), Path(prior_path), prior_id=prior_id)
+# ----------------------------------------------------------------------------------------------- limits
+class _ApiModule(types.ModuleType):
+    """This module's type: its MAX_DECODE_* attributes read and set the limits every decode checks
+    (vqcodec.limits), so `vqcodec.api.MAX_DECODE_PIXELS = n` takes effect at the next decode."""
+
+    @property
+    def MAX_DECODE_PIXELS(self) -> int | None:  # noqa: N802 (a module constant to its users)
+        """The most pixels a file may declare for decoding to start (None: only the format's 2^26); see
+        vqcodec.limits.MAX_DECODE_PIXELS."""
+        return limits.MAX_DECODE_PIXELS
+
+    @MAX_DECODE_PIXELS.setter
+    def MAX_DECODE_PIXELS(self, value: int | None) -> None:  # noqa: N802
+        limits.MAX_DECODE_PIXELS = value
+
+    @property
+    def MAX_DECODE_AUDIO_SAMPLES(self) -> int | None:  # noqa: N802
+        """The most samples x channels an audio file may declare for decoding to start (None: no limit);
+        see vqcodec.limits.MAX_DECODE_AUDIO_SAMPLES."""
+        return limits.MAX_DECODE_AUDIO_SAMPLES
+
+    @MAX_DECODE_AUDIO_SAMPLES.setter
+    def MAX_DECODE_AUDIO_SAMPLES(self, value: int | None) -> None:  # noqa: N802
+        limits.MAX_DECODE_AUDIO_SAMPLES = value
 
 
-def default_codec(modality: str) -> Any:
-    """The codec new `modality` files are encoded with (loaded once per process)."""
-    c = default_registry().defaults(modality)
-    return _load_codec(modality, str(c["vqvae"].path), str(c["prior"].path), c["prior"].model_id)
+sys.modules[__name__].__class__ = _ApiModule
 
 
-def codec_for_file(vqfile: "VQFile") -> Any:
-    """The codec that decodes `vqfile`, from the model components its header names.
-
-    Raises:
-        VQFormatError: a named component is not installed; the message names it and the release to use.
-    """
-    registry = default_registry()
-    modality = vqfile.modality_name
-    if vqfile.version == 1:
-        (legacy,) = vqfile.components
-        c = registry.resolve_v1(modality, legacy.model_id, legacy.weights_hash)
-    else:
-        c = registry.resolve(modality, vqfile.components, made_by=vqfile.encoder_name)
-    return _load_codec(modality, str(c["vqvae"].path), str(c["prior"].path), c["prior"].model_id)
-
-
+# ----------------------------------------------------------------------------------------------- scales
 def max_quality(modality: str = "image") -> int:
     """Top of the quality scale of the shipped `modality` model ("image": 100; "audio": its stage count)."""
     return default_codec(modality).max_quality
@@ -117,43 +114,10 @@ def max_quality(modality: str = "image") -> int:
 def max_layers(modality: str = "image") -> int:
     """Most quality layers a file of the shipped `modality` model holds (its residual-VQ stages): the range
     of `decode(..., layers=N)` and of `sample_*(layers=N)`."""
-    codec = default_codec(modality)
-    return int(getattr(codec, "max_layers", codec.max_quality))
+    return default_codec(modality).max_layers
 
 
 # ----------------------------------------------------------------------------------------------- images
-def to_rgb_array(img: "Image.Image | np.ndarray", alpha: AlphaPolicy = "error") -> np.ndarray:
-    """A PIL image or an (H, W, 3) uint8 array -> (H, W, 3) uint8 RGB array (vqcodec 0.2's policy: RGB only,
-    a transparent alpha refused unless alpha="drop" | "white" | "black"). `encode_image` keeps alpha."""
-    if isinstance(img, np.ndarray):
-        if img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8:
-            return img
-        if img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 4)):
-            img = Image.fromarray(img.squeeze(-1) if img.ndim == 3 and img.shape[2] == 1 else img)
-        else:
-            raise ValueError(f"expected an (H, W, 3) uint8 array, got shape {img.shape} dtype {img.dtype}")
-    if not isinstance(img, Image.Image):
-        raise TypeError(f"expected a PIL image or a numpy array, got {type(img).__name__}")
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
-    if has_alpha:
-        rgba = img.convert("RGBA")
-        a = np.asarray(rgba)[..., 3]
-        if a.min() < 255:
-            if alpha == "error":
-                raise ValueError(
-                    "image has a transparent alpha channel, which vqcodec does not code; "
-                    "choose --alpha drop, white or black (API: alpha=...) to flatten it"
-                )
-            if alpha in ("white", "black"):
-                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255) if alpha == "white" else (0, 0, 0, 255))
-                return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
-        return np.asarray(rgba.convert("RGB"))
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(arr / 257.0 if arr.max() > 255 else arr, 0, 255).round().astype(np.uint8))
-    return np.asarray(img.convert("RGB"))
-
-
 def encode_image(
     img: "Image.Image | np.ndarray",
     quality: int | None = None,
@@ -184,12 +148,10 @@ def encode_image(
         ValueError: an image vqcodec does not code (vqcodec.image.input.ImageInputError: one line saying why).
     """
     from vqcodec.image.input import prepare_image
-    from vqcodec.image.layout import add_side_info
 
     prepared = prepare_image(img, alpha=alpha, strip=strip)
-    data = default_codec("image").encode(prepared.rgb, quality, progress, effort=effort, max_bytes=max_bytes,
-                                         verify=verify)
-    return add_side_info(data, prepared, verify=verify)
+    return default_codec("image").encode(prepared, quality, progress=progress, verify=verify, effort=effort,
+                                         max_bytes=max_bytes)
 
 
 def sample_image(width: int, height: int, *, seed: int = 0, layers: int | None = None) -> Image.Image:
@@ -218,7 +180,8 @@ def encode_audio(samples: np.ndarray, sample_rate: int, quality: int | None = No
         quality: 1..max_quality("audio"); None means the top.
         verify: decode the bytes again and check they give the encoder's indices (RuntimeError if not).
     """
-    return default_codec("audio").encode(samples, int(sample_rate), quality, progress, verify=verify)
+    return default_codec("audio").encode(samples, quality, sample_rate=int(sample_rate), progress=progress,
+                                         verify=verify)
 
 
 def encode_audio_file(path: "str | Path", quality: int | None = None, *, progress: Progress | None = None,
@@ -227,38 +190,63 @@ def encode_audio_file(path: "str | Path", quality: int | None = None, *, progres
     does not grow with the file's length."""
     from vqcodec.audio.codec import AudioStream
 
-    return default_codec("audio").encode(AudioStream.from_file(path), None, quality, progress, verify=verify)
+    return default_codec("audio").encode(AudioStream.from_file(path), quality, progress=progress, verify=verify)
 
 
 # ----------------------------------------------------------------------------------------------- decoding
-def _parse(data: "bytes | bytearray | memoryview") -> "VQFile":
-    from vqcodec.bitstream import read_file
-
+def _parse(data: "bytes | bytearray | memoryview") -> VQFile:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected .vq bytes, got {type(data).__name__}")
     return read_file(bytes(data))
 
 
-def decode(data: bytes, *, layers: int | None = None, progress: Progress | None = None
+def decode(data: bytes, *, layers: int | None = None, progress: Progress | None = None, partial: bool = False
            ) -> "Image.Image | tuple[np.ndarray, int]":
     """Decode .vq bytes.
 
     Args:
         layers: decode only the first `layers` quality layers (None = all in the file).
+        partial: accept a file that was cut short (a slow download, a cut transfer) and decode its complete
+            quality layers (`complete_layers`); the number used is logged, and an image's `info` holds it as
+            "vq_layers". A file cut before its first layer is complete still raises VQFormatError.
     Returns:
         an image file: a PIL image of the file's layout ("RGB", "RGBA", "L" or "LA"), its `info` holding the
         carried "icc_profile", "exif" and "xmp"; an audio file: (samples float32 (T, C), sample_rate in Hz).
     Raises:
         VQFormatError: for anything that is not a valid .vq file of an installed model.
     """
+    if partial:
+        data, layers, _ = complete_layers(data, layers)
     vqfile = _parse(data)
     codec = codec_for_file(vqfile)
     if vqfile.modality_name == "image":
         from vqcodec.image.layout import read_side_info, to_image
 
         side = read_side_info(vqfile)  # the alpha plane first: damage there is found before the slow part
-        return to_image(codec.decode(vqfile, layers, progress), side)
-    return codec.decode(vqfile, layers, progress)
+        image = to_image(cast(np.ndarray, codec.decode(vqfile, layers, progress)), side)
+        if partial:
+            image.info["vq_layers"] = min(vqfile.layers, layers or vqfile.layers)
+        return image
+    return cast("tuple[np.ndarray, int]", codec.decode(vqfile, layers, progress))
+
+
+# --- partial decoding (issue 24, item 9): the complete layers of a cut file, through the bitstream reader
+def complete_layers(data: "bytes | bytearray | memoryview", layers: int | None = None) -> tuple[bytes, int, bool]:
+    """A possibly cut .vq file -> (the valid file of its complete quality layers, the layers to decode: `layers`
+    capped at those, whether the input was cut short). A whole valid file comes back unchanged; a file cut
+    before its first layer is complete, or a damaged one, raises VQFormatError
+    (vqcodec.bitstream.complete_layers_prefix; bitstream/FORMAT.md, "Partial decoding"). Logs how many layers
+    a cut file gives (a warning: the result is of lower quality)."""
+    from vqcodec.bitstream import complete_layers_prefix
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected .vq bytes, got {type(data).__name__}")
+    prefix = complete_layers_prefix(data)
+    used = prefix.layers if layers is None else min(int(layers), prefix.layers)
+    if prefix.cut:
+        _log.warning("the file is cut short after %d bytes: decoding %d complete quality layer%s", len(data), used,
+                     "" if used == 1 else "s")
+    return prefix.data, used, prefix.cut
 
 
 def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Progress | None = None
@@ -276,7 +264,12 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     vqfile = _parse(data)
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
-    return codec_for_file(vqfile).decode_blocks(vqfile, layers, progress)
+    return _audio_codec_for(vqfile).decode_blocks(vqfile, layers, progress)
+
+
+def _audio_codec_for(vqfile: VQFile) -> "AudioCodec":
+    """The audio codec of a parsed audio file (codec_for_file, typed for the audio-only calls)."""
+    return cast("AudioCodec", codec_for_file(vqfile))
 
 
 # ----------------------------------------------------------------------------------------------- speakers
@@ -286,7 +279,7 @@ _NO_SPEAKER_DECODER = ("no speaker decoder is installed in {folder}: speaker con
                        "$VQCODEC_WEIGHTS_DIR at a folder holding it. Coding does not need it.")
 
 
-def _speaker_component() -> Any:
+def _speaker_component() -> InstalledComponent:
     registry = default_registry()
     component = registry.optional("audio", "speaker-decoder")
     if component is None:
@@ -295,7 +288,7 @@ def _speaker_component() -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_converter(path: str, codec: Any) -> Any:
+def _load_converter(path: str, codec: "AudioCodec") -> "SpeakerConverter":
     from vqcodec.audio.speaker_convert import SpeakerConverter
 
     return SpeakerConverter(codec, path)
@@ -310,15 +303,16 @@ def list_speakers() -> list[tuple[str, str]]:
     return list(zip(spk.speakers, spk.sexes or ("?",) * len(spk.speakers)))
 
 
-def convert_speaker(data: bytes, speaker: "str | int", *, stages: int | None = None,
+def convert_speaker(data: bytes, speaker: "str | int", *, layers: int | None = None, stages: int | None = None,
                     progress: Progress | None = None) -> tuple[np.ndarray, int]:
     """Decode an audio .vq file in the voice of another training speaker (the VQ-VAE paper's speaker
-    conversion): its first `stages` quality layers through the speaker-conditioned decoder.
+    conversion): its first `layers` quality layers through the speaker-conditioned decoder.
 
     Args:
         speaker: a training speaker id, e.g. "1088" or 1088 (`list_speakers()`).
-        stages: quality layers decoded (None: the decoder's default, the count that converted best in
-            benchmarks/speaker_conversion.py; fewer stages carry less of the source's voice).
+        layers: quality layers decoded (None: the decoder's default, the count that converted best in
+            benchmarks/speaker_conversion.py; fewer layers carry less of the source's voice).
+        stages: the former name of `layers` (give one of them).
     Returns:
         (samples float32 (T, C), sample_rate in Hz), the file's length and rate.
     Raises:
@@ -327,12 +321,14 @@ def convert_speaker(data: bytes, speaker: "str | int", *, stages: int | None = N
             with an audio model other than the one the speaker decoder was trained on.
         VQFormatError: not a valid audio .vq file.
     """
+    if layers is not None and stages is not None:
+        raise ValueError("give layers (or its former name, stages), not both")
     vqfile = _parse(data)
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; speaker conversion is for speech")
     component = _speaker_component()
-    converter = _load_converter(str(component.path), codec_for_file(vqfile))
-    return converter.convert(vqfile, speaker, stages, progress)
+    converter = _load_converter(str(component.path), _audio_codec_for(vqfile))
+    return converter.convert(vqfile, speaker, layers if stages is None else stages, progress)
 
 
 def decode_indices(data: bytes, *, layers: int | None = None) -> torch.Tensor:
@@ -389,7 +385,7 @@ def inspect(data: bytes) -> FileInfo:
     """Describe .vq bytes without decoding them. Raises VQFormatError for an invalid file."""
     vqfile = _parse(data)
     g = vqfile.geometry
-    geometry: dict[str, Any] = (
+    geometry: dict[str, int | str] = (
         {"width": g.width, "height": g.height, "mode": g.channel_layout.pil_mode} if vqfile.modality_name == "image"
         else {"sample_rate": g.sample_rate, "channels": g.channels, "num_samples": g.num_samples}
     )

@@ -1,4 +1,4 @@
-"""Released models, and which codec decodes a file.
+"""Released models, which codec decodes a file, and the loaded codecs (`default_codec`, `codec_for_file`).
 
 A .vq file names every model component that made it: its role ("vqvae", "prior"), its model id and the
 first bytes of the SHA-256 of its weights file (8 in format version 2, 16 in version 1; matched as a
@@ -25,22 +25,30 @@ modality's default components (their ids from the files' metadata), which is wha
 
 Format-version-1 files name one model id and a hash of the model and prior files together; they resolve to
 the installed (vqvae, prior) pair of that combined hash.
+
+Codecs are loaded here, once per process and pair of weights files (`load_codec`, a small cache): the image
+codec (vqcodec.image.codec) and the audio codec (vqcodec.audio.codec), each a `vqcodec.contract.Codec`,
+imported when a file of their modality is first coded.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Iterable, Literal, Protocol, overload
 
-from vqcodec import __version__
-from vqcodec.bitstream import hash_matches
+from vqcodec.bitstream import VQFile, hash_matches
 from vqcodec.bitstream.errors import VQFormatError
+from vqcodec.contract import Codec
+from vqcodec.version import __version__
 from vqcodec.weights.io import WEIGHTS_DIR, file_model_id, weights_hash
+
+if TYPE_CHECKING:
+    from vqcodec.audio.codec import AudioCodec
+    from vqcodec.image.codec import ImageCodec
 
 __all__ = [
     "MODALITIES",
@@ -51,7 +59,9 @@ __all__ = [
     "ModelRegistry",
     "ComponentName",
     "default_registry",
-    "codec_class",
+    "load_codec",
+    "default_codec",
+    "codec_for_file",
 ]
 
 MODALITIES = ("image", "audio")
@@ -61,9 +71,6 @@ OPTIONAL_ROLES = ("speaker-decoder",)
 a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`."""
 WEIGHTS_ENV = "VQCODEC_WEIGHTS_DIR"
 MANIFEST = "MANIFEST.json"
-
-# modality -> "module:Class" of its codec, imported only when a file of that modality is coded
-_CODECS = {"image": "vqcodec.image.codec:ImageCodec", "audio": "vqcodec.audio.codec:AudioCodec"}
 
 
 class ComponentName(Protocol):
@@ -248,8 +255,57 @@ def default_registry() -> ModelRegistry:
     return _registry_for(os.environ.get(WEIGHTS_ENV) or str(WEIGHTS_DIR))
 
 
-def codec_class(modality: str) -> Any:
-    """The codec class of `modality` (imported on first use)."""
+@overload
+def load_codec(modality: Literal["image"], vqvae: InstalledComponent, prior: InstalledComponent) -> "ImageCodec": ...
+@overload
+def load_codec(modality: Literal["audio"], vqvae: InstalledComponent, prior: InstalledComponent) -> "AudioCodec": ...
+@overload
+def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent) -> Codec: ...
+
+
+def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent) -> Codec:
+    """The `modality` codec of the installed `vqvae` and `prior` components (loaded once per process and
+    pair of files; the last 8 pairs are kept)."""
     _check_modality(modality)
-    module, name = _CODECS[modality].split(":")
-    return getattr(importlib.import_module(module), name)
+    return _load_codec(modality, str(vqvae.path), str(prior.path), prior.model_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str) -> Codec:
+    if modality == "image":
+        from vqcodec.image.codec import ImageCodec
+
+        return ImageCodec(Path(model_path), Path(prior_path), prior_id=prior_id)
+    from vqcodec.audio.codec import AudioCodec
+
+    return AudioCodec(Path(model_path), Path(prior_path), prior_id=prior_id)
+
+
+@overload
+def default_codec(modality: Literal["image"]) -> "ImageCodec": ...
+@overload
+def default_codec(modality: Literal["audio"]) -> "AudioCodec": ...
+@overload
+def default_codec(modality: str) -> Codec: ...
+
+
+def default_codec(modality: str) -> Codec:
+    """The codec new `modality` files are encoded with: the default registry's default components."""
+    c = default_registry().defaults(modality)
+    return load_codec(modality, c["vqvae"], c["prior"])
+
+
+def codec_for_file(vqfile: VQFile) -> Codec:
+    """The codec that decodes `vqfile`, from the model components its header names.
+
+    Raises:
+        VQFormatError: a named component is not installed; the message names it and the release to use.
+    """
+    registry = default_registry()
+    modality = vqfile.modality_name
+    if vqfile.version == 1:
+        (legacy,) = vqfile.components
+        c = registry.resolve_v1(modality, legacy.model_id, legacy.weights_hash)
+    else:
+        c = registry.resolve(modality, vqfile.components, made_by=vqfile.encoder_name)
+    return load_codec(modality, c["vqvae"], c["prior"])

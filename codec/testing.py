@@ -148,11 +148,11 @@ def write_tiny_weights(folder: Path) -> Path:
 def use_weights_folder(folder: Path | None) -> None:
     """Make this process code with the weights in `folder` ($VQCODEC_WEIGHTS_DIR; None: the shipped weights),
     forgetting cached registries and codecs."""
-    from vqcodec import api, registry
+    from vqcodec import registry
 
     if folder is None:
         os.environ.pop("VQCODEC_WEIGHTS_DIR", None)
     else:
         os.environ["VQCODEC_WEIGHTS_DIR"] = str(folder)
     registry._registry_for.cache_clear()
-    api._load_codec.cache_clear()
+    registry._load_codec.cache_clear()

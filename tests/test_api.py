@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 import vqcodec
-from vqcodec.api import to_rgb_array
+from vqcodec.bitstream import ChannelLayout
+from vqcodec.image.input import prepare_image
 
 
 @pytest.fixture()
@@ -34,17 +35,18 @@ def test_unknown_modality(api):
 
 
 def test_input_policy(make_image):
+    """What encode_image codes for each kind of input (vqcodec.image.input.prepare_image)."""
     rgb = make_image(8, 8)
-    gray = Image.fromarray(rgb[..., 0])
-    assert to_rgb_array(gray).shape == (8, 8, 3)
-    pal = Image.fromarray(rgb).convert("P")
-    assert to_rgb_array(pal).shape == (8, 8, 3)
-    opaque = Image.fromarray(np.dstack([rgb, np.full((8, 8), 255, np.uint8)]), "RGBA")
-    assert np.array_equal(to_rgb_array(opaque), rgb)  # opaque alpha: nothing lost, no error
+    gray = prepare_image(Image.fromarray(rgb[..., 0]))
+    assert gray.rgb.shape == (8, 8, 3) and gray.layout == ChannelLayout.GRAY
+    assert prepare_image(Image.fromarray(rgb).convert("P")).rgb.shape == (8, 8, 3)
     clear = Image.fromarray(np.dstack([rgb, np.zeros((8, 8), np.uint8)]), "RGBA")
+    kept = prepare_image(clear)
+    assert kept.layout == ChannelLayout.RGBA and np.array_equal(kept.rgb, rgb) and (kept.alpha == 0).all()
     with pytest.raises(ValueError, match="alpha"):
-        to_rgb_array(clear)
-    assert np.array_equal(to_rgb_array(clear, "drop"), rgb)
-    assert (to_rgb_array(clear, "white") == 255).all()
-    with pytest.raises(ValueError, match="expected"):
-        to_rgb_array(np.zeros((4, 4, 5), np.uint8))
+        prepare_image(clear, alpha="error")
+    assert np.array_equal(prepare_image(clear, alpha="drop").rgb, rgb)
+    assert (prepare_image(clear, alpha="white").rgb == 255).all()
+    with pytest.raises(ValueError):
+        prepare_image(np.zeros((4, 4, 5), np.uint8))
+    assert not hasattr(vqcodec.api, "to_rgb_array")  # the 0.2 input policy is gone

@@ -11,7 +11,7 @@ from vqcodec.bitstream import VQFormatError, read_file, truncate
 @pytest.mark.parametrize("seconds,rate,channels", [(1.3, 16000, 1), (0.7, 22050, 2), (0.001, 8000, 1)])
 def test_round_trip_restores_length_rate_channels(tiny_audio_codec, seconds, rate, channels, make_audio):
     x = make_audio(seconds, rate, channels, seed=1)
-    data = tiny_audio_codec.encode(x, rate, verify=True)
+    data = tiny_audio_codec.encode(x, sample_rate=rate, verify=True)
     f = read_file(data)
     assert (f.geometry.sample_rate, f.geometry.channels, f.geometry.num_samples) == (rate, channels, len(x))
     y, r = tiny_audio_codec.decode(data)
@@ -20,7 +20,7 @@ def test_round_trip_restores_length_rate_channels(tiny_audio_codec, seconds, rat
 
 def test_mono_input_of_shape_t(tiny_audio_codec, make_audio):
     x = make_audio(0.5)[:, 0]
-    y, _ = tiny_audio_codec.decode(tiny_audio_codec.encode(x, 16000))
+    y, _ = tiny_audio_codec.decode(tiny_audio_codec.encode(x, sample_rate=16000))
     assert y.shape == (len(x), 1)
 
 
@@ -30,8 +30,8 @@ def test_chunk_size_does_not_change_indices_or_samples(tiny_audio_weights, make_
     whole = AudioCodec(*paths, chunk_seconds=100.0)
     small = AudioCodec(*paths, chunk_seconds=0.23)
     x = make_audio(2.1, 16000, 1, seed=3)
-    data = whole.encode(x, 16000)
-    assert small.encode(x, 16000) == data  # the same indices, so the same bytes
+    data = whole.encode(x, sample_rate=16000)
+    assert small.encode(x, sample_rate=16000) == data  # the same indices, so the same bytes
     a, _ = whole.decode(data)
     b, _ = small.decode(data)
     assert np.abs(a - b).max() * 32768 <= 1.0  # within 1 LSB of 16-bit
@@ -40,12 +40,12 @@ def test_chunk_size_does_not_change_indices_or_samples(tiny_audio_weights, make_
 def test_streamed_input_equals_array_input(tiny_audio_codec, make_audio):
     x = make_audio(1.1, 44100, 2, seed=4)
     blocks = AudioStream(44100, 2, (x[i:i + 777] for i in range(0, len(x), 777)))
-    assert tiny_audio_codec.encode(blocks) == tiny_audio_codec.encode(x, 44100)
+    assert tiny_audio_codec.encode(blocks) == tiny_audio_codec.encode(x, sample_rate=44100)
 
 
 def test_fewer_layers(tiny_audio_codec, make_audio):
     x = make_audio(0.8, seed=5)
-    data = tiny_audio_codec.encode(x, 16000)
+    data = tiny_audio_codec.encode(x, sample_rate=16000)
     full = tiny_audio_codec.decode_indices(data)
     for n in (1, 2):
         assert torch.equal(tiny_audio_codec.decode_indices(truncate(data, n)), full[:, :n])
@@ -57,23 +57,23 @@ def test_bad_audio_is_refused(tiny_audio_codec, make_audio):
     x = make_audio(0.2)
     x[5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        tiny_audio_codec.encode(x, 16000)
+        tiny_audio_codec.encode(x, sample_rate=16000)
     with pytest.raises(ValueError, match="empty"):
-        tiny_audio_codec.encode(np.zeros((0, 1), np.float32), 16000)
+        tiny_audio_codec.encode(np.zeros((0, 1), np.float32), sample_rate=16000)
     with pytest.raises(ValueError, match="quality"):
-        tiny_audio_codec.encode(make_audio(0.2), 16000, quality=4)
+        tiny_audio_codec.encode(make_audio(0.2), sample_rate=16000, quality=4)
     with pytest.raises(ValueError, match="float"):
-        tiny_audio_codec.encode(np.zeros((100, 1), np.int16), 16000)
+        tiny_audio_codec.encode(np.zeros((100, 1), np.int16), sample_rate=16000)
 
 
 def test_clipped_input_is_coded_as_it_is(tiny_audio_codec, make_audio):
     x = np.clip(make_audio(0.5) * 10, -1, 1)
-    y, _ = tiny_audio_codec.decode(tiny_audio_codec.encode(x, 16000))
+    y, _ = tiny_audio_codec.decode(tiny_audio_codec.encode(x, sample_rate=16000))
     assert y.shape == x.shape
 
 
 def test_corruption_raises_format_errors_only(tiny_audio_codec, make_audio):
-    data = bytearray(tiny_audio_codec.encode(make_audio(0.4), 16000))
+    data = bytearray(tiny_audio_codec.encode(make_audio(0.4), sample_rate=16000))
     rng = np.random.default_rng(0)
     for _ in range(30):
         bad = bytearray(data)
@@ -95,7 +95,7 @@ def test_same_samples_whatever_chunk_and_block_sizes(tiny_audio_weights, make_au
     files = []
     for block_frames in (100, codecs[0].block_frames):
         codecs[0].block_frames = block_frames
-        files.append(codecs[0].encode(x, 22050))
+        files.append(codecs[0].encode(x, sample_rate=22050))
     assert files[0] != files[1] and len(read_file(files[0]).segment_frames) == 4
     ref, rate = codecs[0].decode(files[-1])
     assert rate == 22050 and ref.shape == x.shape
@@ -114,7 +114,7 @@ def test_lazy_decoding_holds_only_the_blocks_under_the_chunk(tiny_audio_weights,
 
     codec, = _codecs(tiny_audio_weights, 0.3)
     codec.block_frames = 50
-    data = codec.encode(make_audio(2.0, 16000, 1, seed=7), 16000)
+    data = codec.encode(make_audio(2.0, 16000, 1, seed=7), sample_rate=16000)
     vqfile = read_file(data)
     calls = []
     source = _FileIndices(codec, vqfile, None, lambda done, total: calls.append((done, total)))
@@ -137,7 +137,7 @@ def test_damaged_later_block(tiny_audio_weights, make_audio):
 
     codec, = _codecs(tiny_audio_weights, 0.3)
     codec.block_frames = 100
-    f = read_file(codec.encode(make_audio(1.5, 16000, 1, seed=8), 16000))
+    f = read_file(codec.encode(make_audio(1.5, 16000, 1, seed=8), sample_rate=16000))
     streams = [f.streams(k) for k in range(1, f.layers + 1)]
     last = streams[0][-1]
     streams[0][-1] = bytes(b ^ 0x5A for b in last[:-4]) + last[-4:]  # same length, other symbols
@@ -159,8 +159,8 @@ def test_encode_verify_catches_a_mismatch(tiny_audio_codec, make_audio, monkeypa
     from vqcodec.audio import codec as audio_codec
 
     x = make_audio(0.5, seed=9)
-    assert tiny_audio_codec.encode(x, 16000, verify=True) == tiny_audio_codec.encode(x, 16000)
+    assert tiny_audio_codec.encode(x, sample_rate=16000, verify=True) == tiny_audio_codec.encode(x, sample_rate=16000)
     real = audio_codec.decode_stages
     monkeypatch.setattr(audio_codec, "decode_stages", lambda *a, **k: (real(*a, **k) + 1) % 32)
     with pytest.raises(RuntimeError, match="verification failed"):
-        tiny_audio_codec.encode(x, 16000, verify=True)
+        tiny_audio_codec.encode(x, sample_rate=16000, verify=True)

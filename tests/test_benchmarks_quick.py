@@ -35,6 +35,13 @@ def test_codec_speed_quick(tmp_path):
     assert res["stages"][0]["streams"] == 4  # 2 images x 2 qualities, each file has stage 1
 
 
+def test_reproducible_encode_quick(tmp_path):
+    """3 Kodak images encoded with 1 thread, 2 threads and in batch mode: identical files (issue 24)."""
+    p = _run("reproducible_encode.py", "--quick", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
+    assert "3 of 3 images identical" in p.stdout
+
+
 def test_large_image_quick(tmp_path):
     """CLI peak RSS and time, in-process seconds per megapixel and the tiled-against-whole decoder check."""
     p = _run("large_image.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)

@@ -34,20 +34,16 @@ from vqcodec.bitstream import (
     Modality,
     VQFile,
     VQFormatError,
-    VQHeader,
-    check_model,
     hash_matches,
     hash_weights,
     inspect,
     metadata_chunk,
-    pack,
     read_file,
-    read_header,
     segment_table_chunk,
     truncate,
-    unpack,
     write_file,
 )
+from vqcodec.bitstream.v1 import VQHeader, check_model, pack, read_header, unpack  # the version-1 layout
 from vqcodec.bitstream._common import Invalid, VarintTruncated, encode_uvarint, read_uvarint
 
 HASH = hash_weights(b"pretend these are weights")

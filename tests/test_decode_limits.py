@@ -20,6 +20,7 @@ from vqcodec.bitstream import AudioGeometry, ImageGeometry, IndexDecoder, IndexE
     VQFormatError, stage_syntax_chunk, \
     read_file, write_file
 from vqcodec.bitstream.entropy import max_symbols, min_bits_per_symbol
+from vqcodec.registry import default_codec
 from vqcodec.coding.stages import min_bits_per_index
 
 TRACED_LIMIT = 8 << 20  # bytes: a refusal may parse the file and build small objects, nothing per position
@@ -45,7 +46,7 @@ def test_tiny_image_file_declaring_huge_size_is_refused_cheaply(tiny_weights, us
     """Also long thin grids (65535 x 8: 8192 positions in one row) whose few positions pass the stream-length
     check, so that decoding starts and the stream runs dry: the decode plan must not cost per group."""
     use_weights(tiny_weights)
-    codec = api.default_codec("image")
+    codec = default_codec("image")
     layers = [[b""]] * codec.max_layers
     for streams in ([[b""]], layers, [[bytes(8)]] + layers[1:]):
         data = write_file(Modality.IMAGE, codec.components, ImageGeometry(width, height), streams)
@@ -60,7 +61,7 @@ def test_short_stream_is_refused_before_allocating_the_grid(tiny_weights, use_we
     """A valid file whose geometry is edited upwards (CRC recomputed) keeps its real streams: refused
     by the length check, cheaply, however large the declared size."""
     use_weights(tiny_weights)
-    codec = api.default_codec("image")
+    codec = default_codec("image")
     data = vqcodec.encode_image(make_image(32, 48, 0), quality=100)
     f = read_file(data)
     streams = [f.streams(k) for k in range(1, f.layers + 1)]
@@ -143,7 +144,7 @@ def _audio_file(codec, geometry, streams_per_layer, layers=1):
 ])
 def test_tiny_audio_file_declaring_long_clip_is_refused_cheaply(tiny_all_weights, use_weights, geometry):
     use_weights(tiny_all_weights)
-    codec = api.default_codec("audio")
+    codec = default_codec("audio")
     data = _audio_file(codec, geometry, geometry.channels)
     msg, peak, seconds = _refusal(data)
     assert peak < TRACED_LIMIT and seconds < 5, (geometry, peak, seconds)
@@ -162,5 +163,5 @@ def test_audio_sample_limit(tiny_all_weights, use_weights, make_audio, monkeypat
     assert y.shape == x.shape and rate == 16000
     # without a limit, the stream-length check still refuses a huge declared clip before allocating it
     monkeypatch.setattr(api, "MAX_DECODE_AUDIO_SAMPLES", None)
-    msg, peak, _ = _refusal(_audio_file(api.default_codec("audio"), AudioGeometry(16000, 1, 1 << 40), 1))
+    msg, peak, _ = _refusal(_audio_file(default_codec("audio"), AudioGeometry(16000, 1, 1 << 40), 1))
     assert "too short" in msg and peak < TRACED_LIMIT

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vqcodec import api
+from vqcodec import api, registry
 from vqcodec.bitstream import ImageGeometry, AudioGeometry, Modality, write_file
 
 _spec = importlib.util.spec_from_file_location(
@@ -41,12 +41,12 @@ def bases(tiny_all_weights):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VQCODEC_WEIGHTS_DIR", str(tiny_all_weights))
         registry._registry_for.cache_clear()
-        api._load_codec.cache_clear()
+        registry._load_codec.cache_clear()
         files = fz.base_files()
         yield files
     torch.set_num_threads(threads)
     registry._registry_for.cache_clear()
-    api._load_codec.cache_clear()
+    registry._load_codec.cache_clear()
 
 
 def _check(data: bytes, what: str = "") -> str:
@@ -106,7 +106,7 @@ def test_random_bytes(bases, head, body, crc):
 def test_crafted_image_headers(bases, width, height, layers, words, seed):
     """Valid files (CRC and all) of any declared size and layer count over short random streams."""
     rnd = random.Random(seed)
-    codec = api.default_codec("image")
+    codec = registry.default_codec("image")
     streams = [[fz._rand_bytes(rnd, 4 * words[k % len(words)])] for k in range(layers)]
     _check(write_file(Modality.IMAGE, codec.components, ImageGeometry(width, height), streams))
 
@@ -117,7 +117,7 @@ def test_crafted_image_headers(bases, width, height, layers, words, seed):
        words=st.integers(0, 32), seed=st.integers(0, 2**32 - 1))
 def test_crafted_audio_headers(bases, rate, channels, samples, layers, words, seed):
     rnd = random.Random(seed)
-    codec = api.default_codec("audio")
+    codec = registry.default_codec("audio")
     streams = [[fz._rand_bytes(rnd, 4 * rnd.randrange(words + 1)) for _ in range(channels)]
                for _ in range(layers)]
     _check(write_file(Modality.AUDIO, codec.components, AudioGeometry(rate, channels, samples), streams))

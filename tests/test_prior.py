@@ -11,8 +11,8 @@ import torch
 from vqcodec.files import default_file_mode
 from vqcodec.image.prior import ImagePrior, PriorConfig, load_float_prior, tile_boxes
 from vqcodec.image.prior_integer import IntegerImagePrior, export_integer_prior, load_integer_prior
-from vqcodec.training.image_prior import (TrainConfig, evaluate_bits, random_crops, rate_report, synthetic_index_maps,
-                                       train_prior)
+from vqcodec.training.image_prior import (ImagePriorTrainConfig, evaluate_bits, random_crops, rate_report,
+                                       synthetic_index_maps, train_image_prior_on_maps)
 
 K = 64
 
@@ -158,10 +158,10 @@ def test_train_resume_is_exact_and_export(tmp_path):
     torch.set_num_threads(1)
     cfg = small_cfg(tile_h=6, tile_w=8)
     maps = synthetic_index_maps(4, stages=3, h=12, w=14, k=K, seed=0)
-    tc = TrainConfig(batch_size=2, lr=3e-3, warmup_steps=2, log_every=2, val_every=2, val_fraction=0.25)
-    full = train_prior(maps, tmp_path / "a", steps=6, cfg=cfg, train_cfg=tc, progress=False)
-    train_prior(maps, tmp_path / "b", steps=6, cfg=cfg, train_cfg=tc, progress=False, stop_at_step=3)
-    resumed = train_prior(maps, tmp_path / "b", steps=6, resume=True, progress=False)  # tc from checkpoint
+    tc = ImagePriorTrainConfig(batch_size=2, lr=3e-3, warmup_steps=2, log_every=2, val_every=2, val_fraction=0.25)
+    full = train_image_prior_on_maps(maps, tmp_path / "a", steps=6, cfg=cfg, train_cfg=tc, progress=False)
+    train_image_prior_on_maps(maps, tmp_path / "b", steps=6, cfg=cfg, train_cfg=tc, progress=False, stop_at_step=3)
+    resumed = train_image_prior_on_maps(maps, tmp_path / "b", steps=6, resume=True, progress=False)  # tc from checkpoint
     pa, pb = _params(full), _params(resumed)
     assert pa.keys() == pb.keys()
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
@@ -196,7 +196,7 @@ def test_train_resume_is_exact_and_export(tmp_path):
 
 def test_resume_without_checkpoint_fails(tmp_path):
     with pytest.raises(FileNotFoundError, match="resume"):
-        train_prior([torch.zeros(3, 8, 8, dtype=torch.int64)], tmp_path, steps=2, resume=True, progress=False)
+        train_image_prior_on_maps([torch.zeros(3, 8, 8, dtype=torch.int64)], tmp_path, steps=2, resume=True, progress=False)
 
 
 def test_absent_positions_add_nothing_and_are_not_counted():

@@ -9,6 +9,7 @@ import safetensors
 import safetensors.torch
 
 import vqcodec
+import vqcodec.registry
 from vqcodec import api
 from vqcodec.bitstream import VQFormatError, read_file
 from vqcodec.registry import ModelRegistry, _file_hash
@@ -69,7 +70,7 @@ def test_retrained_prior_keeps_old_files_decoding(tiny_weights, use_weights, mak
     manifest("0.3.0", [vqvae, new_prior], [retired])
     with pytest.raises(VQFormatError, match=r"tiny-prior-v1.*vqcodec 0\.1\.0"):
         vqcodec.decode(old)
-    assert torch.equal(vqcodec.decode_indices(new), vqcodec.api.default_codec("image").encode_indices(
+    assert torch.equal(vqcodec.decode_indices(new), vqcodec.registry.default_codec("image").encode_indices(
         np.asarray(make_image(16, 24)), 100))
 
 

@@ -118,7 +118,8 @@ def test_effort_3_pixel_weights_match_when_tiled(tiny_codec, make_image, monkeyp
 
 
 def test_small_images_run_whole(tiny_codec, make_image, monkeypatch):
-    """Below the threshold nothing is tiled, so small images code exactly as before tiling existed."""
+    """Below the threshold nothing is cut in `tiles`: decoding runs the nets whole, and the encoder's
+    analysis runs in full-width strips (`tiling.analysis_tiles`), not tiles."""
     assert not tiling.needs_tiles(2048, 2048) and tiling.needs_tiles(2048, 2049)
     rgb = make_image(40, 56)
     calls = []
@@ -126,3 +127,23 @@ def test_small_images_run_whole(tiny_codec, make_image, monkeypatch):
     data = tiny_codec.encode(rgb, 50)
     tiny_codec.decode(data)
     assert calls == []
+
+
+def test_analysis_tiles_are_a_fixed_partition():
+    """The encoder's analysis partition covers the latent grid once and depends on the image size alone:
+    strips of at most STRIP_ROWS full rows below the threshold, TILE-square tiles above it."""
+    halo = 6
+    for height, width in [(512, 768), (768, 512), (1, 1), (2048, 2048), (2049, 2048)]:
+        parts = tiling.analysis_tiles(height, width, halo)
+        h, w = -(-height // 8), -(-width // 8)
+        cover = np.zeros((h, w), dtype=int)
+        for t in parts:
+            r0, r1, c0, c1 = t.out
+            cover[r0:r1, c0:c1] += 1
+            assert t.inp == (max(0, r0 - halo), min(h, r1 + halo), max(0, c0 - halo), min(w, c1 + halo))
+            if tiling.needs_tiles(height, width):
+                assert r1 - r0 <= tiling.TILE and c1 - c0 <= tiling.TILE
+            else:
+                assert (c0, c1) == (0, w) and r1 - r0 <= tiling.STRIP_ROWS
+        assert (cover == 1).all()
+    assert len(tiling.analysis_tiles(512, 768, halo)) == 2 == len(tiling.analysis_tiles(768, 512, halo))

@@ -1,9 +1,11 @@
 """The built wheel installs into a fresh virtual environment and imports from outside the repo.
 
-Guards the packaging: every subpackage of vqcodec/ lands inside the one import package `vqcodec`,
-with the shipped weights and FORMAT.md as package data.
+Guards the packaging: every folder of the package (codec/, bitstream/, kernels/, cli/) lands inside the one
+import package `vqcodec`, with the shipped weights (every file MANIFEST.json lists, and not the float image
+prior, which only training and benchmarks read from the repository) and FORMAT.md as package data.
 """
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -23,15 +25,34 @@ def _dependency_dirs() -> list[str]:
     return sorted(d for d in dirs if not d.startswith(str(REPO)))
 
 
+def _clone_like_copy(dest: Path) -> Path:
+    """The repository's files as a fresh clone of the working tree holds them (tracked files, and untracked
+    ones git does not ignore) copied to `dest`: a build there sees no stale build/ folder of the checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
 def test_wheel_installs_and_imports_outside_repo(tmp_path):
     dist = tmp_path / "dist"
+    source = _clone_like_copy(tmp_path / "src")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
         capture_output=True, text=True, timeout=600,
     )
     assert build.returncode == 0, build.stderr[-2000:]
     wheels = list(dist.glob("vqcodec-*.whl"))
     assert len(wheels) == 1
+    import zipfile
+
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    assert "vqcodec/weights/image_vqvae.safetensors" in names
+    assert not [n for n in names if n.endswith("image_prior_float.safetensors")], "the float prior is not shipped"
     env_dir = tmp_path / "venv"
     # An isolated venv that sees the dependencies of the environment running the tests, never those of
     # the base interpreter (a fresh machine's system Python has none of them). A .pth line appends this
@@ -50,6 +71,10 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
         "assert 'site-packages' in vqcodec.__file__, vqcodec.__file__;"
         "assert pathlib.Path(vqcodec.bitstream.__file__).with_name('FORMAT.md').is_file();"
         "assert ic.DEFAULT_MODEL_PATH.is_file() and ic.DEFAULT_PRIOR_PATH.is_file();"
+        "import json, vqcodec.weights.io as wio;"
+        "listed = [c['file'] for c in json.loads((wio.WEIGHTS_DIR / 'MANIFEST.json').read_text())['components']];"
+        "assert all((wio.WEIGHTS_DIR / f).is_file() for f in listed), listed;"
+        "assert not (wio.WEIGHTS_DIR / 'image_prior_float.safetensors').exists(), 'float prior shipped';"
         "print(vqcodec.__version__)"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -17,8 +17,8 @@ coded bytes; the decoder (`decode_blocks`) decodes a block's index streams when 
 them is rendered and releases them once the chunks have passed, so it holds the file's bytes, the indices
 of the one or two blocks under the current chunk and one chunk of audio. After each chunk and each block
 the heap's free pages are handed back to the OS (`_release_free_memory`): without it, the allocator's
-free-but-resident memory drifts up and down by some 30 MB from chunk to chunk, and a long file's peak RSS
-(the highest of many more chunks) came out 4..7 % above a short one's. Every chunk edge is a multiple of
+free-but-resident memory drifts from chunk to chunk, and a long file's peak RSS (the highest of many more
+chunks) comes out above a short one's. Every chunk edge is a multiple of
 the hop, and the halo makes a chunk's frames (and samples) those of a whole-clip pass: the same file
 decodes to the same samples whatever `chunk_seconds` the decoder uses (tested).
 
@@ -41,23 +41,13 @@ import numpy as np
 import soxr
 import torch
 
-from vqcodec import __version__
 from vqcodec.audio.model import SAMPLE_RATE, load_audio_model
 from vqcodec.audio.prior_integer import load_integer_audio_prior
-from vqcodec.bitstream import (
-    AudioGeometry,
-    Modality,
-    ModelComponent,
-    VQFile,
-    VQFormatError,
-    hash_matches,
-    hash_weights,
-    read_file,
-    segment_table_chunk,
-    write_file,
-)
+from vqcodec.bitstream import AudioGeometry, Modality, VQFile, VQFormatError, read_file, segment_table_chunk, write_file
 from vqcodec.coding.stages import check_stream_lengths, decode_stages, encode_stages
-from vqcodec.weights.io import file_model_id
+from vqcodec.contract import Progress, check_file, check_layers, check_weight_files, read_components
+from vqcodec.limits import check_decode_size
+from vqcodec.version import __version__
 
 __all__ = ["AudioCodec", "AudioStream", "MAX_CHANNELS", "MAX_SAMPLE_RATE"]
 
@@ -66,8 +56,6 @@ MAX_SAMPLE_RATE = 768_000
 BLOCK_SECONDS = 30.0  # frames per coded block: the unit of seeking and of the prior's lockstep batch
 CHUNK_SECONDS = 20.0  # frames the nets process at once (plus halos)
 READ_BLOCK = 1 << 16  # input samples per read when streaming
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -231,21 +219,14 @@ class AudioCodec:
     def __init__(self, model_path: str | Path, prior_path: str | Path, *, prior_id: str | None = None,
                  chunk_seconds: float = CHUNK_SECONDS) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
-        for p in (model_path, prior_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"audio model weights not found: {p}. Reinstall vqcodec, or train them "
-                                        "with `vqcodec train audio` and `vqcodec train audio-prior`.")
+        check_weight_files((model_path, prior_path), "`vqcodec train audio` and `vqcodec train audio-prior`")
         self.model, self.model_id = load_audio_model(model_path)
         self.prior = load_integer_audio_prior(prior_path)
         cfg = self.model.cfg
         if self.prior.codebook_size != cfg.num_codes or self.prior.num_stages > cfg.num_stages:
             raise ValueError(f"audio prior {prior_path} does not match the model {model_path} (stages/codes differ)")
         self.hop = cfg.hop
-        model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
-        self.components = (
-            ModelComponent("vqvae", self.model_id, hash_weights(model_bytes)),
-            ModelComponent("prior", prior_id or file_model_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
-        )
+        self.components = read_components(model_path, self.model_id, prior_path, prior_id).named
         frame_rate = SAMPLE_RATE / self.hop
         self.block_frames = max(1, int(round(BLOCK_SECONDS * frame_rate)))
         self.chunk_frames = max(1, int(round(chunk_seconds * frame_rate)))
@@ -256,6 +237,11 @@ class AudioCodec:
     @property
     def max_quality(self) -> int:
         """Top of the quality scale (= stages the prior codes)."""
+        return self.prior.num_stages
+
+    @property
+    def max_layers(self) -> int:
+        """Most quality layers a file can hold (= stages the prior codes: quality q codes q layers)."""
         return self.prior.num_stages
 
     def _check_quality(self, quality: int | None) -> int:
@@ -328,16 +314,21 @@ class AudioCodec:
         _release_free_memory()
         return streams
 
-    def encode(self, samples: "np.ndarray | AudioStream", sample_rate: int | None = None, quality: int | None = None,
-               progress: Progress | None = None, *, verify: bool = False) -> bytes:
-        """float32 (T,) / (T, C) samples at `sample_rate` Hz (or an AudioStream) -> .vq bytes.
+    def encode(self, source: "np.ndarray | AudioStream", quality: int | None = None, *,
+               progress: Progress | None = None, verify: bool = False, sample_rate: int | None = None) -> bytes:
+        """An AudioStream, or float32 (T,) / (T, C) samples at `sample_rate` Hz -> .vq bytes.
 
         Streams: each block of `block_frames` frames is range-coded as soon as its indices are known and only
         its coded bytes are kept, so memory does not grow with the clip beyond the file's own bytes.
         verify: decode the bytes again, block by block, and check every block's indices against those the
         encoder coded (a SHA-256 of each block's indices is kept, not the indices); RuntimeError if not.
         """
-        audio = samples if isinstance(samples, AudioStream) else AudioStream.from_array(samples, int(sample_rate))
+        if isinstance(source, AudioStream):
+            audio = source
+        elif sample_rate is None:
+            raise ValueError("give the samples' sample_rate (Hz), or an AudioStream")
+        else:
+            audio = AudioStream.from_array(source, int(sample_rate))
         s = self._check_quality(quality)
         self._check_audio(audio)
         counted = _Counter(_checked(audio.blocks, audio.channels))
@@ -396,26 +387,10 @@ class AudioCodec:
     # ------------------------------------------------------------------------------------------ decode
     def _check_file(self, vqfile: VQFile) -> tuple[int, list[tuple[int, int]]]:
         """Validate an audio file for this codec -> (frames per channel, blocks)."""
-        if vqfile.modality_name != "audio":
-            raise VQFormatError(f"file holds {vqfile.modality_name}, not audio")
-        have = {c.role: c.weights_hash for c in self.components}
-        if {c.role for c in vqfile.components} != set(have) or not all(
-                hash_matches(have[c.role], c.weights_hash) for c in vqfile.components):
-            named = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
-            raise VQFormatError(f"file was made with {named}, which this codec does not have; decode it with "
-                                "vqcodec.decode, which finds the installed model the file names")
-        if vqfile.layers > self.max_quality:
-            raise VQFormatError(f"file has {vqfile.layers} quality layers; this model has {self.max_quality}")
+        check_file(vqfile, self)
         g = vqfile.geometry
+        check_decode_size(g, SAMPLE_RATE)
         n16 = resampled_length(g.num_samples, g.sample_rate, SAMPLE_RATE)
-        from vqcodec import api
-
-        limit = api.MAX_DECODE_AUDIO_SAMPLES
-        if limit is not None and max(g.num_samples, n16) * g.channels > limit:
-            raise VQFormatError(
-                f"audio of {g.num_samples} samples x {g.channels} channels at {g.sample_rate} Hz ({n16} samples "
-                f"per channel at {SAMPLE_RATE} Hz) exceeds the decode limit of {limit} samples "
-                "(vqcodec.api.MAX_DECODE_AUDIO_SAMPLES; raise it to decode longer audio from a trusted source)")
         frames = -(-n16 // self.hop)
         table = list(vqfile.segment_frames) or [frames]
         if sum(table) != frames:
@@ -557,9 +532,7 @@ class _FileIndices:
     def __init__(self, codec: AudioCodec, vqfile: VQFile, layers: int | None,
                  progress: Progress | None = None) -> None:
         frames, self.bounds = codec._check_file(vqfile)
-        if layers is not None and int(layers) < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
-        s = vqfile.layers if layers is None else min(int(layers), vqfile.layers)
+        s = check_layers(layers, vqfile.layers)
         c = vqfile.geometry.channels
         self.shape = (c, s, frames)
         self._prior = codec.prior

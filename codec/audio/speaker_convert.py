@@ -14,7 +14,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from vqcodec.audio.codec import AudioCodec, Progress
+from vqcodec.audio.codec import AudioCodec
+from vqcodec.contract import Progress
 from vqcodec.audio.speaker_model import SpeakerDecoderConfig, load_speaker_decoder
 from vqcodec.bitstream import VQFile
 

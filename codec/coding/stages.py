@@ -28,6 +28,7 @@ import torch
 
 from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
 from vqcodec.bitstream.entropy import MAX_ROW_SUM, max_symbols, min_bits_per_symbol
+from vqcodec.contract import Progress
 
 __all__ = ["DecodeFn", "Progress", "StagePrior", "encode_stages", "decode_stages", "min_bits_per_index",
            "check_stream_lengths"]
@@ -35,8 +36,7 @@ __all__ = ["DecodeFn", "Progress", "StagePrior", "encode_stages", "decode_stages
 DecodeFn = Callable[[np.ndarray], np.ndarray]
 """decode_fn(freqs (n, K) int64) -> symbols (n,) integer array, in the row order of freqs."""
 
-Progress = Callable[[int, int], None]
-"""progress(stage, stages): called after each stage is coded (stage 1-based)."""
+# Progress (vqcodec.contract): here progress(stage, stages) is called after each stage is coded (stage 1-based).
 
 
 @runtime_checkable

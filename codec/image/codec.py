@@ -1,12 +1,14 @@
 """The image codec: pixels -> indices -> range-coded stage streams -> .vq bytes, and back.
 
-    encode: RGB uint8 (H, W, 3) -> pad to a multiple of 8 (edge replication) -> ImageVQVAE encoder
+    encode: a PreparedImage (vqcodec.image.input: RGB uint8 (H, W, 3), alpha plane, layout, metadata)
+            -> its RGB padded to a multiple of 8 (edge replication) -> ImageVQVAE encoder
             -> latents (H/8, W/8) -> the best residual-VQ path at every depth (beam search) -> a depth
             per position by rate-distortion (image.rate_control: quality -> lambda) -> index maps
             (L, H/8, W/8) with ABSENT past each depth -> one range-coded stream per stage under the
-            integer prior, with STOP symbols and a raw mode (vqcodec.coding.depth) -> container:
-            format version 2 with the model components, the geometry, STAGE_SYNTAX = DEPTH and one
-            stream chunk per quality layer (vqcodec.bitstream)
+            integer prior, with STOP symbols and a raw mode (vqcodec.coding.depth) -> the container,
+            written once: format version 2 with the model components, the geometry and channel layout,
+            STAGE_SYNTAX = DEPTH, the alpha plane and metadata (vqcodec.image.layout) and one stream
+            chunk per quality layer (vqcodec.bitstream)
     decode: container -> for each stage, the integer prior rebuilds the same frequencies from what is
             already decoded and range-decodes the indices (plain files of 0.2.0: vqcodec.coding.stages)
             -> codebook lookup (ABSENT adds nothing) -> decoder net -> crop
@@ -22,44 +24,44 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from vqcodec import __version__
 from vqcodec.bitstream import (
+    ChannelLayout,
+    Chunk,
     ImageGeometry,
     Modality,
-    ModelComponent,
     StageSyntax,
     VQFile,
     VQFormatError,
-    hash_matches,
-    hash_weights,
     read_file,
     stage_syntax_chunk,
     write_file,
 )
 from vqcodec.coding.depth import decode_depth_stages, encode_depth_stages
 from vqcodec.coding.stages import decode_stages
-from vqcodec.image.model import load_image_model, pad_to_multiple
+from vqcodec.contract import Progress, check_file, check_layers, check_weight_files, read_components
+from vqcodec.image.input import PreparedImage, plain_rgb
+from vqcodec.image.layout import read_side_info, side_chunks
+from vqcodec.image.analysis import analyse_image
+from vqcodec.image.model import load_image_model
 from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, check_effort, check_quality,
-                                        choose_depths, depth_maps, lagrange_multiplier, pixel_weights)
+                                        choose_depths, depth_maps, lagrange_multiplier)
 from vqcodec.image.prior_integer import load_integer_prior
-from vqcodec.image.tiling import decode_tiled, encode_tiles, needs_tiles, tiled_pixel_weights
-from vqcodec.weights.io import WEIGHTS_DIR, file_model_id
+from vqcodec.image.tiling import decode_tiled, needs_tiles
+from vqcodec.limits import MAX_PIXELS, MAX_SIDE, check_decode_size
+from vqcodec.version import __version__
+from vqcodec.weights.io import WEIGHTS_DIR
 
-__all__ = ["ImageCodec", "MAX_PIXELS", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
+__all__ = ["ImageCodec", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae.safetensors"
 DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior.safetensors"
-MAX_PIXELS = 1 << 26  # 67 megapixels: bounds the memory a file can make the decoder allocate
-
-Progress = Callable[[int, int], None]
-
 
 class ImageCodec:
     """A loaded image model + integer prior, with encode/decode of .vq bytes.
@@ -76,30 +78,14 @@ class ImageCodec:
     def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH,
                  *, prior_id: str | None = None) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
-        for p in (model_path, prior_path):
-            if not p.is_file():
-                raise FileNotFoundError(
-                    f"model weights not found: {p}. Reinstall vqcodec, or train them with `vqcodec train image` "
-                    f"and `vqcodec train prior`."
-                )
+        check_weight_files((model_path, prior_path), "`vqcodec train image` and `vqcodec train prior`")
         self.model, self.model_id = load_image_model(model_path)
         self.prior = load_integer_prior(prior_path)
         if self.prior.num_stages != self.model.cfg.num_stages or self.prior.codebook_size != self.model.cfg.num_codes:
             raise ValueError(f"prior {prior_path} does not match the image model {model_path} (stages/codes differ)")
-        model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
-        self.components = (
-            ModelComponent("vqvae", self.model_id, hash_weights(model_bytes)),
-            ModelComponent("prior", prior_id or file_model_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
-        )
-        # format-version-1 files named one hash of both files together
-        self.v1_weights_hash = hash_weights(model_bytes + prior_bytes)
-
-    @classmethod
-    def default(cls) -> "ImageCodec":
-        """The codec new image files are encoded with (the registry's default components)."""
-        from vqcodec.api import default_codec
-
-        return default_codec("image")
+        named = read_components(model_path, self.model_id, prior_path, prior_id)
+        self.components = named.named
+        self.v1_weights_hash = named.v1_hash  # format-version-1 files named one hash of both files together
 
     @property
     def max_quality(self) -> int:
@@ -117,8 +103,9 @@ class ImageCodec:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
-        if h < 1 or w < 1 or h > 65535 or w > 65535 or h * w > MAX_PIXELS:
-            raise ValueError(f"image size {w}x{h} is outside what vqcodec supports (sides 1..65535, <= {MAX_PIXELS} pixels)")
+        if h < 1 or w < 1 or h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+            raise ValueError(f"image size {w}x{h} is outside what vqcodec supports (sides 1..{MAX_SIDE}, "
+                             f"<= {MAX_PIXELS} pixels)")
 
     @classmethod
     def _to_tensor(cls, rgb: np.ndarray) -> torch.Tensor:
@@ -131,38 +118,12 @@ class ImageCodec:
         """(H, W, 3) uint8 -> the candidate paths of every latent position at every depth, with their
         distortions (what the quality-dependent depth choice needs; computed once per image).
 
-        Paths are kept as int16 (N, S, S) (codes < 2^15, ABSENT -1): 128 MB at the largest image. Above
-        `tiling.TILE_ABOVE_PIXELS` pixels the encoder net runs tile by tile (vqcodec.image.tiling) and each
-        tile's positions are searched as they come, so memory does not grow with the whole image's
-        activations; smaller images run whole."""
-        e = check_effort(effort)
-        if not needs_tiles(*rgb.shape[:2]):
-            x = pad_to_multiple(self._to_tensor(rgb), self.model.factor)
-            z = self.model.encoder(x)
-            _, _, h, w = z.shape
-            paths, errors = self.model.quantizer.encode_prefixes(self.model._flatten(z), None, beam=EFFORTS[e].beam)
-            if EFFORTS[e].pixel_weights:
-                errors = errors * pixel_weights(self.model, x, paths, errors, h, w)[:, None]
-            return BlockCandidates(paths.to(torch.int16), errors, h, w)
-        return self._analyse_tiled(rgb, e)
-
-    def _analyse_tiled(self, rgb: np.ndarray, effort: int) -> BlockCandidates:
-        """`analyse` tile by tile: the same per-position search on latents from the tiled encoder."""
+        Paths are kept as int16 (N, S, S) (codes < 2^15, ABSENT -1): 128 MB at the largest image. The
+        encoder net runs in a fixed partition of tiles, each on one torch thread, and the code search is
+        exact (vqcodec.image.analysis), so the candidates, and the file, do not depend on the thread count;
+        memory grows with a tile's activations, not the whole image's."""
         self._check_rgb(rgb)
-        f, s = self.model.factor, self.model.cfg.num_stages
-        h, w = -(-rgb.shape[0] // f), -(-rgb.shape[1] // f)
-        paths = torch.empty((h, w, s, s), dtype=torch.int16)
-        errors = torch.empty((h, w, s))
-        for t, z in encode_tiles(self.model, rgb):
-            r0, r1, c0, c1 = t.out
-            p, err = self.model.quantizer.encode_prefixes(self.model._flatten(z[None]), None,
-                                                          beam=EFFORTS[effort].beam)
-            paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
-            errors[r0:r1, c0:c1] = err.view(r1 - r0, c1 - c0, s)
-        paths, errors = paths.view(h * w, s, s), errors.view(h * w, s)
-        if EFFORTS[effort].pixel_weights:
-            errors = errors * tiled_pixel_weights(self.model, rgb, paths, errors, h, w)[:, None]
-        return BlockCandidates(paths, errors, h, w)
+        return analyse_image(self.model, rgb, EFFORTS[check_effort(effort)])
 
     @torch.no_grad()
     def encode_indices(self, rgb: np.ndarray, quality: int | None = None, effort: int | None = None,
@@ -185,103 +146,105 @@ class ImageCodec:
         x_hat = self.model.decode_indices(indices[None])[0, :, :height, :width]
         return (x_hat.permute(1, 2, 0) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
-    def encode(self, rgb: np.ndarray, quality: int | None = None, progress: Progress | None = None, *,
-               effort: int | None = None, max_bytes: int | None = None, verify: bool = False) -> bytes:
-        """(H, W, 3) uint8 RGB -> .vq bytes at `quality` 1..100 (default: the top).
+    def encode(self, source: "PreparedImage | np.ndarray", quality: int | None = None, *,
+               progress: Progress | None = None, verify: bool = False, effort: int | None = None,
+               max_bytes: int | None = None) -> bytes:
+        """An image -> .vq bytes at `quality` 1..100 (default: the top), written once.
 
+        source: a PreparedImage (vqcodec.image.input.prepare_image: RGB to code, alpha plane, the layout
+            decoding gives back, metadata), or an (H, W, 3) uint8 RGB array (coded as a plain RGB image).
         effort: encoder effort 1..3 (image.rate_control.EFFORTS; default 2); decoding time does not depend
-        on it. max_bytes: instead of `quality`, the highest quality whose file fits in this many bytes
-        (bisection over the quality scale, as `cwebp -size`; quality 1 if even that is larger).
-        verify: decode the bytes again and raise RuntimeError unless they give the encoder's indices.
+            on it. max_bytes: instead of `quality`, the highest quality whose colour streams and header fit
+            in this many bytes (bisection over the quality scale, as `cwebp -size`; quality 1 if even that is
+            larger); the alpha plane and metadata come on top.
+        verify: decode the bytes again and raise RuntimeError unless they give the encoder's indices (and
+            alpha plane).
         """
+        image = source if isinstance(source, PreparedImage) else plain_rgb(source)
+        rgb = image.rgb
         candidates = self.analyse(rgb, effort)
         h, w = rgb.shape[:2]
         if max_bytes is not None:
             if quality is not None:
                 raise ValueError("give either quality or max_bytes (a target size), not both")
-            indices, data = self._fit(candidates, int(max_bytes), h, w)
+            indices, streams, colour_file = self._fit(candidates, int(max_bytes), h, w)
         else:
             indices = self.encode_indices(rgb, quality, candidates=candidates)
-            data = self.pack(indices, h, w, progress)
-        if verify and not torch.equal(self.decode_indices(data), indices):
-            raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
-                               "please report this as a vqcodec bug")
+            streams, colour_file = encode_depth_stages(self.prior, indices, progress), None
+        side = side_chunks(image)
+        if colour_file is not None and image.layout == ChannelLayout.RGB and not side:
+            data = colour_file  # the file the size search measured is the whole file
+        else:
+            data = self._write(streams, h, w, image.layout, side)
+        if verify:
+            self._verify(data, indices, image)
         return data
 
-    def _fit(self, candidates: BlockCandidates, max_bytes: int, h: int, w: int) -> tuple[torch.Tensor, bytes]:
-        """Bisection for the highest quality whose file has <= max_bytes (file size falls with quality in
-        practice, not by construction: the search keeps the best size-respecting point it has seen)."""
+    def _verify(self, data: bytes, indices: torch.Tensor, image: PreparedImage) -> None:
+        """Raise RuntimeError unless `data` decodes to `indices` and `image`'s alpha plane."""
+        vqfile = read_file(data)
+        if not torch.equal(self.decode_indices(vqfile), indices):
+            raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
+                               "please report this as a vqcodec bug")
+        if image.alpha is not None and not np.array_equal(read_side_info(vqfile).alpha, image.alpha):
+            raise RuntimeError("verification failed: the decoded alpha plane differs from the encoded one; "
+                               "please report this as a vqcodec bug")
+
+    def _fit(self, candidates: BlockCandidates, max_bytes: int, h: int, w: int
+             ) -> tuple[torch.Tensor, list[bytes], bytes]:
+        """Bisection for the highest quality whose colour file (streams and header, no side information) has
+        <= max_bytes -> (its indices, its stage streams, that colour file). File size falls with quality in
+        practice, not by construction: the search keeps the best size-respecting point it has seen."""
         if max_bytes < 1:
             raise ValueError(f"a target size must be at least 1 byte, got {max_bytes}")
-        tried: dict[int, tuple[torch.Tensor, bytes]] = {}  # index maps kept as int16 (8 x 16 MB at 64 MP)
+        tried: dict[int, tuple[torch.Tensor, list[bytes], bytes]] = {}  # index maps as int16 (8 x 16 MB at 64 MP)
         first: list[bytes] = []  # stage 1's stream: the same at every quality
 
-        def at(q: int) -> tuple[torch.Tensor, bytes]:
+        def at(q: int) -> tuple[torch.Tensor, list[bytes], bytes]:
             if q not in tried:
                 idx = self.encode_indices(None, q, candidates=candidates)  # type: ignore[arg-type]
                 streams = encode_depth_stages(self.prior, idx, first_stream=first[0] if first else None)
                 first[:] = streams[:1]
-                tried[q] = (idx.to(torch.int16), self._write(streams, h, w))
+                tried[q] = (idx.to(torch.int16), streams, self._write(streams, h, w))
             return tried[q]
 
         lo, hi = 1, QUALITY_MAX
-        while len(at(hi)[1]) > max_bytes and hi - lo > 1:  # at(hi) is too big; at(lo) fits or lo == 1
+        while len(at(hi)[2]) > max_bytes and hi - lo > 1:  # at(hi) is too big; at(lo) fits or lo == 1
             mid = (lo + hi) // 2
-            if len(at(mid)[1]) <= max_bytes:
+            if len(at(mid)[2]) <= max_bytes:
                 lo = mid
             else:
                 hi = mid
-        fitting = [q for q, (_, d) in tried.items() if len(d) <= max_bytes]
-        idx, data = at(max(fitting)) if fitting else at(1)
-        return idx.to(torch.int64), data
+        fitting = [q for q, (_, _, d) in tried.items() if len(d) <= max_bytes]
+        idx, streams, data = at(max(fitting)) if fitting else at(1)
+        return idx.to(torch.int64), streams, data
 
-    def pack(self, indices: torch.Tensor, height: int, width: int, progress: Progress | None = None, *,
-             first_stream: bytes | None = None) -> bytes:
-        """(s, ceil(height/8), ceil(width/8)) int64 indices (ABSENT past each position's depth) of a
-        height x width image -> .vq bytes (STAGE_SYNTAX DEPTH). first_stream: see encode_depth_stages."""
-        streams = encode_depth_stages(self.prior, indices, progress, first_stream=first_stream)
-        return self._write(streams, height, width)
+    def write_indices(self, indices: torch.Tensor, height: int, width: int) -> bytes:
+        """Index maps (S, ceil(H/8), ceil(W/8)) int64 (-1: absent past a block's depth) of a height x width
+        RGB image -> its .vq bytes (what `encode` writes for these indices; for benchmarks that choose
+        depths themselves)."""
+        return self._write(encode_depth_stages(self.prior, indices), height, width)
 
-    def _write(self, streams: list[bytes], height: int, width: int) -> bytes:
-        return write_file(Modality.IMAGE, self.components, ImageGeometry(width, height), [[s] for s in streams],
-                          extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH)], encoder=f"vqcodec {__version__}")
+    def _write(self, streams: list[bytes], height: int, width: int, layout: ChannelLayout = ChannelLayout.RGB,
+               side: Sequence[Chunk] = ()) -> bytes:
+        """The container of a height x width image's stage streams (STAGE_SYNTAX DEPTH), with the channel
+        `layout` decoding gives back and the `side` chunks (`layout.side_chunks`: alpha plane, metadata)."""
+        return write_file(Modality.IMAGE, self.components, ImageGeometry(width, height, layout),
+                          [[s] for s in streams], extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH), *side],
+                          encoder=f"vqcodec {__version__}")
 
     def _check_file(self, vqfile: VQFile) -> None:
-        """Raise VQFormatError unless `vqfile` is an image made with this codec's components."""
-        if vqfile.modality_name != "image":
-            raise VQFormatError(f"file holds {vqfile.modality_name}, not an image")
-        if vqfile.version == 1:
-            (named,) = vqfile.components
-            ok = bytes(named.weights_hash) == self.v1_weights_hash
-        else:
-            have = {c.role: c.weights_hash for c in self.components}
-            ok = {c.role for c in vqfile.components} == set(have) and all(
-                hash_matches(have[c.role], c.weights_hash) for c in vqfile.components)
-        if not ok:
-            named = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
-            raise VQFormatError(f"file was made with {named}, which this codec does not have; decode it with "
-                                "vqcodec.decode, which finds the installed model the file names")
-        if vqfile.layers > self.max_layers:
-            raise VQFormatError(f"file has {vqfile.layers} quality layers; this model has {self.max_layers}")
-        g = vqfile.geometry
-        if g.width * g.height > MAX_PIXELS:
-            raise VQFormatError(f"image size {g.width}x{g.height} exceeds {MAX_PIXELS} pixels")
-        from vqcodec import api
-
-        limit = api.MAX_DECODE_PIXELS
-        if limit is not None and g.width * g.height > limit:
-            raise VQFormatError(f"image size {g.width}x{g.height} exceeds the decode limit of {limit} pixels "
-                                "(vqcodec.api.MAX_DECODE_PIXELS; raise it to decode larger images from a trusted "
-                                "source)")
+        """Raise VQFormatError unless `vqfile` is an image made with this codec's components, within the
+        decode limits (vqcodec.limits)."""
+        check_file(vqfile, self, self.v1_weights_hash)
+        check_decode_size(vqfile.geometry)
 
     def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
                        progress: Progress | None = None) -> torch.Tensor:
         """.vq bytes (or a parsed file) -> (s, h, w) int64 indices; s = min(layers, layers in the file)."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
         self._check_file(vqfile)
-        if layers is not None and int(layers) < 1:
-            raise ValueError(f"layers must be >= 1, got {layers}")
-        s = vqfile.layers if layers is None else min(int(layers), vqfile.layers)
+        s = check_layers(layers, vqfile.layers)
         streams = []
         for k in range(1, s + 1):
             layer_streams = vqfile.streams(k)

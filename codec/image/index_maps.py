@@ -7,6 +7,7 @@ import torch
 from tqdm import tqdm
 
 from vqcodec.coding.depth import ABSENT
+from vqcodec.image.analysis import analyse_image
 from vqcodec.image.model import ENCODER_BEAM, ImageVQVAE, pad_to_multiple
 from vqcodec.image.rate_control import EFFORTS, DEFAULT_EFFORT, choose_depths, depth_maps, lagrange_multiplier
 
@@ -44,15 +45,13 @@ def compute_depth_maps(model: ImageVQVAE, images: list[torch.Tensor], qualities:
     ABSENT to all S stages), len(qualities) per image variant.
     """
     model.eval()
-    beam = EFFORTS[DEFAULT_EFFORT].beam
     s_max = model.cfg.num_stages
     maps = []
     for im in tqdm(images, desc="depth maps", unit="img", disable=not progress):
-        x = im[None].float() / 255.0
-        for v in ([x, x.flip(-1)] if flips else [x]):
-            z = model.encoder(pad_to_multiple(v, model.factor))
-            _, _, h, w = z.shape
-            paths, errors = model.quantizer.encode_prefixes(model._flatten(z), None, beam=beam)
+        for v in ([im, im.flip(-1)] if flips else [im]):
+            # the codec's own analysis (fixed tiles, exact search): the maps are the ones it writes
+            c = analyse_image(model, v.permute(1, 2, 0).contiguous().numpy(), EFFORTS[DEFAULT_EFFORT])
+            paths, errors, h, w = c.paths.to(torch.int64), c.errors, c.height, c.width
             for q in qualities:
                 m = depth_maps(paths, choose_depths(errors, lagrange_multiplier(q)), h, w)
                 pad = torch.full((s_max - m.shape[0], h, w), ABSENT, dtype=torch.int64)

@@ -40,21 +40,17 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from vqcodec.bitstream import ChannelLayout
+from vqcodec.limits import MAX_PIXELS, MAX_SIDE
 
 from .metadata import ImageMetadata
 
 __all__ = ["ImageInputError", "PreparedImage", "AlphaPolicy", "ALPHA_POLICIES", "open_image", "prepare_image",
-           "check_image_size", "MAX_PIXELS", "MAX_SIDE"]
+           "plain_rgb", "check_image_size"]
 
 log = logging.getLogger(__name__)
 
 AlphaPolicy = Literal["keep", "error", "drop", "white", "black"]
 ALPHA_POLICIES: tuple[str, ...] = ("keep", "drop", "white", "black", "error")
-
-MAX_PIXELS = 1 << 26
-"""The most pixels vqcodec encodes (the image codec's MAX_PIXELS: 67 MP, e.g. 8192 x 8192)."""
-MAX_SIDE = 65535
-"""The longest side the container holds."""
 
 _ALPHA_MODES = {"RGBA": "RGBA", "RGBa": "RGBA", "PA": "RGBA", "LA": "LA", "La": "LA"}
 _GRAY_MODES = {"L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -227,6 +223,12 @@ def prepare_image(img: "Image.Image | np.ndarray", *, alpha: AlphaPolicy = "keep
         metadata = metadata.stripped()
     return PreparedImage(np.ascontiguousarray(rgb), None if plane is None else np.ascontiguousarray(plane),
                          layout, metadata)
+
+
+def plain_rgb(rgb: np.ndarray) -> PreparedImage:
+    """An (H, W, 3) uint8 RGB array as a PreparedImage that decodes as RGB, with no alpha plane or metadata
+    (the array is taken as it is; the codec checks its shape and dtype)."""
+    return PreparedImage(rgb, None, ChannelLayout.RGB, ImageMetadata())
 
 
 def _source_bytes(img: Image.Image) -> bytes | None:

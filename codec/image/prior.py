@@ -44,10 +44,9 @@ __all__ = [
 class PriorConfig:
     """Hyper-parameters of `ImagePrior` (all ints, stored with the weights).
 
-    Defaults were chosen by measured bits against measured time (synthetic maps, 64 x 96, 2-core CPU;
-    see the prior's report in codec/image/prior_integer.py): 4 layers cost no stage-1 bits against 5, 48
-    channels cost 13 %; 2 up-right layers + 32-row tiles decode stage 1 in 189 sequential steps instead
-    of 474 (all up-right, no tiles) for ~2 % more stage-1 bits.
+    Defaults were chosen by measured bits against measured time (synthetic maps, 64 x 96;
+    benchmarks/prior_speed.py; the figures are in CHANGELOG.md): fewer layers and up-right layers with
+    32-row tiles shorten stage 1's sequential decoding for a few per cent more stage-1 bits.
 
     tile_h, tile_w: stage-1 tile size in latent positions; 0 means the whole map in that direction.
     ar_up_right_layers: how many of the first stage-1 layers have a vertical kernel that also looks up

@@ -29,10 +29,8 @@ derived from the network by the scheduler), each group holding one wavefront of 
 computes each layer's activation at a position exactly once, at the first step at which all its inputs
 are known (Ramachandran et al. 2017). Stages >= 2: one group with all positions.
 
-Measured (synthetic structured maps, 64 x 96 x 8 stages, default PriorConfig, one core of the shared
-2-core CPU, benchmarks/prior_speed.py): encoder frequencies for all 8 stages 0.65 s, decoding all 8
-stages 0.66 s (stage 1: 0.29 s in 189 groups); quantization penalty (integer vs float bits) < 0.01 %;
-32-row tiles cost 0.6 % of stage-1 bits against no tiles.
+Speed, and the bits the integer quantization costs against the float prior: benchmarks/prior_speed.py
+(figures in CHANGELOG.md).
 
 Stage numbers are 1-based (stage 1 is the first index map), as in the codec's format. The prior
 implements `vqcodec.coding.StagePrior` with grid shape (h, w); the codec codes with

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EFFORTS", "DEFAULT_EFFORT", "Effort", "BlockCandidates", "check_effort", "pixel_weights", "QUALITY_MAX", "STAGE_BITS", "LAMBDA_AT_1", "LAMBDA_AT_99", "lagrange_multiplier", "choose_depths",
+__all__ = ["EFFORTS", "DEFAULT_EFFORT", "Effort", "BlockCandidates", "check_effort", "pixel_weights", "block_weights",
+           "QUALITY_MAX", "STAGE_BITS", "LAMBDA_AT_1", "LAMBDA_AT_99", "lagrange_multiplier", "choose_depths",
            "depth_maps", "check_quality"]
 
 QUALITY_MAX = 100
@@ -57,7 +58,9 @@ def lagrange_multiplier(quality: int) -> float:
 
 def choose_depths(errors: torch.Tensor, lam: float, stage_bits: float = STAGE_BITS) -> torch.Tensor:
     """errors (N, S) float32, the latent error after the best d-stage path (column d-1) -> depths (N,)
-    int64 in 1..S minimising errors + lam * (d - 1) * stage_bits (ties: the shallower depth)."""
+    int64 in 1..S minimising errors + lam * (d - 1) * stage_bits (ties: the shallower depth). Elementwise
+    IEEE arithmetic and one argmin per row, no reduction across rows: given the same errors (the codec's
+    come from the exact search, vqcodec.image.analysis), the same depths on any thread count."""
     s = errors.shape[1]
     rate = torch.arange(s, dtype=errors.dtype) * stage_bits
     return (errors + lam * rate).argmin(dim=1) + 1
@@ -126,5 +129,17 @@ def pixel_weights(model, x: torch.Tensor, paths: torch.Tensor, errors: torch.Ten
     shallow = depth_maps(paths, torch.ones(n, dtype=torch.int64), h, w)
     rec = model.decode_indices(shallow[None])[0]
     per_block = ((rec - x[0]) ** 2).sum(0).reshape(h, 8, w, 8).sum((1, 3)).reshape(-1)
-    gain = per_block / errors[:, 0].clamp_min(1e-6)
-    return (gain / gain.mean().clamp_min(1e-12)).clamp(low, high)
+    return block_weights(per_block, errors[:, 0], low, high)
+
+
+def block_weights(per_block: torch.Tensor, shallow_errors: torch.Tensor, low: float = 0.1,
+                  high: float = 10.0) -> torch.Tensor:
+    """`pixel_weights`' formula: per-block pixel error (N,) float32 over the depth-1 latent error (N,) ->
+    gains normalised to mean 1, clipped to [low, high], (N,) float32.
+
+    Only elementwise IEEE operations and one exactly rounded sum (math.fsum, whose result does not depend
+    on the order of its terms), so the weights are a function of the inputs alone, whatever the thread
+    count (a torch mean sums in an order that depends on it)."""
+    gain = per_block.float() / shallow_errors.float().clamp_min(1e-6)
+    mean = math.fsum(gain.double().tolist()) / max(1, gain.numel())
+    return (gain / max(mean, 1e-12)).clamp(low, high)

@@ -12,7 +12,10 @@ blocking of the convolutions): latents agree to ~1e-6, decoded pixels to 1 LSB.
     halo:   `encoder_halo(model)` / `decoder_halo(model)`, from the nets' layers (`reach`), in latent
             positions (6 and 10 for the shipped model); tests check them against a measured receptive
             field (perturb one input, see which outputs move).
-    used:   above `TILE_ABOVE_PIXELS` pixels; smaller images run whole, unchanged bit for bit.
+    used:   above `TILE_ABOVE_PIXELS` pixels; smaller images run whole, unchanged bit for bit, when
+            decoding. The encoder's analysis (vqcodec.image.analysis) always runs in the fixed partition
+            `analysis_tiles` (strips of at most `STRIP_ROWS` latent rows below the threshold, these tiles
+            above it), each tile on one torch thread, so its latents do not depend on the thread count.
 
 Measured (shipped model, one core): a 128-position tile (1024 pixels) with its halo peaks at about
 0.3 GB in the decoder; the halo costs about 1.3x the decoder net's whole-image arithmetic and 1.2x the
@@ -31,14 +34,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["TILE", "TILE_ABOVE_PIXELS", "Tile", "reach", "encoder_halo", "decoder_halo", "needs_tiles", "spans",
-           "tiles", "image_tile", "encode_tiles", "decode_tiled",
+from vqcodec.image.rate_control import block_weights
+
+__all__ = ["TILE", "TILE_ABOVE_PIXELS", "STRIP_ROWS", "Tile", "reach", "encoder_halo", "decoder_halo",
+           "needs_tiles", "spans", "tiles", "analysis_tiles", "image_tile", "encode_tiles", "decode_tiled",
            "tiled_pixel_weights"]
 
 TILE = 128
 """Largest tile side, in latent positions (1024 pixels)."""
 TILE_ABOVE_PIXELS = 1 << 22
 """Images with more pixels than this (4.2 MP, 2048 x 2048) run through the nets in tiles."""
+STRIP_ROWS = 48
+"""Most latent rows of a strip of `analysis_tiles` below `TILE_ABOVE_PIXELS` (384 pixels): 768x512 and
+512x768 images are cut in two strips, which two cores run at once."""
 
 _POINTWISE = (nn.SiLU, nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Sequential, nn.ModuleList)
 
@@ -116,6 +124,17 @@ def tiles(h: int, w: int, halo: int, tile: int | None = None) -> list[Tile]:
     return out
 
 
+def analysis_tiles(height: int, width: int, halo: int, factor: int = 8) -> list[Tile]:
+    """The fixed partition the encoder's analysis runs in, a function of the image size (height x width
+    pixels) only, over its (ceil(height/factor), ceil(width/factor)) latent grid: full-width strips of at
+    most `STRIP_ROWS` rows (near-equal) when `needs_tiles` is false, else `tiles` of at most `TILE` x `TILE`;
+    each read with `halo` latent positions around (clipped to the grid), row-major."""
+    h, w = -(-height // factor), -(-width // factor)
+    if not needs_tiles(height, width):
+        return [Tile((r0, r1, 0, w), (max(0, r0 - halo), min(h, r1 + halo), 0, w)) for r0, r1 in spans(h, STRIP_ROWS)]
+    return tiles(h, w, halo)
+
+
 def image_tile(rgb: np.ndarray, box: tuple[int, int, int, int], factor: int = 8) -> torch.Tensor:
     """The pixels of latent box (r0, r1, c0, c1) of `rgb` (H, W, 3) uint8 -> (1, 3, factor*rows,
     factor*cols) float32 in [0, 1], edge-replicated past the bottom/right border as `pad_to_multiple` pads
@@ -183,5 +202,4 @@ def tiled_pixel_weights(model, rgb: np.ndarray, paths: torch.Tensor, errors: tor
         x = image_tile(rgb, t.out, f)[0]
         n_r, n_c = rows.stop - rows.start, cols.stop - cols.start
         per_block[t.out[0]:t.out[1], t.out[2]:t.out[3]] = ((rec - x) ** 2).sum(0).reshape(n_r, f, n_c, f).sum((1, 3))
-    gain = per_block.reshape(-1) / errors[:, 0].clamp_min(1e-6)
-    return (gain / gain.mean().clamp_min(1e-12)).clamp(low, high)
+    return block_weights(per_block.reshape(-1), errors[:, 0], low, high)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vqcodec.kernels import nearest_code
+from vqcodec.quantization.exact_search import UNIT as EXACT_UNIT
+from vqcodec.quantization.exact_search import prefix_search_exact
 
 __all__ = ["VectorQuantizer", "ResidualVQ", "VQOutput", "RVQOutput", "TRAINING_ONLY_BUFFERS"]
 
@@ -225,6 +228,7 @@ class RVQOutput:
     loss: scalar, beta * ||x - sg[sum of all S stages' codes]||^2 (commitment to the full residual
         quantization), plus the mean codebook loss of the stages when not using EMA.
     perplexity, usage: (S,) per-stage statistics of this batch.
+    active: (N,) int64, the number of stages each row was reconstructed from (1..S).
     """
 
     quantized: torch.Tensor
@@ -233,6 +237,7 @@ class RVQOutput:
     perplexity: torch.Tensor
     usage: torch.Tensor
     stage_losses: list[torch.Tensor] = field(default_factory=list)
+    active: torch.Tensor | None = None
 
 
 class ResidualVQ(nn.Module):
@@ -255,28 +260,39 @@ class ResidualVQ(nn.Module):
         self.num_stages, self.num_codes, self.dim = num_stages, num_codes, dim
         self.stages = nn.ModuleList(VectorQuantizer(num_codes, dim, **vq_kwargs) for _ in range(num_stages))
 
-    def forward(self, x: torch.Tensor, active_stages: torch.Tensor | int | None = None) -> RVQOutput:
-        """x: (N, D) float; active_stages: None (all), an int, or (N,) int64 in [1, S]."""
+    def forward(self, x: torch.Tensor, active_stages: torch.Tensor | int | None = None,
+                depth_rule: Callable[[torch.Tensor], torch.Tensor] | None = None) -> RVQOutput:
+        """x: (N, D) float; active_stages: None (all), an int, or (N,) int64 in [1, S].
+
+        depth_rule: instead of active_stages, a function of the squared errors (N, S) float32 (column
+        d-1: ||x - sum of the first d greedy codes||^2) that returns each row's depth (N,) int64 in 1..S,
+        e.g. a rate-distortion choice as the image encoder makes per block.
+        """
         n = x.shape[0]
         if active_stages is None:
             active_stages = self.num_stages
         if isinstance(active_stages, int):
             active_stages = torch.full((n,), active_stages, dtype=torch.long, device=x.device)
         residual = x.detach()
-        total = torch.zeros_like(x)
-        full = torch.zeros_like(x)
+        stage_codes, errors = [], []
         indices, losses, perplexities, usages = [], [], [], []
-        for s, vq in enumerate(self.stages):
+        for vq in self.stages:
             out = vq(residual)
             codes = out.quantized.detach()
-            active = (active_stages > s).to(x.dtype)[:, None]
-            total = total + active * codes
-            full = full + codes
+            stage_codes.append(codes)
             residual = residual - codes
+            errors.append((residual.float() ** 2).sum(-1))
             indices.append(out.indices)
             losses.append(out.codebook_loss)
             perplexities.append(out.perplexity)
             usages.append(out.usage)
+        if depth_rule is not None:
+            active_stages = depth_rule(torch.stack(errors, dim=1)).to(torch.long)
+        total = torch.zeros_like(x)
+        full = torch.zeros_like(x)
+        for s, codes in enumerate(stage_codes):
+            total = total + (active_stages > s).to(x.dtype)[:, None] * codes
+            full = full + codes
         quantized = x + (total - x).detach()  # straight-through: decoder gradient reaches x unchanged
         commitment = F.mse_loss(x, full)
         beta = self.stages[0].beta
@@ -287,6 +303,7 @@ class ResidualVQ(nn.Module):
             perplexity=torch.stack(perplexities),
             usage=torch.stack(usages),
             stage_losses=losses,
+            active=active_stages,
         )
 
     @torch.no_grad()
@@ -325,7 +342,7 @@ class ResidualVQ(nn.Module):
 
     @torch.no_grad()
     def encode_prefixes(self, x: torch.Tensor, num_stages: int | None = None,
-                        beam: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                        beam: int = 1, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The best path at every depth, for encoders that choose a depth per vector.
 
         x: (N, D) float -> (paths, errors): paths (N, s, s) int64, row d-1 the best d-stage path found
@@ -333,8 +350,14 @@ class ResidualVQ(nn.Module):
         path. beam = 1: the prefixes of the greedy path; beam > 1: the beam search of `beam_search`, whose
         best candidate after stage d is the d-stage path (so a vector that stops at d gets the best path
         the search found for d stages, not a prefix of the s-stage one).
+        exact: decide on latents and codebooks snapped to a 2^-10 grid in exact integer arithmetic
+        (vqcodec.quantization.exact_search), so the paths do not depend on thread count or machine; errors
+        are then the snapped distances, rounded to float32.
         """
         s = self.num_stages if num_stages is None else num_stages
+        if exact:
+            paths, grid_errors = prefix_search_exact(x, [vq.codebook for vq in self.stages[:s]], max(beam, 1))
+            return paths, (grid_errors.double() * EXACT_UNIT).float()
         out_paths, out_errors = [], []
         for chunk in x.detach().float().split(8192):
             paths, errors = self._prefix_search(chunk, s, max(beam, 1))

@@ -4,8 +4,8 @@
 The loop (schedule, checkpoints with exact resume, log, stop conditions, DDP under torchrun) is
 `vqcodec.training.loop.TrainingLoop`; this module supplies `AudioTask`.
 
-Entry points: `train_audio(TrainAudioConfig(...))`, and `python -m vqcodec.training.audio_model --data DIR
---out DIR ...` (the same flags as the other `vqcodec train` commands; `--help` lists them).
+Entry points: `train_audio(TrainAudioConfig(...))`, and the command `vqcodec train audio --data DIR --out DIR
+...` (under torchrun: `torchrun ... -m vqcodec.cli.main train audio ...`; `--help` lists the flags).
 
 Files written to `out`:
   checkpoint.pt            resumable state (see vqcodec.training.checkpoint); not a release artefact
@@ -210,8 +210,3 @@ def train_audio(cfg: TrainAudioConfig) -> AudioVQVAE:
     """Run (or with cfg.resume, continue) the training run described by `cfg`. Returns the model."""
     return TrainingLoop(AudioTask(cfg)).run().model
 
-
-if __name__ == "__main__":  # the long runs' command line; `vqcodec train audio` is the same command
-    from vqcodec.cli.train import audio_command
-
-    audio_command()

@@ -27,7 +27,8 @@ from vqcodec.files import atomic_write
 from vqcodec.training.distributed import barrier
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, RunResult, Task, TrainingLoop
 
-__all__ = ["AudioPriorTrainConfig", "AudioPriorTask", "index_sequences", "run_audio_prior", "export_integer",
+__all__ = ["AudioPriorTrainConfig", "AudioPriorTask", "index_sequences", "train_audio_prior", "run_audio_prior",
+           "export_integer",
            "FLOAT_PRIOR_NAME", "INTEGER_PRIOR_NAME"]
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,15 @@ class AudioPriorTask(Task):
 def run_audio_prior(tc: AudioPriorTrainConfig) -> RunResult:
     """Train (or with tc.resume, continue) the float audio prior; see the module docstring."""
     return TrainingLoop(AudioPriorTask(tc)).run()
+
+
+def train_audio_prior(tc: AudioPriorTrainConfig) -> RunResult:
+    """What `vqcodec train audio-prior` runs: the training run (`run_audio_prior`), then, once it has reached
+    tc.steps, the export of the integer prior the codec codes with (tc.out/audio_prior.safetensors)."""
+    result = run_audio_prior(tc)
+    if result.finished:
+        export_integer(tc.out)
+    return result
 
 
 def export_integer(run_dir: str | Path, out_path: str | Path | None = None, calibration_files: int = 16

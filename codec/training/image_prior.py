@@ -1,9 +1,12 @@
 """Training, evaluation and export of the image prior (vqcodec.image.prior -> vqcodec.image.prior_integer).
 
-* `train_prior`: the float prior as a `PriorTask` of `vqcodec.training.loop.TrainingLoop` (which owns the
-  schedule, checkpoints with exact resume, the JSONL log, stop conditions and DDP under torchrun): Adam on
-  random tile-sized crops (+ horizontal flips) of index maps, bits per index per stage in the log,
-  validation bits on held-out maps.
+* `train_image_prior`: what `vqcodec train prior` runs: the index maps of a folder of images under a frozen
+  image model (vqcodec.image.index_maps, computed once per run folder), the training run, and the export
+  of the integer prior the codec codes with (OUT/image_prior.safetensors) once the run has finished.
+* `run_image_prior` (and `train_image_prior_on_maps`, its keyword form): the float prior as a `PriorTask`
+  of `vqcodec.training.loop.TrainingLoop` (which owns the schedule, checkpoints with exact resume, the
+  JSONL log, stop conditions and DDP under torchrun): Adam on random tile-sized crops (+ horizontal flips)
+  of index maps, bits per index per stage in the log, validation bits on held-out maps.
 * Export and loading live with the nets: `vqcodec.image.prior` (float file) and
   `vqcodec.image.prior_integer` (post-training quantization and the shipped integer file).
 * `synthetic_index_maps`: structured stand-in data (a smooth random field quantized by a residual VQ
@@ -30,16 +33,19 @@ from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "TrainConfig",
+    "ImagePriorTrainConfig",
     "PriorTask",
-    "train_prior",
-    "run_prior",
+    "train_image_prior",
+    "train_image_prior_on_maps",
+    "run_image_prior",
     "evaluate_bits",
     "rate_report",
     "random_crops",
     "synthetic_index_maps",
 ]
 FLOAT_PRIOR_NAME = "prior_float.safetensors"
+INTEGER_PRIOR_NAME = "image_prior.safetensors"
+INDEX_MAPS_NAME = "index_maps.pt"
 
 
 # ------------------------------------------------------------------------------------------- synthetic
@@ -96,7 +102,7 @@ def synthetic_index_maps(n: int, stages: int = 8, h: int = 64, w: int = 96, k: i
 
 # ---------------------------------------------------------------------------------------------- training
 @dataclass(kw_only=True)
-class TrainConfig(LoopConfig):
+class ImagePriorTrainConfig(LoopConfig):
     """Loop settings (see LoopConfig; lr 2e-3 by default) plus the prior's (stored in checkpoints)."""
 
     steps: int = 20000
@@ -168,7 +174,7 @@ def rate_report(model: ImagePrior, maps: Sequence[torch.Tensor],
     return rep
 
 
-def _split(n: int, tc: TrainConfig) -> tuple[list[int], list[int]]:
+def _split(n: int, tc: ImagePriorTrainConfig) -> tuple[list[int], list[int]]:
     """Seeded (train, validation) map indices: a val_fraction share held out (at least one of 2+ maps)."""
     g = torch.Generator().manual_seed(tc.seed + 1)
     perm = torch.randperm(n, generator=g).tolist()
@@ -195,13 +201,13 @@ class PriorTask(Task):
     name = "prior"
     run_defining = ("batch_size", "crop_h", "crop_w", "val_fraction", "model")
     progress_keys = ("bits_mean",)
-    config: TrainConfig
+    config: ImagePriorTrainConfig
 
-    def __init__(self, config: TrainConfig, maps: Sequence[torch.Tensor],
+    def __init__(self, config: ImagePriorTrainConfig, maps: Sequence[torch.Tensor],
                  val_maps: Sequence[torch.Tensor] | None = None) -> None:
         super().__init__(config)
         if not maps:
-            raise ValueError("train_prior needs at least one index map")
+            raise ValueError("train_image_prior_on_maps needs at least one index map")
         self.maps, self.val_maps = maps, val_maps
 
     def build(self, ctx: RunContext) -> Built:
@@ -255,18 +261,20 @@ class PriorTask(Task):
         self.gen.set_state(state["data"])
 
 
-def run_prior(tc: TrainConfig, maps: Sequence[torch.Tensor],
-              val_maps: Sequence[torch.Tensor] | None = None) -> RunResult:
-    """Train (or with tc.resume, continue) the float prior on index maps [(S, H, W) int64]; see train_prior.
-    The result says whether the run finished (`RunResult.finished`) or stopped early."""
+def run_image_prior(tc: ImagePriorTrainConfig, maps: Sequence[torch.Tensor],
+                    val_maps: Sequence[torch.Tensor] | None = None) -> RunResult:
+    """Train (or with tc.resume, continue) the float prior on index maps [(S, H, W) int64]; see
+    train_image_prior_on_maps. The result says whether the run finished (`RunResult.finished`) or stopped
+    early."""
     return TrainingLoop(PriorTask(tc, maps, val_maps)).run()
 
 
-def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume: bool = False, *,
-                cfg: PriorConfig | None = None, train_cfg: TrainConfig | None = None,
-                threads: int | None = None, stop_at_step: int | None = None, max_minutes: float | None = None,
-                progress: bool | None = None, val_maps: Sequence[torch.Tensor] | None = None,
-                init_from: Path | None = None) -> ImagePrior:
+def train_image_prior_on_maps(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume: bool = False, *,
+                              cfg: PriorConfig | None = None, train_cfg: ImagePriorTrainConfig | None = None,
+                              threads: int | None = None, stop_at_step: int | None = None,
+                              max_minutes: float | None = None, progress: bool | None = None,
+                              val_maps: Sequence[torch.Tensor] | None = None,
+                              init_from: Path | None = None) -> ImagePrior:
     """Train the float ImagePrior on index maps [(S, H, W) int64] and return it (eval mode).
 
     out_dir gets checkpoint.pt, log.jsonl (per log interval: step, time_s, lr, loss, bits_mean, bits per
@@ -284,10 +292,53 @@ def train_prior(maps: Sequence[torch.Tensor], out_dir: Path, steps: int, resume:
     """
     out_dir = Path(out_dir)
     if resume and train_cfg is None:  # continue with the interrupted run's settings
-        base = saved_config(out_dir / TrainingLoop.CHECKPOINT, TrainConfig)
+        base = saved_config(out_dir / TrainingLoop.CHECKPOINT, ImagePriorTrainConfig)
     else:
-        base = train_cfg or TrainConfig()
+        base = train_cfg or ImagePriorTrainConfig()
     tc = replace(base, out=str(out_dir), steps=int(steps), resume=resume, threads=threads, stop_at_step=stop_at_step,
                  max_minutes=max_minutes, progress=progress, model=cfg.to_dict() if cfg is not None else base.model,
                  init_from=str(init_from) if init_from is not None else None)
-    return run_prior(tc, maps, val_maps).model.eval()
+    return run_image_prior(tc, maps, val_maps).model.eval()
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+def train_image_prior(tc: ImagePriorTrainConfig, data: str | Path, model_path: str | Path,
+                      depth_qualities: Sequence[int] | None = None) -> RunResult:
+    """Train (or with tc.resume, continue) the image prior of the image model `model_path` on the images of
+    the folder `data`, and export the integer prior once the run has finished.
+
+    The index maps (vqcodec.image.index_maps: full depth, or with `depth_qualities` the per-block-depth maps
+    the codec writes at those qualities 1..100) are computed once into tc.out/index_maps.pt (by rank 0 under
+    torchrun; the other processes wait and load them). When the run reaches tc.steps, rank 0 writes
+    tc.out/image_prior.safetensors (vqcodec.image.prior_integer.export_integer_prior, its activation ranges
+    calibrated on 32 of the maps). Returns the run's result (`RunResult.finished`: whether it got there).
+    """
+    from vqcodec.files import atomic_write
+    from vqcodec.image.data import load_folder
+    from vqcodec.image.index_maps import compute_depth_maps, compute_index_maps
+    from vqcodec.image.model import load_image_model
+    from vqcodec.image.prior_integer import export_integer_prior
+    from vqcodec.image.rate_control import check_quality
+    from vqcodec.training.distributed import barrier, init_distributed
+
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    rank, _ = init_distributed()
+    out_dir = Path(tc.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps_file = out_dir / INDEX_MAPS_NAME
+    if rank == 0 and not maps_file.is_file():  # one process computes the maps, the others wait and load them
+        model, _ = load_image_model(model_path)
+        if depth_qualities:
+            maps = compute_depth_maps(model, load_folder(data), [check_quality(int(q)) for q in depth_qualities])
+        else:
+            maps = compute_index_maps(model, load_folder(data))
+        atomic_write(maps_file, lambda tmp: torch.save(maps, tmp))
+    barrier()
+    maps = torch.load(maps_file, weights_only=True)
+    result = run_image_prior(tc, maps)
+    if result.finished and rank == 0:
+        calibration = maps[:: max(1, len(maps) // 32)]  # activation ranges: 32 maps are plenty, all are slow
+        export_integer_prior(result.model.eval(), calibration, out_dir / INTEGER_PRIOR_NAME)
+        log.info("wrote %s", out_dir / INTEGER_PRIOR_NAME)
+    return result

@@ -1,0 +1,108 @@
+"""The CLI's per-file jobs: encode one input file, decode one .vq file, through the public API (vqcodec.api).
+
+`vqcodec encode` / `decode` run one of these for a single file (commands.py) or one per input in worker
+processes (batch.py). The modality of `encode_file` follows the input (an image Pillow reads, or audio
+soundfile reads); `decode_file` follows the .vq file's header.
+"""
+from __future__ import annotations
+
+import click
+
+from vqcodec.contract import Progress
+
+from .audio_io import audio_format, check_audio_header, is_audio_name, looks_like_audio, read_audio, write_audio
+from .io import BadInput, check_image_output, check_writable, image_file_bytes, read_image, read_input, write_output
+
+__all__ = ["encode_file", "decode_file"]
+
+
+def _check_quality(quality: int | None, modality: str, name: str = "") -> None:
+    from vqcodec import api
+
+    top = api.max_quality(modality)
+    if quality is not None and not 1 <= quality <= top:
+        if name:  # one file of a batch: its own line, not a usage error of the whole command
+            raise BadInput(f"{name}: --quality must be 1..{top} for {modality}")
+        raise click.BadParameter(f"must be 1..{top} for {modality}", param_hint="--quality")
+
+
+def _check_image_only(modality: str, name: str, **options: object) -> None:
+    given = [k for k, v in options.items() if v is not None]
+    if modality != "image" and given:
+        what = ", ".join(f"--{k}" for k in given)
+        if name:
+            raise BadInput(f"{name}: {what} apply to images only")
+        raise click.BadParameter(f"{what} apply to images only", param_hint=what)
+
+
+def encode_file(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool,
+                progress: Progress | None = None, batch: bool = False, strip: bool = False, effort: int | None = None,
+                bpp: float | None = None, size: int | None = None) -> str:
+    """Encode one input file (or '-') to `dst` (or '-'); returns the summary line. Raises BadInput for bad input.
+
+    Images only: effort 1..3; bpp or size (bytes): the highest quality within that size (instead of quality)."""
+    from vqcodec import api
+
+    check_writable(dst, force)
+    data = read_input(src, head=64) if is_audio_name(src) else read_input(src)
+    modality = "audio" if looks_like_audio(data, src) else "image"
+    _check_quality(quality, modality, src if batch else "")
+    _check_image_only(modality, src if batch else "", effort=effort, bpp=bpp, size=size)
+    try:
+        if modality == "image":
+            img = read_image(data, src)
+            max_bytes = size if bpp is None else int(bpp * img.width * img.height / 8)
+            encoded = api.encode_image(img, quality, alpha=alpha, strip=strip, effort=effort, max_bytes=max_bytes,
+                                       progress=progress, verify=verify)
+        elif src == "-":
+            samples, rate = read_audio(data, src)
+            encoded = api.encode_audio(samples, rate, quality, progress=progress, verify=verify)
+        else:  # streamed from the file: memory does not grow with its length
+            check_audio_header(src)
+            encoded = api.encode_audio_file(src, quality, progress=progress, verify=verify)
+    except ValueError as e:
+        raise BadInput(f"{src}: {e}") from None
+    write_output(dst, encoded, force)
+    info = api.inspect(encoded)
+    what = (f"{info.width}x{info.height} {info.mode}, {info.bits_per_pixel:.3f} bpp" if modality == "image"
+            else f"{info.duration_s:.2f} s, {info.channels} ch, {info.kbps:.2f} kbit/s")
+    return f"{src} -> {dst}: {what}, {info.layers} layers, {len(encoded)} bytes" + (", verified" if verify else "")
+
+
+def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: Progress | None = None, *,
+                partial: bool = False) -> str:
+    """Decode one .vq file (or '-') to `dst` (or '-'), image or audio by what it holds; returns the summary line.
+    partial: a file cut short gives its complete quality layers (`_complete_layers`), named in the line."""
+    from vqcodec import api
+
+    check_writable(dst, force)
+    data = read_input(src)
+    note = ""
+    try:
+        if partial:
+            data, layers, note = _complete_layers(data, layers)
+        header = api.inspect(data)
+        if header.modality == "image":
+            check_image_output(dst, header.mode)  # before decoding: an output type that would lose alpha
+            img = api.decode(data, layers=layers, progress=progress)
+            write_output(dst, image_file_bytes(img, dst), force)
+            return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}{note}"
+        audio_format(dst)
+        rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress)
+        del data  # parsed: the file's streams are held once, not twice
+        write_audio(dst, blocks, rate, channels, force, num_samples)  # rendered block by block while written
+    except api.VQFormatError as e:
+        raise BadInput(f"{src}: {e}") from None
+    return f"{src} -> {dst}: {num_samples / rate:.2f} s at {rate} Hz, {channels} ch{note}"
+
+
+def _complete_layers(data: bytes, layers: int | None) -> tuple[bytes, int | None, str]:
+    """`decode --partial`: (the file of `data`'s complete quality layers, the layers to decode: `layers` capped
+    at those, a note for the summary line: empty for a whole file)."""
+    from vqcodec import api
+
+    prefix, used, cut = api.complete_layers(data, layers)
+    if not cut:
+        return data, layers, ""
+    plural = "" if used == 1 else "s"
+    return prefix, used, f" (cut file: decoded {used} complete quality layer{plural} of {len(data)} bytes)"
