@@ -11,6 +11,7 @@ Index maps are int64 (B, S, H/8, W/8).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -40,6 +41,7 @@ class ImageModelConfig:
     dec_blocks: int = 3
     ema: bool = True
     linear_path: bool = True  # a linear 8x8 block transform beside each net (see BlockAnalysis)
+    depth_input: bool = False  # the decoder is told each block's number of stages (see Decoder)
 
     @property
     def factor(self) -> int:
@@ -156,11 +158,20 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, D, h, w) -> (B, 3, 8h, 8w) RGB, unclamped (clamp to [0, 1] for output)."""
+    """(B, D, h, w) -> (B, 3, 8h, 8w) RGB, unclamped (clamp to [0, 1] for output).
+
+    With `depth_input`, forward also takes each block's depth (B, h, w) int64 in 0..S (the number of
+    stages its latent was reconstructed from; the codec decodes a depth per block, and a file cut to N
+    layers has min(depth, N)): a learned vector per depth is added to the first layer's output, so the
+    net can tell a coarse block from a fine one. It starts at zero (the decoder starts depth-blind).
+    """
 
     def __init__(self, cfg: ImageModelConfig) -> None:
         super().__init__()
         self.from_latent = nn.Conv2d(cfg.latent_dim, cfg.width_low, 3, padding=1)
+        self.depth_embedding = nn.Embedding(cfg.num_stages + 1, cfg.width_low) if cfg.depth_input else None
+        if self.depth_embedding is not None:
+            nn.init.zeros_(self.depth_embedding.weight)
         self.blocks = nn.Sequential(*(ResBlock(cfg.width_low) for _ in range(cfg.dec_blocks)))
         self.up1 = nn.Sequential(nn.Conv2d(cfg.width_low, 4 * cfg.width_mid, 1), nn.PixelShuffle(2))
         self.quarter_block = ResBlock(cfg.width_mid)
@@ -172,8 +183,13 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.to_rgb[0].bias)
             self.to_rgb[0].weight.data.mul_(0.01)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.from_latent(z))
+    def forward(self, z: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.from_latent(z)
+        if self.depth_embedding is not None:
+            if depth is None:
+                raise ValueError("this decoder needs each block's depth (B, h, w)")
+            h = h + self.depth_embedding(depth).permute(0, 3, 1, 2).to(h.dtype)
+        h = self.blocks(h)
         h = self.quarter_block(self.up1(F.silu(h)))
         h = self.up2(F.silu(h))
         h = h + self.half_conv(F.silu(h))
@@ -239,19 +255,23 @@ class ImageVQVAE(nn.Module):
         return v.reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
     def forward(
-        self, x: torch.Tensor, active_stages: torch.Tensor | int | None = None
+        self, x: torch.Tensor, active_stages: torch.Tensor | int | None = None,
+        depth_rule: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, RVQOutput]:
         """Training pass. x: (B, 3, H, W) in [0, 1], H, W multiples of 8.
 
-        active_stages: None (all), int, or (B,) int64 stage counts per image (quantizer dropout).
+        active_stages: None (all), int, (B,) int64 stage counts per image or (B*h*w,) per block
+        (quantizer dropout). depth_rule: a per-block depth choice from the stage errors, overriding
+        active_stages (see `ResidualVQ.forward`).
         Returns the reconstruction (B, 3, H, W) and the quantizer output (flat over B*h*w positions).
         """
         z = self.encoder(x)
         b, _, h, w = z.shape
-        if isinstance(active_stages, torch.Tensor):
+        if isinstance(active_stages, torch.Tensor) and active_stages.shape[0] == b:
             active_stages = active_stages.repeat_interleave(h * w)
-        q = self.quantizer(self._flatten(z), active_stages)
-        x_hat = self.decoder(self._unflatten(q.quantized, b, h, w))
+        q = self.quantizer(self._flatten(z), active_stages, depth_rule)
+        depth = q.active.reshape(b, h, w) if self.cfg.depth_input else None
+        x_hat = self.decoder(self._unflatten(q.quantized, b, h, w), depth)
         return x_hat, q
 
     @torch.no_grad()
@@ -268,11 +288,15 @@ class ImageVQVAE(nn.Module):
 
     @torch.no_grad()
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, s, h, w) int64 indices of the first s stages -> (B, 3, 8h, 8w) RGB in [0, 1]."""
+        """(B, s, h, w) int64 indices of the first s stages -> (B, 3, 8h, 8w) RGB in [0, 1].
+
+        An index of -1 is absent (the block stopped before that stage); a block's depth is its number of
+        present stages."""
         b, _, h, w = indices.shape
         flat = indices.permute(0, 2, 3, 1).reshape(-1, indices.shape[1])
         z = self._unflatten(self.quantizer.decode(flat), b, h, w)
-        return self.decoder(z).clamp(0.0, 1.0)
+        depth = (indices >= 0).sum(1) if self.cfg.depth_input else None
+        return self.decoder(z, depth).clamp(0.0, 1.0)
 
 
 def load_image_model(path) -> tuple[ImageVQVAE, str]:

@@ -1,8 +1,10 @@
 """One training loop for every trainer (after audiocraft's StandardSolver, but small).
 
 `TrainingLoop` owns everything that is not specific to a model: the learning-rate schedule (linear
-warm-up, cosine decay to `min_lr_fraction` x lr, per-group multipliers), the optimizer step (Adam or
-AdamW, optional gradient-norm clipping), checkpoints (every `checkpoint_every` seconds and when the run
+warm-up, then cosine decay to `min_lr_fraction` x lr or a constant rate with an optional linear cooldown,
+see `vqcodec.training.schedule`; per-group multipliers), the optimizer step (Adam or AdamW, optional
+gradient-norm clipping), an optional exponential moving average of the weights (validated and exported
+in place of the live weights), checkpoints (every `checkpoint_every` seconds and when the run
 ends or stops, written atomically), exact resume (model, optimizer, step, elapsed time, Python/NumPy/torch
 random states and the task's own sampler state, one per rank), the JSONL log, the progress bar, the stop
 conditions (`stop_at_step`, `max_minutes`, SIGTERM/SIGINT) and DistributedDataParallel under torchrun.
@@ -27,6 +29,7 @@ Files in `config.out`: checkpoint.pt (see `vqcodec.training.checkpoint`), log.js
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
@@ -45,8 +48,9 @@ from vqcodec.training.checkpoint import (CHECKPOINT_FORMAT, capture_rng, keep_ru
                                          restore_rng, save_checkpoint)
 from vqcodec.training.distributed import any_rank, barrier, gather_objects, init_distributed
 from vqcodec.training.runlog import Metric, MetricMeans, RunLog
-from vqcodec.training.schedule import lr_at
+from vqcodec.training.schedule import SCHEDULES, lr_at
 from vqcodec.training.signals import StopRequests
+from vqcodec.training.weight_average import WeightAverage
 
 __all__ = ["LoopConfig", "OptimizerSpec", "Built", "RunContext", "Task", "RunResult", "TrainingLoop"]
 
@@ -60,6 +64,12 @@ class LoopConfig:
     out: run folder. steps: optimizer steps of the whole run (the schedule ends there).
     lr: peak learning rate; warmup_steps: linear warm-up length; min_lr_fraction: floor of the cosine
     decay, as a fraction of lr. seed: seeds Python, NumPy and torch before `Task.build`.
+    schedule: "cosine" or "constant" (see `vqcodec.training.schedule`); cooldown_steps: length of the
+    constant schedule's final linear decay. A constant-schedule run may be resumed with a larger `steps`
+    (extended), or copied and resumed with `steps` = its step + N and `cooldown_steps` = N (a cooldown
+    branch). weight_ema: decay per step of an exponential moving average of the trainable parameters
+    (0: none); validation and export then use the averaged weights (buffers, e.g. codebooks, are the
+    live ones), and validation also reports the live weights under "live_<key>".
     resume: continue the run in `out` from its checkpoint. stop_at_step: stop there (checkpoint written,
     schedule unchanged) so a later --resume continues. max_minutes: stop after this much wall time in this
     invocation. checkpoint_every: seconds between checkpoints. log_every / val_every: steps between log
@@ -72,6 +82,9 @@ class LoopConfig:
     lr: float = 1e-3
     warmup_steps: int = 200
     min_lr_fraction: float = 0.05
+    schedule: str = "cosine"
+    cooldown_steps: int = 0
+    weight_ema: float = 0.0
     seed: int = 0
     resume: bool = False
     stop_at_step: int | None = None
@@ -82,8 +95,10 @@ class LoopConfig:
     threads: int | None = None
     progress: bool | None = None
 
-    RUN_DEFINING: ClassVar[tuple[str, ...]] = ("seed", "steps", "lr", "warmup_steps", "min_lr_fraction")
-    """Loop settings a resumed run keeps from its checkpoint (random streams and schedule)."""
+    RUN_DEFINING: ClassVar[tuple[str, ...]] = ("seed", "steps", "lr", "warmup_steps", "min_lr_fraction",
+                                               "schedule", "cooldown_steps", "weight_ema")
+    """Loop settings a resumed run keeps from its checkpoint (random streams and schedule); a
+    constant-schedule run takes `steps` and `cooldown_steps` from the command line (extension, cooldown)."""
 
     def check(self) -> None:
         """Raise ValueError naming every out-of-range setting."""
@@ -96,6 +111,12 @@ class LoopConfig:
             bad.append(f"lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0:
             bad.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.schedule not in SCHEDULES:
+            bad.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.cooldown_steps < 0 or self.cooldown_steps > self.steps:
+            bad.append(f"cooldown_steps must be in [0, steps={self.steps}], got {self.cooldown_steps}")
+        if not 0 <= self.weight_ema < 1:
+            bad.append(f"weight_ema must be in [0, 1), got {self.weight_ema}")
         if not 0 <= self.min_lr_fraction <= 1:
             bad.append(f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
         if self.stop_at_step is not None and self.stop_at_step < 1:
@@ -257,6 +278,7 @@ class TrainingLoop:
 
     def __init__(self, task: Task, clock: Callable[[], float] = time.monotonic) -> None:
         self.task, self.clock = task, clock
+        self.ema: WeightAverage | None = None
 
     # ------------------------------------------------------------------------------------------ resume
     def _read_checkpoint(self, path: Path) -> dict:
@@ -266,7 +288,12 @@ class TrainingLoop:
             raise ValueError(f"{path} is a checkpoint of a '{state['task']}' run, this is a '{self.task.name}' "
                              f"run; resume it with its own command or choose another --out")
         keys = LoopConfig.RUN_DEFINING + self.task.run_defining
+        if state["config"].get("schedule") == "constant":
+            keys = tuple(k for k in keys if k not in ("steps", "cooldown_steps"))
         self.task.config = keep_run_settings(self.task.config, state["config"], keys)
+        if state["step"] > self.task.config.steps:
+            raise ValueError(f"{path} is at step {state['step']}, past --steps {self.task.config.steps}; "
+                             f"give a larger --steps to extend the run")
         return state
 
     def _load_state(self, state: dict, path: Path, model: nn.Module, opt: torch.optim.Optimizer,
@@ -287,17 +314,31 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------------------------------ output
     def _checkpoint(self, path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
-                    rank: int) -> None:
+                    rank: int, cpu_s: float | None = None) -> None:
         """Write checkpoint + exports (rank 0); collective: every rank must call it."""
         ranks = gather_objects({"rng": capture_rng(), "task": self.task.state_dict()})
         if rank == 0:
             save_checkpoint(path, {
                 "format": CHECKPOINT_FORMAT, "task": self.task.name, "step": step, "elapsed_s": elapsed,
-                "config": plain(asdict(self.task.config)), "model": model.state_dict(),
+                "cpu_s": cpu_s, "config": plain(asdict(self.task.config)), "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "ranks": ranks,
+                "weight_ema": self.ema.state_dict() if self.ema is not None else None,
             })
-            self.task.export(model, path.parent)
+            with self._exported_weights(model):
+                self.task.export(model, path.parent)
         barrier()
+
+    def _exported_weights(self, model: nn.Module):
+        """Context in which `model` holds the weights to validate and export (the average, if any)."""
+        return self.ema.swapped_in(model) if self.ema is not None else contextlib.nullcontext()
+
+    def _validate(self, model: nn.Module) -> dict[str, Any]:
+        """The task's validation of the exported weights, plus the live weights' as live_<key>."""
+        with self._exported_weights(model):
+            record = self.task.validate(model)
+        if self.ema is not None and record:
+            record.update({f"live_{k}": v for k, v in self.task.validate(model).items()})
+        return record
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> RunResult:
@@ -317,10 +358,17 @@ class TrainingLoop:
         built = task.build(RunContext(rank=rank, world_size=world, resuming=state is not None, out_dir=out))
         model = built.model
         opt = built.optimizer.make(_param_groups(model, built.param_groups), cfg.lr)
-        step, elapsed0, rank_state = 0, 0.0, None
+        self.ema = WeightAverage(model, cfg.weight_ema) if cfg.weight_ema > 0 else None
+        step, elapsed0, rank_state, cpu0_total = 0, 0.0, None, 0.0
         if state is not None:
             rank_state = self._load_state(state, ckpt_path, model, opt, rank, world)
             step, elapsed0 = int(state["step"]), float(state["elapsed_s"])
+            cpu0_total = float(state.get("cpu_s") or elapsed0)  # runs before CPU time was kept: wall time
+            if self.ema is not None:
+                if state.get("weight_ema") is not None:
+                    self.ema.load_state_dict(state["weight_ema"])
+                else:  # a run that had no average starts one from its current weights
+                    self.ema = WeightAverage(model, cfg.weight_ema)
         module = built.train_module or model
         if world > 1:
             module = nn.parallel.DistributedDataParallel(module)
@@ -338,13 +386,20 @@ class TrainingLoop:
         means = MetricMeans()
         show = rank == 0 and (cfg.progress if cfg.progress is not None else sys.stderr.isatty())
         t0 = last_ckpt = interval_t0 = self.clock()
+        cpu_t0 = time.process_time()
+
+        def cpu_s() -> float:
+            """CPU seconds this process (all its threads) has spent on the run, over all invocations."""
+            return cpu0_total + time.process_time() - cpu_t0
+
         reason = _end_reason(step, end, cfg.steps)
         with StopRequests() as stop, tqdm(total=cfg.steps, initial=step, disable=not show, desc=task.name,
                                           unit="step", dynamic_ncols=True) as bar:
             while reason is None:
                 task.train_mode(model)
                 lr = lr_at(step, steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                           min_lr_fraction=cfg.min_lr_fraction)
+                           min_lr_fraction=cfg.min_lr_fraction, schedule=cfg.schedule,
+                           cooldown_steps=cfg.cooldown_steps)
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_scale"]
                 loss, metrics = task.loss(module, task.batch(step))
@@ -353,6 +408,8 @@ class TrainingLoop:
                 if clip > 0:
                     nn.utils.clip_grad_norm_(params, clip)
                 opt.step()
+                if self.ema is not None:
+                    self.ema.update(model)
                 step += 1
                 means.add({"loss": loss.item(), **metrics})
                 bar.update(1)
@@ -379,13 +436,14 @@ class TrainingLoop:
                     means.reset()
                     interval_t0 = now
                 if rank == 0 and (step % cfg.val_every == 0 or step == end):
-                    record.update(task.validate(model))
+                    record.update(self._validate(model))
                 if record:
-                    runlog.write({"step": step, "time_s": round(elapsed0 + now - t0, 3), **record})
+                    runlog.write({"step": step, "time_s": round(elapsed0 + now - t0, 3), "cpu_s": round(cpu_s(), 3),
+                                  **record})
                 if due and reason is None:
-                    self._checkpoint(ckpt_path, model, opt, step, elapsed0 + self.clock() - t0, rank)
+                    self._checkpoint(ckpt_path, model, opt, step, elapsed0 + self.clock() - t0, rank, cpu_s())
                     last_ckpt = self.clock()
-            self._checkpoint(ckpt_path, model, opt, step, elapsed0 + self.clock() - t0, rank)
+            self._checkpoint(ckpt_path, model, opt, step, elapsed0 + self.clock() - t0, rank, cpu_s())
 
         if reason in ("done", "stop_at_step"):
             log.info("%s: %s at step %d%s", task.name, "finished" if reason == "done" else "stopped", step,

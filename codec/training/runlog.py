@@ -1,8 +1,9 @@
 """The run's JSONL log and the running means it reports.
 
-`log.jsonl` holds one JSON object per line: per log interval {"step", "time_s", "lr", "loss",
+`log.jsonl` holds one JSON object per line: per log interval {"step", "time_s" (training wall seconds),
+"cpu_s" (CPU seconds of the training process, all threads, over all invocations), "lr", "loss",
 "samples_per_s", <task metrics>}, plus the task's validation results (merged into that line, or a line
-{"step", "time_s", <validation>} of their own).
+{"step", "time_s", "cpu_s", <validation>} of their own).
 """
 from __future__ import annotations
 

@@ -1,0 +1,162 @@
+"""The v4 image training recipe: a constant learning rate that can be extended and branched into a
+cooldown, an average of the weights, per-block depths as the codec decodes, the decoder told each
+block's depth, and a model grown from a released one (more stages, a wider latent)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model
+from vqcodec.training.image_model import (ImageTask, TrainImageConfig, evaluate_rd, export_image_model,
+                                          split_holdout, train_image)
+from vqcodec.training.loop import RunContext
+from vqcodec.training.schedule import lr_at
+from vqcodec.training.weight_average import WeightAverage
+
+SMALL = dict(latent_dim=8, num_stages=3, num_codes=16, width_low=32, width_mid=16, width_high=8,
+             enc_blocks=1, dec_blocks=1)
+
+
+@pytest.fixture()
+def image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:40]
+    for i in range(4):
+        base = np.stack([np.sin(xx / (3 + i)), np.cos(yy / (4 + i)), np.sin((xx + yy) / 5)], -1)
+        arr = ((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"im{i}.png")
+    return folder
+
+
+def _cfg(data, out, steps, **kw):
+    base = dict(data=str(data), out=str(out), steps=steps, batch_size=2, crop=32, warmup_steps=2,
+                checkpoint_every=0.0, threads=1, bf16=False, model=SMALL, val_every=1000)
+    return TrainImageConfig(**{**base, **kw})
+
+
+def _params(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_constant_schedule_and_cooldown():
+    kw = dict(steps=10, lr=1.0, warmup_steps=2, min_lr_fraction=0.1, schedule="constant")
+    assert [lr_at(s, **kw) for s in range(6)] == pytest.approx([0.5, 1, 1, 1, 1, 1])
+    cooled = [lr_at(s, cooldown_steps=4, **kw) for s in range(6, 11)]
+    assert cooled == pytest.approx([1.0, 0.775, 0.55, 0.325, 0.1])
+    # the steps before a cooldown do not depend on where the run ends
+    assert [lr_at(s, **{**kw, "steps": 1000}) for s in range(6)] == [lr_at(s, **kw) for s in range(6)]
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at(0, steps=10, lr=1.0, warmup_steps=0, min_lr_fraction=0.0, schedule="linear")
+
+
+def test_constant_run_extends_and_matches_an_uninterrupted_one(image_folder, tmp_path):
+    """A constant-schedule run resumed with a larger --steps continues exactly as one started with it."""
+    straight = train_image(_cfg(image_folder, tmp_path / "a", 6, schedule="constant", weight_ema=0.9))
+    train_image(_cfg(image_folder, tmp_path / "b", 3, schedule="constant", weight_ema=0.9))
+    extended = train_image(_cfg(image_folder, tmp_path / "b", 6, schedule="constant", weight_ema=0.9, resume=True))
+    a, b = _params(straight), _params(extended)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a constant run cannot be resumed with fewer steps than it has done
+    with pytest.raises(ValueError, match="past --steps"):
+        train_image(_cfg(image_folder, tmp_path / "b", 4, schedule="constant", weight_ema=0.9, resume=True))
+    # a cosine run keeps its checkpoint's --steps (its schedule depends on it): nothing more to do
+    train_image(_cfg(image_folder, tmp_path / "c", 3))
+    train_image(_cfg(image_folder, tmp_path / "c", 9, resume=True))
+    assert '"step": 3' in (tmp_path / "c" / "log.jsonl").read_text()
+    assert '"step": 4' not in (tmp_path / "c" / "log.jsonl").read_text()
+
+
+def test_weight_average_is_exported_and_validated(image_folder, tmp_path):
+    model = train_image(_cfg(image_folder, tmp_path / "r", 5, weight_ema=0.5, holdout=1, val_every=5))
+    exported, _ = load_image_model(tmp_path / "r" / "image_model.safetensors")
+    live = model.release_state()
+    averaged = exported.release_state()
+    assert any(not torch.allclose(live[k], averaged[k]) for k in live if "encoder" in k)
+    log = (tmp_path / "r" / "log.jsonl").read_text()
+    assert '"val"' in log and '"live_val"' in log
+
+
+def test_weight_average_swaps_back():
+    net = torch.nn.Linear(3, 2)
+    avg = WeightAverage(net, 0.9)
+    before = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    avg.update(net)
+    with avg.swapped_in(net):
+        assert not torch.equal(net.weight, before + 1.0)
+    assert torch.equal(net.weight, before + 1.0)
+
+
+@pytest.mark.parametrize("mode", ["crop", "block", "rd"])
+def test_depth_modes_train(image_folder, tmp_path, mode):
+    cfg = _cfg(image_folder, tmp_path / mode, 2, depth_mode=mode, model={**SMALL, "depth_input": True})
+    task = ImageTask(cfg)
+    task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path))
+    x, active, lam = task.batch(0)
+    loss, metrics = task.loss(task.model, (x, active, lam))
+    assert torch.isfinite(loss) and 1 <= metrics["mean_depth"] <= SMALL["num_stages"]
+    if mode == "block":
+        assert active.shape == (2 * (32 // 8) ** 2,)
+    if mode == "rd":
+        assert lam.shape == (2,)
+
+
+def test_rd_depth_rule_picks_per_block_depths():
+    """A huge multiplier stops every block at stage 1, zero keeps every stage."""
+    torch.manual_seed(0)
+    model = ImageVQVAE(ImageModelConfig(**SMALL)).train()
+    x = torch.rand(2, 3, 32, 32)
+    _, q = model(x, depth_rule=lambda e: torch.ones(e.shape[0], dtype=torch.long))
+    assert q.active.eq(1).all()
+    _, q = model(x, depth_rule=lambda e: (e + 0.0 * torch.arange(e.shape[1])).argmin(1) + 1)
+    assert q.active.max() >= 1
+
+
+def test_decoder_depth_input_starts_depth_blind_and_reads_absent_stages():
+    torch.manual_seed(0)
+    blind = ImageVQVAE(ImageModelConfig(**SMALL)).eval()
+    told = ImageVQVAE(ImageModelConfig(**{**SMALL, "depth_input": True})).eval()
+    told.load_state_dict(blind.state_dict(), strict=False)
+    idx = torch.randint(0, 16, (1, 3, 4, 5))
+    idx[:, 2, :2] = -1  # some blocks stop after 2 stages
+    assert torch.equal(blind.decode_indices(idx), told.decode_indices(idx))
+    with torch.no_grad():
+        told.decoder.depth_embedding.weight[2].fill_(0.3)
+    assert not torch.equal(blind.decode_indices(idx), told.decode_indices(idx))  # depth-2 blocks are told
+    full = idx.clamp(min=0)  # every block at depth 3, whose embedding is still zero
+    assert torch.equal(blind.decode_indices(full), told.decode_indices(full))
+
+
+def test_grown_model_decodes_the_released_one_exactly(image_folder, tmp_path):
+    """More stages and a wider latent from a released model: at the released depths it is that model."""
+    released = train_image(_cfg(image_folder, tmp_path / "small", 3))
+    export_image_model(released, tmp_path / "small.safetensors")
+    cfg = _cfg(image_folder, tmp_path / "grown", 1, init_from=str(tmp_path / "small.safetensors"),
+               model={**SMALL, "num_stages": 5, "latent_dim": 12, "depth_input": True})
+    task = ImageTask(cfg)
+    grown = task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path)).model.eval()
+    old, _ = load_image_model(tmp_path / "small.safetensors")
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        assert torch.equal(grown.encoder(x)[:, :8], old.encoder(x))
+        idx = old.encode_indices(x)
+        assert torch.allclose(grown.decode_indices(idx), old.decode_indices(idx), atol=1e-6)
+    assert not bool(grown.quantizer.stages[4].initialized)  # new stages start from k-means
+    ev = evaluate_rd(grown, [torch.randint(0, 255, (3, 24, 24), dtype=torch.uint8)], stage_counts=(1, 5),
+                     qualities=(50, 100))
+    assert len(ev["rd_psnr"]) == 2 and len(ev["psnr"]) == 2
+
+
+def test_holdout_split_is_deterministic_and_spread(tmp_path):
+    for i in range(20):
+        (tmp_path / f"{i:02d}.png").write_bytes(b"")
+    train, held = split_holdout(tmp_path, 4)
+    assert len(held) == 4 and len(train) == 16 and not set(train) & set(held)
+    assert [p.name for p in held] == ["02.png", "07.png", "12.png", "17.png"]
+    with pytest.raises(ValueError, match="no training images"):
+        split_holdout(tmp_path, 20)
