@@ -4,7 +4,8 @@
   `inspect`, `VQFile`, `Chunk`, `ChunkType`, `ModelComponent`, `ImageGeometry`, `AudioGeometry`,
   `metadata_chunk`, `segment_table_chunk`. Nothing writes version 1 any more; `read_file` and `truncate`
   still read it (through `v1`, the legacy layout, which is not part of this package's interface).
-- `chunks`: chunk types and payload layouts of version 2.
+- `chunks`: chunk types and payload layouts of version 2; the "settings" METADATA value (`settings_chunk`,
+  `decode_settings`, `SETTINGS_KEY`: the quality and effort a file was made at).
 - `entropy`: `IndexEncoder`, `IndexDecoder`, `cross_entropy_bits` (constriction range coder).
 - `errors`: `VQFormatError`, the only exception raised for bad file data.
 
@@ -54,6 +55,7 @@ from .container import (
     truncate,
     write_file,
 )
+from .chunks import SETTINGS_KEY, decode_settings, settings_chunk
 from .entropy import MAX_ALPHABET, MAX_ROW_SUM, IndexDecoder, IndexEncoder, cross_entropy_bits
 from .errors import VQFormatError
 from .partial import LayersPrefix, complete_layers_prefix
@@ -87,6 +89,9 @@ __all__ = [
     "write_file",
     "truncate",
     "metadata_chunk",
+    "SETTINGS_KEY",
+    "settings_chunk",
+    "decode_settings",
     "segment_table_chunk",
     "alpha_plane_chunk",
     "AlphaCoding",

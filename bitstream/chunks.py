@@ -48,6 +48,9 @@ __all__ = [
     "AudioGeometry",
     "Geometry",
     "metadata_chunk",
+    "SETTINGS_KEY",
+    "settings_chunk",
+    "decode_settings",
     "segment_table_chunk",
     "alpha_plane_chunk",
     "AlphaCoding",
@@ -536,6 +539,33 @@ def metadata_chunk(key: str, value: BytesLike) -> Chunk:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"metadata value must be bytes-like, got {type(value).__name__}")
     return Chunk(ChunkType.METADATA, 0, False, bytes([len(raw)]) + raw + bytes(value))
+
+
+SETTINGS_KEY = "settings"
+"""The METADATA key under which vqcodec records the encoder settings a file was made with (FORMAT.md)."""
+
+
+def settings_chunk(**settings: int) -> Chunk:
+    """The METADATA chunk "settings": the encoder settings a file was made with, e.g. quality=50, effort=2,
+    as ASCII "name=value" words separated by one space, in the order given ("quality=50 effort=2").
+    Informational: decoding never reads it (a reader that does not know it ignores it, as any METADATA)."""
+    words = []
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"setting {name} must be a non-negative int, got {value!r}")
+        words.append(f"{name}={value}")
+    return metadata_chunk(SETTINGS_KEY, " ".join(words).encode("ascii"))
+
+
+def decode_settings(value: bytes) -> dict[str, int]:
+    """The settings of a "settings" METADATA value -> {name: value}; words that are not `name=<digits>` are
+    skipped (the value is informational: a damaged one never makes the file invalid)."""
+    out: dict[str, int] = {}
+    for word in bytes(value).split(b" "):
+        name, eq, number = word.partition(b"=")
+        if eq and name and number.isdigit() and len(number) <= 12 and name.isascii():
+            out[name.decode("ascii")] = int(number)
+    return out
 
 
 def decode_metadata(payload: bytes) -> tuple[str, bytes]:

@@ -2,8 +2,9 @@
 
 Output names are the input stems in OUTDIR: `+ .vq` for encode; `+ .png` (images) or `+ .wav` (audio) for
 decode, by the file's header. Files are coded by `jobs` worker processes (spawned, each with one torch
-thread, so results do not depend on `jobs`); one progress bar counts files; each file's failure is reported
-on its own line and the rest go on; the command fails (exit 1) at the end if any file failed.
+thread, so results do not depend on `jobs`). On a terminal (or with --progress) one progress bar counts the
+files; otherwise (or with -v as well) each file gets a line. Each file's failure is reported on its own line
+and the rest go on; the command fails (exit 1) at the end if any file failed.
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import click
 
-from .io import BadInput, read_input
+from .destination import output_kind
+from .io import BadInput, probe_folder, read_input
 from .jobs import decode_file, encode_file
+from .options import EXIT_TARGET_MISSED, is_verbose, plural, show_progress
 
 __all__ = ["Job", "is_batch", "run_batch", "default_jobs"]
 
@@ -33,9 +36,10 @@ class Job:
     options: tuple[tuple[str, object], ...]
 
 
-def is_batch(inputs: tuple[str, ...], output: str) -> bool:
-    """Several inputs, or an output that names a folder (existing, or ending in '/')."""
-    return len(inputs) > 1 or output.endswith(("/", os.sep)) or (output != "-" and Path(output).is_dir())
+def is_batch(inputs: tuple[str, ...], output: str, example: str = "out.vq") -> bool:
+    """Whether `-o output` names a folder (existing, or ending in '/'); click.UsageError for an `-o` that
+    cannot be read for these inputs (destination.output_kind: several inputs and a file name, '', '-x')."""
+    return output_kind(inputs, output, example) == "folder"
 
 
 def default_jobs() -> int:
@@ -47,15 +51,14 @@ def default_jobs() -> int:
 
 
 def _out_folder(output: str) -> Path:
-    if output == "-":
-        raise click.UsageError("-o -: stdout takes one file; give an output folder ending in '/' for several")
+    """The output folder (created if need be), checked to take new files before any file is coded."""
     folder = Path(output)
-    if folder.exists() and not folder.is_dir():
-        raise click.UsageError(f"-o {output}: several inputs need an output folder; give a folder name ending in '/'")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise BadInput(f"{output}: cannot create the output folder ({e.strerror})") from None
+        raise BadInput(f"cannot create the output folder {output} ({e.strerror}); give -o a folder you can "
+                       "write to") from None
+    probe_folder(folder, output)
     return folder
 
 
@@ -99,34 +102,41 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _encode(src: str, dst: str, quality: int | None, alpha: str, verify: bool, force: bool, strip: bool = False,
-            effort: int | None = None, bpp: float | None = None, size: int | None = None) -> str:
+def _encode(src: str, dst: str, quality: int | None, alpha: str | None, verify: bool, force: bool,
+            strip: bool = False, effort: int | None = None, bpp: float | None = None, size: int | None = None
+            ) -> tuple[str, str | None]:
     return encode_file(src, dst, quality, alpha, verify, force, batch=True, strip=strip, effort=effort, bpp=bpp,
                        size=size)
 
 
-def _decode(src: str, dst: str, layers: int | None, force: bool, partial: bool = False) -> str:
-    return decode_file(src, dst, layers, force, partial=partial)
+def _decode(src: str, dst: str, layers: int | None, force: bool, partial: bool = False) -> tuple[str, str | None]:
+    return decode_file(src, dst, layers, force, partial=partial), None
 
 
-def run_job(job: Job) -> tuple[bool, str]:
-    """Code one file; never raises: -> (ok, the line to report)."""
+OK, MISSED, FAILED = "ok", "missed", "failed"
+"""run_job's outcomes: coded; coded, but a --size / --bpp target was missed (exit 3); not coded (exit 1)."""
+
+
+def run_job(job: Job) -> tuple[str, str]:
+    """Code one file; never raises: -> (OK | MISSED | FAILED, the line to report; for MISSED the warning)."""
     t0 = time.perf_counter()
     try:
-        line = (_encode if job.command == "encode" else _decode)(job.src, job.dst, **dict(job.options))
-        return True, f"{line}, {time.perf_counter() - t0:.2f} s"
+        line, missed = (_encode if job.command == "encode" else _decode)(job.src, job.dst, **dict(job.options))
+        return (MISSED, missed) if missed else (OK, f"{line}, {time.perf_counter() - t0:.2f} s")
     except click.ClickException as e:
-        return False, e.format_message()
+        return FAILED, e.format_message()
     except (OSError, ValueError, RuntimeError) as e:  # e.g. missing weights, unwritable folder, failed --verify
-        return False, f"{job.src}: {e}"
+        return FAILED, f"{job.src}: {e}"
     except Exception as e:  # a bug: still reported on one line, the other files go on
-        return False, f"{job.src}: internal error: {type(e).__name__}: {e}"
+        return FAILED, f"{job.src}: internal error: {type(e).__name__}: {e}"
 
 
 # ------------------------------------------------------------------------------------------- the driver
-def run_batch(command: str, inputs: tuple[str, ...], output: str, options: dict, jobs: int | None) -> None:
-    """Code every input into the folder `output` with `jobs` workers (None: the cores); report each file
-    on stderr; raise BadInput (exit 1) at the end if any file failed."""
+def run_batch(command: str, inputs: tuple[str, ...], output: str, options: dict, jobs: int | None,
+              progress: bool | None = None) -> None:
+    """Code every input into the folder `output` with `jobs` workers (None: the cores); raise BadInput
+    (exit 1) at the end if any file failed. progress (None: when stderr is a terminal): one bar counting the
+    files; per-file lines instead, or as well with -v. Failures always get their line."""
     from tqdm import tqdm
 
     if jobs is not None and jobs < 1:
@@ -135,14 +145,20 @@ def run_batch(command: str, inputs: tuple[str, ...], output: str, options: dict,
     for line in errors:
         click.echo(f"vqcodec: error: {line}", err=True)
     failed = len(errors)
+    missed = 0
     workers = max(1, min(jobs or default_jobs(), len(todo)))
     t0 = time.perf_counter()
-    with tqdm(total=len(inputs), initial=len(errors), desc=command, unit="file", disable=None, leave=False,
-              file=sys.stderr) as bar:
-        def report(ok: bool, line: str) -> None:
-            nonlocal failed
-            failed += not ok
-            bar.write(line if ok else f"vqcodec: error: {line}", file=sys.stderr)
+    bar_on = show_progress(progress)
+    lines = not bar_on or is_verbose()
+    with tqdm(total=len(inputs), initial=len(errors), desc=command, unit="file", disable=not bar_on, leave=False,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        def report(status: str, line: str) -> None:
+            nonlocal failed, missed
+            failed += status == FAILED
+            missed += status == MISSED
+            if status != OK or lines:
+                prefix = {OK: "", MISSED: "vqcodec: warning: ", FAILED: "vqcodec: error: "}[status]
+                bar.write(prefix + line, file=sys.stderr)
             bar.update(1)
 
         if workers == 1:
@@ -159,8 +175,12 @@ def run_batch(command: str, inputs: tuple[str, ...], output: str, options: dict,
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
     elapsed = time.perf_counter() - t0
-    summary = (f"{command}d {len(inputs) - failed} of {len(inputs)} files into {output} in {elapsed:.2f} s "
-               f"({workers} workers)")
+    summary = (f"{command}d {len(inputs) - failed} of {plural(len(inputs), 'file')} into {output} in {elapsed:.2f} s "
+               f"({plural(workers, 'worker')})")
     if failed:
-        raise BadInput(f"{failed} of {len(inputs)} files failed; {summary}")
+        raise BadInput(f"{failed} of {plural(len(inputs), 'file')} failed; {summary}")
     click.echo(summary, err=True)
+    if missed:
+        click.echo(f"vqcodec: warning: {missed} of {plural(len(inputs), 'file')} missed the size target "
+                   f"(exit status {EXIT_TARGET_MISSED})", err=True)
+        click.get_current_context().exit(EXIT_TARGET_MISSED)

@@ -7,7 +7,9 @@ import time
 import click
 
 from .audio_io import audio_format, write_audio
+from .destination import check_output_name
 from .io import BadInput, check_writable, read_input
+from .options import plural
 
 __all__ = ["convert"]
 
@@ -50,8 +52,10 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, lay
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)}: vqcodec convert IN.vq --speaker ID -o OUT.wav "
                                "(--list-speakers shows the ids)")
+    check_output_name(output, "out.wav")
     check_writable(output, force)
     audio_format(output)
+    _check_speaker(str(speaker).strip(), [sid for sid, _ in api.list_speakers()])
     data = read_input(input_path)
     t0 = time.perf_counter()
     try:
@@ -59,8 +63,9 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, lay
         if header.modality != "audio":
             raise BadInput(f"{input_path}: holds an image; speaker conversion is for coded speech")
         if layers is not None and layers > header.layers:
-            click.echo(f"vqcodec: warning: {input_path} holds {header.layers} layers; converting all of them",
-                       err=True)
+            click.echo(f"vqcodec: warning: --layers {layers}, but {input_path} holds "
+                       f"{plural(header.layers, 'quality layer')}; converting all {header.layers}", err=True)
+            layers = header.layers
         samples, rate = api.convert_speaker(data, speaker, layers=layers)
     except api.VQFormatError as e:
         raise BadInput(f"{input_path}: {e}") from None
@@ -70,3 +75,13 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, lay
     if output != "-":
         click.echo(f"{input_path} -> {output}: {len(samples) / rate:.2f} s at {rate} Hz as speaker {speaker}, "
                    f"{time.perf_counter() - t0:.2f} s", err=True)
+
+
+def _check_speaker(speaker: str, known: list[str], shown: int = 8) -> None:
+    """BadInput (exit 1, as before) for a speaker id the speaker decoder does not know: a short hint (the first
+    few ids and where to see them all), not the whole list."""
+    if speaker in known:
+        return
+    examples = ", ".join(known[:shown]) + (", ..." if len(known) > shown else "")
+    raise BadInput(f"unknown speaker {speaker!r}: give one of the {len(known)} training speaker ids "
+                           f"({examples}); `vqcodec convert --list-speakers` lists them all")

@@ -2,7 +2,9 @@
 images by vqcodec's input policy (one-line refusals) and writing decoded images with their metadata."""
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -10,7 +12,7 @@ import click
 
 from vqcodec.files import atomic_write
 
-__all__ = ["read_input", "write_output", "write_output_with", "check_writable", "BadInput", "IMAGE_FORMATS",
+__all__ = ["read_input", "write_output", "write_output_with", "check_writable", "probe_folder", "BadInput", "IMAGE_FORMATS",
            "image_format", "check_image_output", "read_image", "image_file_bytes"]
 
 
@@ -42,7 +44,8 @@ def read_input(path: str, head: int | None = None) -> bytes:
 
 
 def check_writable(path: str, force: bool) -> None:
-    """Refuse to overwrite an existing file unless --force; check the folder exists."""
+    """Refuse to overwrite an existing file unless --force; check the folder exists and takes new files
+    (`probe_folder`), so that an unwritable destination fails before any coding work."""
     if path == "-":
         return
     p = Path(path)
@@ -51,7 +54,20 @@ def check_writable(path: str, force: bool) -> None:
     if p.is_dir():
         raise BadInput(f"{path} is a directory; give a file name")
     if not p.resolve().parent.is_dir():
-        raise BadInput(f"{p.parent}: folder does not exist")
+        raise BadInput(f"{p.parent}: folder does not exist; create it first, or give -o a path in an existing folder")
+    probe_folder(p.resolve().parent, path)
+
+
+def probe_folder(folder: Path, user_path: str) -> None:
+    """BadInput (exit 1) naming `user_path` unless a file can be created in `folder` (a temporary file is
+    created and removed, as the atomic write will)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vqcodec-probe.", suffix=".part", dir=folder)
+    except OSError as e:
+        raise BadInput(f"cannot write {user_path}: {folder} does not accept new files ({e.strerror}); give -o a "
+                       "path in a folder you can write to") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def write_output(path: str, data: bytes, force: bool) -> None:

@@ -23,11 +23,23 @@ if __name__ != "vqcodec":  # the repository's codec/ folder imported as a top-le
 from vqcodec.version import __version__  # noqa: E402
 from vqcodec.bitstream.errors import VQFormatError  # noqa: E402
 
-from .api import decode, decode_indices, encode_audio, encode_image, inspect, max_layers, max_quality, sample_image  # noqa: E402
-from .api import convert_speaker, list_speakers  # noqa: E402
 from .pillow_plugin import register_pillow  # noqa: E402
 
 register_pillow()  # Image.open / Image.save of .vq images (codec/pillow_plugin.py); loads no model
 
 __all__ = ["__version__", "VQFormatError", "encode_image", "encode_audio", "decode", "decode_indices", "inspect",
            "max_layers", "max_quality", "sample_image", "register_pillow", "convert_speaker", "list_speakers"]
+
+_FROM_API = frozenset(__all__) - {"__version__", "VQFormatError", "register_pillow"}
+
+
+def __getattr__(name: str):
+    """The API's functions (`vqcodec.decode`, ...) and `vqcodec.api`, imported on first use, so that
+    `import vqcodec` (and the commands that need no model: `vqcodec --help`, `vqcodec info`) does not
+    import torch (PEP 562)."""
+    if name in _FROM_API or name == "api":
+        import importlib
+
+        api = importlib.import_module("vqcodec.api")
+        return api if name == "api" else getattr(api, name)
+    raise AttributeError(f"module 'vqcodec' has no attribute {name!r}")

@@ -31,24 +31,42 @@ import functools
 import logging
 import sys
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal, cast
 
 import numpy as np
-import torch
 from PIL import Image
 
 from vqcodec import limits
-from vqcodec.bitstream import VQFile, VQFormatError, read_file
-from vqcodec.contract import Progress
-from vqcodec.registry import InstalledComponent, codec_for_file, default_codec, default_registry
+from vqcodec.bitstream import SETTINGS_KEY, VQFile, VQFormatError, decode_settings, read_file
+from vqcodec.contract import Codec, Progress
 
 if TYPE_CHECKING:
+    import torch
+
+    from vqcodec.registry import InstalledComponent
     from vqcodec.audio.codec import AudioCodec
     from vqcodec.audio.speaker_convert import SpeakerConverter
 
 _log = logging.getLogger(__name__)
+
+
+# The registry (and with it torch and the models) is imported when a function first needs a codec, so that
+# `inspect` and the commands that need no model (`vqcodec --help`, `vqcodec info`) start fast.
+def default_codec(modality: str) -> "Codec":
+    """The codec of the shipped `modality` model (vqcodec.registry.default_codec)."""
+    from vqcodec.registry import default_codec as registry_default_codec
+
+    return registry_default_codec(modality)
+
+
+def codec_for_file(vqfile: VQFile) -> "Codec":
+    """The installed codec that decodes `vqfile` (vqcodec.registry.codec_for_file)."""
+    from vqcodec.registry import codec_for_file as registry_codec_for_file
+
+    return registry_codec_for_file(vqfile)
 
 __all__ = [
     "encode_image",
@@ -67,6 +85,7 @@ __all__ = [
     "max_layers",
     "FileInfo",
     "VQFormatError",
+    "TargetMissedWarning",
     "AlphaPolicy",
     "Progress",
     "MAX_DECODE_PIXELS",
@@ -139,7 +158,9 @@ def encode_image(
         effort: encoder effort 1 (fastest) .. 3 (slowest, fewest bytes); None = 2. Decoding time does not
             depend on it.
         max_bytes: instead of `quality`: the highest quality whose colour streams and header fit in this
-            many bytes (as `cwebp -size`); the alpha plane and metadata come on top.
+            many bytes (as `cwebp -size`); the alpha plane and metadata come on top. A file larger than
+            max_bytes (even quality 1 is larger, or the alpha plane and metadata do not fit) is still
+            returned, with a `TargetMissedWarning` saying the smallest reachable size.
         alpha: "keep" (code the alpha plane losslessly), "drop", "white" / "black" (composite over that
             colour), "error" (refuse a transparent image).
         strip: drop EXIF and XMP metadata (the ICC profile is kept).
@@ -150,8 +171,34 @@ def encode_image(
     from vqcodec.image.input import prepare_image
 
     prepared = prepare_image(img, alpha=alpha, strip=strip)
-    return default_codec("image").encode(prepared, quality, progress=progress, verify=verify, effort=effort,
+    data = default_codec("image").encode(prepared, quality, progress=progress, verify=verify, effort=effort,
                                          max_bytes=max_bytes)
+    if max_bytes is not None and len(data) > max_bytes:
+        warnings.warn(TargetMissedWarning.for_file(data, max_bytes), stacklevel=2)
+    return data
+
+
+class TargetMissedWarning(UserWarning):
+    """`encode_image(max_bytes=...)` (the CLI's --size and --bpp, the Pillow plugin's max_bytes) could not
+    meet the target: the file written is larger. Attributes: `target` and `actual` (bytes), `smallest`: the
+    smallest size this image codes to at this effort (the quality-1 file) when the target was below it,
+    else None (the colour data fit, the alpha plane and metadata, which come on top, did not)."""
+
+    def __init__(self, message: str, target: int, actual: int, smallest: int | None) -> None:
+        super().__init__(message)
+        self.target, self.actual, self.smallest = target, actual, smallest
+
+    @classmethod
+    def for_file(cls, data: bytes, target: int) -> "TargetMissedWarning":
+        """The warning for the encoded file `data` that is larger than `target` bytes."""
+        fi = inspect(data)
+        if fi.quality == 1:
+            return cls(f"cannot reach {target} bytes: the smallest this image codes to is {len(data)} bytes "
+                       f"({fi.bits_per_pixel:.3f} bpp, quality 1); wrote that", target, len(data), len(data))
+        side = len(data) - target
+        return cls(f"the coded colours fit {target} bytes (quality {fi.quality}), but the alpha plane and metadata "
+                   f"add {side} bytes more; --strip (strip=True) drops EXIF and XMP, --alpha drop the alpha plane",
+                   target, len(data), None)
 
 
 def sample_image(width: int, height: int, *, seed: int = 0, layers: int | None = None) -> Image.Image:
@@ -279,7 +326,9 @@ _NO_SPEAKER_DECODER = ("no speaker decoder is installed in {folder}: speaker con
                        "$VQCODEC_WEIGHTS_DIR at a folder holding it. Coding does not need it.")
 
 
-def _speaker_component() -> InstalledComponent:
+def _speaker_component() -> "InstalledComponent":
+    from vqcodec.registry import default_registry
+
     registry = default_registry()
     component = registry.optional("audio", "speaker-decoder")
     if component is None:
@@ -331,7 +380,7 @@ def convert_speaker(data: bytes, speaker: "str | int", *, layers: int | None = N
     return converter.convert(vqfile, speaker, layers if stages is None else stages, progress)
 
 
-def decode_indices(data: bytes, *, layers: int | None = None) -> torch.Tensor:
+def decode_indices(data: bytes, *, layers: int | None = None) -> "torch.Tensor":
     """Decode only the quantizer indices of .vq bytes: (layers, *positions) int64, exact on any machine."""
     vqfile = _parse(data)
     return codec_for_file(vqfile).decode_indices(vqfile, layers)
@@ -352,6 +401,9 @@ class FileInfo:
         format_version: the container version.
         mode: images: the Pillow mode decoding gives ("RGB", "RGBA", "L", "LA"); "" for audio.
         metadata: the METADATA chunks, ((key, value bytes), ...) in file order: "icc", "exif", "xmp", ...
+            ("settings", the encoder settings, is not among them: see quality, effort).
+        quality, effort: the encoder settings the file was made at (its "settings" METADATA chunk; images
+            encoded by releases after 0.4.1); None where the file does not record them.
     """
 
     modality: str
@@ -367,6 +419,8 @@ class FileInfo:
     num_samples: int = 0
     mode: str = ""
     metadata: tuple[tuple[str, bytes], ...] = ()
+    quality: int | None = None
+    effort: int | None = None
 
     @property
     def bits_per_pixel(self) -> float:
@@ -385,6 +439,7 @@ def inspect(data: bytes) -> FileInfo:
     """Describe .vq bytes without decoding them. Raises VQFormatError for an invalid file."""
     vqfile = _parse(data)
     g = vqfile.geometry
+    settings = decode_settings(vqfile.metadata.get(SETTINGS_KEY, b""))
     geometry: dict[str, int | str] = (
         {"width": g.width, "height": g.height, "mode": g.channel_layout.pil_mode} if vqfile.modality_name == "image"
         else {"sample_rate": g.sample_rate, "channels": g.channels, "num_samples": g.num_samples}
@@ -396,6 +451,8 @@ def inspect(data: bytes) -> FileInfo:
         file_bytes=len(data),
         layer_bytes=tuple(sum(len(s) for s in vqfile.streams(k)) for k in range(1, vqfile.layers + 1)),
         format_version=vqfile.version,
-        metadata=tuple(vqfile.metadata.items()),
+        metadata=tuple((k, v) for k, v in vqfile.metadata.items() if k != SETTINGS_KEY),
+        quality=settings.get("quality"),
+        effort=settings.get("effort"),
         **geometry,
     )

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from vqcodec.bitstream import ModelComponent, VQFile, VQFormatError, hash_matches, hash_weights
-from vqcodec.weights.io import file_model_id
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Progress", "Codec", "Components", "check_weight_files", "read_components", "check_file",
            "check_layers"]
@@ -93,6 +93,8 @@ def check_weight_files(paths: tuple[Path, ...], how_to_train: str) -> None:
 def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id: str | None = None) -> Components:
     """The components of a codec's vqvae file (whose id is `model_id`) and prior file (id `prior_id`, default:
     the file's metadata, else derived from its hash)."""
+    from vqcodec.weights.io import file_model_id  # torch: imported when a codec is built, not with the contract
+
     model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
     named = (
         ModelComponent("vqvae", model_id, hash_weights(model_bytes)),

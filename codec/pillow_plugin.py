@@ -6,7 +6,10 @@ layout; `info["icc_profile"]`, `info["exif"]` and `info["xmp"]` where the file c
 PNG and WebP readers name them), `load()` decodes the pixels, and saving encodes with the shipped image
 model, both through the public API (vqcodec.api).
 
-Save options (same meaning as the CLI): `quality` 1..max_quality("image") (default: the top), `effort` 1..3, `alpha`
+Save options (same meaning as the CLI): `quality` 1..max_quality("image") (default: the top), or instead
+`max_bytes`: the highest quality within that many bytes (the CLI's --size; a target that cannot be met still
+writes the file, at its smallest, and warns `vqcodec.api.TargetMissedWarning` saying the smallest reachable
+size, as the CLI warns and exits 3), `effort` 1..3, `alpha`
 "keep" (default: coded losslessly) | "drop" | "white" | "black" | "error", `strip` to drop EXIF and XMP,
 `verify` to decode and check. The image's own `info` ICC profile, EXIF and XMP are carried; `icc_profile=`,
 `exif=` and `xmp=` save options replace them (Pillow's convention).
@@ -92,6 +95,12 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     top = api.max_quality("image")
     if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= top):
         raise ValueError(f"vqcodec quality must be an integer 1..{top} (higher is better), got {quality!r}")
+    max_bytes = opts.get("max_bytes")
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(f"vqcodec max_bytes must be a positive integer (a file size in bytes), got {max_bytes!r}")
+        if quality is not None:
+            raise ValueError("give vqcodec either quality or max_bytes (a target size), not both")
     alpha = opts.get("alpha", "keep")
     if alpha not in ("keep", "error", "drop", "white", "black"):
         raise ValueError(f"vqcodec alpha must be 'keep', 'drop', 'white', 'black' or 'error', got {alpha!r}")
@@ -100,7 +109,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         im = im.copy()
         im.info.update(overrides)
     fp.write(api.encode_image(im, quality, alpha=alpha, strip=bool(opts.get("strip", False)),
-                              effort=opts.get("effort"), verify=bool(opts.get("verify", False))))
+                              effort=opts.get("effort"), max_bytes=max_bytes,
+                              verify=bool(opts.get("verify", False))))
 
 
 def register_pillow() -> None:

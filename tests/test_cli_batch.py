@@ -43,7 +43,7 @@ def test_encode_and_decode_many_files(run, inputs, tmp_path):
     assert sorted(os.listdir(tmp_path / "vq")) == ["a.vq", "b.vq", "c.vq", "d.vq"]
     assert "encoded 4 of 4 files" in p.stderr.decode()
     vq = sorted(str(f) for f in (tmp_path / "vq").iterdir())
-    p = run("decode", *vq, "-o", "out", "-j", "2")  # no such folder, no '/': several inputs make it one
+    p = run("decode", *vq, "-o", "out/", "-j", "2")  # no such folder: the '/' says to create it (issue #24)
     assert p.returncode == 0, p.stderr.decode()
     assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png", "c.png", "d.wav"]
     assert Image.open(tmp_path / "out" / "b.png").size == (40, 16)

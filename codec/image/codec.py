@@ -38,6 +38,7 @@ from vqcodec.bitstream import (
     VQFile,
     VQFormatError,
     read_file,
+    settings_chunk,
     stage_syntax_chunk,
     write_file,
 )
@@ -157,25 +158,29 @@ class ImageCodec:
             on it. max_bytes: instead of `quality`, the highest quality whose colour streams and header fit
             in this many bytes (bisection over the quality scale, as `cwebp -size`; quality 1 if even that is
             larger); the alpha plane and metadata come on top.
+        The file records the quality (the one the size search chose, with max_bytes) and the effort in a
+        "settings" METADATA chunk (vqcodec.bitstream.settings_chunk), which decoding ignores.
         verify: decode the bytes again and raise RuntimeError unless they give the encoder's indices (and
             alpha plane).
         """
         image = source if isinstance(source, PreparedImage) else plain_rgb(source)
         rgb = image.rgb
+        effort = check_effort(effort)
         candidates = self.analyse(rgb, effort)
         h, w = rgb.shape[:2]
         if max_bytes is not None:
             if quality is not None:
                 raise ValueError("give either quality or max_bytes (a target size), not both")
-            indices, streams, colour_file = self._fit(candidates, int(max_bytes), h, w)
+            quality, indices, streams, colour_file = self._fit(candidates, int(max_bytes), h, w, effort)
         else:
+            quality = check_quality(quality)
             indices = self.encode_indices(rgb, quality, candidates=candidates)
             streams, colour_file = encode_depth_stages(self.prior, indices, progress), None
         side = side_chunks(image)
         if colour_file is not None and image.layout == ChannelLayout.RGB and not side:
             data = colour_file  # the file the size search measured is the whole file
         else:
-            data = self._write(streams, h, w, image.layout, side)
+            data = self._write(streams, h, w, image.layout, side, settings=(quality, effort))
         if verify:
             self._verify(data, indices, image)
         return data
@@ -190,10 +195,11 @@ class ImageCodec:
             raise RuntimeError("verification failed: the decoded alpha plane differs from the encoded one; "
                                "please report this as a vqcodec bug")
 
-    def _fit(self, candidates: BlockCandidates, max_bytes: int, h: int, w: int
-             ) -> tuple[torch.Tensor, list[bytes], bytes]:
-        """Bisection for the highest quality whose colour file (streams and header, no side information) has
-        <= max_bytes -> (its indices, its stage streams, that colour file). File size falls with quality in
+    def _fit(self, candidates: BlockCandidates, max_bytes: int, h: int, w: int, effort: int
+             ) -> tuple[int, torch.Tensor, list[bytes], bytes]:
+        """Bisection for the highest quality whose colour file (streams, header and settings, no alpha plane
+        or image metadata) has <= max_bytes -> (that quality, its indices, its stage streams, that colour
+        file); quality 1 when none fits. File size falls with quality in
         practice, not by construction: the search keeps the best size-respecting point it has seen."""
         if max_bytes < 1:
             raise ValueError(f"a target size must be at least 1 byte, got {max_bytes}")
@@ -205,7 +211,7 @@ class ImageCodec:
                 idx = self.encode_indices(None, q, candidates=candidates)  # type: ignore[arg-type]
                 streams = encode_depth_stages(self.prior, idx, first_stream=first[0] if first else None)
                 first[:] = streams[:1]
-                tried[q] = (idx.to(torch.int16), streams, self._write(streams, h, w))
+                tried[q] = (idx.to(torch.int16), streams, self._write(streams, h, w, settings=(q, effort)))
             return tried[q]
 
         lo, hi = 1, QUALITY_MAX
@@ -216,8 +222,9 @@ class ImageCodec:
             else:
                 hi = mid
         fitting = [q for q, (_, _, d) in tried.items() if len(d) <= max_bytes]
-        idx, streams, data = at(max(fitting)) if fitting else at(1)
-        return idx.to(torch.int64), streams, data
+        quality = max(fitting) if fitting else 1
+        idx, streams, data = at(quality)
+        return quality, idx.to(torch.int64), streams, data
 
     def write_indices(self, indices: torch.Tensor, height: int, width: int) -> bytes:
         """Index maps (S, ceil(H/8), ceil(W/8)) int64 (-1: absent past a block's depth) of a height x width
@@ -226,11 +233,14 @@ class ImageCodec:
         return self._write(encode_depth_stages(self.prior, indices), height, width)
 
     def _write(self, streams: list[bytes], height: int, width: int, layout: ChannelLayout = ChannelLayout.RGB,
-               side: Sequence[Chunk] = ()) -> bytes:
+               side: Sequence[Chunk] = (), settings: tuple[int, int] | None = None) -> bytes:
         """The container of a height x width image's stage streams (STAGE_SYNTAX DEPTH), with the channel
-        `layout` decoding gives back and the `side` chunks (`layout.side_chunks`: alpha plane, metadata)."""
+        `layout` decoding gives back, the (quality, effort) `settings` it was encoded at (a "settings"
+        METADATA chunk, if given) and the `side` chunks (`layout.side_chunks`: alpha plane, metadata)."""
+        recorded = [settings_chunk(quality=settings[0], effort=settings[1])] if settings is not None else []
         return write_file(Modality.IMAGE, self.components, ImageGeometry(width, height, layout),
-                          [[s] for s in streams], extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH), *side],
+                          [[s] for s in streams],
+                          extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH), *recorded, *side],
                           encoder=f"vqcodec {__version__}")
 
     def _check_file(self, vqfile: VQFile) -> None:
