@@ -5,6 +5,7 @@
     python benchmarks/audio_rate_distortion.py --quick              # CI smoke run (temporary folder)
     python benchmarks/audio_rate_distortion.py --codecs opus,codec2 # the baselines alone
     python benchmarks/audio_rate_distortion.py --dataset DIR [--dataset DIR ...] --out DIR
+    python benchmarks/audio_rate_distortion.py --skip-metrics visqol,f0  # leave slow or missing metrics out
 
 Data: by default the three bundled sets data/speech/{librispeech-test-other,vctk,ljspeech} (four clips
 each); `--dataset DIR` (repeatable) replaces them, e.g. with the full sets in ../shared/data/speech/<set>.
@@ -19,13 +20,23 @@ What is measured, per codec and setting (vqcodec: every quality 1..vqcodec.max_q
     mono against the original resampled to 16 kHz (soxr), after aligning the output to it (delay searched
     within --max-lag); averaged over clips (together and per set). A clip where PESQ finds no utterance is
     left out of the PESQ mean and counted.
+  * Perceptual and pitch metrics (issue 21; benchmarks/speech_metrics.py, `pip install -e ".[speech-bench]"`),
+    on the same aligned 16 kHz signals, averaged over clips: DNSMOS P.835 overall / signal / background
+    (`speechmos`' bundled ONNX models, non-intrusive: the uncoded original is scored too), ViSQOL v3
+    speech mode (`visqol-python`; the deep-lattice MOS mapping, the C++ default, when `ai-edge-litert` is
+    installed, and the polynomial mapping), the median f0 error in cents over the 10 ms frames voiced in
+    both the original and the output, and the F1 of the output's voiced/unvoiced decisions against the
+    original's (`pyworld`'s Harvest, or DIO + StoneMask with --f0-method dio). The f0 figure of a set is
+    the mean of its clips' medians. A metric whose package is missing is skipped with a note.
   * vqcodec's encode and decode speed as multiples of real time: total audio seconds / total wall seconds
     of `vqcodec.encode_audio` and of `vqcodec.decode`, in process with the model loaded, torch threads
     = --threads (default 2), after one untimed warm-up encode + decode. Baselines run as subprocesses;
     their times are recorded per clip but not reported as speed.
 
-Outputs in --out: audio_rd.json (everything, per clip too), audio_rd.md (tables), audio_rd.png (STOI and
-PESQ-WB against kbps); the paths are printed on stdout, then the issue's targets, each met / not met /
+Outputs in --out: audio_rd.json (everything, per clip too), audio_rd.md (tables), audio_rd.png (STOI,
+PESQ-WB, DNSMOS OVRL and ViSQOL against kbps), audio_spectrograms.png (log-magnitude spectrograms, 0-8 kHz,
+of the loudest 2 s of one clip, --spectrogram-clip: the original, Codec2 1200 and 3200 and Opus 6, each beside vqcodec at the
+quality nearest its rate); the paths are printed on stdout, then the issue's targets, each met / not met /
 not measured, computed from the measured numbers.
 """
 from __future__ import annotations
@@ -60,6 +71,8 @@ from audio_codecs import (  # noqa: E402
     load_vqcodec_audio,
     to_rate,
 )
+from speech_figures import loudest_window, spectrogram_grid  # noqa: E402
+from speech_metrics import FIELDS, METRICS, SpeechScorer, shift  # noqa: E402
 
 PROG = "audio_rate_distortion.py"
 log = logging.getLogger("audio_rate_distortion")
@@ -77,6 +90,15 @@ LOG_TICKS = (0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)  # kbps label
 Q1_MAX_KBPS, Q1_MIN_STOI = 1.5, 0.80
 LOW_MAX_KBPS, LOW_MIN_STOI = 3.0, 0.85
 CODEC2_ANCHOR = "3200"
+
+# The spectrogram figure: this clip when the run has it (a low male voice: where missing harmonics show most),
+# else the first clip of the first set; the baseline settings shown, each beside vqcodec at the nearest rate.
+DEFAULT_SPECTROGRAM_CLIP = "vctk/p226_011.wav"
+FIGURE_SETTINGS = {"codec2": ("1200", "3200"), "opus": ("6",)}
+FIGURE_SECONDS = 2.0  # the loudest 2 s of the clip: short enough that the harmonics of a low voice stay apart
+# Per-clip fields averaged into each aggregate (None values left out; counts of missing PESQ kept apart).
+MEAN_FIELDS = ("stoi", "pesq_wb", "mel", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "visqol",
+               "visqol_poly", "f0_cents", "vuv_f1")
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -184,14 +206,26 @@ def setting_label(codec: AudioCodec, setting: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ measuring
+def clip_key(clip: Clip) -> str:
+    """"set/file": how a clip is named on the command line and in the figure."""
+    return f"{clip.dataset}/{clip.name}"
+
+
 def measure_clip(codec: AudioCodec, setting: str, clip: Clip, coded_path: Path, workdir: Path,
-                 max_lag_s: float) -> dict[str, Any]:
-    """Code one clip at one setting and score it: the per-clip record."""
+                 max_lag_s: float, scorer: SpeechScorer | None = None,
+                 keep: dict[tuple[str, str], np.ndarray] | None = None) -> dict[str, Any]:
+    """Code one clip at one setting and score it: the per-clip record. `scorer` adds the perceptual and
+    pitch fields (None where a metric does not run); `keep`, if given, receives the aligned 16 kHz output
+    under (codec key, setting)."""
     from vqcodec.metrics.audio import score
 
     coded_path.parent.mkdir(parents=True, exist_ok=True)
     coded = codec.code(clip, setting, coded_path, workdir)
     s = score(clip.reference, coded.decoded, EVAL_RATE, max_lag_s=max_lag_s)
+    extra = (scorer.score(clip_key(clip), clip.reference, coded.decoded, s["lag_samples"]) if scorer is not None
+             else dict.fromkeys(FIELDS))
+    if keep is not None:
+        keep[(codec.key, setting)] = shift(clip.reference, coded.decoded, s["lag_samples"])[1]
     return {
         "dataset": clip.dataset,
         "file": clip.name,
@@ -202,6 +236,7 @@ def measure_clip(codec: AudioCodec, setting: str, clip: Clip, coded_path: Path, 
         "stoi": s["stoi"],
         "pesq_wb": None if math.isnan(s["pesq_wb"]) else s["pesq_wb"],
         "mel": s["mel_distance"],
+        **extra,
         "lag_samples": s["lag_samples"],
         "encode_s": coded.encode_s,
         "decode_s": coded.decode_s,
@@ -214,7 +249,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], with_speed: bool) -> dict[str, Any]:
-    """Aggregate per-clip records: kbps = total bytes x 8 / total seconds; metrics averaged over clips."""
+    """Aggregate per-clip records: kbps = total bytes x 8 / total seconds; every MEAN_FIELDS metric averaged
+    over the clips that have it (None where none has)."""
     nbytes = sum(r["bytes"] for r in rows)
     seconds = sum(r["seconds"] for r in rows)
     out: dict[str, Any] = {
@@ -222,10 +258,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], with_speed: bool) -> dict[str, 
         "bytes": nbytes,
         "seconds": seconds,
         "kbps": nbytes * 8 / seconds / 1000,
-        "stoi": _mean(r["stoi"] for r in rows),
-        "pesq_wb": _mean(r["pesq_wb"] for r in rows),
+        **{k: _mean(r.get(k) for r in rows) for k in MEAN_FIELDS},
         "pesq_wb_missing": sum(r["pesq_wb"] is None for r in rows),
-        "mel": _mean(r["mel"] for r in rows),
     }
     if with_speed:
         enc, dec = sum(r["encode_s"] for r in rows), sum(r["decode_s"] for r in rows)
@@ -236,15 +270,18 @@ def summarise(rows: Sequence[Mapping[str, Any]], with_speed: bool) -> dict[str, 
 
 
 def measure_setting(codec: AudioCodec, setting: str, sets: Mapping[str, Sequence[Clip]], coded_dir: Path,
-                    workdir: Path, max_lag_s: float, bar: tqdm) -> dict[str, Any]:
-    """Every clip at one setting: the setting's record (all sets together, per set, per clip)."""
+                    workdir: Path, max_lag_s: float, bar: tqdm, scorer: SpeechScorer | None = None,
+                    figure_clip: str | None = None, keep: dict[tuple[str, str], np.ndarray] | None = None
+                    ) -> dict[str, Any]:
+    """Every clip at one setting: the setting's record (all sets together, per set, per clip). The aligned
+    output of the clip named `figure_clip` goes into `keep`."""
     bar.set_description(f"{codec.key} {setting}")
     rows = []
     for name, clips in sets.items():
         for clip in clips:
             stem = Path(clip.name).with_suffix(codec.extension)
             rows.append(measure_clip(codec, setting, clip, coded_dir / codec.key / setting / name / stem,
-                                     workdir, max_lag_s))
+                                     workdir, max_lag_s, scorer, keep if clip_key(clip) == figure_clip else None))
             rows[-1]["coded_file"] = str(Path(codec.key) / setting / name / stem)
             bar.update(1)
     record = {"setting": setting, "label": setting_label(codec, setting),
@@ -255,9 +292,26 @@ def measure_setting(codec: AudioCodec, setting: str, sets: Mapping[str, Sequence
     return record
 
 
+def measure_original(sets: Mapping[str, Sequence[Clip]], scorer: SpeechScorer | None) -> dict[str, Any]:
+    """The uncoded originals' non-intrusive scores (DNSMOS): per clip, per set, all sets together."""
+    rows = [{"dataset": c.dataset, "file": c.name,
+             **(scorer.original(clip_key(c), c.reference) if scorer is not None else {})}
+            for clips in sets.values() for c in clips]
+    keys = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+
+    def agg(part: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return {"clips": len(part), **{k: _mean(r.get(k) for r in part) for k in keys}}
+
+    return {"name": "uncoded original", **agg(rows),
+            "per_set": {name: agg([r for r in rows if r["dataset"] == name]) for name in sets}, "per_clip": rows}
+
+
 def measure_all(codecs: Sequence[AudioCodec], settings: Mapping[str, Sequence[str]],
-                sets: Mapping[str, Sequence[Clip]], coded_dir: Path, max_lag_s: float) -> dict[str, Any]:
-    """{codec key: {"name", "description", "in_process", "settings": [record, ...]}}."""
+                sets: Mapping[str, Sequence[Clip]], coded_dir: Path, max_lag_s: float,
+                scorer: SpeechScorer | None = None, figure_clip: str | None = None,
+                keep: dict[tuple[str, str], np.ndarray] | None = None) -> dict[str, Any]:
+    """{codec key: {"name", "description", "in_process", "settings": [record, ...]}}; the aligned outputs of
+    `figure_clip` go into `keep`."""
     n_clips = sum(len(c) for c in sets.values())
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="vqcodec-audio-rd-") as tmp, \
@@ -265,7 +319,8 @@ def measure_all(codecs: Sequence[AudioCodec], settings: Mapping[str, Sequence[st
         for codec in codecs:
             if isinstance(codec, VqAudioCodec):
                 codec.warm_up(next(iter(sets.values()))[0])
-            records = [measure_setting(codec, s, sets, coded_dir, Path(tmp), max_lag_s, bar)
+            records = [measure_setting(codec, s, sets, coded_dir, Path(tmp), max_lag_s, bar, scorer, figure_clip,
+                                       keep)
                        for s in settings[codec.key]]
             results[codec.key] = {"name": codec.name, "description": codec.description,
                                   "in_process": codec.in_process, "settings": records}
@@ -391,9 +446,32 @@ def _speed_cells(e: Mapping[str, Any]) -> list[str]:
     return [_fmt(s["encode_x_realtime"], 1), _fmt(s["decode_x_realtime"], 1)]
 
 
+PERCEPTUAL_COLUMNS = (("dnsmos_ovrl", "DNSMOS OVRL", 2), ("dnsmos_sig", "SIG", 2), ("dnsmos_bak", "BAK", 2),
+                      ("visqol", "ViSQOL", 2), ("visqol_poly", "ViSQOL poly", 2), ("stoi", "STOI", 3),
+                      ("pesq_wb", "PESQ-WB", 2), ("f0_cents", "f0 error (cents)", 1), ("vuv_f1", "V/UV F1", 3))
+
+
+def perceptual_table(doc: Mapping[str, Any], part: str | None = None) -> list[str]:
+    """Table of the perceptual and pitch metrics (all sets, or the set `part`), the uncoded original first."""
+    cols = PERCEPTUAL_COLUMNS
+    lines = ["| codec | setting | kbps | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|---|---:|" + "---:|" * len(cols)]
+    orig = doc.get("original")
+    if orig:
+        o = orig if part is None else orig["per_set"][part]
+        lines.append("| uncoded original | | | " + " | ".join(_fmt(o.get(k), d) if k.startswith("dnsmos") else ""
+                                                            for k, _, d in cols) + " |")
+    for name, e in _rows(doc):
+        p = e if part is None else e["per_set"][part]
+        lines.append(f"| {name} | {e['label']} | {p['kbps']:.2f} | "
+                     + " | ".join(_fmt(p.get(k), d) for k, _, d in cols) + " |")
+    return lines
+
+
 def markdown_tables(doc: Mapping[str, Any]) -> list[str]:
-    """The all-sets table, then one table per set."""
-    lines = ["## All sets together", "",
+    """The perceptual table, the all-sets table, then one table of each kind per set."""
+    lines = ["## Perceptual and pitch metrics, all sets together", "", *perceptual_table(doc), "",
+             "## All sets together", "",
              "| codec | setting | kbps | STOI | PESQ-WB | mel dist. | encode x RT | decode x RT |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, e in _rows(doc):
@@ -407,6 +485,7 @@ def markdown_tables(doc: Mapping[str, Any]) -> list[str]:
             p = e["per_set"][ds["name"]]
             lines.append(f"| {name} | {e['label']} | {p['kbps']:.2f} | {_fmt(p['stoi'])} | {_fmt(p['pesq_wb'], 2)} | "
                          f"{_fmt(p['mel'], 3)} |")
+        lines += ["", *perceptual_table(doc, ds["name"])]
     return lines
 
 
@@ -426,11 +505,23 @@ def write_markdown(path: Path, doc: Mapping[str, Any]) -> Path:
         f"- STOI, PESQ-WB, mel distance: at 16 kHz mono against the original resampled to 16 kHz (soxr), after "
         f"aligning each output to it (delay searched within {doc['max_lag_s']} s); means over clips. "
         "Lower mel distance is better.",
+        "- DNSMOS (P.835, `speechmos`' ONNX models; OVRL overall, SIG speech signal, BAK background; MOS 1..5, "
+        "non-intrusive, so the uncoded original has a score), ViSQOL v3 speech mode (`visqol-python`, MOS-LQO 1..5: "
+        "`ViSQOL` with the deep-lattice mapping, the C++ tool's default; `ViSQOL poly` with the polynomial mapping, "
+        "which rates 1-2 points higher), f0 error (median |1200 log2 f_out / f_orig| over the 10 ms frames voiced in "
+        f"both, `pyworld` {doc['metrics']['f0_method']}; per set the mean of the clips' medians) and V/UV F1 (the "
+        "output's voiced frames against the original's): on the same aligned 16 kHz signals; means over clips.",
         f"- x RT: vqcodec's encode_audio / decode in process, model loaded, {m['torch_threads']} torch thread(s), "
         "one untimed warm-up first: audio seconds per wall second. Baselines run as subprocesses (not timed here).",
     ]
     for key, why in doc["skipped"].items():
         lines.append(f"- {key} was skipped: {why}.")
+    for key, why in doc["metrics"]["skipped"].items():
+        lines.append(f"- metric {key} was skipped: {why}.")
+    if doc["metrics"].get("visqol_note"):
+        lines.append(f"- ViSQOL's lattice mapping did not run: {doc['metrics']['visqol_note']}.")
+    if doc.get("spectrograms"):
+        lines.append(f"- Spectrograms of {doc['spectrograms']['clip']}: `{doc['spectrograms']['png']}`.")
     if doc["quick"]:
         lines += ["", "**Quick smoke run** (one clip per set, few settings): not a benchmark result."]
     lines += ["", *markdown_tables(doc), "", "## Targets (all sets together)", ""]
@@ -441,17 +532,30 @@ def write_markdown(path: Path, doc: Mapping[str, Any]) -> Path:
 
 
 def plot(path: Path, doc: Mapping[str, Any], log_x: bool = True) -> Path:
-    """Two panels, STOI and PESQ-WB against kbps (all sets together), one line per codec."""
+    """STOI and PESQ-WB against kbps (all sets together), one line per codec; DNSMOS OVRL (with the uncoded
+    original as a dashed line) and ViSQOL too when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, (metric, ylabel) in zip(axes, (("stoi", "STOI"), ("pesq_wb", "PESQ-WB (MOS-LQO)"))):
+    panels = [("stoi", "STOI"), ("pesq_wb", "PESQ-WB (MOS-LQO)"), ("dnsmos_ovrl", "DNSMOS P.835 OVRL"),
+              ("visqol", "ViSQOL v3 speech (lattice)"), ("visqol_poly", "ViSQOL v3 speech (polynomial)")]
+    entries = [e for c in doc["codecs"].values() for e in c["settings"]]
+    panels = [p for p in panels if p[0] in ("stoi", "pesq_wb") or any(e.get(p[0]) is not None for e in entries)]
+    if any(p[0] == "visqol" for p in panels):
+        panels = [p for p in panels if p[0] != "visqol_poly"]
+    rows = 1 if len(panels) <= 2 else 2
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 5 * rows), squeeze=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    original = (doc.get("original") or {}).get("dnsmos_ovrl")
+    for ax, (metric, ylabel) in zip(axes.flat, panels):
+        if metric == "dnsmos_ovrl" and original is not None:
+            ax.axhline(original, color="black", linestyle="--", linewidth=0.9, label="uncoded original")
         for c in doc["codecs"].values():
-            pts = sorted((e["kbps"], e[metric], e["label"]) for e in c["settings"] if e[metric] is not None)
+            pts = sorted((e["kbps"], e[metric], e["label"]) for e in c["settings"] if e.get(metric) is not None)
             if not pts:
                 continue
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, label=c["name"])
@@ -475,6 +579,54 @@ def plot(path: Path, doc: Mapping[str, Any], log_x: bool = True) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def figure_rows(results: Mapping[str, Any]) -> list[list[tuple[str, str] | None]]:
+    """Which outputs the spectrogram figure shows, as rows of (codec key, setting): each baseline setting of
+    FIGURE_SETTINGS that was measured (else every measured setting of that baseline) beside vqcodec at the
+    quality nearest its rate (all sets together); without baselines, vqcodec's qualities two by two."""
+    vq = results.get("vqcodec", {}).get("settings", [])
+    rows: list[list[tuple[str, str] | None]] = []
+    for key, wanted in FIGURE_SETTINGS.items():
+        if key not in results:
+            continue
+        measured = results[key]["settings"]
+        for e in [e for e in measured if e["setting"] in wanted] or measured:
+            near = min(vq, key=lambda v: abs(v["kbps"] - e["kbps"])) if vq else None
+            rows.append([(key, e["setting"]), ("vqcodec", near["setting"]) if near else None])
+    if not rows:
+        cells = [("vqcodec", e["setting"]) for e in vq]
+        rows = [list(cells[i:i + 2]) + [None] * (2 - len(cells[i:i + 2])) for i in range(0, len(cells), 2)]
+    return rows
+
+
+def write_spectrograms(path: Path, results: Mapping[str, Any], clip: Clip,
+                       outputs: Mapping[tuple[str, str], np.ndarray]) -> dict[str, Any]:
+    """audio_spectrograms.png: the loudest FIGURE_SECONDS of `clip`, the original, then figure_rows' outputs
+    (aligned to the original, so the same stretch); -> its JSON description."""
+    key = clip_key(clip)
+    a, b = loudest_window(clip.reference, EVAL_RATE, FIGURE_SECONDS)
+
+    def label(codec: str, setting: str) -> str:
+        c = results[codec]
+        e = next(e for e in c["settings"] if e["setting"] == setting)
+        r = next(r for r in e["per_clip"] if f"{r['dataset']}/{r['file']}" == key)
+        return f"{c['name']} {e['label']}: {r['kbps']:.2f} kbps on this clip"
+
+    panels: list[tuple[str, np.ndarray] | None] = [("uncoded original (16 kHz)", clip.reference[a:b]), None]
+    shown = []
+    for row in figure_rows(results):
+        for cell in row:
+            if cell is None or cell not in outputs:
+                panels.append(None)
+            else:
+                panels.append((label(*cell), outputs[cell][a:b]))
+                shown.append({"codec": cell[0], "setting": cell[1]})
+    spectrogram_grid(path, panels, EVAL_RATE,
+                     f"{key}, {a / EVAL_RATE:.2f}-{b / EVAL_RATE:.2f} s: log-magnitude spectrograms (40 ms Hann windows, "
+                     "dB re full scale); each row pairs a baseline with vqcodec at the nearest rate",
+                     t0=a / EVAL_RATE)
+    return {"clip": key, "png": path.name, "seconds": [a / EVAL_RATE, b / EVAL_RATE], "panels": shown}
 
 
 def dataset_entries(folders: Sequence[Path], sets: Mapping[str, Sequence[Clip]]) -> list[dict[str, Any]]:
@@ -507,9 +659,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-files", type=Path, help="keep every coded file in this folder")
     p.add_argument("--note", help="a note on the machine (e.g. 'shared with a training run'), kept in the outputs")
     p.add_argument("--linear-x", action="store_true", help="plot kbps on a linear axis (default: log)")
+    p.add_argument("--skip-metrics", default="",
+                   help=f"comma list from {','.join(METRICS)}: perceptual/pitch metrics to leave out (a metric whose "
+                        "package is missing is left out anyway, with a note)")
+    p.add_argument("--f0-method", choices=("harvest", "dio"), default="harvest",
+                   help="pyworld f0 tracker for the f0 error and V/UV F1 (default harvest; dio is ~30x faster)")
+    p.add_argument("--spectrogram-clip", metavar="SET/FILE",
+                   help=f"clip of the spectrogram figure, e.g. {DEFAULT_SPECTROGRAM_CLIP} (default: that one when "
+                        "measured, else the first clip of the first set)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: shortest clip of each set, vqcodec qualities 1 and max, one setting per baseline")
     return p
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def metric_note(scorer: SpeechScorer) -> dict[str, Any]:
+    """How the perceptual and pitch metrics ran: skipped ones (why), f0 settings, package versions."""
+    from speech_metrics import F0_CEIL_HZ, F0_FLOOR_HZ, F0_FRAME_MS
+
+    dists = ("speechmos", "onnxruntime", "librosa", "visqol-python", "ai-edge-litert", "pyworld-prebuilt", "pyworld")
+    return {"skipped": dict(scorer.skipped), "visqol_note": scorer.visqol_note, "f0_method": scorer.f0_method,
+            "f0_frame_ms": F0_FRAME_MS, "f0_range_hz": [F0_FLOOR_HZ, F0_CEIL_HZ],
+            "packages": {d: v for d in dists if (v := _version(d))}}
 
 
 def output_folder(args: argparse.Namespace) -> Path:
@@ -530,15 +709,28 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str)
     if args.max_lag < 0:
         parser.error("--max-lag must be >= 0")
     torch.set_num_threads(args.threads)
+    skip = tuple(dict.fromkeys(m.strip().lower() for m in args.skip_metrics.split(",") if m.strip()))
+    if set(skip) - set(METRICS):
+        parser.error(f"--skip-metrics {args.skip_metrics!r}: choose from {', '.join(METRICS)}")
     codecs, settings, skipped = select_codecs(args, parser)
     folders = [f.resolve() for f in (args.dataset or DEFAULT_DATASETS)]
     sets = load_datasets(folders, args.quick)
+    names = [clip_key(c) for clips in sets.values() for c in clips]
+    if args.spectrogram_clip is not None and args.spectrogram_clip not in names:
+        parser.error(f"--spectrogram-clip {args.spectrogram_clip!r} is not among the clips measured "
+                     f"({', '.join(names)})")
+    figure_clip = args.spectrogram_clip or (DEFAULT_SPECTROGRAM_CLIP if DEFAULT_SPECTROGRAM_CLIP in names
+                                            else names[0])
+    scorer = SpeechScorer(skip, threads=args.threads, f0_method=args.f0_method)
+    for metric, why in scorer.skipped.items():
+        print(f"note: metric {metric} skipped: {why}", file=sys.stderr)
     out = output_folder(args)
     log.info("%d clips from %s; %s; writing to %s", sum(len(c) for c in sets.values()), ", ".join(sets),
              "; ".join(f"{c.key} {list(settings[c.key])}" for c in codecs), out)
     with tempfile.TemporaryDirectory(prefix="vqcodec-audio-coded-") as tmp:
         coded_dir = args.keep_files.resolve() if args.keep_files else Path(tmp)
-        results = measure_all(codecs, settings, sets, coded_dir, args.max_lag)
+        outputs: dict[tuple[str, str], np.ndarray] = {}
+        results = measure_all(codecs, settings, sets, coded_dir, args.max_lag, scorer, figure_clip, outputs)
     doc = {
         "command": command,
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -550,9 +742,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str)
         "kept_files": str(args.keep_files.resolve()) if args.keep_files else None,
         "datasets": dataset_entries(folders, sets),
         "skipped": skipped,
+        "metrics": metric_note(scorer),
+        "original": measure_original(sets, scorer),
         "codecs": results,
     }
     doc["targets"] = check_targets(results)
+    clip = next(c for clips in sets.values() for c in clips if clip_key(c) == figure_clip)
+    doc["spectrograms"] = write_spectrograms(out / "audio_spectrograms.png", results, clip, outputs)
     return doc, out
 
 
@@ -563,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(["python benchmarks/audio_rate_distortion.py", *(sys.argv[1:] if argv is None else argv)])
     doc, out = run(args, parser, command)
     written = [write_json(out / "audio_rd.json", doc), write_markdown(out / "audio_rd.md", doc),
-               plot(out / "audio_rd.png", doc, log_x=not args.linear_x)]
+               plot(out / "audio_rd.png", doc, log_x=not args.linear_x), out / doc["spectrograms"]["png"]]
     for path in written:
         print(path)
     for t in doc["targets"]:

@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
 import json
 import math
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +48,7 @@ if str(HERE) not in sys.path:  # sibling helper modules, also when imported rath
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from headless_page import browser_check_step, check_not_blank, find_chromium, screenshot  # noqa: E402,F401
 from image_codecs import Codec, PillowCodec, baseline_codecs, load_vqcodec  # noqa: E402
 from metrics import psnr  # noqa: E402
 
@@ -378,15 +376,6 @@ def missing_images(page: Path) -> list[str]:
     return [s for s in referenced_images(page) if "://" in s or not (page.parent / s).is_file()]
 
 
-def find_chromium() -> str | None:
-    """The path of chromium or chromium-browser on PATH, or None."""
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def check_in_browser(page: Path, chromium: str, timeout: float = 120.0) -> dict[str, Any]:
     """Loads `page` in headless Chromium and checks the screenshot: raises RuntimeError if it is missing or blank,
     or if the page references images that do not exist. Returns what was checked."""
@@ -394,21 +383,8 @@ def check_in_browser(page: Path, chromium: str, timeout: float = 120.0) -> dict[
     if missing:
         raise RuntimeError(f"{page} references images that do not exist: {', '.join(missing)}")
     with tempfile.TemporaryDirectory(prefix="vqcodec-visual-shot-") as tmp:
-        shot = Path(tmp) / "screenshot.png"
-        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               f"--user-data-dir={Path(tmp) / 'profile'}", f"--screenshot={shot}", "--window-size=1400,2000",
-               page.resolve().as_uri()]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if not shot.is_file():
-            raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
-        with Image.open(shot) as im:
-            arr = np.asarray(im.convert("RGB"))
-        colours = len(np.unique(arr.reshape(-1, 3)[:: 7], axis=0))
-        std = float(arr.std())
-        if std < 5.0 or colours < 100:
-            raise RuntimeError(f"the screenshot looks blank (pixel std {std:.1f}, {colours} colours)")
-        return {"browser": chromium, "screenshot": f"{arr.shape[1]}x{arr.shape[0]}", "pixel_std": round(std, 1),
-                "colours": colours, "images": len(referenced_images(page))}
+        shown = check_not_blank(screenshot(page, chromium, Path(tmp), "1400,2000", timeout))
+    return {"browser": chromium, **shown, "images": len(referenced_images(page))}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -572,18 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(out / p.png)
     print(page)
     print(out / "visual.json")
-    if args.check_browser:
-        chromium = find_chromium()
-        if chromium is None:
-            say("--check-browser: chromium (or chromium-browser) is not on PATH; skipped "
-                "(Debian: apt-get install -y chromium)")
-        else:
-            try:
-                result = check_in_browser(page, chromium)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                print(f"visual_comparison.py: error: browser check failed: {exc}", file=sys.stderr)
-                return 1
-            say(f"--check-browser: ok ({json.dumps(result)})")
+    if args.check_browser and browser_check_step(page, check_in_browser, "visual_comparison.py", say):
+        return 1
     say(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
 
