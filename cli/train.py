@@ -125,13 +125,16 @@ def train() -> None:
                    "starts from the released model plus further block-PCA components.")
 @click.option("--model-id", default=None, help="Id the exported weights carry (default: the v3 model's).")
 @click.option("--channels-last", is_flag=True, help="channels_last memory format (faster with bf16 on CPUs).")
-@click.option("--encoder-lr-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Learning rate of the encoder's conv net relative to --lr.")
+@click.option("--encoder-lr-scale", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Learning rate of the encoder's conv net relative to --lr (0: the encoder is frozen).")
+@click.option("--commitment", type=click.Choice(["full", "active"]), default="full", show_default=True,
+              help="Commit the encoder to the sum of all stages, or to each crop's active stages (keeps the latents "
+                   "codable by the first stages).")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
 def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
                     tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
-                    encoder_lr_scale,
+                    encoder_lr_scale, commitment,
                     checkpoint_minutes,
                     **kwargs) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
@@ -151,7 +154,7 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
         init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
         depth_mode=depth_mode, holdout=holdout, val_crop=val_crop, model=model, channels_last=channels_last,
-        encoder_lr_scale=encoder_lr_scale, **extra,
+        encoder_lr_scale=encoder_lr_scale, commitment=commitment, **extra,
     ))
 
 

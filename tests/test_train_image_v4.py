@@ -160,3 +160,29 @@ def test_holdout_split_is_deterministic_and_spread(tmp_path):
     assert [p.name for p in held] == ["02.png", "07.png", "12.png", "17.png"]
     with pytest.raises(ValueError, match="no training images"):
         split_holdout(tmp_path, 20)
+
+
+def test_commitment_to_the_active_stages():
+    """With commit_to_active, a row reconstructed from one stage is committed to that stage's code only."""
+    torch.manual_seed(0)
+    model = ImageVQVAE(ImageModelConfig(**SMALL)).train()
+    x = torch.rand(2, 3, 32, 32)
+    _, full = model(x, 1)
+    torch.manual_seed(0)
+    model = ImageVQVAE(ImageModelConfig(**SMALL)).train()
+    model.quantizer.commit_to_active = True
+    _, active = model(x, 1)
+    assert active.loss.item() > full.loss.item()  # one stage leaves more error than all three
+
+
+def test_frozen_encoder_trains_only_decoder_and_codebooks(image_folder, tmp_path):
+    cfg = _cfg(image_folder, tmp_path / "frozen", 1, encoder_lr_scale=0.0)
+    task = ImageTask(cfg)
+    built = task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path))
+    assert not any(p.requires_grad for p in built.model.encoder.parameters())
+    assert all(p.requires_grad for p in built.model.decoder.parameters())
+    one = train_image(_cfg(image_folder, tmp_path / "one", 1, encoder_lr_scale=0.0))
+    three = train_image(_cfg(image_folder, tmp_path / "three", 3, encoder_lr_scale=0.0))
+    after_one, after_three = one.state_dict(), three.state_dict()
+    assert all(torch.equal(after_one[k], after_three[k]) for k in after_one if k.startswith("encoder."))
+    assert any(not torch.equal(after_one[k], after_three[k]) for k in after_one if k.startswith("decoder."))

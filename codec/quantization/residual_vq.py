@@ -259,6 +259,7 @@ class ResidualVQ(nn.Module):
             raise ValueError(f"num_stages must be >= 1, got {num_stages}")
         self.num_stages, self.num_codes, self.dim = num_stages, num_codes, dim
         self.stages = nn.ModuleList(VectorQuantizer(num_codes, dim, **vq_kwargs) for _ in range(num_stages))
+        self.commit_to_active = False  # commitment to each row's active stages instead of all S (a training setting)
 
     def forward(self, x: torch.Tensor, active_stages: torch.Tensor | int | None = None,
                 depth_rule: Callable[[torch.Tensor], torch.Tensor] | None = None) -> RVQOutput:
@@ -294,7 +295,7 @@ class ResidualVQ(nn.Module):
             total = total + (active_stages > s).to(x.dtype)[:, None] * codes
             full = full + codes
         quantized = x + (total - x).detach()  # straight-through: decoder gradient reaches x unchanged
-        commitment = F.mse_loss(x, full)
+        commitment = F.mse_loss(x, total if self.commit_to_active else full)
         beta = self.stages[0].beta
         return RVQOutput(
             quantized=quantized,

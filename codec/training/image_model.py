@@ -65,7 +65,8 @@ class TrainImageConfig(LoopConfig):
     init_from: str | None = None  # start (not resume) from released weights, e.g. the shipped model
     decoder_only: bool = False  # freeze encoder + codebooks, train the decoder (indices stay fixed)
     linear_lr_scale: float = 0.1  # learning rate of the linear block paths, relative to lr
-    encoder_lr_scale: float = 1.0  # learning rate of the encoder's conv net, relative to lr
+    encoder_lr_scale: float = 1.0  # learning rate of the encoder's conv net, relative to lr (0: encoder frozen)
+    commitment: str = "full"  # commit the encoder to the sum of all stages ("full") or of each row's active ones
     ema_decay: float = 0.99  # EMA codebook decay per step
     restart_after: int = 50  # re-seed a code unused for this many steps (0: never)
     tournament: int = 1  # candidate crops per batch entry; the most detailed is kept (see RandomCrops)
@@ -251,7 +252,7 @@ class ImageTask(Task):
     name = "image"
     # shape the random streams, the codebook updates and what trains: a resumed run keeps the checkpoint's
     run_defining = ("batch_size", "crop", "tournament", "ema_decay", "restart_after", "model", "decoder_only",
-                    "depth_mode", "holdout", "channels_last", "encoder_lr_scale")
+                    "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment")
     progress_keys = ("psnr_train_mixed", "vq_loss")
     config: TrainImageConfig
 
@@ -262,6 +263,9 @@ class ImageTask(Task):
         model = ImageVQVAE(ImageModelConfig(**cfg.model))
         for vq in model.quantizer.stages:
             vq.decay, vq.restart_after = cfg.ema_decay, cfg.restart_after
+        if cfg.commitment not in ("full", "active"):
+            raise ValueError(f"commitment must be 'full' or 'active', got {cfg.commitment!r}")
+        model.quantizer.commit_to_active = cfg.commitment == "active"
         train_files, held_files = split_holdout(cfg.data, cfg.holdout)
         images = [load_rgb(f) for f in train_files]
         log.info("training on %d images of %s (%d held out)", len(images), cfg.data, len(held_files))
@@ -277,6 +281,9 @@ class ImageTask(Task):
             model.init_linear_paths(images)  # block PCA of the training images (no-op without linear paths)
         if cfg.decoder_only:
             for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
+                p.requires_grad_(False)
+        if cfg.encoder_lr_scale == 0:  # a frozen encoder; the codebooks still follow its latents (EMA)
+            for p in model.encoder.parameters():
                 p.requires_grad_(False)
         linear = {id(p) for m in (model.encoder.linear, model.decoder.linear) if m is not None for p in m.parameters()}
         # its own group only when it has its own rate, so runs of earlier releases keep their optimizer layout
