@@ -113,9 +113,9 @@ def f0_track(x: np.ndarray, rate: int = SPEECH_RATE, method: F0Method = "harvest
     `method`: "harvest" (WORLD's Harvest: robust, about 0.15 s per second of speech on one core) or "dio"
     (DIO refined by StoneMask: about 30x faster, more voicing errors). Search range F0_FLOOR_HZ..F0_CEIL_HZ.
     """
+    a = np.ascontiguousarray(_mono16(x, rate), dtype=np.float64)  # checks the rate before pyworld is needed
     import pyworld
 
-    a = np.ascontiguousarray(_mono16(x, rate), dtype=np.float64)
     if method == "harvest":
         f0, _ = pyworld.harvest(a, rate, f0_floor=F0_FLOOR_HZ, f0_ceil=F0_CEIL_HZ, frame_period=F0_FRAME_MS)
     elif method == "dio":

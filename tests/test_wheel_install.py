@@ -22,7 +22,7 @@ def _dependency_dirs() -> list[str]:
     import torch
 
     dirs = {str(Path(m.__file__).resolve().parents[1]) for m in (torch, constriction, safetensors)}
-    return sorted(d for d in dirs if not d.startswith(str(REPO)))
+    return sorted(d for d in dirs if not Path(d).is_relative_to(REPO))  # a venv at /tmp/x-venv beside /tmp/x is not inside it
 
 
 def _clone_like_copy(dest: Path) -> Path:
