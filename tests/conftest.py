@@ -3,7 +3,9 @@ files, so codec/CLI/API tests run in seconds and do not depend on the shipped mo
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from vqcodec.testing import smooth_image, speechlike, use_weights_folder, write_tiny_audio_weights, write_tiny_image_weights
 
@@ -64,3 +66,17 @@ def use_weights():
     before = os.environ.get("VQCODEC_WEIGHTS_DIR")
     yield use_weights_folder
     use_weights_folder(Path(before) if before else None)
+
+
+@pytest.fixture()
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 4 small (48 x 40) smooth RGB PNGs with noise: training data for the trainer tests."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:40]
+    for i in range(4):
+        base = np.stack([np.sin(xx / (3 + i)), np.cos(yy / (4 + i)), np.sin((xx + yy) / 5)], -1)
+        arr = ((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"im{i}.png")
+    return folder

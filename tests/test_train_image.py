@@ -5,10 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model
 from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS
@@ -18,17 +16,6 @@ SMALL = dict(latent_dim=8, num_stages=2, num_codes=16, width_low=32, width_mid=1
              enc_blocks=1, dec_blocks=1)
 
 
-@pytest.fixture()
-def image_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:48, 0:40]
-    for i in range(3):
-        base = np.stack([np.sin(xx / (3 + i)), np.cos(yy / (4 + i)), np.sin((xx + yy) / 5)], -1)
-        arr = ((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape)).clip(0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"im{i}.png")
-    return folder
 
 
 def _digest(model: torch.nn.Module) -> str:

@@ -1,12 +1,9 @@
 """The v4 image training recipe: a constant learning rate that can be extended and branched into a
 cooldown, an average of the weights, per-block depths as the codec decodes, the decoder told each
 block's depth, and a model grown from a released one (more stages, a wider latent)."""
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model
 from vqcodec.training.image_model import (ImageTask, TrainImageConfig, evaluate_rd, export_image_model,
@@ -19,17 +16,6 @@ SMALL = dict(latent_dim=8, num_stages=3, num_codes=16, width_low=32, width_mid=1
              enc_blocks=1, dec_blocks=1)
 
 
-@pytest.fixture()
-def image_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:48, 0:40]
-    for i in range(4):
-        base = np.stack([np.sin(xx / (3 + i)), np.cos(yy / (4 + i)), np.sin((xx + yy) / 5)], -1)
-        arr = ((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape)).clip(0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"im{i}.png")
-    return folder
 
 
 def _cfg(data, out, steps, **kw):
