@@ -229,18 +229,20 @@ class VqAudioCodec:
     name: str = "vqcodec"
     extension: str = ".vq"
     in_process: bool = True
+    decoder: str | None = None  # a decoder-stage weights file to decode with (`vqcodec.decode(decoder=)`)
 
     @property
     def description(self) -> str:
+        with_decoder = f", decoded with {self.decoder}" if self.decoder else ""
         return (f"vqcodec {getattr(self.api, '__version__', '?')} (public API: encode_audio on the clip at its "
-                f"own rate / decode, in process, model loaded)")
+                f"own rate / decode, in process, model loaded{with_decoder})")
 
     def encode_decode(self, clip: Clip, quality: int) -> tuple[bytes, np.ndarray, int, float, float]:
         """-> (file bytes, decoded (T, C), its rate, encode seconds, decode seconds)."""
         t0 = time.perf_counter()
         data = bytes(self.api.encode_audio(clip.samples, clip.rate, quality))
         t1 = time.perf_counter()
-        decoded, rate = self.api.decode(data)
+        decoded, rate = self.api.decode(data, decoder=self.decoder) if self.decoder else self.api.decode(data)
         t2 = time.perf_counter()
         return data, np.asarray(decoded), int(rate), t1 - t0, t2 - t1
 

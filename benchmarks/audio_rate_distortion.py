@@ -4,6 +4,7 @@
     python benchmarks/audio_rate_distortion.py                      # bundled clips, benchmarks/results/audio/
     python benchmarks/audio_rate_distortion.py --quick              # CI smoke run (temporary folder)
     python benchmarks/audio_rate_distortion.py --codecs opus,codec2 # the baselines alone
+    python benchmarks/audio_rate_distortion.py --decoder RUN/audio_decoder.safetensors  # vqcodec's files, another decoder
     python benchmarks/audio_rate_distortion.py --dataset DIR [--dataset DIR ...] --out DIR
     python benchmarks/audio_rate_distortion.py --skip-metrics visqol,f0  # leave slow or missing metrics out
 
@@ -184,7 +185,8 @@ def select_codecs(args: argparse.Namespace, parser: argparse.ArgumentParser
         full = tuple(range(1, top + 1))
         quick = tuple(sorted({1, top}))
         chosen = parse_qualities(args.qualities, top, parser) if args.qualities else (quick if args.quick else full)
-        vq = VqAudioCodec(api, tuple(map(str, full)), tuple(map(str, quick)))
+        vq = VqAudioCodec(api, tuple(map(str, full)), tuple(map(str, quick)),
+                          decoder=str(args.decoder) if args.decoder else None)
         codecs.append(vq)
         settings[vq.key] = tuple(map(str, chosen))
     elif args.qualities:
@@ -657,6 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lag", type=float, default=DEFAULT_MAX_LAG_S,
                    help=f"largest codec delay searched when aligning, seconds (default {DEFAULT_MAX_LAG_S})")
     p.add_argument("--keep-files", type=Path, help="keep every coded file in this folder")
+    p.add_argument("--decoder", type=Path, help="decode vqcodec's files with this decoder-stage weights file "
+                   "(`vqcodec train audio-decoder`; the files are the same)")
     p.add_argument("--note", help="a note on the machine (e.g. 'shared with a training run'), kept in the outputs")
     p.add_argument("--linear-x", action="store_true", help="plot kbps on a linear axis (default: log)")
     p.add_argument("--skip-metrics", default="",

@@ -109,8 +109,9 @@ def _encode(src: str, dst: str, quality: int | None, alpha: str | None, verify: 
                        size=size)
 
 
-def _decode(src: str, dst: str, layers: int | None, force: bool, partial: bool = False) -> tuple[str, str | None]:
-    return decode_file(src, dst, layers, force, partial=partial), None
+def _decode(src: str, dst: str, layers: int | None, force: bool, partial: bool = False,
+            decoder: str | None = None) -> tuple[str, str | None]:
+    return decode_file(src, dst, layers, force, partial=partial, decoder=decoder), None
 
 
 OK, MISSED, FAILED = "ok", "missed", "failed"

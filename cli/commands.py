@@ -117,21 +117,24 @@ def encode(inputs: tuple[str, ...], output: str, quality: int | None, effort: in
 @click.option("--partial", is_flag=True,
               help="Accept a file that was cut short and decode its complete quality layers (says how many); "
                    "a file cut before its first layer is complete is still an error.")
+@click.option("--decoder", "decoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Audio: render with this decoder-stage weights file (`vqcodec train audio-decoder`) instead "
+                   "of the decoder of the model the file names; it must have been trained on that model.")
 @progress_option()
 def decode(inputs: tuple[str, ...], output: str, layers: int | None, force: bool, jobs: int | None,
-           partial: bool, progress: bool | None) -> None:
+           partial: bool, decoder: str | None, progress: bool | None) -> None:
     """Decode IN.vq ('-' for stdin) to an image or an audio file, whichever it holds; several go into the
     folder -o OUTDIR/. --layers above the file's count decodes all of them, with a warning saying how many."""
     if layers is not None and layers < 1:
         raise click.BadParameter("must be >= 1", param_hint="--layers")
     if batch.is_batch(inputs, output, "out.png"):
-        return batch.run_batch("decode", inputs, output, {"layers": layers, "force": force, "partial": partial},
-                               jobs, progress)
+        return batch.run_batch("decode", inputs, output, {"layers": layers, "force": force, "partial": partial,
+                                                         "decoder": decoder}, jobs, progress)
     (input_path,) = inputs
     t0 = time.perf_counter()
     update, bar = _progress_bar("decode", progress)
     try:
-        line = decode_file(input_path, output, layers, force, update, partial=partial)
+        line = decode_file(input_path, output, layers, force, update, partial=partial, decoder=decoder)
     finally:
         bar.close()
     if output != "-":

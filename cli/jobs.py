@@ -107,9 +107,10 @@ def _missed_line(src: str, warning: object, bpp: float | None, pixels: int) -> s
 
 
 def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: Progress | None = None, *,
-                partial: bool = False) -> str:
+                partial: bool = False, decoder: str | None = None) -> str:
     """Decode one .vq file (or '-') to `dst` (or '-'), image or audio by what it holds; returns the summary line.
-    partial: a file cut short gives its complete quality layers (`_complete_layers`), named in the line."""
+    partial: a file cut short gives its complete quality layers (`_complete_layers`), named in the line.
+    decoder: audio: a decoder-stage weights file to render with (`api.decode`'s `decoder`)."""
     from vqcodec import api
 
     check_writable(dst, force)
@@ -124,12 +125,20 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: P
                        f"{plural(header.layers, 'quality layer')}; decoding all {header.layers}", err=True)
             layers = header.layers
         if header.modality == "image":
+            if decoder is not None:
+                raise BadInput(f"{src}: --decoder applies to audio files; this one holds an image")
             check_image_output(dst, header.mode)  # before decoding: an output type that would lose alpha
             img = api.decode(data, layers=layers, progress=progress)
             write_output(dst, image_file_bytes(img, dst), force)
             return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}{note}"
         audio_format(dst)
-        rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress)
+        try:
+            rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress,
+                                                                          decoder=decoder)
+        except (ValueError, FileNotFoundError) as e:
+            if decoder is None:
+                raise
+            raise BadInput(f"--decoder {decoder}: {e}") from None
         del data  # parsed: the file's streams are held once, not twice
         write_audio(dst, blocks, rate, channels, force, num_samples)  # rendered block by block while written
     except api.VQFormatError as e:

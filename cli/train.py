@@ -302,3 +302,92 @@ def speaker_decoder_command(data, base, batch_size, crop_frames, speaker_dim, tu
     train_speaker_decoder(TrainSpeakerConfig(
         **loop, **extra, data=data, batch_size=batch_size, crop_frames=crop_frames, speaker_dim=speaker_dim,
         tuned_blocks=tuned_blocks, full_rate_prob=full_rate_prob, bf16=not no_bf16))
+
+
+@train.command("audio-decoder")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training speech (searched recursively; never an evaluation set).")
+@click.option("--base", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="The frozen speech model whose indices the decoder reads. Default: the shipped one.")
+@loop_options(steps=20000, lr=3e-4)
+@click.option("--decoder", type=click.Choice(["hn", "istft"]), default="hn", show_default=True,
+              help="hn: harmonic-plus-noise (oscillator bank + inverse-STFT noise branch); istft: the base decoder's kind.")
+@click.option("--model-id", default=None, help="Id written into the exported weights (default: audio-decoder-<kind>-v1).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop-frames", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Frames per training crop (50 frames = 1 s).")
+@click.option("--holdout", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Utterances of --data held out (by name) for validation.")
+@click.option("--full-rate-prob", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Quantizer dropout: decode a crop with all stages with this probability, else 1..S uniformly.")
+@click.option("--model", "model_json", default=None, callback=_json_object,
+              help="AudioModelConfig decoder fields to change, as JSON, e.g. '{\"istft_n_fft\": 1024}'.")
+@click.option("--harmonic", "harmonic_json", default=None, callback=_json_object,
+              help="HarmonicConfig fields as JSON (hn), e.g. '{\"max_harmonics\": 64}'.")
+@click.option("--loss", "loss_json", default=None, callback=_json_object,
+              help="AudioLossConfig fields as JSON, e.g. '{\"complex\": 0, \"wave\": 0}'.")
+@click.option("--f0-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="hn: weight of the f0 loss (mean octaves off on voiced points).")
+@click.option("--env-init", default=-7.0, show_default=True, type=float,
+              help="hn: initial log amplitude of the harmonic envelope (natural log).")
+@click.option("--noise-offset", default=0.0, show_default=True, type=float,
+              help="hn started from the base decoder: added to the noise head's log magnitudes (e.g. -4: 35 dB "
+                   "quieter), so the oscillators take over the voiced sound.")
+@click.option("--f0-bins", default=192, show_default=True, type=click.IntRange(min=0),
+              help="hn: f0 predicted as a class over this many log-spaced bins (0: one regressed value).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A decoder-stage file (audio_decoder.safetensors) whose same-shaped tensors start this run.")
+@click.option("--from-scratch", is_flag=True, help="Do not start the decoder from the base decoder's weights.")
+@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames, holdout, full_rate_prob, model_json,
+                          harmonic_json, loss_json, f0_weight, env_init, noise_offset, f0_bins, init_from,
+                          from_scratch, no_bf16, **kwargs) -> None:
+    """Train a new speech decoder on the frozen encoder and codebooks of --base (decoder only): files coded
+    with the base model decode with it. Exports OUT/audio_decoder.safetensors."""
+    from vqcodec.training.audio_decoder import TrainDecoderConfig, train_audio_decoder
+    from vqcodec.weights.io import WEIGHTS_DIR
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    loop = _loop_settings(kwargs)
+    train_audio_decoder(TrainDecoderConfig(
+        **loop, data=data, base=base or str(WEIGHTS_DIR / "audio_vqvae.safetensors"), decoder=decoder,
+        model_id=model_id or "", batch_size=batch_size, crop_frames=crop_frames,
+        holdout=holdout, full_rate_prob=full_rate_prob, model=model_json or {}, harmonic=harmonic_json or {},
+        loss=loss_json or {}, f0_weight=f0_weight, env_init=env_init, noise_offset=noise_offset, f0_bins=f0_bins,
+        init_from=init_from,
+        init_from_base=not from_scratch, bf16=not no_bf16))
+
+
+@train.command("conversion")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training speech, several utterances per speaker (never an evaluation set).")
+@click.option("--speakers-csv", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV with columns file (relative to --data) and speaker; default: LibriSpeech names "
+                   "(SPEAKER-CHAPTER-UTT), else each file's folder name.")
+@click.option("--exclude-speakers", default="", help="Comma-separated speaker ids never trained on (held-out voices).")
+@loop_options(steps=20000, lr=3e-4)
+@click.option("--holdout-per-speaker", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Utterances per training speaker held out (by name) for validation.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop-frames", default=100, show_default=True, type=click.IntRange(min=2),
+              help="Frames per training crop (50 frames = 1 s; a multiple of the content stride).")
+@click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Probability that a content code position reads a neighbour's code (time jitter).")
+@click.option("--model", "model_json", default=None, callback=_json_object,
+              help="ConversionConfig fields as JSON, e.g. '{\"content_stride\": 4}'.")
+@click.option("--loss", "loss_json", default=None, callback=_json_object,
+              help="AudioLossConfig fields as JSON (over the phase-free defaults).")
+@click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
+def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker, batch_size, crop_frames, jitter,
+                       model_json, loss_json, no_bf16, **kwargs) -> None:
+    """Train the speaker-conversion model (issue 23): content encoder, low-rate VQ code and a speaker-conditioned
+    harmonic-plus-noise decoder, jointly; exports OUT/conversion_model.safetensors with its speaker table."""
+    from vqcodec.training.conversion import TrainConversionConfig, train_conversion
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    loop = _loop_settings(kwargs)
+    excluded = tuple(s.strip() for s in exclude_speakers.split(",") if s.strip())
+    train_conversion(TrainConversionConfig(
+        **loop, data=data, speakers_csv=speakers_csv, exclude_speakers=excluded,
+        holdout_per_speaker=holdout_per_speaker, batch_size=batch_size, crop_frames=crop_frames, jitter=jitter,
+        model=model_json or {}, loss=loss_json or {}, bf16=not no_bf16))

@@ -247,12 +247,15 @@ def _parse(data: "bytes | bytearray | memoryview") -> VQFile:
     return read_file(bytes(data))
 
 
-def decode(data: bytes, *, layers: int | None = None, progress: Progress | None = None, partial: bool = False
-           ) -> "Image.Image | tuple[np.ndarray, int]":
+def decode(data: bytes, *, layers: int | None = None, progress: Progress | None = None, partial: bool = False,
+           decoder: "str | Path | None" = None) -> "Image.Image | tuple[np.ndarray, int]":
     """Decode .vq bytes.
 
     Args:
         layers: decode only the first `layers` quality layers (None = all in the file).
+        decoder: audio only: a decoder-stage weights file (`vqcodec train audio-decoder`) to render the file's
+            indices with, instead of the decoder of the model the file names; it must have been trained on
+            that model (ValueError otherwise). None: the file's own model.
         partial: accept a file that was cut short (a slow download, a cut transfer) and decode its complete
             quality layers (`complete_layers`); the number used is logged, and an image's `info` holds it as
             "vq_layers". A file cut before its first layer is complete still raises VQFormatError.
@@ -266,6 +269,10 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
         data, layers, _ = complete_layers(data, layers)
     vqfile = _parse(data)
     codec = codec_for_file(vqfile)
+    if decoder is not None:
+        if vqfile.modality_name != "audio":
+            raise ValueError(f"decoder= applies to audio files; this file holds {vqfile.modality_name}")
+        codec = _audio_codec_for(vqfile).with_decoder(decoder)
     if vqfile.modality_name == "image":
         from vqcodec.image.layout import read_side_info, to_image
 
@@ -296,8 +303,8 @@ def complete_layers(data: "bytes | bytearray | memoryview", layers: int | None =
     return prefix.data, used, prefix.cut
 
 
-def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Progress | None = None
-                        ) -> tuple[int, int, int, Iterator[np.ndarray]]:
+def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Progress | None = None,
+                        decoder: "str | Path | None" = None) -> tuple[int, int, int, Iterator[np.ndarray]]:
     """Decode an audio .vq file block by block: -> (sample_rate in Hz, channels, num_samples, blocks), where
     blocks yields float32 (n, channels) arrays adding up to num_samples per channel, equal bit for bit to
     what `decode` returns.
@@ -307,11 +314,14 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     does not grow with the file's length (it holds the file's bytes, a few blocks of indices and one chunk
     of audio). A stream damaged in a way the up-front checks cannot see raises VQFormatError from the
     iteration, after the earlier blocks were yielded: write to a temporary file and rename it (as the CLI
-    does) if a partial result must never be seen."""
+    does) if a partial result must never be seen. `decoder`: as for `decode`."""
     vqfile = _parse(data)
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
-    return _audio_codec_for(vqfile).decode_blocks(vqfile, layers, progress)
+    codec = _audio_codec_for(vqfile)
+    if decoder is not None:
+        codec = codec.with_decoder(decoder)
+    return codec.decode_blocks(vqfile, layers, progress)
 
 
 def _audio_codec_for(vqfile: VQFile) -> "AudioCodec":

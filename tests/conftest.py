@@ -80,3 +80,14 @@ def image_folder(tmp_path: Path) -> Path:
         arr = ((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape)).clip(0, 255).astype(np.uint8)
         Image.fromarray(arr).save(folder / f"im{i}.png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def speech_folder(tmp_path_factory) -> Path:
+    """A folder of 3 speech-like 16 kHz WAVs (1.0, 1.2, 1.4 s): training data for the audio trainer tests."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("speech")
+    for i in range(3):
+        sf.write(folder / f"u{i}.wav", speechlike(1.0 + 0.2 * i, 16000, 1, seed=i), 16000)
+    return folder

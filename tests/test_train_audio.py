@@ -1,20 +1,12 @@
 """The audio VQ-VAE trainer on the shared loop: trains on a folder, resumes bit-exactly, exports release
 weights, and starts a new run from a release file or another run's checkpoint."""
 import pytest
-import soundfile as sf
 import torch
 
 from vqcodec.audio.model import load_audio_model
-from vqcodec.testing import TINY_AUDIO_MODEL, speechlike
+from vqcodec.testing import TINY_AUDIO_MODEL
 from vqcodec.training.audio_model import EXPORT_NAME, TrainAudioConfig, train_audio
 
-
-@pytest.fixture(scope="module")
-def speech_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speech")
-    for i in range(3):
-        sf.write(folder / f"u{i}.wav", speechlike(0.8 + 0.2 * i, 16000, 1, seed=i), 16000)
-    return folder
 
 
 def _config(tmp_path, folder, out, **kw) -> TrainAudioConfig:

@@ -31,16 +31,19 @@ across thread counts; measured and tested).
 from __future__ import annotations
 
 import bisect
+import copy
 import ctypes
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import soxr
 import torch
 
+from vqcodec.audio.decoders import load_audio_decoder
+from vqcodec.audio.hn_decoder import HNDecoder
 from vqcodec.audio.model import SAMPLE_RATE, load_audio_model
 from vqcodec.audio.prior_integer import load_integer_audio_prior
 from vqcodec.bitstream import AudioGeometry, Modality, VQFile, VQFormatError, read_file, segment_table_chunk, write_file
@@ -200,6 +203,57 @@ class _Window:
         return out
 
 
+class Renderer(Protocol):
+    """Indices -> samples, a chunk of frames at a time, in order.
+
+    `context`: (left, right) frames a frame's samples read beyond it (beyond `left`, a renderer may carry
+    what it needs in `state`). `render(indices, own, state, start)`: indices (C, s, n) int64 of n frames (-1:
+    stage absent), own = (a, b) the frames whose samples are wanted (the rest is halo, at least `context`
+    where the signal has it), state: what the previous chunk returned (None for the first), start: the
+    absolute index of the first of the n frames -> (samples (C, (b - a) * hop) float32 in [-1, 1], state for
+    the next chunk). Consecutive chunks give the samples of one pass."""
+
+    context: tuple[int, int]
+
+    def render(self, indices: torch.Tensor, own: tuple[int, int], state: Any, start: int
+               ) -> tuple[torch.Tensor, Any]: ...
+
+
+class StatelessRenderer:
+    """A decoder whose samples depend on its receptive field alone: decode(indices (C, s, n)) -> (C, n * hop)."""
+
+    def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], context: tuple[int, int]) -> None:
+        self.decode, self.context = decode, context
+
+    def render(self, indices: torch.Tensor, own: tuple[int, int], state: None, start: int
+               ) -> tuple[torch.Tensor, None]:
+        y = self.decode(indices)
+        hop = y.shape[-1] // indices.shape[-1]
+        return y[:, own[0] * hop:own[1] * hop], None
+
+
+class DecoderRenderer:
+    """A decoder-stage decoder (`vqcodec.audio.decoders`) on the model's codebooks. An `HNDecoder` carries its
+    oscillators' phase from chunk to chunk (state: (C,) float64 cycles); the others are stateless."""
+
+    def __init__(self, quantizer, decoder: torch.nn.Module) -> None:
+        self.quantizer, self.decoder = quantizer, decoder
+        f, hop = 1000, decoder.cfg.hop  # any frame far from the start: ranges are translation invariant
+        lo, hi = decoder.input_range(f * hop, (f + 1) * hop - 1)
+        self.context = (f - lo, hi - f)
+
+    @torch.no_grad()
+    def render(self, indices: torch.Tensor, own: tuple[int, int], state: Any, start: int
+               ) -> tuple[torch.Tensor, Any]:
+        z = self.quantizer.decode(indices.transpose(1, 2))  # (C, n, D)
+        if isinstance(self.decoder, HNDecoder):
+            y, state = self.decoder.render_span(z, own, state, start)
+        else:
+            hop = self.decoder.cfg.hop
+            y = self.decoder(z)[:, own[0] * hop:own[1] * hop]
+        return y.clamp(-1.0, 1.0), state
+
+
 def _chunks(num_frames: int, chunk: int) -> list[tuple[int, int]]:
     return [(f, min(f + chunk, num_frames)) for f in range(0, num_frames, chunk)]
 
@@ -212,12 +266,15 @@ class AudioCodec:
         prior_path: the integer audio prior (role "prior").
         prior_id: the prior's model id as the registry knows it (default: metadata or hash-derived).
         chunk_seconds: audio the nets process at once (memory vs speed; the output does not depend on it).
+        decoder_path: a decoder-stage weights file (`vqcodec train audio-decoder`, e.g. the harmonic-plus-
+            noise decoder) trained on this model's indices, rendering in place of the model's own decoder;
+            None: the model's own. The files written and the indices read are the same either way.
     """
 
     modality = "audio"
 
     def __init__(self, model_path: str | Path, prior_path: str | Path, *, prior_id: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS) -> None:
+                 chunk_seconds: float = CHUNK_SECONDS, decoder_path: str | Path | None = None) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
         check_weight_files((model_path, prior_path), "`vqcodec train audio` and `vqcodec train audio-prior`")
         self.model, self.model_id = load_audio_model(model_path)
@@ -232,7 +289,25 @@ class AudioCodec:
         self.chunk_frames = max(1, int(round(chunk_seconds * frame_rate)))
         left, right = self.model.encoder_context()
         self.enc_halo = -(-max(left, right, 0) // self.hop) + 1  # frames
-        self.dec_halo = max(self.model.decoder_context()) + 1  # frames
+        self.model_path = model_path
+        self.decoder_id: str | None = None  # the decoder-stage model rendering, None: the model's own decoder
+        self.renderer: Renderer = StatelessRenderer(self.model.decode_indices, self.model.decoder_context())
+        self.dec_halo = max(self.renderer.context) + 1  # frames
+        if decoder_path is not None:
+            self._use_decoder(decoder_path)
+
+    def _use_decoder(self, decoder_path: str | Path) -> None:
+        decoder, self.decoder_id, _ = load_audio_decoder(decoder_path, self.model_path)
+        self.renderer = DecoderRenderer(self.model.quantizer, decoder)
+        self.dec_halo = max(self.renderer.context) + 1  # frames
+
+    def with_decoder(self, decoder_path: str | Path) -> "AudioCodec":
+        """A copy of this codec (sharing its model and prior) that renders with a decoder-stage weights file
+        (`vqcodec train audio-decoder`) trained on this model's indices. ValueError for a decoder of another
+        base model, FileNotFoundError for a missing file."""
+        other = copy.copy(self)
+        other._use_decoder(decoder_path)
+        return other
 
     @property
     def max_quality(self) -> int:
@@ -430,19 +505,20 @@ class AudioCodec:
         block at a time as the chunks reach them). One chunk of `chunk_frames` frames (plus a halo of
         `dec_halo` frames each side) is widened to int64 and rendered at a time, so memory does not grow
         with N; the samples do not depend on the chunk size. decode: (C, s, n) int64 -> (C, n * hop) float32,
-        another decoder of this model's indices with the same receptive field (default: the model's own)."""
-        decode = decode or self.model.decode_indices
+        another stateless decoder of this model's indices with the same receptive field (default: this
+        codec's `renderer`)."""
         frames_of = indices.frames if isinstance(indices, _FileIndices) else (
             lambda lo, hi: indices[:, :, lo:hi].long())
         c, _, frames = indices.shape
         hop, halo = self.hop, self.dec_halo
         n16 = resampled_length(num_samples, sample_rate, SAMPLE_RATE)
+        renderer = self.renderer if decode is None else StatelessRenderer(decode, self.model.decoder_context())
 
         def at_16k() -> Iterator[np.ndarray]:
+            state = None
             for f0, f1 in _chunks(frames, self.chunk_frames):
                 lo, hi = max(0, f0 - halo), min(frames, f1 + halo)
-                y = decode(frames_of(lo, hi))  # (C, (hi - lo) * hop)
-                y = y[:, (f0 - lo) * hop:(f1 - lo) * hop]
+                y, state = renderer.render(frames_of(lo, hi), (f0 - lo, f1 - lo), state, lo)  # (C, (f1 - f0) * hop)
                 y = y[:, : max(0, n16 - f0 * hop)]
                 _release_free_memory()
                 yield y.T.numpy().astype(np.float32, copy=False)

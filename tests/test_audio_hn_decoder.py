@@ -1,0 +1,162 @@
+"""The harmonic-plus-noise decoder: chunked rendering with halos equals one whole pass bit for bit (the
+oscillator phase carried from chunk to chunk), its receptive field is what `input_range` says, and a file
+of its weights round-trips."""
+import numpy as np
+import pytest
+import torch
+
+from vqcodec.audio.decoders import build_audio_decoder, load_audio_decoder
+from vqcodec.audio.harmonic import HarmonicConfig
+from vqcodec.audio.hn_decoder import HNDecoder, HNDecoderConfig
+from vqcodec.audio.model import AudioModelConfig
+from vqcodec.testing import TINY_AUDIO_MODEL
+from vqcodec.weights.io import save_weights
+
+
+def _decoder(hop: int = 160, noise: str = "filtered") -> HNDecoder:
+    torch.manual_seed(0)
+    model = AudioModelConfig(**dict(TINY_AUDIO_MODEL, hop=hop, ratios=(4, 8, 5) if hop == 160 else (4, 4, 5)))
+    dec = HNDecoder(HNDecoderConfig(model, HarmonicConfig(max_harmonics=16), env_init=-2.0, noise=noise)).eval()
+    with torch.no_grad():  # a voiced, pitched output: harmonics well above the noise branch
+        dec.harm_head.bias.view(dec.ctrl_sub, -1)[:, 1] = 3.0
+    return dec
+
+
+def _context(dec: HNDecoder) -> tuple[int, int]:
+    f, hop = 1000, dec.cfg.hop
+    lo, hi = dec.input_range(f * hop, (f + 1) * hop - 1)
+    return f - lo, hi - f
+
+
+@pytest.mark.parametrize("noise", ["filtered", "istft"])
+@pytest.mark.parametrize("cuts", [[7], [3, 11, 12], [1, 2, 19]])
+def test_chunks_with_halos_equal_one_pass(cuts, noise):
+    dec = _decoder(noise=noise)
+    z = torch.randn(2, 20, dec.cfg.latent_dim)
+    with torch.no_grad():
+        whole = dec(z)
+        left, right = _context(dec)
+        parts, phase = [], None
+        for a, b in zip([0] + cuts, cuts + [20]):
+            lo, hi = max(0, a - left), min(20, b + right)
+            y, phase = dec.render_span(z[:, lo:hi], (a - lo, b - lo), phase, start_frame=lo)
+            parts.append(y)
+    assert torch.equal(torch.cat(parts, 1), whole)
+    assert whole.abs().max() > 0.05  # the harmonic branch is audible, so the test can see its phase
+
+
+def test_receptive_field_is_what_input_range_says():
+    """Ahead, the samples of frame f read frames up to f + right; behind, frames up to f - left and, through
+    the oscillators' phase (which chunked rendering carries), every earlier frame's f0."""
+    dec = _decoder()
+    left, right = _context(dec)
+    z = torch.randn(1, 30, dec.cfg.latent_dim)
+    f, hop = 15, dec.cfg.hop
+
+    def frame_f(w: torch.Tensor) -> torch.Tensor:
+        return dec(w)[0, f * hop:(f + 1) * hop]
+
+    def bumped(g: int) -> torch.Tensor:
+        w = z.clone()
+        w[:, g] += 1.0
+        return w
+
+    with torch.no_grad():
+        ref = frame_f(z)
+        assert torch.equal(frame_f(bumped(f + right + 1)), ref)  # just past the field: no effect
+        assert not torch.equal(frame_f(bumped(f + right)), ref)  # its edge: an effect
+        assert not torch.equal(frame_f(bumped(0)), ref)  # the phase remembers the start
+        # ... but given the phase at frame f, nothing before frame f - left matters
+        _, phase = dec.render_span(z, (0, f))
+        assert torch.equal(dec.render_span(z[:, f - left:], (left, left + 1), phase, f - left)[0][0], ref)
+
+
+def test_weights_file_round_trip(tmp_path):
+    dec = _decoder(hop=80)
+    config = {"decoder": "hn", **dec.hn_cfg.to_dict(), "base_model_id": "tiny", "base_weights_hash": "00"}
+    save_weights(tmp_path / "d.safetensors", dec.state_dict(), "audio-decoder-hn-test", config)
+    loaded, model_id, _ = load_audio_decoder(tmp_path / "d.safetensors")
+    assert model_id == "audio-decoder-hn-test" and isinstance(loaded, HNDecoder)
+    z = torch.randn(1, 12, dec.cfg.latent_dim)
+    with torch.no_grad():
+        assert torch.equal(loaded(z), dec(z))
+    with pytest.raises(ValueError, match="unknown decoder kind"):
+        build_audio_decoder({"decoder": "vocoder9000"})
+
+
+def _hn_file(base, path):
+    """A decoder-stage file of an HN decoder on the tiny base model (its blocks and noise head the base's)."""
+    from vqcodec.audio.model import load_audio_model
+    from vqcodec.weights.io import weights_hash
+
+    model, _ = load_audio_model(base)
+    dec = _decoder(hop=80)
+    own = dec.state_dict()
+    dec.load_state_dict({k: v for k, v in model.decoder.state_dict().items() if own[k].shape == v.shape}, strict=False)
+    config = {"decoder": "hn", **dec.hn_cfg.to_dict(), "base_model_id": "tiny", "base_weights_hash": weights_hash(base).hex()}
+    save_weights(path, dec.state_dict(), "audio-decoder-hn-test", config)
+    return path
+
+
+def test_codec_renders_with_the_decoder_whatever_the_chunk_size(tiny_audio_weights, tmp_path, make_audio):
+    from vqcodec.audio.codec import AudioCodec
+
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    _hn_file(base, tmp_path / "hn.safetensors")
+    prior = tiny_audio_weights / "audio_prior.safetensors"
+    own = AudioCodec(base, prior)
+    data = own.encode(make_audio(1.3, 16000, 1, seed=3), 3, sample_rate=16000)
+    outs = [AudioCodec(base, prior, decoder_path=tmp_path / "hn.safetensors", chunk_seconds=c).decode(data)[0]
+            for c in (0.05, 0.17, 10.0)]
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+    assert not np.array_equal(outs[0], own.decode(data)[0])  # it is another decoder
+    assert AudioCodec(base, prior, decoder_path=tmp_path / "hn.safetensors").decoder_id == "audio-decoder-hn-test"
+
+
+def test_api_and_cli_decode_with_a_decoder(tiny_audio_weights, tmp_path, use_weights, make_audio):
+    import soundfile as sf
+    from click.testing import CliRunner
+
+    import vqcodec
+    from vqcodec.cli.main import cli
+
+    use_weights(tiny_audio_weights)
+    hn = _hn_file(tiny_audio_weights / "audio_vqvae.safetensors", tmp_path / "hn.safetensors")
+    data = vqcodec.encode_audio(make_audio(0.6, 16000, 1, seed=1), 16000, quality=3)
+    own, rate = vqcodec.decode(data)
+    with_hn, rate2 = vqcodec.decode(data, decoder=hn)
+    assert rate == rate2 == 16000 and own.shape == with_hn.shape and not np.array_equal(own, with_hn)
+    blocks = vqcodec.api.decode_audio_blocks(data, decoder=hn)[3]
+    assert np.array_equal(np.concatenate(list(blocks)), with_hn)
+
+    src = tmp_path / "in.vq"
+    src.write_bytes(data)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["decode", str(src), "-o", str(tmp_path / "a.wav"), "--decoder", str(hn)])
+    assert r.exit_code == 0, r.output
+    y, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    np.testing.assert_allclose(y, with_hn[:, 0], atol=1 / 32768 + 1e-6)  # 16-bit WAV
+    other = tmp_path / "other.safetensors"  # a decoder of another base model: refused, nothing written
+    config = {"decoder": "hn", **_decoder(hop=80).hn_cfg.to_dict(), "base_model_id": "x", "base_weights_hash": "00"}
+    save_weights(other, _decoder(hop=80).state_dict(), "audio-decoder-hn-other", config)
+    r = runner.invoke(cli, ["decode", str(src), "-o", str(tmp_path / "b.wav"), "--decoder", str(other)])
+    assert r.exit_code == 1 and "pass the base model it was trained on" in r.output
+    assert not (tmp_path / "b.wav").exists()
+    with pytest.raises(ValueError, match="trained on"):
+        vqcodec.decode(data, decoder=other)
+
+
+def test_position_keyed_noise():
+    from vqcodec.audio.noise import filtered_noise, white_noise
+
+    t = torch.arange(0, 1 << 16, dtype=torch.int64)
+    n = white_noise(t)
+    assert n.dtype == torch.float32 and float(n.min()) >= -1.0 and float(n.max()) < 1.0
+    assert abs(float(n.mean())) < 0.01 and abs(float(n.var()) - 1 / 3) < 0.01  # uniform on [-1, 1)
+    assert abs(float((n[1:] * n[:-1]).mean())) < 0.01  # no correlation between neighbours
+    assert torch.equal(white_noise(t[1000:1100] + 0), n[1000:1100])  # a function of the index alone
+    window = torch.hann_window(64)
+    mag = torch.rand(2, 33, 40)
+    whole = filtered_noise(mag, 160, 64, 16, window)
+    per_row = filtered_noise(mag, torch.tensor([160, 160]), 64, 16, window)
+    assert torch.equal(whole, per_row) and not torch.equal(whole, filtered_noise(mag, 0, 64, 16, window))

@@ -1,0 +1,72 @@
+"""The decoder-stage trainer: a new speech decoder (inverse STFT or harmonic-plus-noise) on a frozen base
+model's indices. It trains, resumes bit-exactly, starts from the base decoder, and exports a file that
+loads against its base model and refuses another."""
+import numpy as np
+import pytest
+import torch
+
+from vqcodec.audio.decoders import load_audio_decoder
+from vqcodec.audio.hn_decoder import HNDecoder
+from vqcodec.audio.model import load_audio_model
+from vqcodec.weights.io import save_weights
+from vqcodec.training.audio_decoder import EXPORT_NAME, TrainDecoderConfig, pitch_labels, train_audio_decoder
+
+
+
+def _config(tmp_path, folder, base, out, **kw) -> TrainDecoderConfig:
+    settings = dict(out=str(tmp_path / out), data=str(folder), base=str(base), steps=4, batch_size=2, crop_frames=20,
+                    holdout=1, val_seconds=0.5, val_stages=(1, 3), lr=1e-3, warmup_steps=1, log_every=1, val_every=2,
+                    threads=1, progress=False, bf16=False, harmonic={"max_harmonics": 16})
+    settings.update(kw)
+    return TrainDecoderConfig(**settings)
+
+
+@pytest.mark.parametrize("kind", ["hn", "istft"])
+def test_trains_resumes_exactly_and_exports(tmp_path, speech_folder, tiny_audio_weights, kind):
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    straight = train_audio_decoder(_config(tmp_path, speech_folder, base, "a", decoder=kind))
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "b", decoder=kind, stop_at_step=2))
+    resumed = train_audio_decoder(_config(tmp_path, speech_folder, base, "b", decoder=kind, resume=True))
+    for (k, x), y in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(x, y), k
+    decoder, model_id, config = load_audio_decoder(tmp_path / "a" / EXPORT_NAME, base)
+    assert config["decoder"] == kind and model_id == f"audio-decoder-{kind}-v1"
+    assert isinstance(decoder, HNDecoder) == (kind == "hn")
+    log = (tmp_path / "a" / "log.jsonl").read_text()
+    assert '"val"' in log and ('"f0_oct"' in log) == (kind == "hn")
+    # the frozen codebooks did not move
+    model, _ = load_audio_model(base)
+    for a, b in zip(model.quantizer.stages, straight.quantizer.stages):
+        assert torch.equal(a.codebook, b.codebook)
+
+
+def test_starts_from_the_base_decoder(tmp_path, speech_folder, tiny_audio_weights):
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    run = train_audio_decoder(_config(tmp_path, speech_folder, base, "c", decoder="istft", steps=1, lr=1e-12))
+    model, _ = load_audio_model(base)
+    for (k, a), b in zip(model.decoder.state_dict().items(), run.decoder.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_the_file_refuses_another_base(tmp_path, speech_folder, tiny_audio_weights):
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "d", decoder="hn", steps=1))
+    model, model_id = load_audio_model(base)
+    with torch.no_grad():
+        model.quantizer.stages[0].codebook.add_(0.01)  # other codes: the same indices mean something else
+    other = tmp_path / "other.safetensors"
+    save_weights(other, model.release_state(), model_id, model.cfg.to_dict())
+    load_audio_decoder(tmp_path / "d" / EXPORT_NAME, base)
+    with pytest.raises(ValueError, match="pass the base model it was trained on"):
+        load_audio_decoder(tmp_path / "d" / EXPORT_NAME, other)
+
+
+def test_pitch_labels_of_a_tone():
+    t = np.arange(16000) / 16000
+    x = torch.from_numpy((0.3 * np.sin(2 * np.pi * 180.0 * t)).astype(np.float32))
+    f0, voiced = pitch_labels(x)
+    assert f0.shape == voiced.shape == (200,)
+    assert voiced[10:-10].all()
+    assert torch.allclose(f0[10:-10], torch.full((180,), 180.0), rtol=0.01)
+    silent_f0, silent_voiced = pitch_labels(torch.zeros(8000))
+    assert not silent_voiced.any() and torch.all(silent_f0 == 100.0)
