@@ -5,6 +5,7 @@
         --decoder base --decoder ctrl=~/vqcodec-runs/audio_dec_ctrl/audio_decoder.safetensors \
         --decoder hn=~/vqcodec-runs/audio_dec_hn/audio_decoder.safetensors --out DIR
     python benchmarks/audio_decoder_pilot.py --clips data/speech/vctk ...   # other clips
+    python benchmarks/audio_decoder_pilot.py --quick --clips DIR --base B --decoder base --out DIR  # CI smoke run
 
 Clips: by default the utterances a decoder-stage run holds out of --data (`split_holdout(..., --holdout)`,
 the same ones its validation uses), first --seconds of each; `--clips DIR` takes every file of DIR instead
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default="3,6,16")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quick", action="store_true", help="2 clips of 2 s, stages 1 and 2 (a smoke run)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.max_clips, args.seconds, args.stages = 2, 2.0, "1,2"
     if not args.clips and not args.data:
         p.error("give --data (held-out utterances) or --clips")
     torch.set_num_threads(args.threads)

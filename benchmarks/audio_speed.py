@@ -80,17 +80,18 @@ def cli_peak_rss(args: list[str], threads: int, discard_stdout: bool = False) ->
     return float(wall), int(rss_kib) / 1024
 
 
-def in_process(x: np.ndarray, threads: int) -> dict:
-    """Encode and decode `x` in process (model loaded, one warm-up) -> times and real-time factors."""
+def in_process(x: np.ndarray, threads: int, decoder: Path | None = None) -> dict:
+    """Encode and decode `x` in process (model loaded, one warm-up) -> times and real-time factors.
+    decoder: a decoder-stage weights file to decode with (its loading is inside the decode time)."""
     import vqcodec
     from vqcodec.api import decode_audio_blocks
 
     torch.set_num_threads(threads)
-    vqcodec.decode(vqcodec.encode_audio(x[:RATE], RATE))  # warm-up: model load, first-call allocations
+    vqcodec.decode(vqcodec.encode_audio(x[:RATE], RATE), decoder=decoder)  # warm-up: model load, allocations
     t0 = time.perf_counter()
     data = vqcodec.encode_audio(x, RATE)
     t1 = time.perf_counter()
-    _, _, n, blocks = decode_audio_blocks(data)
+    _, _, n, blocks = decode_audio_blocks(data, decoder=decoder)
     got = sum(len(b) for b in blocks)
     t2 = time.perf_counter()
     dur = len(x) / RATE
@@ -99,7 +100,7 @@ def in_process(x: np.ndarray, threads: int) -> dict:
             "decode_s": t2 - t1, "encode_x_realtime": dur / (t1 - t0), "decode_x_realtime": dur / (t2 - t1)}
 
 
-def thread_exactness(x: np.ndarray) -> dict:
+def thread_exactness(x: np.ndarray, decoder: Path | None = None) -> dict:
     """Indices and samples with 1 and 2 torch threads: indices must be equal, samples within 1 LSB."""
     import vqcodec
 
@@ -109,7 +110,7 @@ def thread_exactness(x: np.ndarray) -> dict:
         for n in (1, 2):
             torch.set_num_threads(n)
             data = vqcodec.encode_audio(x, RATE)
-            out[n] = (data, vqcodec.decode_indices(data), vqcodec.decode(data)[0])
+            out[n] = (data, vqcodec.decode_indices(data), vqcodec.decode(data, decoder=decoder)[0])
     finally:
         torch.set_num_threads(before)
     return {"bytes_equal": out[1][0] == out[2][0], "indices_equal": bool(torch.equal(out[1][1], out[2][1])),
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
     ap.add_argument("--hour-speed", action="store_true", help="also time a 60-minute file in process")
     ap.add_argument("--stdout", action="store_true", help="also measure decoding to stdout (`-o -`)")
+    ap.add_argument("--decoder", type=Path, default=None,
+                    help="decode with this decoder-stage weights file (`vqcodec train audio-decoder`)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="fresh CLI processes per measurement; figures are medians (default 3, --quick 1): "
                          "one process's peak RSS varies by about +-8 MiB from run to run")
@@ -144,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": "2-core CPU, shared with a training run and other work",
                     "date": time.strftime("%Y-%m-%d"), "load_average_1min": {"start": os.getloadavg()[0]}}
     x = speech_of_length(short)
-    result["clip"] = in_process(x, args.threads)
-    result["threads_exactness"] = thread_exactness(x[: 3 * RATE])
+    result["decoder"] = str(args.decoder) if args.decoder else None
+    result["clip"] = in_process(x, args.threads, args.decoder)
+    result["threads_exactness"] = thread_exactness(x[: 3 * RATE], args.decoder)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rss = {}
@@ -155,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[tuple[float, float]]] = {"encode": [], "decode": [], "decode_stdout": []}
             for _ in range(args.repeats):  # interleaved, so a change of the machine's load hits every kind
                 runs["encode"].append(cli_peak_rss(["encode", str(src), "-o", str(vq), "-f"], args.threads))
-                runs["decode"].append(cli_peak_rss(["decode", str(vq), "-o", str(wav), "-f"], args.threads))
+                with_decoder = ["--decoder", str(args.decoder)] if args.decoder else []
+                runs["decode"].append(cli_peak_rss(["decode", str(vq), "-o", str(wav), "-f", *with_decoder],
+                                                   args.threads))
                 assert sf.info(wav).frames == sf.info(src).frames
                 if args.stdout:
-                    runs["decode_stdout"].append(cli_peak_rss(["decode", str(vq), "-o", "-"], args.threads,
+                    runs["decode_stdout"].append(cli_peak_rss(["decode", str(vq), "-o", "-", *with_decoder], args.threads,
                                                               discard_stdout=True))
             r: dict = {"vq_bytes": vq.stat().st_size, "repeats": args.repeats}
             for kind, got in runs.items():

@@ -145,3 +145,29 @@ def test_spatial_context_probe_quick(tmp_path):
     assert first["checkerboard_vs_control"] == 0.0 and last["step"] == res["steps"] > 0
     assert 0.3 < res["pass_b_share"] < 0.7
     assert len(res["decode_cost"]["features_s_per_stage"]) == 7 and res["decode_cost"]["added_decode_s"] > 0
+
+
+def test_audio_decoder_pilot_quick(tmp_path, tiny_audio_weights):
+    """Two decoders of the same indices scored side by side: the base model's own and a decoder-stage file."""
+    import torch
+
+    from vqcodec.audio.harmonic import HarmonicConfig
+    from vqcodec.audio.hn_decoder import HNDecoder, HNDecoderConfig
+    from vqcodec.audio.model import load_audio_model
+    from vqcodec.weights.io import save_weights, weights_hash
+
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    model, _ = load_audio_model(base)
+    torch.manual_seed(0)
+    hn = HNDecoder(HNDecoderConfig(model.cfg, HarmonicConfig(max_harmonics=8), env_init=-3.0))
+    config = {"decoder": "hn", **hn.hn_cfg.to_dict(), "base_model_id": "tiny", "base_weights_hash": weights_hash(base).hex()}
+    save_weights(tmp_path / "hn.safetensors", hn.state_dict(), "audio-decoder-hn-test", config)
+    clips = BENCH.parent / "data" / "speech" / "vctk"
+    p = _run("audio_decoder_pilot.py", "--quick", "--clips", str(clips), "--base", str(base), "--decoder", "base",
+             "--decoder", f"hn={tmp_path / 'hn.safetensors'}", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "pilot.json").read_text())
+    assert set(res["decoders"]) == {"base", "hn"} and len(res["clips"]) == 2
+    for scores in res["decoders"].values():
+        assert 0 <= scores["1"]["stoi"] <= 1 and scores["2"]["mel_distance"] > 0
+    assert (tmp_path / "out" / "spectrograms.png").stat().st_size > 10000
