@@ -114,14 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"clips": [k for k, _ in clips], "stages": stages, "original": orig, "decoders": summary,
            "paths": args.decoder, "base": str(args.base)}
     (args.out / "pilot.json").write_text(json.dumps(doc, indent=1))
-    lines = [f"{len(clips)} clips; original DNSMOS ovrl/sig/bak {orig['dnsmos_ovrl']:.3f} / {orig['dnsmos_sig']:.3f} / "
-             f"{orig['dnsmos_bak']:.3f}", "",
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    missing = "".join(f"; {m} skipped: {why}" for m, why in scorer.skipped.items())
+    lines = [f"{len(clips)} clips; original DNSMOS ovrl/sig/bak {fmt(orig['dnsmos_ovrl'])} / {fmt(orig['dnsmos_sig'])} / "
+             f"{fmt(orig['dnsmos_bak'])}{missing}", "",
              "| decoder | stages | DNSMOS ovrl | sig | bak | STOI | PESQ-WB | mel | f0 cents | V/UV F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in decoders:
         for s in stages:
             e = summary[n][s]
-            lines.append(f"| {n} | {s} | " + " | ".join("-" if e[k] is None else f"{e[k]:.3f}" for k in keys) + " |")
+            lines.append(f"| {n} | {s} | " + " | ".join(fmt(e[k]) for k in keys) + " |")
     (args.out / "pilot.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if clips:
