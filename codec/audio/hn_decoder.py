@@ -172,9 +172,7 @@ class HNDecoder(ISTFTDecoder):
         sigmoid(voicing_logit) drive it. The whole signal is one pass (phase from 0, the last control
         point held). start: absolute index of the first sample (keys the noise; (B,) int64 for one per row).
         """
-        h = self.norm_in(self.from_latent(z))
-        for block in self.blocks:
-            h = block(h)
+        h = self.hidden(z)
         noise = self.noise_branch(h, start)
         ctrl = self.controls(h)
         f0_used = ctrl.f0 if f0 is None else f0
@@ -201,9 +199,7 @@ class HNDecoder(ISTFTDecoder):
         n = z.shape[1]
         if not 0 <= a < b <= n:
             raise ValueError(f"own frames {own} are not a non-empty span of the {n} frames given")
-        h = self.norm_in(self.from_latent(z))
-        for block in self.blocks:
-            h = block(h)
+        h = self.hidden(z)
         hop, sub = self.cfg.hop, self.ctrl_sub
         noise = self.noise_branch(h, start_frame * hop)
         ctrl = self.controls(h)

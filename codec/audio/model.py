@@ -209,12 +209,16 @@ class ISTFTDecoder(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, self.sub * 2 * self.bins)
 
-    def spectrum(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (B, bins, N * sub) complex64 spectrum for the inverse STFT."""
+    def hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) latents -> (B, N, width) output of the ConvNeXt blocks (what the heads read)."""
         h = self.norm_in(self.from_latent(z))
         for block in self.blocks:
             h = block(h)
-        return self.head_spectrum(h)
+        return h
+
+    def spectrum(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, bins, N * sub) complex64 spectrum for the inverse STFT."""
+        return self.head_spectrum(self.hidden(z))
 
     def head_spectrum(self, h: torch.Tensor) -> torch.Tensor:
         """(B, N, width) output of the blocks -> (B, bins, N * sub) complex64 spectrum (the head's part)."""
