@@ -45,6 +45,21 @@ def test_chunks_with_halos_equal_one_pass(cuts, noise):
     assert whole.abs().max() > 0.05  # the harmonic branch is audible, so the test can see its phase
 
 
+@pytest.mark.parametrize("points", [1, 7, 40])
+def test_oscillator_spans_do_not_change_the_samples(points, monkeypatch):
+    """`render_span` runs the oscillator bank SYNTH_POINTS control points at a time (bounded memory): any
+    span length gives the samples of `render`'s single oscillator pass, with the phase carried across a cut."""
+    import vqcodec.audio.hn_decoder as hn
+    monkeypatch.setattr(hn, "SYNTH_POINTS", points)
+    dec = _decoder()
+    z = torch.randn(2, 20, dec.cfg.latent_dim)
+    with torch.no_grad():
+        whole, _ = dec.render(z)
+        head, phase = dec.render_span(z, (0, 3))
+        tail, _ = dec.render_span(z, (3, 20), phase)
+    assert torch.equal(torch.cat([head, tail], 1), whole)
+
+
 def test_receptive_field_is_what_input_range_says():
     """Ahead, the samples of frame f read frames up to f + right; behind, frames up to f - left and, through
     the oscillators' phase (which chunked rendering carries), every earlier frame's f0."""

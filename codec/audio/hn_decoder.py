@@ -34,7 +34,12 @@ from vqcodec.audio.model import AudioModelConfig, ISTFTDecoder
 from vqcodec.audio.noise import filtered_noise
 from vqcodec.audio.spectral import istft_exact
 
-__all__ = ["HNDecoderConfig", "HNControls", "HNDecoder"]
+__all__ = ["HNDecoderConfig", "HNControls", "HNDecoder", "SYNTH_POINTS"]
+
+SYNTH_POINTS = 200
+"""`HNDecoder.render_span` renders its oscillators this many control points at a time (1 s at 16 kHz with
+ctrl_hop 80): the bank's working tensors (about 10 MB a second of audio) are a span's, not the chunk's, and
+the samples are those of one pass (`synthesize` splits exactly at control points)."""
 
 
 @dataclass(frozen=True)
@@ -204,10 +209,14 @@ class HNDecoder(ISTFTDecoder):
         noise = self.noise_branch(h, start_frame * hop)
         ctrl = self.controls(h)
         amps = harmonic_amplitudes(ctrl.f0, ctrl.log_env, _sigmoid32(ctrl.voicing_logit), self.hn_cfg.harmonic)
-        s0, s1 = a * sub, b * sub
-        following = (ctrl.f0[:, s1], amps[:, s1]) if b < n else (None, None)
-        harmonic, phase_end = synthesize(ctrl.f0[:, s0:s1], amps[:, s0:s1], self.hn_cfg.harmonic, phase0, *following)
-        return noise[:, a * hop:b * hop] + harmonic, phase_end
+        points = ctrl.f0.shape[1]
+        parts, phase = [], phase0
+        for p0 in range(a * sub, b * sub, SYNTH_POINTS):  # bounded memory: the bank's tensors are a span's
+            p1 = min(p0 + SYNTH_POINTS, b * sub)
+            following = (ctrl.f0[:, p1], amps[:, p1]) if p1 < points else (None, None)
+            part, phase = synthesize(ctrl.f0[:, p0:p1], amps[:, p0:p1], self.hn_cfg.harmonic, phase, *following)
+            parts.append(part)
+        return noise[:, a * hop:b * hop] + torch.cat(parts, 1), phase
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, N, D) latents -> (B, N * hop) float32 samples: the whole signal in one pass."""
