@@ -300,7 +300,7 @@ def load_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
     x = load_audio(path)
     x = x[: x.numel() // PITCH_HOP * PITCH_HOP]
-    f0, voiced = pitch_labels(x)
+    f0, voiced = pitch_labels(x, "dio")  # the conversion model was trained on DIO labels
     return x, f0, voiced.float()
 
 
@@ -311,7 +311,7 @@ def median_log2_f0(y: torch.Tensor) -> float | None:
     y = y[: y.numel() // PITCH_HOP * PITCH_HOP]
     if y.numel() < 10 * PITCH_HOP:
         return None
-    f0, voiced = pitch_labels(y)
+    f0, voiced = pitch_labels(y, "dio")
     if int(voiced.sum()) < 10:
         return None
     return float(torch.log2(f0[voiced]).median())

@@ -61,12 +61,52 @@ def test_the_file_refuses_another_base(tmp_path, speech_folder, tiny_audio_weigh
         load_audio_decoder(tmp_path / "d" / EXPORT_NAME, other)
 
 
-def test_pitch_labels_of_a_tone():
+def _buzz(t: np.ndarray, f0: float) -> np.ndarray:
+    """A voice-like harmonic series at f0 Hz (Harvest calls a mathematically pure sine unvoiced)."""
+    return 0.3 * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 20))
+
+
+@pytest.mark.parametrize("method", ["harvest", "dio"])
+def test_pitch_labels_of_a_tone(method):
     t = np.arange(16000) / 16000
-    x = torch.from_numpy((0.3 * np.sin(2 * np.pi * 180.0 * t)).astype(np.float32))
-    f0, voiced = pitch_labels(x)
+    x = torch.from_numpy(_buzz(t, 180.0).astype(np.float32))
+    f0, voiced = pitch_labels(x, method)
     assert f0.shape == voiced.shape == (200,)
     assert voiced[10:-10].all()
     assert torch.allclose(f0[10:-10], torch.full((180,), 180.0), rtol=0.01)
-    silent_f0, silent_voiced = pitch_labels(torch.zeros(8000))
+    silent_f0, silent_voiced = pitch_labels(torch.zeros(8000), method)
     assert not silent_voiced.any() and torch.all(silent_f0 == 100.0)
+
+
+def test_harvest_labels_are_not_mains_hum():
+    """Half a second of 60 Hz hum, then a 180 Hz voice over it: Harvest (from 70 Hz) leaves the hum unvoiced and
+    tracks the voice; DIO from 50 Hz (the method before) calls the hum voiced at 60 Hz."""
+    t = np.arange(16000) / 16000
+    hum = 0.02 * np.sin(2 * np.pi * 60.0 * t)
+    voice = np.where(t >= 0.5, _buzz(t, 180.0), 0.0)
+    x = torch.from_numpy((hum + voice).astype(np.float32))
+    f0, voiced = pitch_labels(x, "harvest")
+    assert not voiced[10:90].any()
+    assert voiced[110:190].all() and torch.allclose(f0[110:190], torch.full((80,), 180.0), rtol=0.01)
+    dio_f0, dio_voiced = pitch_labels(x, "dio")
+    assert dio_voiced[10:90].float().mean() > 0.5 and (dio_f0[10:90][dio_voiced[10:90]] < 70).all()
+    with pytest.raises(ValueError, match="expected one of harvest, dio"):
+        pitch_labels(x, "yin")
+
+
+def test_another_pitch_method_relabels_the_cache(tmp_path, speech_folder, tiny_audio_weights):
+    """A run resumed with another --pitch keeps its cached indices and audio and gets new labels."""
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=2, stop_at_step=1,
+                                pitch="dio"))
+    cache_path = tmp_path / "r" / "train_cache.pt"
+    before = torch.load(cache_path, weights_only=True)
+    assert before["pitch"] == "dio"
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=2, resume=True,
+                                pitch="harvest"))
+    after = torch.load(cache_path, weights_only=True)
+    assert after["pitch"] == "harvest"
+    assert all(torch.equal(a, b) for a, b in zip(before["indices"], after["indices"]))
+    assert all(torch.equal(a, b) for a, b in zip(before["audio"], after["audio"]))
+    expected = [pitch_labels(a, "harvest") for a in before["audio"]]
+    assert all(torch.equal(f, e[0]) and torch.equal(v, e[1]) for f, v, e in zip(after["f0"], after["voiced"], expected))

@@ -43,7 +43,7 @@ from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, 
 from vqcodec.weights.io import load_weights, save_weights, weights_hash
 
 __all__ = ["TrainDecoderConfig", "AudioDecoderTask", "DecoderOnIndices", "train_audio_decoder", "pitch_labels",
-           "EXPORT_NAME"]
+           "PITCH_METHODS", "EXPORT_NAME"]
 
 log = logging.getLogger(__name__)
 EXPORT_NAME = "audio_decoder.safetensors"
@@ -75,6 +75,7 @@ class TrainDecoderConfig(LoopConfig):
     f0_bins: int = 192  # "hn": f0 classes (log-spaced; 0: regression of log f0)
     f0_sigma: float = 1.0  # "hn" with f0 bins: width (bins) of the Gaussian around the target bin
     init_from: str | None = None  # a decoder-stage file whose same-shaped tensors start this run (after the base's)
+    pitch: str = "harvest"  # "hn": pitch-label method (`pitch_labels`); a changed method relabels the cache
     noise_offset: float = 0.0  # "hn" started from the base decoder: added to the noise head's log magnitudes
     f0_weight: float = 1.0
     voicing_weight: float = 0.1
@@ -85,17 +86,32 @@ class TrainDecoderConfig(LoopConfig):
     loss: dict = field(default_factory=dict)  # AudioLossConfig fields
 
 
-def pitch_labels(audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+PITCH_METHODS = ("harvest", "dio")
+PITCH_FLOOR_HZ = {"harvest": 70.0, "dio": 50.0}
+"""Lowest f0 each label method searches. Harvest's 70 Hz stays above 50/60 Hz mains hum, which some training
+recordings carry (DIO from 50 Hz labelled one LibriSpeech utterance's speech 60 Hz throughout); "dio" keeps
+the floor the runs before the method became a setting were labelled with."""
+
+
+def pitch_labels(audio: torch.Tensor, method: str = "harvest") -> tuple[torch.Tensor, torch.Tensor]:
     """(T,) float32 16 kHz, T a multiple of PITCH_HOP -> (f0 (M,) float32 Hz, voiced (M,) bool), M = T / PITCH_HOP.
 
-    Point j is centred on sample j * PITCH_HOP. Unvoiced points get f0 by linear interpolation of log f0
-    between the voiced ones (held at the ends; 100 Hz when nothing is voiced), so an oscillator driven by
-    the track glides instead of jumping."""
+    Point j is centred on sample j * PITCH_HOP. method: "harvest" (WORLD's Harvest, 70..700 Hz: robust
+    voicing, about 6x real time on one core) or "dio" (DIO + StoneMask, 50..700 Hz: 150x real time, but it
+    calls most frames voiced and locks onto mains hum). Unvoiced points get f0 by linear interpolation of
+    log f0 between the voiced ones (held at the ends; 100 Hz when nothing is voiced), so an oscillator
+    driven by the track glides instead of jumping."""
     import pyworld  # training-only dependency
 
+    if method not in PITCH_METHODS:
+        raise ValueError(f"pitch method {method!r}: expected one of {', '.join(PITCH_METHODS)}")
     x = audio.double().numpy()
-    coarse, t = pyworld.dio(x, SAMPLE_RATE, f0_floor=50.0, f0_ceil=700.0, frame_period=1000.0 * PITCH_HOP / SAMPLE_RATE)
-    f0 = pyworld.stonemask(x, coarse, t, SAMPLE_RATE)
+    period = 1000.0 * PITCH_HOP / SAMPLE_RATE
+    if method == "harvest":
+        f0, _ = pyworld.harvest(x, SAMPLE_RATE, f0_floor=PITCH_FLOOR_HZ[method], f0_ceil=700.0, frame_period=period)
+    else:
+        coarse, t = pyworld.dio(x, SAMPLE_RATE, f0_floor=PITCH_FLOOR_HZ[method], f0_ceil=700.0, frame_period=period)
+        f0 = pyworld.stonemask(x, coarse, t, SAMPLE_RATE)
     m = audio.numel() // PITCH_HOP
     f0 = np.pad(f0, (0, max(0, m - len(f0))))[:m]
     voiced = f0 > 0
@@ -188,7 +204,7 @@ class AudioDecoderTask(Task):
                     bias = decoder.head.bias.view(decoder.sub, -1, decoder.bins)
                     bias[:, 0] += cfg.noise_offset
         train_files, held = split_holdout(list_audio(cfg.data), cfg.holdout)
-        self.cache = _cached(ctx.out_dir / CACHE, base, train_files, ctx.rank, self.hop)
+        self.cache = _cached(ctx.out_dir / CACHE, base, train_files, ctx.rank, self.hop, cfg.pitch)
         frames = torch.tensor([float(i.shape[1]) for i in self.cache["indices"]])
         self.usable = [i for i, n in enumerate(frames.tolist()) if n >= cfg.crop_frames]
         if not self.usable:
@@ -202,7 +218,7 @@ class AudioDecoderTask(Task):
                 clip = load_audio(p)
                 clip = clip[: min(limit, clip.numel() // self.hop * self.hop)]
                 if clip.numel():
-                    f0, voiced = pitch_labels(clip)
+                    f0, voiced = pitch_labels(clip, cfg.pitch)
                     self.val.append((clip, base.encode_indices(clip[None]), f0, voiced))
         self.model = DecoderOnIndices(base.quantizer, decoder)
         self.loss_fn = AudioLoss(AudioLossConfig(**cfg.loss))
@@ -297,19 +313,32 @@ class AudioDecoderTask(Task):
         self.gen.set_state(state["gen"])
 
 
-def _cached(path: Path, base, files: list[Path], rank: int, hop: int) -> dict:
-    """{"files", "indices": [(S, N) int16], "audio": [(N * hop,) float32], "f0": [(M,) float32],
-    "voiced": [(M,) bool]} of the training files, computed once per run folder (rank 0)."""
+def _cached(path: Path, base, files: list[Path], rank: int, hop: int, pitch: str) -> dict:
+    """{"files", "pitch", "indices": [(S, N) int16], "audio": [(N * hop,) float32], "f0": [(M,) float32],
+    "voiced": [(M,) bool]} of the training files, computed once per run folder (rank 0). A cache labelled by
+    another pitch method (one without "pitch": "dio", the only method then) keeps its indices and audio and
+    is relabelled."""
     names = [p.name for p in files]
     if path.is_file():
         cache = torch.load(path, weights_only=True)
         if cache["files"] == names:
+            if cache.get("pitch", "dio") == pitch:
+                return cache
+            if rank != 0:
+                raise RuntimeError(f"{path} has {cache.get('pitch', 'dio')} pitch labels; relabel it with one "
+                                   f"process first")
+            t0 = time.perf_counter()
+            labels = [pitch_labels(clip, pitch) for clip in cache["audio"]]
+            cache.update(pitch=pitch, f0=[f for f, _ in labels], voiced=[v for _, v in labels])
+            atomic_write(path, lambda tmp: torch.save(cache, tmp))
+            log.info("relabelled the pitch of %d training utterances with %s in %.0f s", len(labels), pitch,
+                     time.perf_counter() - t0)
             return cache
         log.warning("%s does not match --data; recomputing it", path)
     if rank != 0:
         raise RuntimeError(f"{path} is missing; start the run with one process first")
     t0 = time.perf_counter()
-    cache: dict = {"files": names, "indices": [], "audio": [], "f0": [], "voiced": []}
+    cache: dict = {"files": names, "pitch": pitch, "indices": [], "audio": [], "f0": [], "voiced": []}
     for p in files:
         clip = load_audio(p)
         clip = clip[: clip.numel() // hop * hop]
@@ -317,11 +346,12 @@ def _cached(path: Path, base, files: list[Path], rank: int, hop: int) -> dict:
             continue
         cache["indices"].append(base.encode_indices(clip[None])[0].to(torch.int16))
         cache["audio"].append(clip)
-        f0, voiced = pitch_labels(clip)
+        f0, voiced = pitch_labels(clip, pitch)
         cache["f0"].append(f0)
         cache["voiced"].append(voiced)
     atomic_write(path, lambda tmp: torch.save(cache, tmp))
-    log.info("encoded and pitch-labelled %d training utterances in %.0f s", len(files), time.perf_counter() - t0)
+    log.info("encoded and pitch-labelled (%s) %d training utterances in %.0f s", pitch, len(files),
+             time.perf_counter() - t0)
     return cache
 
 

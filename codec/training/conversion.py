@@ -382,7 +382,7 @@ def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, ho
         if not clip.numel():
             log.warning("%s is shorter than one frame; skipped", p)
             continue
-        f0, voiced = pitch_labels(clip)
+        f0, voiced = pitch_labels(clip, "dio")  # the labels the run so far was trained on
         cache["files"].append(rel(p))
         cache["speakers"].append(s)
         cache["audio"].append(_to_int16(clip))
@@ -418,7 +418,7 @@ def _val_set(held: list[tuple[Path, str]], cache: dict, utts_of: dict[str, list[
         clip = clip[: min(limit, clip.numel() // mcfg.content_hop * mcfg.content_hop)]
         if not clip.numel():
             continue
-        f0, voiced = pitch_labels(clip)
+        f0, voiced = pitch_labels(clip, "dio")  # the labels the run so far was trained on
         reference = _to_float(cache["audio"][utts_of[s][0]][:ref_len])
         out.append({"speaker": s, "file": str(p), "audio": clip, "f0": f0, "voiced": voiced.float(),
                     "reference": reference})
