@@ -130,11 +130,16 @@ def train() -> None:
 @click.option("--commitment", type=click.Choice(["full", "active"]), default="full", show_default=True,
               help="Commit the encoder to the sum of all stages, or to each crop's active stages (keeps the latents "
                    "codable by the first stages).")
+@click.option("--refine-prob", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Crops whose decoder input is the (detached) latent plus uniform noise: training for scalar "
+                   "refinement layers.")
+@click.option("--refine-steps", default="0.03,0.5", show_default=True,
+              help="Range of the refinement noise's width (log-uniform), as MIN,MAX latent units.")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
 def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
                     tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
-                    encoder_lr_scale, commitment,
+                    encoder_lr_scale, commitment, refine_prob, refine_steps,
                     checkpoint_minutes,
                     **kwargs) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
@@ -154,8 +159,20 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
         init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
         depth_mode=depth_mode, holdout=holdout, val_crop=val_crop, model=model, channels_last=channels_last,
-        encoder_lr_scale=encoder_lr_scale, commitment=commitment, **extra,
+        encoder_lr_scale=encoder_lr_scale, commitment=commitment, refine_prob=refine_prob,
+        refine_steps=_range_pair(refine_steps, "--refine-steps"), **extra,
     ))
+
+
+def _range_pair(text: str, option: str) -> tuple[float, float]:
+    """'MIN,MAX' -> (MIN, MAX) floats, 0 < MIN <= MAX."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected MIN,MAX (two numbers), got {text!r}", param_hint=option) from None
+    if not 0 < lo <= hi:
+        raise click.BadParameter(f"need 0 < MIN <= MAX, got {text!r}", param_hint=option)
+    return lo, hi
 
 
 @train.command("prior")

@@ -75,6 +75,8 @@ class TrainImageConfig(LoopConfig):
     val_crop: int = 384  # validation images are centre-cropped to at most this size (0: whole images)
     model_id: str = IMAGE_MODEL_ID  # the id the exported weights carry
     model: dict = field(default_factory=dict)  # ImageModelConfig fields (defaults for missing ones)
+    refine_prob: float = 0.0  # crops whose decoder input is the latent plus uniform noise (scalar refinement)
+    refine_steps: tuple[float, float] = (0.03, 0.5)  # the noise's width (a refinement step), log-uniform in this range
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -252,7 +254,8 @@ class ImageTask(Task):
     name = "image"
     # shape the random streams, the codebook updates and what trains: a resumed run keeps the checkpoint's
     run_defining = ("batch_size", "crop", "tournament", "ema_decay", "restart_after", "model", "decoder_only",
-                    "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment")
+                    "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment", "refine_prob",
+                    "refine_steps")
     progress_keys = ("psnr_train_mixed", "vq_loss")
     config: TrainImageConfig
 
@@ -344,16 +347,43 @@ class ImageTask(Task):
             def rule(errors: torch.Tensor) -> torch.Tensor:
                 depths = choose_depths(errors, torch.nan_to_num(per_block, nan=0.0)[:, None])
                 return torch.where(full, S, depths)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-            x_hat, q = model(x, active, rule)
+        cfg = self.config
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            if cfg.refine_prob > 0:
+                x_hat, q, refined = self._refining_pass(model, x, active, rule)
+            else:
+                (x_hat, q), refined = model(x, active, rule), 0.0
         mse = F.mse_loss(x_hat.float(), x)
         return mse + q.loss, {
+            **({"refined": refined} if cfg.refine_prob > 0 else {}),
             "mean_depth": float(q.active.float().mean()),
             "mse": mse.item(),
             "psnr_train_mixed": 10 * math.log10(1 / max(mse.item(), 1e-10)),
             "vq_loss": q.loss.item(),
             "usage": q.usage.tolist(),
         }
+
+    def _refining_pass(self, model: nn.Module, x: torch.Tensor, active: torch.Tensor, rule) -> tuple:
+        """`ImageVQVAE.forward`, except that the crops drawn with probability `refine_prob` decode the latent
+        plus uniform noise of a width drawn log-uniformly from `refine_steps` (additive noise: the training
+        proxy of a scalar quantizer of that step on the residual after any stage, Balle et al. 2017). The
+        noise goes on the detached latent, so the decoder learns to render refined latents while the encoder
+        trains through the VQ path only (no rate term could stop it from growing its latents to drown the
+        noise). Returns (x_hat, the quantizer output of every crop, the fraction of crops refined)."""
+        net = model.module if hasattr(model, "module") else model
+        z = net.encoder(x)
+        b, _, h, w = z.shape
+        if isinstance(active, torch.Tensor) and active.shape[0] == b:
+            active = active.repeat_interleave(h * w)
+        q = net.quantizer(net._flatten(z), active, rule)
+        quantized = net._unflatten(q.quantized, b, h, w)
+        lo, hi = (math.log(v) for v in self.config.refine_steps)
+        refine = torch.rand(b) < self.config.refine_prob
+        step = torch.exp(lo + (hi - lo) * torch.rand(b)).to(z.dtype)
+        noisy = z.detach() + (torch.rand_like(z) - 0.5) * step[:, None, None, None]
+        dec_in = torch.where(refine[:, None, None, None], noisy, quantized)
+        depth = q.active.reshape(b, h, w) if net.cfg.depth_input else None
+        return net.decoder(dec_in, depth), q, float(refine.float().mean())
 
     def log_fields(self, model: nn.Module) -> dict:
         return {"restarts": [vq.restarts for vq in model.quantizer.stages]}  # since this invocation started
@@ -364,6 +394,9 @@ class ImageTask(Task):
         ev = evaluate_rd(model, self.val_images)
         log.info("val psnr at stages %s: %s; rd %s", ev["stages"], [round(v, 2) for v in ev["psnr"]],
                  [(round(b, 3), round(p, 2)) for b, p in zip(ev["rd_bpp"], ev["rd_psnr"])])
+        if self.config.refine_prob > 0:
+            ev["refine"] = evaluate_refinement(model, self.val_images)
+            log.info("val refinement psnr %s", ev["refine"])
         return {"val": ev}
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
@@ -374,6 +407,32 @@ class ImageTask(Task):
 
     def load_state_dict(self, state: dict) -> None:
         self.crops.load_state(state["crops"])
+
+
+REFINE_VAL_STEPS = (0.25, 0.125, 0.0625)
+
+
+@torch.no_grad()
+def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stages: int = 4,
+                        steps: tuple[float, ...] = REFINE_VAL_STEPS) -> dict:
+    """Mean PSNR (dB) of images (3, H, W) uint8 decoded from their first `base_stages` stages plus the residual
+    rounded to each uniform step (a scalar refinement layer), and from the unquantized latent:
+    {"base_stages", "steps", "psnr": [per step], "unquantized"}."""
+    model.eval()
+    psnrs, clean = torch.zeros(len(steps)), 0.0
+    for im in images:
+        x = im[None].float() / 255.0
+        z = model.encoder(x)
+        b, _, h, w = z.shape
+        flat = model._flatten(z)
+        base = model.quantizer.decode(model.quantizer.encode(flat, base_stages))
+        depth = torch.full((b, h, w), base_stages) if model.cfg.depth_input else None
+        for i, st in enumerate(steps):
+            refined = base + torch.round((flat - base) / st) * st
+            psnrs[i] += psnr(model.decoder(model._unflatten(refined, b, h, w), depth), x)
+        clean += psnr(model.decoder(z, depth), x)
+    n = len(images)
+    return {"base_stages": base_stages, "steps": list(steps), "psnr": (psnrs / n).tolist(), "unquantized": clean / n}
 
 
 def train_image(cfg: TrainImageConfig) -> ImageVQVAE:

@@ -1,0 +1,215 @@
+"""Which quality layers could take an image model past 36 dB, and at what rate? (issue 20, "a higher top")
+
+On a trained model's frozen encoder and decoder, adds layers after the first B stages (B = --base-stages) and
+measures mean PSNR on the held-out training photos (the trainer's split, 384x384 centres; Kodak is not looked
+at) against bits per pixel. The layers are fitted on random crops of the training photos, never on the
+held-out ones:
+
+- `vq64`: more residual stages like the model's own (512 codes over the whole 64-dim latent, k-means),
+  9 bits per latent each;
+- `vq{d}`: product layers: the residual cut into sub-vectors of d dims, one 512-code codebook per sub-vector
+  position (k-means), 9 * 64 / d bits per latent each;
+- `sq`: the residual rounded to a uniform step (one for all dims), coded under a per-dim histogram of the
+  training crops' symbols (cross-entropy of the held-out symbols: what an adaptive-free static model costs).
+
+Rates are raw bits (9 per VQ index, no prior) for the model's own stages and the VQ layers, and the
+cross-entropy for `sq`; bits per pixel = bits per latent / 64 (8 x 8 pixels per latent). Also reports the
+decoder's PSNR on the unquantized latents (the ceiling of any layer scheme on this decoder).
+
+    python benchmarks/high_rate_layers.py --model ~/vqcodec-runs/image_v4/image_model.safetensors \
+        --out benchmarks/results/training/high_rate_layers
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from vqcodec.image.data import load_rgb
+from vqcodec.image.model import ImageVQVAE, load_image_model
+from vqcodec.training.image_model import centre_crop, split_holdout
+
+HERE = Path(__file__).resolve().parent
+PIXELS_PER_LATENT = 64
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+    """(N, d) float32 -> (k, d) centroids (Lloyd, k-means++-free: k random points, empty clusters re-seeded)."""
+    c = x[torch.randperm(x.shape[0], generator=gen)[:k]].clone()
+    for _ in range(iters):
+        a = nearest(x, c)
+        sums = torch.zeros_like(c).index_add_(0, a, x)
+        counts = torch.bincount(a, minlength=k).float()
+        empty = counts == 0
+        c = torch.where(empty[:, None], x[torch.randint(0, x.shape[0], (k,), generator=gen)], sums / counts.clamp(min=1)[:, None])
+    return c
+
+
+def nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """(N, d), (k, d) -> (N,) int64 index of the nearest centroid."""
+    out = []
+    c2 = (c * c).sum(1)
+    for i in range(0, x.shape[0], chunk):
+        xi = x[i:i + chunk]
+        out.append((c2[None] - 2 * xi @ c.T).argmin(1))
+    return torch.cat(out)
+
+
+class VQLayer:
+    """A product VQ layer: the 64-dim residual cut into 64/d sub-vectors, one k-code codebook each."""
+
+    def __init__(self, fit: torch.Tensor, d: int, k: int, iters: int, gen: torch.Generator) -> None:
+        self.d = d
+        self.books = [kmeans(fit[:, j:j + d].contiguous(), k, iters, gen) for j in range(0, fit.shape[1], d)]
+        self.bits = len(self.books) * math.log2(k)
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        """(N, 64) residual -> (N, 64) its reconstruction."""
+        return torch.cat([b[nearest(r[:, j * self.d:(j + 1) * self.d].contiguous(), b)]
+                          for j, b in enumerate(self.books)], 1)
+
+
+def sq_bits(fit_sym: torch.Tensor, held_sym: torch.Tensor) -> float:
+    """Mean bits per latent of held-out integer symbols (N, D) under per-dim histograms of the fit symbols
+    (add-half smoothing over the union's range)."""
+    lo = int(min(fit_sym.min(), held_sym.min()))
+    hi = int(max(fit_sym.max(), held_sym.max()))
+    total = 0.0
+    for j in range(fit_sym.shape[1]):
+        counts = torch.bincount(fit_sym[:, j] - lo, minlength=hi - lo + 1).double() + 0.5
+        p = counts / counts.sum()
+        total += -torch.log2(p[held_sym[:, j] - lo]).sum().item()
+    return total / held_sym.shape[0]
+
+
+def latents(model: ImageVQVAE, images: list[torch.Tensor]) -> list[torch.Tensor]:
+    """uint8 (3, H, W) images -> their latents (1, D, H/8, W/8) float32."""
+    with torch.no_grad():
+        return [model.encoder(im[None].float() / 255.0) for im in images]
+
+
+def psnr(model: ImageVQVAE, images: list[torch.Tensor], zs: list[torch.Tensor]) -> float:
+    """Mean PSNR (dB, 8-bit RGB) of the decoder on latents `zs` (1, D, h, w) against `images`."""
+    vals = []
+    with torch.no_grad():
+        for im, z in zip(images, zs):
+            x = (model.decoder(z).clamp(0, 1) * 255).round()
+            mse = ((x - im[None].float()) ** 2).mean().item()
+            vals.append(10 * math.log10(255 ** 2 / max(mse, 1e-10)))
+    return sum(vals) / len(vals)
+
+
+def flat(zs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]) for z in zs])
+
+
+def unflat(v: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    out, i = [], 0
+    for z in like:
+        b, d, h, w = z.shape
+        out.append(v[i:i + h * w].reshape(1, h, w, d).permute(0, 3, 1, 2))
+        i += h * w
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, required=True, help="image model weights (.safetensors)")
+    ap.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "photos")
+    ap.add_argument("--holdout", type=int, default=12)
+    ap.add_argument("--val-crop", type=int, default=384)
+    ap.add_argument("--fit-images", type=int, default=60, help="training photos to fit the layers on")
+    ap.add_argument("--fit-crop", type=int, default=256)
+    ap.add_argument("--base-stages", default="8,16",
+                    help="comma list: the model's stages before the new layers (0: the layers code the latent alone)")
+    ap.add_argument("--layers", type=int, default=4, help="VQ layers added per scheme (0: only sq)")
+    ap.add_argument("--dims", default="64,16,8", help="comma list of sub-vector sizes for the VQ layers")
+    ap.add_argument("--steps", default="0.5,0.35,0.25,0.18,0.125,0.09", help="uniform steps for sq")
+    ap.add_argument("--iters", type=int, default=15, help="k-means iterations")
+    ap.add_argument("--quick", action="store_true", help="3 held-out photos, 8 fit photos, 1 layer (smoke run)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    if args.quick:
+        args.holdout, args.fit_images, args.layers, args.iters = 12, 8, 1, 3
+    train, held = split_holdout(args.data, args.holdout)
+    if args.quick:
+        held = held[:3]
+    gen = torch.Generator().manual_seed(0)
+    rng = random.Random(0)
+    images = [centre_crop(load_rgb(f), args.val_crop) for f in held]
+    fit_images = []
+    for f in rng.sample(train, min(args.fit_images, len(train))):
+        im = load_rgb(f)
+        h, w = im.shape[-2:]
+        s = min(args.fit_crop, h, w) // 8 * 8
+        y, x = rng.randrange(h - s + 1), rng.randrange(w - s + 1)
+        fit_images.append(im[:, y:y + s, x:x + s])
+    model, model_id = load_image_model(args.model)
+    if model.cfg.depth_input:
+        raise SystemExit("this experiment decodes without a depth map; the model needs one")
+    z_held, z_fit = latents(model, images), latents(model, fit_images)
+    zh, zf = flat(z_held), flat(z_fit)
+    report: dict = {"model": str(args.model), "model_id": model_id, "held_out": [f.name for f in held],
+                    "fit_images": len(fit_images), "fit_latents": zf.shape[0], "held_latents": zh.shape[0],
+                    "unquantized_psnr": psnr(model, images, z_held), "curves": {}}
+    S = model.cfg.num_stages
+    with torch.no_grad():
+        idx_h = model.quantizer.encode(zh, S)
+        idx_f = model.quantizer.encode(zf, S)
+        own = []
+        for s in range(1, S + 1):
+            q = model.quantizer.decode(idx_h[:, :s])
+            own.append((s * 9 / PIXELS_PER_LATENT, psnr(model, images, unflat(q, z_held))))
+        report["curves"]["model"] = own
+        for base in [int(b) for b in args.base_stages.split(",")]:
+            qh = model.quantizer.decode(idx_h[:, :base]) if base else torch.zeros_like(zh)
+            qf = model.quantizer.decode(idx_f[:, :base]) if base else torch.zeros_like(zf)
+            base_bpp = base * 9 / PIXELS_PER_LATENT
+            for d in [int(x) for x in args.dims.split(",")] if args.layers else []:
+                rh, rf, bpp = zh - qh, zf - qf, base_bpp
+                curve, recon_h, recon_f = [], qh.clone(), qf.clone()
+                for _ in range(args.layers):
+                    layer = VQLayer(rf, d, 512, args.iters, gen)
+                    dh, df = layer(rh), layer(rf)
+                    recon_h, recon_f = recon_h + dh, recon_f + df
+                    rh, rf = rh - dh, rf - df
+                    bpp += layer.bits / PIXELS_PER_LATENT
+                    curve.append((bpp, psnr(model, images, unflat(recon_h, z_held))))
+                report["curves"][f"s{base}+vq{d}"] = curve
+                print(f"s{base}+vq{d}: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB" for b, p in curve), flush=True)
+            curve = []
+            for step in [float(x) for x in args.steps.split(",")]:
+                sym_h = torch.round((zh - qh) / step).long()
+                sym_f = torch.round((zf - qf) / step).long()
+                bits = sq_bits(sym_f, sym_h)
+                curve.append((base_bpp + bits / PIXELS_PER_LATENT,
+                              psnr(model, images, unflat(qh + sym_h.float() * step, z_held)), step))
+            report["curves"][f"s{base}+sq"] = curve
+            print(f"s{base}+sq: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB (step {st})" for b, p, st in curve), flush=True)
+    report["seconds"] = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "high_rate_layers.json").write_text(json.dumps(report, indent=1))
+    lines = [f"# High-rate layers on {model_id} (`{' '.join(['python benchmarks/high_rate_layers.py'] + (argv or sys.argv[1:]))}`)",
+             "", f"{len(images)} held-out photos ({args.val_crop}x{args.val_crop} centres), layers fitted on "
+             f"{zf.shape[0]} latents of {len(fit_images)} training crops; decoder on unquantized latents: "
+             f"{report['unquantized_psnr']:.2f} dB. Raw bits (9 per VQ index; `sq`: cross-entropy under static "
+             f"per-dim histograms).", "", "| scheme | bpp | PSNR dB |", "|---|---:|---:|"]
+    for name, curve in report["curves"].items():
+        for point in curve:
+            lines.append(f"| {name} | {point[0]:.3f} | {point[1]:.2f} |")
+    (args.out / "high_rate_layers.md").write_text("\n".join(lines) + "\n")
+    print(f"unquantized {report['unquantized_psnr']:.2f} dB; model s16 {own[-1][1]:.2f} dB at {own[-1][0]:.2f} bpp; "
+          f"{report['seconds']:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
