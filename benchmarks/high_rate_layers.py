@@ -18,6 +18,8 @@ decoder's PSNR on the unquantized latents (the ceiling of any layer scheme on th
 
     python benchmarks/high_rate_layers.py --model ~/vqcodec-runs/image_v4/image_model.safetensors \
         --out benchmarks/results/training/high_rate_layers
+    python benchmarks/high_rate_layers.py --plot A/high_rate_layers.json B/high_rate_layers.json --out DIR
+        # one figure (DIR/high_rate_layers.png) of the curves of earlier runs, named by their folders
 """
 from __future__ import annotations
 
@@ -118,9 +120,42 @@ def unflat(v: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
+def plot(files: list[Path], out: Path, only: set[str] | None = None) -> Path:
+    """Draw the curves of earlier runs' high_rate_layers.json into out/high_rate_layers.png (only the curves
+    named in `only`, e.g. {"s4+sq"}, when given; the model's own stages always)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+    for f in files:
+        report = json.loads(f.read_text())
+        run = f.parent.name
+        for name, curve in report["curves"].items():
+            if (name == "model" and f != files[0]) or (only and name != "model" and name not in only):
+                continue
+            style = "k-" if name == "model" else ("--" if "vq" in name else "-")
+            ax.plot([p[0] for p in curve], [p[1] for p in curve], style, marker=".",
+                    label=f"{run}: {name}" if name != "model" else f"{run}: the model's own stages (raw)")
+        ax.axhline(report["unquantized_psnr"], lw=0.5, color="grey")
+    ax.axhline(36.0, lw=1, color="red", ls=":")
+    ax.set_xlabel("bits per pixel (VQ: 9 raw bits per index; sq: static-histogram cross-entropy)")
+    ax.set_ylabel("mean PSNR, held-out training photos (dB)")
+    ax.set_xlim(0, 4)
+    ax.set_ylim(26, 40)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "high_rate_layers.png", dpi=110, bbox_inches="tight")
+    return out / "high_rate_layers.png"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, required=True, help="image model weights (.safetensors)")
+    ap.add_argument("--model", type=Path, help="image model weights (.safetensors)")
+    ap.add_argument("--plot", type=Path, nargs="+", help="draw these earlier runs' JSON files instead")
+    ap.add_argument("--curves", default="", help="with --plot: comma list of the curves to draw (default all)")
     ap.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data" / "photos")
     ap.add_argument("--holdout", type=int, default=12)
     ap.add_argument("--val-crop", type=int, default=384)
@@ -135,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 held-out photos, 8 fit photos, 1 layer (smoke run)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.plot:
+        print(plot(args.plot, args.out, {c for c in args.curves.split(",") if c} or None))
+        return 0
+    if args.model is None:
+        ap.error("--model is required (or --plot)")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     if args.quick:

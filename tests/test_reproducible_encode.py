@@ -150,3 +150,16 @@ def test_cli_encode_same_bytes_on_1_and_2_threads_and_in_batch(tmp_path):
 @pytest.mark.slow
 def test_cli_encode_same_bytes_more_images(tmp_path):
     _same_bytes_three_ways([f"kodim{i:02d}" for i in (1, 3, 7, 12, 15, 19, 21, 24)], tmp_path)
+
+
+def test_one_search_over_the_strips_equals_a_search_per_strip(tiny_codec, make_image, monkeypatch):
+    """Strips go through the net one thread each, then one exact search runs over the whole grid; searching
+    each strip on its own (what tiled images do) gives the same candidates."""
+    from vqcodec.image import analysis
+
+    rgb = make_image(400, 96)  # 50 latent rows: two strips
+    whole = tiny_codec.analyse(rgb)
+    monkeypatch.setattr(analysis, "needs_tiles", lambda height, width: True)
+    per_strip = tiny_codec.analyse(rgb)
+    assert len(analysis.analysis_tiles(400, 96, analysis.encoder_halo(tiny_codec.model))) == 2
+    assert torch.equal(whole.paths, per_strip.paths) and torch.equal(whole.errors, per_strip.errors)

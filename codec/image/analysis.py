@@ -11,8 +11,11 @@ and near-ties in the code search then flip (4 of 6144 positions of kodim23, a 4-
     threads:   every tile runs on one torch thread, in a pool of as many workers as the caller's torch
                threads (a batch worker with one thread: one worker); a tile's latents depend on the tile
                alone, not on the pool;
-    search:    per tile, the exact residual-VQ search (vqcodec.quantization.exact_search): integer
-               distances on latents and codebooks snapped to a 2^-10 grid, ties broken by index;
+    search:    the exact residual-VQ search (vqcodec.quantization.exact_search): integer distances on
+               latents and codebooks snapped to a 2^-10 grid, ties broken by index, so its answer does not
+               depend on threads or chunking: for an image in strips, one search over the whole grid on
+               the caller's torch threads (after the strips' latents are in); in tiles, per tile (bounded
+               memory);
     weights:   effort 3's pixel weights from decoder tiles run the same way (`tiling.decoder_halo`),
                normalised by an exactly rounded sum (`rate_control.block_weights`).
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 from vqcodec.image.rate_control import BlockCandidates, Effort, block_weights
-from vqcodec.image.tiling import Tile, analysis_tiles, decoder_halo, encoder_halo, image_tile
+from vqcodec.image.tiling import Tile, analysis_tiles, decoder_halo, encoder_halo, image_tile, needs_tiles
 from vqcodec.quantization.exact_search import UNIT, prefix_search_exact
 
 __all__ = ["analyse_image", "map_one_thread_each"]
@@ -68,14 +71,22 @@ def map_one_thread_each(fn: Callable[[_T], _R], items: Sequence[_T], workers: in
         yield from pool.map(one, items)
 
 
-def _search_tile(model, rgb: np.ndarray, tile: Tile, beam: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder net over the tile's input box, then the exact search of its output positions ->
-    (paths (n, S, S) int16, errors (n, S) int64 grid units), n = the tile's output positions, row-major."""
+def _tile_latents(model, rgb: np.ndarray, tile: Tile) -> torch.Tensor:
+    """Encoder net over the tile's input box -> the latents of its output positions (n, D) float32, row-major."""
     z = model.encoder(image_tile(rgb, tile.inp, model.factor))[0]  # (D, rows, cols) of tile.inp
     rows, cols = tile.crop
-    flat = z[:, rows, cols].permute(1, 2, 0).reshape(-1, z.shape[0])
-    paths, errors = prefix_search_exact(flat, [vq.codebook for vq in model.quantizer.stages], beam)
+    return z[:, rows, cols].permute(1, 2, 0).reshape(-1, z.shape[0])
+
+
+def _search(model, latents: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact search of latents (n, D) -> (paths (n, S, S) int16, errors (n, S) int64 grid units)."""
+    paths, errors = prefix_search_exact(latents, [vq.codebook for vq in model.quantizer.stages], beam)
     return paths.to(torch.int16), errors
+
+
+def _search_tile(model, rgb: np.ndarray, tile: Tile, beam: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_tile_latents`, then `_search` of the tile's output positions."""
+    return _search(model, _tile_latents(model, rgb, tile), beam)
 
 
 def _shallow_block_errors(model, rgb: np.ndarray, shallow: torch.Tensor, tile: Tile) -> torch.Tensor:
@@ -99,14 +110,24 @@ def analyse_image(model, rgb: np.ndarray, effort: Effort) -> BlockCandidates:
     height, width = rgb.shape[:2]
     h, w = -(-height // f), -(-width // f)
     parts = analysis_tiles(height, width, encoder_halo(model), f)
-    paths = torch.empty((h, w, s, s), dtype=torch.int16)
-    grid_errors = torch.empty((h, w, s), dtype=torch.int64)
-    with closing(map_one_thread_each(lambda t: _search_tile(model, rgb, t, effort.beam), parts)) as found:
-        for t, (p, e) in zip(parts, found):
-            r0, r1, c0, c1 = t.out
-            paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
-            grid_errors[r0:r1, c0:c1] = e.view(r1 - r0, c1 - c0, s)
-    paths, errors = paths.view(h * w, s, s), (grid_errors.view(h * w, s).double() * UNIT).float()
+    if needs_tiles(height, width):  # net and search per tile: memory bounded by the tile
+        paths = torch.empty((h, w, s, s), dtype=torch.int16)
+        grid_errors = torch.empty((h, w, s), dtype=torch.int64)
+        with closing(map_one_thread_each(lambda t: _search_tile(model, rgb, t, effort.beam), parts)) as found:
+            for t, (p, e) in zip(parts, found):
+                r0, r1, c0, c1 = t.out
+                paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
+                grid_errors[r0:r1, c0:c1] = e.view(r1 - r0, c1 - c0, s)
+        paths, grid_errors = paths.view(h * w, s, s), grid_errors.view(h * w, s)
+    else:  # strips through the net on one thread each, then one search on the caller's threads
+        latents = torch.empty((h, w, model.cfg.latent_dim))
+        with closing(map_one_thread_each(lambda t: _tile_latents(model, rgb, t), parts)) as found:
+            for t, z in zip(parts, found):
+                r0, r1, c0, c1 = t.out
+                latents[r0:r1, c0:c1] = z.view(r1 - r0, c1 - c0, -1)
+        with torch.no_grad():
+            paths, grid_errors = _search(model, latents.view(h * w, -1), effort.beam)
+    errors = (grid_errors.double() * UNIT).float()
     if effort.pixel_weights:
         shallow = paths[:, 0, :1].to(torch.int64).reshape(1, 1, h, w)  # every position's best 1-stage path
         dec_parts = analysis_tiles(height, width, decoder_halo(model), f)
