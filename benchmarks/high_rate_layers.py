@@ -10,7 +10,9 @@ held-out ones:
 - `vq{d}`: product layers: the residual cut into sub-vectors of d dims, one 512-code codebook per sub-vector
   position (k-means), 9 * 64 / d bits per latent each;
 - `sq`: the residual rounded to a uniform step (one for all dims), coded under a per-dim histogram of the
-  training crops' symbols (cross-entropy of the held-out symbols: what an adaptive-free static model costs).
+  training crops' symbols (cross-entropy of the held-out symbols: what an adaptive-free static model costs);
+  `sq-ctx`: the same symbols under histograms of scale classes, the class of each (stage-1 code, dim) from
+  the training residuals' mean |r| (a context the decoder has; `ctx_bits`).
 
 Rates are raw bits (9 per VQ index, no prior) for the model's own stages and the VQ layers, and the
 cross-entropy for `sq`; bits per pixel = bits per latent / 64 (8 x 8 pixels per latent). Also reports the
@@ -88,6 +90,31 @@ def sq_bits(fit_sym: torch.Tensor, held_sym: torch.Tensor) -> float:
         p = counts / counts.sum()
         total += -torch.log2(p[held_sym[:, j] - lo]).sum().item()
     return total / held_sym.shape[0]
+
+
+def ctx_bits(fit_r: torch.Tensor, fit_ctx: torch.Tensor, held_r: torch.Tensor, held_ctx: torch.Tensor, step: float,
+             contexts: int = 512, classes: int = 24, prior: float = 20.0) -> float:
+    """Mean bits per latent of the held-out residuals (N, D) rounded to `step`, coded with a context the decoder
+    has (the stage-1 code, (N,) int64): each (context, dim) gets the fit residuals' mean |r| (shrunk towards
+    the dim's overall mean with `prior` pseudo-counts), which picks one of `classes` log-spaced scale classes,
+    and each class has its own symbol histogram fitted on the fit residuals (a scale mixture, as a hyperprior
+    codec's entropy model, with the scale read off the VQ code instead of a side channel)."""
+    d = fit_r.shape[1]
+    counts = torch.bincount(fit_ctx, minlength=contexts).double()[:, None]
+    sums = torch.zeros(contexts, d, dtype=torch.float64).index_add_(0, fit_ctx, fit_r.abs().double())
+    overall = fit_r.abs().double().mean(0, keepdim=True)
+    scale = ((sums + prior * overall) / (counts + prior)).clamp_min(1e-9) / step  # (contexts, D), symbol units
+    edges = torch.logspace(-3, 2, classes - 1, dtype=torch.float64)
+    cls = torch.bucketize(scale, edges)  # (contexts, D) in 0..classes-1
+    fit_sym, held_sym = torch.round(fit_r / step).long(), torch.round(held_r / step).long()
+    fit_cls, held_cls = cls[fit_ctx], cls[held_ctx]  # (N, D)
+    lo = int(min(fit_sym.min(), held_sym.min()))
+    width = int(max(fit_sym.max(), held_sym.max())) - lo + 1
+    hist = torch.zeros(classes * width, dtype=torch.float64)
+    hist.index_add_(0, (fit_cls * width + fit_sym - lo).reshape(-1), torch.ones(fit_sym.numel(), dtype=torch.float64))
+    hist = hist.view(classes, width) + 0.5 / width  # add-half spread over the alphabet
+    prob = hist / hist.sum(1, keepdim=True)
+    return float(-torch.log2(prob[held_cls, held_sym - lo]).sum() / held_sym.shape[0])
 
 
 def latents(model: ImageVQVAE, images: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -225,15 +252,21 @@ def main(argv: list[str] | None = None) -> int:
                     curve.append((bpp, psnr(model, images, unflat(recon_h, z_held))))
                 report["curves"][f"s{base}+vq{d}"] = curve
                 print(f"s{base}+vq{d}: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB" for b, p in curve), flush=True)
-            curve = []
+            curve, ctx_curve = [], []
             for step in [float(x) for x in args.steps.split(",")]:
                 sym_h = torch.round((zh - qh) / step).long()
                 sym_f = torch.round((zf - qf) / step).long()
                 bits = sq_bits(sym_f, sym_h)
-                curve.append((base_bpp + bits / PIXELS_PER_LATENT,
-                              psnr(model, images, unflat(qh + sym_h.float() * step, z_held)), step))
+                quality = psnr(model, images, unflat(qh + sym_h.float() * step, z_held))
+                curve.append((base_bpp + bits / PIXELS_PER_LATENT, quality, step))
+                if base:
+                    bits_ctx = ctx_bits(zf - qf, idx_f[:, 0], zh - qh, idx_h[:, 0], step)
+                    ctx_curve.append((base_bpp + bits_ctx / PIXELS_PER_LATENT, quality, step))
             report["curves"][f"s{base}+sq"] = curve
             print(f"s{base}+sq: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB (step {st})" for b, p, st in curve), flush=True)
+            if ctx_curve:
+                report["curves"][f"s{base}+sq-ctx"] = ctx_curve
+                print(f"s{base}+sq-ctx: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB" for b, p, _ in ctx_curve), flush=True)
     report["seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "high_rate_layers.json").write_text(json.dumps(report, indent=1))
