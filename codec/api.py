@@ -254,8 +254,8 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
     Args:
         layers: decode only the first `layers` quality layers (None = all in the file).
         decoder: audio only: a decoder-stage weights file (`vqcodec train audio-decoder`) to render the file's
-            indices with, instead of the decoder of the model the file names; it must have been trained on
-            that model (ValueError otherwise). None: the file's own model.
+            indices with, instead of the decoder the file names (or, naming none, its model's own decoder); it
+            must have been trained on that model (ValueError otherwise). None: what the file names.
         partial: accept a file that was cut short (a slow download, a cut transfer) and decode its complete
             quality layers (`complete_layers`); the number used is logged, and an image's `info` holds it as
             "vq_layers". A file cut before its first layer is complete still raises VQFormatError.

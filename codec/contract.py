@@ -72,12 +72,13 @@ class Components:
     """What a codec's two weights files are called in .vq files.
 
     Attributes:
-        named: (vqvae, prior) ModelComponents: model id and 16-byte weights hash (`hash_weights`) of each file.
+        named: (vqvae, prior[, decoder]) ModelComponents: model id and 16-byte weights hash (`hash_weights`) of
+            each file; a decoder-stage file (role "decoder", audio) when the codec renders with one.
         v1_hash: the format-version-1 name of the pair: hash_weights of the vqvae file's bytes followed by
             the prior file's.
     """
 
-    named: tuple[ModelComponent, ModelComponent]
+    named: tuple[ModelComponent, ...]
     v1_hash: bytes
 
 
@@ -90,9 +91,10 @@ def check_weight_files(paths: tuple[Path, ...], how_to_train: str) -> None:
                                     f"{how_to_train}.")
 
 
-def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id: str | None = None) -> Components:
+def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id: str | None = None,
+                    decoder: tuple[Path, str] | None = None) -> Components:
     """The components of a codec's vqvae file (whose id is `model_id`) and prior file (id `prior_id`, default:
-    the file's metadata, else derived from its hash)."""
+    the file's metadata, else derived from its hash), and of its decoder-stage file (path, model id) if any."""
     from vqcodec.weights.io import file_model_id  # torch: imported when a codec is built, not with the contract
 
     model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
@@ -100,6 +102,8 @@ def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id:
         ModelComponent("vqvae", model_id, hash_weights(model_bytes)),
         ModelComponent("prior", prior_id or file_model_id(prior_path, prior_bytes), hash_weights(prior_bytes)),
     )
+    if decoder is not None:
+        named += (ModelComponent("decoder", decoder[1], hash_weights(decoder[0].read_bytes())),)
     return Components(named, hash_weights(model_bytes + prior_bytes))
 
 

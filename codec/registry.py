@@ -1,6 +1,7 @@
 """Released models, which codec decodes a file, and the loaded codecs (`default_codec`, `codec_for_file`).
 
-A .vq file names every model component that made it: its role ("vqvae", "prior"), its model id and the
+A .vq file names every model component that made it: its role ("vqvae", "prior", and an audio file may name
+a "decoder": `FILE_OPTIONAL_ROLES`), its model id and the
 first bytes of the SHA-256 of its weights file (8 in format version 2, 16 in version 1; matched as a
 prefix of the installed file's hash, `vqcodec.bitstream.hash_matches`). This module maps those names to installed weights
 files and builds the codec of the file's modality from them, so
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MODALITIES",
     "ROLES",
+    "FILE_OPTIONAL_ROLES",
     "OPTIONAL_ROLES",
     "WEIGHTS_ENV",
     "InstalledComponent",
@@ -66,6 +68,11 @@ __all__ = [
 
 MODALITIES = ("image", "audio")
 ROLES = ("vqvae", "prior")
+FILE_OPTIONAL_ROLES = ("decoder",)
+"""Components a file may name beside its ROLES: "decoder", a decoder-stage model (audio: `vqcodec train
+audio-decoder`) that renders the vqvae's indices in place of the vqvae's own decoder. A file that names none
+decodes with the vqvae's decoder (every file of 0.4.x); new files name the default one when one is
+installed. A folder without a manifest holds it as `<modality>_decoder.safetensors`."""
 OPTIONAL_ROLES = ("speaker-decoder",)
 """Components a codec does not need (no file names them): found with `ModelRegistry.optional`. A folder without
 a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`."""
@@ -137,7 +144,7 @@ class ModelRegistry:
     def _discover(self) -> list[InstalledComponent]:
         found = []
         for modality in MODALITIES:
-            for role in ROLES:
+            for role in ROLES + FILE_OPTIONAL_ROLES:
                 path = self.folder / f"{modality}_{role}.safetensors"
                 if path.is_file():
                     found.append(InstalledComponent(modality, role, file_model_id(path), path,
@@ -151,9 +158,11 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------------------------------ lookup
     def defaults(self, modality: str) -> dict[str, InstalledComponent]:
-        """role -> the component new files of `modality` are encoded with."""
+        """role -> the component new files of `modality` are encoded with: one per ROLES, and a "decoder" when
+        a default one is installed."""
         _check_modality(modality)
-        chosen = {c.role: c for c in self.components if c.modality == modality and c.default and c.role in ROLES}
+        chosen = {c.role: c for c in self.components
+                  if c.modality == modality and c.default and c.role in ROLES + FILE_OPTIONAL_ROLES}
         missing = [r for r in ROLES if r not in chosen]
         if missing:
             raise FileNotFoundError(
@@ -256,29 +265,37 @@ def default_registry() -> ModelRegistry:
 
 
 @overload
-def load_codec(modality: Literal["image"], vqvae: InstalledComponent, prior: InstalledComponent) -> "ImageCodec": ...
+def load_codec(modality: Literal["image"], vqvae: InstalledComponent, prior: InstalledComponent,
+               decoder: None = None) -> "ImageCodec": ...
 @overload
-def load_codec(modality: Literal["audio"], vqvae: InstalledComponent, prior: InstalledComponent) -> "AudioCodec": ...
+def load_codec(modality: Literal["audio"], vqvae: InstalledComponent, prior: InstalledComponent,
+               decoder: InstalledComponent | None = None) -> "AudioCodec": ...
 @overload
-def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent) -> Codec: ...
+def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent,
+               decoder: InstalledComponent | None = None) -> Codec: ...
 
 
-def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent) -> Codec:
-    """The `modality` codec of the installed `vqvae` and `prior` components (loaded once per process and
-    pair of files; the last 8 pairs are kept)."""
+def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent,
+               decoder: InstalledComponent | None = None) -> Codec:
+    """The `modality` codec of the installed `vqvae` and `prior` components, rendering with `decoder` when
+    given (loaded once per process and set of files; the last 8 are kept)."""
     _check_modality(modality)
-    return _load_codec(modality, str(vqvae.path), str(prior.path), prior.model_id)
+    if decoder is not None and modality != "audio":
+        raise VQFormatError(f"a {modality} file names a decoder component ({decoder.model_id}); this vqcodec has "
+                            "decoder components for audio only: decode it with the release that made it")
+    return _load_codec(modality, str(vqvae.path), str(prior.path), prior.model_id,
+                       None if decoder is None else str(decoder.path))
 
 
 @functools.lru_cache(maxsize=8)
-def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str) -> Codec:
+def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str, decoder_path: str | None) -> Codec:
     if modality == "image":
         from vqcodec.image.codec import ImageCodec
 
         return ImageCodec(Path(model_path), Path(prior_path), prior_id=prior_id)
     from vqcodec.audio.codec import AudioCodec
 
-    return AudioCodec(Path(model_path), Path(prior_path), prior_id=prior_id)
+    return AudioCodec(Path(model_path), Path(prior_path), prior_id=prior_id, decoder_path=decoder_path)
 
 
 @overload
@@ -292,7 +309,7 @@ def default_codec(modality: str) -> Codec: ...
 def default_codec(modality: str) -> Codec:
     """The codec new `modality` files are encoded with: the default registry's default components."""
     c = default_registry().defaults(modality)
-    return load_codec(modality, c["vqvae"], c["prior"])
+    return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"))
 
 
 def codec_for_file(vqfile: VQFile) -> Codec:
@@ -308,4 +325,4 @@ def codec_for_file(vqfile: VQFile) -> Codec:
         c = registry.resolve_v1(modality, legacy.model_id, legacy.weights_hash)
     else:
         c = registry.resolve(modality, vqfile.components, made_by=vqfile.encoder_name)
-    return load_codec(modality, c["vqvae"], c["prior"])
+    return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"))

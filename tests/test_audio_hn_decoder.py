@@ -115,17 +115,23 @@ def _hn_file(base, path):
 
 def test_codec_renders_with_the_decoder_whatever_the_chunk_size(tiny_audio_weights, tmp_path, make_audio):
     from vqcodec.audio.codec import AudioCodec
+    from vqcodec.bitstream import VQFormatError
 
     base = tiny_audio_weights / "audio_vqvae.safetensors"
     _hn_file(base, tmp_path / "hn.safetensors")
     prior = tiny_audio_weights / "audio_prior.safetensors"
     own = AudioCodec(base, prior)
     data = own.encode(make_audio(1.3, 16000, 1, seed=3), 3, sample_rate=16000)
-    outs = [AudioCodec(base, prior, decoder_path=tmp_path / "hn.safetensors", chunk_seconds=c).decode(data)[0]
+    outs = [AudioCodec(base, prior, chunk_seconds=c).with_decoder(tmp_path / "hn.safetensors").decode(data)[0]
             for c in (0.05, 0.17, 10.0)]
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
     assert not np.array_equal(outs[0], own.decode(data)[0])  # it is another decoder
-    assert AudioCodec(base, prior, decoder_path=tmp_path / "hn.safetensors").decoder_id == "audio-decoder-hn-test"
+    naming = AudioCodec(base, prior, decoder_path=tmp_path / "hn.safetensors")  # its files name the decoder
+    assert naming.decoder_id == "audio-decoder-hn-test"
+    assert np.array_equal(naming.decode(naming.encode(make_audio(1.3, 16000, 1, seed=3), 3, sample_rate=16000))[0],
+                          outs[0])
+    with pytest.raises(VQFormatError, match="which this codec does not have"):
+        naming.decode(data)  # a file naming no decoder is its model's decoder's: vqcodec.decode routes it
 
 
 def test_api_and_cli_decode_with_a_decoder(tiny_audio_weights, tmp_path, use_weights, make_audio):
@@ -159,6 +165,48 @@ def test_api_and_cli_decode_with_a_decoder(tiny_audio_weights, tmp_path, use_wei
     assert not (tmp_path / "b.wav").exists()
     with pytest.raises(ValueError, match="trained on"):
         vqcodec.decode(data, decoder=other)
+
+
+def test_files_name_the_default_decoder_and_decode_with_it(tiny_audio_weights, tmp_path, use_weights, make_audio):
+    """A weights folder with a decoder component (audio_decoder.safetensors): new files name it (role
+    "decoder") and decode with it; files that name none (every file of 0.4.x) decode with the model's own
+    decoder; a file naming a decoder this install lacks is refused with the component's name; --decoder
+    still overrides."""
+    import shutil
+
+    import vqcodec
+    from vqcodec.bitstream import VQFormatError, read_file
+    from vqcodec.registry import default_registry
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_audio_weights, plain)
+    use_weights(plain)
+    clip = make_audio(0.6, 16000, 1, seed=2)
+    old = vqcodec.encode_audio(clip, 16000, quality=3)
+    assert {c.role for c in read_file(old).components} == {"vqvae", "prior"}
+    own, _ = vqcodec.decode(old)
+
+    with_dec = tmp_path / "with_decoder"
+    shutil.copytree(tiny_audio_weights, with_dec)
+    hn = _hn_file(with_dec / "audio_vqvae.safetensors", with_dec / "audio_decoder.safetensors")
+    use_weights(with_dec)
+    assert default_registry().defaults("audio")["decoder"].model_id == "audio-decoder-hn-test"
+    new = vqcodec.encode_audio(clip, 16000, quality=3)
+    named = {c.role: c.model_id for c in read_file(new).components}
+    assert named["decoder"] == "audio-decoder-hn-test"
+    assert [read_file(new).streams(k) for k in (1, 2, 3)] == [read_file(old).streams(k) for k in (1, 2, 3)]
+    rendered, _ = vqcodec.decode(new)
+    explicit, _ = vqcodec.decode(old, decoder=hn)
+    assert np.array_equal(rendered, explicit) and not np.array_equal(rendered, own)
+    assert np.array_equal(vqcodec.decode(old)[0], own)  # an old file keeps its model's decoder
+    assert np.array_equal(np.concatenate(list(vqcodec.api.decode_audio_blocks(new)[3])), rendered)
+    other = tmp_path / "other.safetensors"  # --decoder overrides the one the file names (here: the same kind)
+    shutil.copy(hn, other)
+    assert np.array_equal(vqcodec.decode(new, decoder=other)[0], rendered)
+
+    use_weights(plain)  # an install without the decoder component
+    with pytest.raises(VQFormatError, match="needs the audio decoder model audio-decoder-hn-test"):
+        vqcodec.decode(new)
 
 
 def test_position_keyed_noise():

@@ -268,7 +268,8 @@ class AudioCodec:
         chunk_seconds: audio the nets process at once (memory vs speed; the output does not depend on it).
         decoder_path: a decoder-stage weights file (`vqcodec train audio-decoder`, e.g. the harmonic-plus-
             noise decoder) trained on this model's indices, rendering in place of the model's own decoder;
-            None: the model's own. The files written and the indices read are the same either way.
+            None: the model's own. The files it writes name it (a MODEL chunk of role "decoder"), so that
+            they decode with it by default; their indices are the same either way.
     """
 
     modality = "audio"
@@ -283,7 +284,7 @@ class AudioCodec:
         if self.prior.codebook_size != cfg.num_codes or self.prior.num_stages > cfg.num_stages:
             raise ValueError(f"audio prior {prior_path} does not match the model {model_path} (stages/codes differ)")
         self.hop = cfg.hop
-        self.components = read_components(model_path, self.model_id, prior_path, prior_id).named
+        self.components = read_components(model_path, self.model_id, prior_path, prior_id).named  # + decoder below
         frame_rate = SAMPLE_RATE / self.hop
         self.block_frames = max(1, int(round(BLOCK_SECONDS * frame_rate)))
         self.chunk_frames = max(1, int(round(chunk_seconds * frame_rate)))
@@ -295,6 +296,8 @@ class AudioCodec:
         self.dec_halo = max(self.renderer.context) + 1  # frames
         if decoder_path is not None:
             self._use_decoder(decoder_path)
+            self.components = read_components(model_path, self.model_id, prior_path, prior_id,
+                                              (Path(decoder_path), self.decoder_id)).named
 
     def _use_decoder(self, decoder_path: str | Path) -> None:
         decoder, self.decoder_id, _ = load_audio_decoder(decoder_path, self.model_path)
@@ -303,8 +306,9 @@ class AudioCodec:
 
     def with_decoder(self, decoder_path: str | Path) -> "AudioCodec":
         """A copy of this codec (sharing its model and prior) that renders with a decoder-stage weights file
-        (`vqcodec train audio-decoder`) trained on this model's indices. ValueError for a decoder of another
-        base model, FileNotFoundError for a missing file."""
+        (`vqcodec train audio-decoder`) trained on this model's indices, for decoding: the files it reads and
+        writes name the same components as this codec's. ValueError for a decoder of another base model,
+        FileNotFoundError for a missing file."""
         other = copy.copy(self)
         other._use_decoder(decoder_path)
         return other
