@@ -367,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT.relative_to(REPO)}; with --quick "
                    "a new temporary folder)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for vqcodec (default 1)")
+    p.add_argument("--decoder", type=Path, help="decode vqcodec's files with this decoder-stage weights file "
+                   "(`vqcodec train audio-decoder`; the files are the same)")
     p.add_argument("--quick", action="store_true", help="smoke run: the shortest bundled clip, Codec2 3200 and "
                    "Opus 6 only")
     p.add_argument("--check-browser", action="store_true",
@@ -400,7 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         api, top = loaded
         qualities = tuple(str(q) for q in range(1, top + 1))
-        vq = VqAudioCodec(api, qualities, qualities)
+        if args.decoder is not None and not args.decoder.is_file():
+            parser.error(f"--decoder {args.decoder}: no such file")
+        vq = VqAudioCodec(api, qualities, qualities, decoder=None if args.decoder is None else str(args.decoder))
     baselines, skipped = baseline_codecs([k for k in BASELINE_KEYS if k in keys])
     for key, why in skipped.items():
         say(f"note: skipping {key}: {why}")
