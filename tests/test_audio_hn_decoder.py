@@ -13,12 +13,15 @@ from vqcodec.testing import TINY_AUDIO_MODEL
 from vqcodec.weights.io import save_weights
 
 
-def _decoder(hop: int = 160, noise: str = "filtered") -> HNDecoder:
+def _decoder(hop: int = 160, noise: str = "filtered", residual: bool = False) -> HNDecoder:
     torch.manual_seed(0)
     model = AudioModelConfig(**dict(TINY_AUDIO_MODEL, hop=hop, ratios=(4, 8, 5) if hop == 160 else (4, 4, 5)))
-    dec = HNDecoder(HNDecoderConfig(model, HarmonicConfig(max_harmonics=16), env_init=-2.0, noise=noise)).eval()
+    dec = HNDecoder(HNDecoderConfig(model, HarmonicConfig(max_harmonics=16), env_init=-2.0, noise=noise,
+                                    residual=residual)).eval()
     with torch.no_grad():  # a voiced, pitched output: harmonics well above the noise branch
         dec.harm_head.bias.view(dec.ctrl_sub, -1)[:, 1] = 3.0
+        if residual:  # gates that differ by stage count, all audible
+            dec.res_gate.copy_(torch.linspace(-1.0, 1.0, dec.res_gate.numel()))
     return dec
 
 
@@ -43,6 +46,32 @@ def test_chunks_with_halos_equal_one_pass(cuts, noise):
             parts.append(y)
     assert torch.equal(torch.cat(parts, 1), whole)
     assert whole.abs().max() > 0.05  # the harmonic branch is audible, so the test can see its phase
+
+
+@pytest.mark.parametrize("cuts", [[7], [3, 11, 12]])
+def test_residual_branch_chunks_equal_one_pass_and_follow_the_stage_count(cuts):
+    dec = _decoder(residual=True)
+    z = torch.randn(2, 20, dec.cfg.latent_dim)
+    stages = torch.randint(0, dec.cfg.num_stages + 1, (2, 20))
+    with torch.no_grad():
+        whole = dec(z, stages)
+        left, right = _context(dec)
+        parts, phase = [], None
+        for a, b in zip([0] + cuts, cuts + [20]):
+            lo, hi = max(0, a - left), min(20, b + right)
+            y, phase = dec.render_span(z[:, lo:hi], (a - lo, b - lo), phase, start_frame=lo, stages=stages[:, lo:hi])
+            parts.append(y)
+        assert torch.equal(torch.cat(parts, 1), whole)
+        assert not torch.equal(dec(z, (stages + 1).clamp(max=dec.cfg.num_stages)), whole)  # the gate reads them
+        h = dec.hidden(z)
+        dec.res_gate[0] = -40.0  # a stage count whose gate is shut renders no residual
+        assert float(dec.residual_branch(h, torch.zeros_like(stages)).abs().max()) < 1e-9
+        assert float(dec.residual_branch(h, torch.ones_like(stages)).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="stage count"):
+        dec(z)
+    config = dec.hn_cfg.to_dict()
+    assert config["residual"] and HNDecoderConfig.from_dict(config) == dec.hn_cfg
+    assert "residual" not in _decoder().hn_cfg.to_dict()  # files without the branch keep their config
 
 
 @pytest.mark.parametrize("points", [1, 7, 40])
@@ -99,13 +128,13 @@ def test_weights_file_round_trip(tmp_path):
         build_audio_decoder({"decoder": "vocoder9000"})
 
 
-def _hn_file(base, path):
+def _hn_file(base, path, residual: bool = False):
     """A decoder-stage file of an HN decoder on the tiny base model (its blocks and noise head the base's)."""
     from vqcodec.audio.model import load_audio_model
     from vqcodec.weights.io import weights_hash
 
     model, _ = load_audio_model(base)
-    dec = _decoder(hop=80)
+    dec = _decoder(hop=80, residual=residual)
     own = dec.state_dict()
     dec.load_state_dict({k: v for k, v in model.decoder.state_dict().items() if own[k].shape == v.shape}, strict=False)
     config = {"decoder": "hn", **dec.hn_cfg.to_dict(), "base_model_id": "tiny", "base_weights_hash": weights_hash(base).hex()}
@@ -113,12 +142,13 @@ def _hn_file(base, path):
     return path
 
 
-def test_codec_renders_with_the_decoder_whatever_the_chunk_size(tiny_audio_weights, tmp_path, make_audio):
+@pytest.mark.parametrize("residual", [False, True])
+def test_codec_renders_with_the_decoder_whatever_the_chunk_size(tiny_audio_weights, tmp_path, make_audio, residual):
     from vqcodec.audio.codec import AudioCodec
     from vqcodec.bitstream import VQFormatError
 
     base = tiny_audio_weights / "audio_vqvae.safetensors"
-    _hn_file(base, tmp_path / "hn.safetensors")
+    _hn_file(base, tmp_path / "hn.safetensors", residual)
     prior = tiny_audio_weights / "audio_prior.safetensors"
     own = AudioCodec(base, prior)
     data = own.encode(make_audio(1.3, 16000, 1, seed=3), 3, sample_rate=16000)

@@ -21,12 +21,14 @@ def _config(tmp_path, folder, base, out, **kw) -> TrainDecoderConfig:
     return TrainDecoderConfig(**settings)
 
 
-@pytest.mark.parametrize("kind", ["hn", "istft"])
+@pytest.mark.parametrize("kind", ["hn", "istft", "hn-residual"])
 def test_trains_resumes_exactly_and_exports(tmp_path, speech_folder, tiny_audio_weights, kind):
     base = tiny_audio_weights / "audio_vqvae.safetensors"
-    straight = train_audio_decoder(_config(tmp_path, speech_folder, base, "a", decoder=kind))
-    train_audio_decoder(_config(tmp_path, speech_folder, base, "b", decoder=kind, stop_at_step=2))
-    resumed = train_audio_decoder(_config(tmp_path, speech_folder, base, "b", decoder=kind, resume=True))
+    extra = {"residual": True} if kind == "hn-residual" else {}
+    kind = kind.split("-")[0]
+    straight = train_audio_decoder(_config(tmp_path, speech_folder, base, "a", decoder=kind, **extra))
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "b", decoder=kind, stop_at_step=2, **extra))
+    resumed = train_audio_decoder(_config(tmp_path, speech_folder, base, "b", decoder=kind, resume=True, **extra))
     for (k, x), y in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(x, y), k
     decoder, model_id, config = load_audio_decoder(tmp_path / "a" / EXPORT_NAME, base)
@@ -110,3 +112,25 @@ def test_another_pitch_method_relabels_the_cache(tmp_path, speech_folder, tiny_a
     assert all(torch.equal(a, b) for a, b in zip(before["audio"], after["audio"]))
     expected = [pitch_labels(a, "harvest") for a in before["audio"]]
     assert all(torch.equal(f, e[0]) and torch.equal(v, e[1]) for f, v, e in zip(after["f0"], after["voiced"], expected))
+
+
+def test_residual_branch_alone_takes_the_phase_aware_loss(tmp_path, speech_folder, tiny_audio_weights):
+    """With --residual, the phase-aware terms reach the residual branch only: with every other loss weighed 0,
+    the oscillator and noise heads get no gradient and the residual head does."""
+    from vqcodec.training.audio_decoder import AudioDecoderTask
+    from vqcodec.training.loop import RunContext
+
+    base = tiny_audio_weights / "audio_vqvae.safetensors"
+    zero = {"sc": 0.0, "logmag": 0.0, "mel": 0.0, "complex": 0.0, "wave": 0.0}
+    cfg = _config(tmp_path, speech_folder, base, "g", decoder="hn", residual=True, loss=zero, f0_weight=0.0,
+                  voicing_weight=0.0)
+    task = AudioDecoderTask(cfg)
+    (tmp_path / "g").mkdir()
+    task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path / "g"))
+    loss, metrics = task.loss(task.model, task.batch(0))
+    loss.backward()
+    dec = task.model.decoder
+    assert metrics["res_complex"] > 0 and metrics["res_rms"] > 0
+    assert dec.res_head.weight.grad.abs().sum() > 0 and dec.res_gate.grad.abs().sum() > 0
+    assert dec.harm_head.weight.grad is None or not dec.harm_head.weight.grad.any()
+    assert dec.head.weight.grad is None or not dec.head.weight.grad.any()

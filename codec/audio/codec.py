@@ -247,7 +247,8 @@ class DecoderRenderer:
                ) -> tuple[torch.Tensor, Any]:
         z = self.quantizer.decode(indices.transpose(1, 2))  # (C, n, D)
         if isinstance(self.decoder, HNDecoder):
-            y, state = self.decoder.render_span(z, own, state, start)
+            stages = (indices >= 0).sum(1) if self.decoder.hn_cfg.residual else None
+            y, state = self.decoder.render_span(z, own, state, start, stages)
         else:
             hop = self.decoder.cfg.hop
             y = self.decoder(z)[:, own[0] * hop:own[1] * hop]

@@ -51,6 +51,8 @@ class HNDecoderConfig:
     env_init: float = -7.0  # initial log envelope (natural log of amplitude): the harmonic branch starts quiet
     noise: str = "filtered"  # "filtered": magnitude only, phase of position-keyed noise; "istft": learned phase
     f0_bins: int = 192  # f0 as a class over this many log-spaced bins (f0_min..f0_max); 0: one regressed value
+    residual: bool = False  # a third branch: learned magnitude and phase (inverse STFT), gated per stage count
+    residual_init: float = -4.0  # initial gate logit of every stage count (sigmoid(-4) = 0.018)
 
     def __post_init__(self) -> None:
         if self.model.hop % self.harmonic.ctrl_hop:
@@ -61,13 +63,17 @@ class HNDecoderConfig:
             raise ValueError(f"f0_bins must be 0 (regression) or >= 2, got {self.f0_bins}")
 
     def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "harmonic": asdict(self.harmonic), "env_init": self.env_init,
-                "noise": self.noise, "f0_bins": self.f0_bins}
+        out = {"model": self.model.to_dict(), "harmonic": asdict(self.harmonic), "env_init": self.env_init,
+               "noise": self.noise, "f0_bins": self.f0_bins}
+        if self.residual:  # files of decoders without the branch keep their config
+            out.update(residual=True, residual_init=self.residual_init)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "HNDecoderConfig":
         return cls(AudioModelConfig.from_dict(d["model"]), HarmonicConfig(**d["harmonic"]), float(d["env_init"]),
-                   d.get("noise", "istft"), int(d.get("f0_bins", 0)))
+                   d.get("noise", "istft"), int(d.get("f0_bins", 0)), bool(d.get("residual", False)),
+                   float(d.get("residual_init", -4.0)))
 
 
 def _exp32(x: torch.Tensor) -> torch.Tensor:
@@ -86,12 +92,14 @@ def _sigmoid32(x: torch.Tensor) -> torch.Tensor:
 class HNControls:
     """What the harmonic head predicts per control point: f0 (B, M) Hz, voicing_logit (B, M),
     log_env (B, M, n_env) natural-log amplitude of the harmonic envelope, and with f0 bins the f0 class logits
-    (B, M, f0_bins) float32 (else None)."""
+    (B, M, f0_bins) float32 (else None); from `render` of a decoder with a residual branch, that branch's
+    samples (else None)."""
 
     f0: torch.Tensor
     voicing_logit: torch.Tensor
     log_env: torch.Tensor
     f0_logits: torch.Tensor | None = None
+    residual: torch.Tensor | None = None  # `render` with a residual branch: its samples (B, N * hop) float32
 
 
 class HNDecoder(ISTFTDecoder):
@@ -119,6 +127,9 @@ class HNDecoder(ISTFTDecoder):
             self.f0_head = nn.Sequential(nn.Linear(w, w), nn.GELU(), nn.Linear(w, self.ctrl_sub * cfg.f0_bins))
             self.register_buffer("f0_grid", torch.linspace(math.log2(h.f0_min), math.log2(h.f0_max), cfg.f0_bins),
                                  persistent=False)  # log2 Hz at each bin's centre
+        if cfg.residual:  # (log magnitude, phase) per sub-frame and bin, as ISTFTDecoder's head; a gate per stage count
+            self.res_head = nn.Linear(cfg.model.width, self.sub * 2 * self.bins)
+            self.res_gate = nn.Parameter(torch.full((cfg.model.num_stages + 1,), cfg.residual_init))
 
     def f0_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., f0_bins) logits -> (...) f0 in Hz: the softmax-weighted mean of log2 f0 over the bins within
@@ -154,6 +165,26 @@ class HNDecoder(ISTFTDecoder):
         mag = _exp32(out.reshape(b, n * self.sub, self.bins).clamp(max=6.0)).transpose(1, 2)
         return filtered_noise(mag, start, self.cfg.istft_n_fft, self.cfg.istft_hop, self.window)
 
+    def residual_branch(self, h: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
+        """(B, N, width) output of the blocks, stages (B, N) int64 (present stages per frame, 0..S) -> (B, N * hop)
+        float32: the inverse STFT of a learned magnitude and phase, each frame's sub-frames scaled by
+        sigmoid(res_gate[stage count]) (how much waveform detail the indices of that many stages can place)."""
+        out = self.res_head(self.norm_out(h)).float()
+        b, n, _ = out.shape
+        out = out.reshape(b, n * self.sub, 2, self.bins)
+        gate = _sigmoid32(self.res_gate)[stages.clamp(0, self.res_gate.numel() - 1)]  # (B, N)
+        mag = _exp32(out[:, :, 0].clamp(max=6.0)) * gate.repeat_interleave(self.sub, 1)[..., None]
+        phase = out[:, :, 1].double()
+        spec = torch.complex((mag * torch.cos(phase).float()), (mag * torch.sin(phase).float())).transpose(1, 2)
+        return istft_exact(spec, self.cfg.istft_n_fft, self.cfg.istft_hop, self.window)
+
+    def _stages(self, stages: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        if stages is None:
+            raise ValueError("this decoder has a residual branch: pass each frame's stage count (B, N)")
+        if stages.shape != z.shape[:2]:
+            raise ValueError(f"stages must be (B, N) = {tuple(z.shape[:2])}, got {tuple(stages.shape)}")
+        return stages.long()
+
     def controls(self, h: torch.Tensor) -> HNControls:
         """(B, N, width) output of the blocks -> the harmonic head's controls (float32)."""
         cfg = self.hn_cfg.harmonic
@@ -169,32 +200,38 @@ class HNDecoder(ISTFTDecoder):
         return HNControls(f0, out[..., 1], out[..., 2:])
 
     def render(self, z: torch.Tensor, f0: torch.Tensor | None = None, voicing: torch.Tensor | None = None,
-               start: "int | torch.Tensor" = 0) -> tuple[torch.Tensor, HNControls]:
+               start: "int | torch.Tensor" = 0, stages: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, HNControls]:
         """(B, N, D) latents -> ((B, N * hop) float32 samples, the predicted controls).
 
         f0, voicing: optional (B, M) values that replace the predicted ones in the oscillator bank (the
         pitch track of the training target, "teacher forcing"); by default the predicted f0 and
         sigmoid(voicing_logit) drive it. The whole signal is one pass (phase from 0, the last control
         point held). start: absolute index of the first sample (keys the noise; (B,) int64 for one per row).
+        stages: (B, N) int64 present stages per frame (needed with a residual branch).
         """
         h = self.hidden(z)
         noise = self.noise_branch(h, start)
+        residual = self.residual_branch(h, self._stages(stages, z)) if self.hn_cfg.residual else None
         ctrl = self.controls(h)
+        ctrl.residual = residual
         f0_used = ctrl.f0 if f0 is None else f0
         v_used = _sigmoid32(ctrl.voicing_logit) if voicing is None else voicing
         amps = harmonic_amplitudes(f0_used.detach(), ctrl.log_env, v_used, self.hn_cfg.harmonic)
         harmonic, _ = synthesize(f0_used.detach(), amps, self.hn_cfg.harmonic)
-        return noise + harmonic, ctrl
+        out = noise + harmonic
+        return (out if residual is None else out + residual), ctrl
 
     def render_span(self, z: torch.Tensor, own: tuple[int, int], phase0: torch.Tensor | None = None,
-                    start_frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                    start_frame: int = 0, stages: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference over a chunk of frames with its halo.
 
         z: (B, n, D) latents of n consecutive frames; own = (a, b): the frames of z whose samples are wanted
         (the others are halo); phase0: (B,) float64, the oscillators' phase in cycles at frame a's first
         sample (None: 0, the signal's start). Returns (samples (B, (b - a) * hop) float32, phase_end (B,)
         float64: the phase at frame b's first sample, the next chunk's phase0). start_frame: the absolute
-        index of z's first frame (it keys the noise).
+        index of z's first frame (it keys the noise). stages: (B, n) int64 present stages per frame (needed
+        with a residual branch).
 
         When b < n, the control point at frame b's start continues the interpolation of frame b - 1's last
         samples, so consecutive chunks (halos at least `input_range`'s) give the samples of one pass over
@@ -207,6 +244,8 @@ class HNDecoder(ISTFTDecoder):
         h = self.hidden(z)
         hop, sub = self.cfg.hop, self.ctrl_sub
         noise = self.noise_branch(h, start_frame * hop)
+        if self.hn_cfg.residual:
+            noise = noise + self.residual_branch(h, self._stages(stages, z))
         ctrl = self.controls(h)
         amps = harmonic_amplitudes(ctrl.f0, ctrl.log_env, _sigmoid32(ctrl.voicing_logit), self.hn_cfg.harmonic)
         points = ctrl.f0.shape[1]
@@ -218,9 +257,9 @@ class HNDecoder(ISTFTDecoder):
             parts.append(part)
         return noise[:, a * hop:b * hop] + torch.cat(parts, 1), phase
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, stages: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, D) latents -> (B, N * hop) float32 samples: the whole signal in one pass."""
-        return self.render_span(z, (0, z.shape[1]))[0]
+        return self.render_span(z, (0, z.shape[1]), stages=stages)[0]
 
     def input_range(self, lo: int, hi: int) -> tuple[int, int]:
         """Frames read by samples lo..hi: the noise branch's, and the harmonic controls' (the blocks' range

@@ -76,6 +76,8 @@ class TrainDecoderConfig(LoopConfig):
     f0_sigma: float = 1.0  # "hn" with f0 bins: width (bins) of the Gaussian around the target bin
     init_from: str | None = None  # a decoder-stage file whose same-shaped tensors start this run (after the base's)
     pitch: str = "harvest"  # "hn": pitch-label method (`pitch_labels`); a changed method relabels the cache
+    residual: bool = False  # "hn": a gated learned-phase branch (starts from the base decoder's head)
+    residual_loss: dict = field(default_factory=dict)  # AudioLossConfig fields over RESIDUAL_LOSS, for that branch
     noise_offset: float = 0.0  # "hn" started from the base decoder: added to the noise head's log magnitudes
     f0_weight: float = 1.0
     voicing_weight: float = 0.1
@@ -123,6 +125,11 @@ def pitch_labels(audio: torch.Tensor, method: str = "harvest") -> tuple[torch.Te
     return torch.from_numpy(filled.astype(np.float32)), torch.from_numpy(voiced)
 
 
+RESIDUAL_LOSS = {"sc": 0.0, "logmag": 0.0, "mel": 0.0, "complex": 25.0, "wave": 1.0}
+"""The phase-aware terms a residual branch trains on, with the other branches' output held fixed (their
+gradient would shrink the oscillators, whose phase is their own, towards silence)."""
+
+
 class DecoderOnIndices(nn.Module):
     """Frozen base codebooks + a trainable decoder: (B, s, N) int64 indices (-1: stage absent) -> samples."""
 
@@ -143,7 +150,8 @@ class DecoderOnIndices(nn.Module):
         `HNDecoder`; start: absolute first sample per row (keys its noise)."""
         z = self.latents(indices)
         if isinstance(self.decoder, HNDecoder):
-            return self.decoder.render(z, f0, voicing, start)
+            stages = (indices >= 0).sum(1) if self.decoder.hn_cfg.residual else None
+            return self.decoder.render(z, f0, voicing, start, stages)
         return self.decoder(z), None
 
 
@@ -163,7 +171,8 @@ def _build_decoder(cfg: TrainDecoderConfig, base_cfg: AudioModelConfig) -> tuple
     if cfg.decoder == "istft":
         return ISTFTDecoder(model_cfg), {"decoder": "istft", "model": model_cfg.to_dict()}
     if cfg.decoder == "hn":
-        hn = HNDecoderConfig(model_cfg, HarmonicConfig(**cfg.harmonic), env_init=cfg.env_init, f0_bins=cfg.f0_bins)
+        hn = HNDecoderConfig(model_cfg, HarmonicConfig(**cfg.harmonic), env_init=cfg.env_init, f0_bins=cfg.f0_bins,
+                             residual=cfg.residual)
         return HNDecoder(hn), {"decoder": "hn", **hn.to_dict()}
     raise ValueError(f"decoder must be 'hn' or 'istft', got {cfg.decoder!r}")
 
@@ -174,7 +183,7 @@ class AudioDecoderTask(Task):
     name = "audio-decoder"
     run_defining = ("base", "decoder", "batch_size", "crop_frames", "holdout", "full_rate_prob", "model", "harmonic",
                     "loss", "f0_weight", "voicing_weight", "env_init", "noise_offset", "init_from_base", "f0_bins",
-                    "f0_sigma", "init_from")
+                    "f0_sigma", "init_from", "residual", "residual_loss")
     progress_keys = ("mel", "f0_oct")
     config: TrainDecoderConfig
 
@@ -191,6 +200,10 @@ class AudioDecoderTask(Task):
             rows = isinstance(decoder, HNDecoder) and decoder.hn_cfg.noise == "filtered" and "head.weight" not in taken
             if rows:
                 _magnitude_rows(decoder, base.decoder)
+            if isinstance(decoder, HNDecoder) and decoder.hn_cfg.residual:  # the base head renders waveform detail
+                with torch.no_grad():
+                    decoder.res_head.weight.copy_(base.decoder.head.weight)
+                    decoder.res_head.bias.copy_(base.decoder.head.bias)
             log.info("decoder: %d of %d tensors start from the base decoder%s", len(taken), len(own),
                      " (and the noise head from its magnitude rows)" if rows else "")
         if cfg.init_from and not ctx.resuming:
@@ -222,6 +235,8 @@ class AudioDecoderTask(Task):
                     self.val.append((clip, base.encode_indices(clip[None]), f0, voiced))
         self.model = DecoderOnIndices(base.quantizer, decoder)
         self.loss_fn = AudioLoss(AudioLossConfig(**cfg.loss))
+        self.residual_loss_fn = (AudioLoss(AudioLossConfig(**{**RESIDUAL_LOSS, **cfg.residual_loss}))
+                                 if cfg.residual else None)
         params = [p for p in decoder.parameters() if p.requires_grad]
         return Built(self.model, [{"params": params}], OptimizerSpec("adamw", betas=(0.8, 0.99), grad_clip=cfg.grad_clip))
 
@@ -260,6 +275,12 @@ class AudioDecoderTask(Task):
         metrics = {k: v.item() for k, v in terms.items()}
         if ctrl is None:
             return rec, metrics
+        if ctrl.residual is not None and self.residual_loss_fn is not None:
+            y_res = (y.float() - ctrl.residual).detach() + ctrl.residual  # gradient into the residual branch only
+            res, res_terms = self.residual_loss_fn(x, y_res)
+            rec = rec + res
+            metrics.update(res_complex=res_terms["complex"].item(), res_wave=res_terms["wave"].item(),
+                           res_rms=ctrl.residual.float().pow(2).mean().sqrt().item())
         octaves = (torch.log2(ctrl.f0) - torch.log2(f0)).abs()
         v = voiced.float()
         if ctrl.f0_logits is None:
