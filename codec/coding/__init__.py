@@ -2,6 +2,7 @@
 
 - `stages`: the `StagePrior` protocol a prior implements, and `encode_stages` / `decode_stages` (one
   range-coded stream per stage).
+- `refinement`: scalar refinement layers under static per-dimension tables (one stream per layer).
 """
 from .stages import DecodeFn, Progress, StagePrior, decode_stages, encode_stages
 
