@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from vqcodec.coding.refinement import encode_refinement, fit_tables
+from vqcodec.coding.refinement import ROW_BUCKETS, encode_refinement_grid, fit_tables, grid_contexts
 from vqcodec.image.data import load_rgb
 from vqcodec.quantization.scalar_refinement import (CONTEXTS, layer_alphabet, layer_contexts, refine_symbols,
                                                     refinement_values)
@@ -124,26 +124,33 @@ def ctx_bits(fit_r: torch.Tensor, fit_ctx: torch.Tensor, held_r: torch.Tensor, h
 
 
 def refinement_curve(model: ImageVQVAE, images: list[torch.Tensor], z_held: list[torch.Tensor], zh: torch.Tensor,
-                     qh: torch.Tensor, zf: torch.Tensor, qf: torch.Tensor, base_bpp: float, shift: int,
-                     layers: int) -> list[tuple[float, float, int]]:
+                     qh: torch.Tensor, z_fit: list[torch.Tensor], zf: torch.Tensor, qf: torch.Tensor, base_bpp: float,
+                     shift: int, layers: int) -> list[tuple[float, float, int]]:
     """The codec's refinement layers, coded for real: `refine_symbols` of the held-out latents over their base,
-    tables per context fitted per layer on the training crops' symbols (`fit_tables`), each held-out image's layers
-    range-coded on their own (`encode_refinement`) -> [(bpp with the base's raw bits, PSNR, layers)] after
-    1..`layers` layers."""
-    fit = refine_symbols(zf, qf, shift, layers)
-    held = refine_symbols(zh, qh, shift, layers)
+    tables per context (the layers before, and the row above: `grid_contexts`) fitted per layer on the
+    training crops' symbols (`fit_tables`), each held-out image's layers range-coded on their own grid
+    (`encode_refinement_grid`) -> [(bpp with the base's raw bits, PSNR, layers)] after 1..`layers` layers."""
+    def grids(symbols: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+        out, i = [], 0
+        for z in like:  # (L, N, D) -> per image (L, h, w, D)
+            _, d, h, w = z.shape
+            out.append(symbols[:, i:i + h * w].reshape(symbols.shape[0], h, w, d))
+            i += h * w
+        return out
+
+    fit = grids(refine_symbols(zf, qf, shift, layers), z_fit)
+    held_flat = refine_symbols(zh, qh, shift, layers)
+    held = grids(held_flat, z_held)
+    d = zh.shape[1]
     pixels = sum(im.shape[-1] * im.shape[-2] for im in images)
     bits, curve = 0.0, []
     for j in range(layers):
         lo, hi = layer_alphabet(j + 1, 31)
-        table = fit_tables(fit[j], layer_contexts(fit[:j]), CONTEXTS, lo, hi)
-        ctx = layer_contexts(held[:j])
-        i = 0
-        for z in z_held:  # one stream per image and layer, as a file holds them
-            n = z.shape[-1] * z.shape[-2]
-            bits += 8 * len(encode_refinement(held[j, i:i + n], ctx[i:i + n], table, lo))
-            i += n
-        rec = qh + refinement_values(held[: j + 1], shift)
+        ctx = torch.cat([grid_contexts(g[j], layer_contexts(g[:j])).reshape(-1, d) for g in fit])
+        table = fit_tables(torch.cat([g[j].reshape(-1, d) for g in fit]), ctx, CONTEXTS * ROW_BUCKETS, lo, hi)
+        for g in held:  # one stream per image and layer, as a file holds them
+            bits += 8 * len(encode_refinement_grid(g[j], layer_contexts(g[:j]), table, lo))
+        rec = qh + refinement_values(held_flat[: j + 1], shift)
         curve.append((base_bpp + bits / pixels, psnr(model, images, unflat(rec, z_held)), j + 1))
     return curve
 
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["curves"][f"s{base}+sq-ctx"] = ctx_curve
                 print(f"s{base}+sq-ctx: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB" for b, p, _ in ctx_curve), flush=True)
             if args.refine_layers:
-                curve = refinement_curve(model, images, z_held, zh, qh, zf, qf, base_bpp, args.refine_shift,
+                curve = refinement_curve(model, images, z_held, zh, qh, z_fit, zf, qf, base_bpp, args.refine_shift,
                                          args.refine_layers)
                 report["curves"][f"s{base}+ref"] = curve
                 print(f"s{base}+ref: " + ", ".join(f"{b:.2f} bpp {p:.2f} dB" for b, p, _ in curve), flush=True)

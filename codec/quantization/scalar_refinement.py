@@ -73,8 +73,8 @@ def refinement_values(symbols: torch.Tensor, first_shift: int) -> torch.Tensor:
 
 
 def layer_contexts(before: torch.Tensor) -> torch.Tensor:
-    """The context of each symbol of the next layer from the symbols of the layers before it, (j, N, D) int ->
-    (N, D) int64 in 0..CONTEXTS-1: the value reconstructed so far in units of the next layer's step,
+    """The context of each symbol of the next layer from the symbols of the layers before it, (j, *shape) int ->
+    (*shape) int64 in 0..CONTEXTS-1 (elementwise: any shape, e.g. (N, D) or a grid (h, w, D)): the value reconstructed so far in units of the next layer's step,
     v = sum_i before[i] * 2^(j - i), clamped to [-2, 2] and offset by 2. A residual left by a zero is symmetric
     and peaked; one left by a non-zero value leans back towards zero, so its sign is worth knowing (j = 0, the
     first layer: context 2 everywhere)."""
