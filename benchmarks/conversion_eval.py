@@ -293,25 +293,27 @@ def select_pairs(sources: dict[str, list[Path]], targets: list[str], genders: di
 
 
 # ------------------------------------------------------------------------------------------- signal helpers
-def load_clip(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(samples (T,) float32 16 kHz cut to whole pitch points, f0 (T / 80,) Hz, voiced (T / 80,) float)."""
+def load_clip(path: Path, method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(samples (T,) float32 16 kHz cut to whole pitch points, f0 (T / 80,) Hz, voiced (T / 80,) float); the
+    pitch track by `method` (the conversion model's `cfg.pitch`: its sources are tracked as it was trained)."""
     from vqcodec.audio.data import load_audio
     from vqcodec.training.audio_decoder import PITCH_HOP, pitch_labels
 
     x = load_audio(path)
     x = x[: x.numel() // PITCH_HOP * PITCH_HOP]
-    f0, voiced = pitch_labels(x, "dio")  # the conversion model was trained on DIO labels
+    f0, voiced = pitch_labels(x, method)
     return x, f0, voiced.float()
 
 
-def median_log2_f0(y: torch.Tensor) -> float | None:
-    """Median log2 f0 (octaves) over the voiced pitch-label points of (T,) 16 kHz audio; None under 10 voiced."""
+def median_log2_f0(y: torch.Tensor, method: str) -> float | None:
+    """Median log2 f0 (octaves) over the voiced pitch-label points (`method`) of (T,) 16 kHz audio; None under
+    10 voiced."""
     from vqcodec.training.audio_decoder import PITCH_HOP, pitch_labels
 
     y = y[: y.numel() // PITCH_HOP * PITCH_HOP]
     if y.numel() < 10 * PITCH_HOP:
         return None
-    f0, voiced = pitch_labels(y, "dio")
+    f0, voiced = pitch_labels(y, method)
     if int(voiced.sum()) < 10:
         return None
     return float(torch.log2(f0[voiced]).median())
@@ -455,7 +457,7 @@ def run(args, tools: Tools | None = None) -> dict:
 
     def clip(path: Path):
         if path not in clips:
-            clips[path] = load_clip(path)
+            clips[path] = load_clip(path, model.cfg.pitch)
         return clips[path]
 
     def dnsmos(y: np.ndarray) -> float | None:
@@ -492,7 +494,7 @@ def run(args, tools: Tools | None = None) -> dict:
         if reference is not None:
             rec["reference"] = rel(reference)
         for name, out in (("model", y), ("baseline", base)):
-            r = f0_shift(median_log2_f0(out), target_stats[0], src_log2)
+            r = f0_shift(median_log2_f0(out, model.cfg.pitch), target_stats[0], src_log2)
             r["dnsmos"] = dnsmos(out.numpy())
             rec[name] = r
         rec["unconverted"] = {}
@@ -556,7 +558,8 @@ def run(args, tools: Tools | None = None) -> dict:
                   "wer": "pocketsphinx Decoder, default config (bundled en-us)",
                   "dnsmos": "speech_metrics.Dnsmos (DNSMOS P.835 OVRL)",
                   "baseline": "pyworld DIO+StoneMask (5 ms), CheapTrick, D4C, synthesize; log2 f0 mean/std moved",
-                  "f0": "vqcodec.training.audio_decoder.pitch_labels (DIO+StoneMask), median log2 f0 of voiced points"},
+                  "f0": f"vqcodec.training.audio_decoder.pitch_labels ({model.cfg.pitch}, the model's tracker), "
+                        "median log2 f0 of voiced points"},
         "skipped": tools.notes,
         "references": {s: {"file": rel(r["file"]), "f0_log2": list(r["stats"])} for s, r in references.items()},
         "by_id": {"summary": summarise_pairs(by_id), "pairs": by_id},
@@ -588,7 +591,7 @@ def wer_part(args, model, tools: Tools, table_targets: list[str], genders: dict,
     targets = mixed[: args.wer_targets]
     rows, edits, words = [], Counter(), Counter()
     for path in files:
-        x, f0, voiced = load_clip(path)
+        x, f0, voiced = load_clip(path, model.cfg.pitch)
         text = transcripts[path]
         row = {"clip": rel(path), "text": normalise_text(text), "seconds": round(x.numel() / RATE, 2),
                "original": {"dnsmos": dnsmos(x.numpy())}, "converted": {}}

@@ -403,9 +403,12 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
               help="ConversionConfig fields as JSON, e.g. '{\"content_stride\": 4}'.")
 @click.option("--loss", "loss_json", default=None, callback=_json_object,
               help="AudioLossConfig fields as JSON (over the phase-free defaults).")
+@click.option("--pitch", type=click.Choice(["harvest", "dio"]), default="harvest", show_default=True,
+              help="Pitch labels (and the tracker the model's sources need): WORLD's Harvest (70-700 Hz) or DIO "
+                   "(50-700 Hz; the method before 0.5). Resuming with another method relabels the run's cache.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker, batch_size, crop_frames, jitter,
-                       model_json, loss_json, no_bf16, **kwargs) -> None:
+                       model_json, loss_json, pitch, no_bf16, **kwargs) -> None:
     """Train the speaker-conversion model (issue 23): content encoder, low-rate VQ code and a speaker-conditioned
     harmonic-plus-noise decoder, jointly; exports OUT/conversion_model.safetensors with its speaker table."""
     from vqcodec.training.conversion import TrainConversionConfig, train_conversion
@@ -416,4 +419,4 @@ def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker
     train_conversion(TrainConversionConfig(
         **loop, data=data, speakers_csv=speakers_csv, exclude_speakers=excluded,
         holdout_per_speaker=holdout_per_speaker, batch_size=batch_size, crop_frames=crop_frames, jitter=jitter,
-        model=model_json or {}, loss=loss_json or {}, bf16=not no_bf16))
+        model=model_json or {}, loss=loss_json or {}, pitch=pitch, bf16=not no_bf16))

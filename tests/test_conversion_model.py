@@ -153,3 +153,25 @@ def test_excluded_speakers_are_not_trained_or_exported(tmp_path, speech_folder):
     assert model.cfg.speakers == ("11", "33")
     with pytest.raises(ValueError, match="no training utterances left"):
         train_conversion(_train_config(tmp_path, speech_folder, "d", steps=1, exclude_speakers=("11", "22", "33")))
+
+
+def test_pitch_tracker_is_recorded_and_a_resume_with_another_relabels(tmp_path, speech_folder):
+    """The exported model names the tracker its pitch inputs came from (files before the field: DIO); a run
+    resumed with another --pitch keeps its cached audio and gets new labels."""
+    from vqcodec.training.audio_decoder import pitch_labels
+    from vqcodec.training.conversion import _to_float
+
+    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=2, stop_at_step=1, pitch="dio"))
+    before = torch.load(tmp_path / "p" / CACHE, weights_only=True)
+    assert before["pitch"] == "dio"
+    assert load_conversion_model(tmp_path / "p" / EXPORT_NAME)[0].cfg.pitch == "dio"
+    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=2, resume=True, pitch="harvest"))
+    after = torch.load(tmp_path / "p" / CACHE, weights_only=True)
+    assert after["pitch"] == "harvest" and all(torch.equal(a, b) for a, b in zip(before["audio"], after["audio"]))
+    assert all(torch.equal(f, pitch_labels(_to_float(a), "harvest")[0]) for f, a in zip(after["f0"], after["audio"]))
+    assert load_conversion_model(tmp_path / "p" / EXPORT_NAME)[0].cfg.pitch == "harvest"
+    old = ConversionConfig().to_dict()
+    del old["pitch"]
+    assert ConversionConfig.from_dict(old).pitch == "dio"
+    with pytest.raises(ValueError, match="pitch must be"):
+        ConversionConfig(pitch="yin")

@@ -66,7 +66,9 @@ class ConversionConfig:
     frames more than this far below the utterance's loudest frame are silence and not pooled. harmonic: the
     oscillator bank (its ctrl_hop is the f0 control-point spacing). env_init: initial natural-log harmonic
     envelope (the harmonic branch starts quiet). f0_ref: Hz; the decoder's pitch feature is log2(f0 / f0_ref).
-    speakers: ids of the rows of the speaker table (empty until a trainer exports one).
+    speakers: ids of the rows of the speaker table (empty until a trainer exports one). pitch: the pitch
+    tracker its f0 inputs and speaker pitch statistics come from (`vqcodec.training.audio_decoder.pitch_labels`
+    methods): a source must be tracked the same way.
     """
 
     sample_rate: int = 16000
@@ -93,6 +95,7 @@ class ConversionConfig:
     env_init: float = -7.0
     f0_ref: float = 100.0
     speakers: tuple[str, ...] = ()
+    pitch: str = "harvest"  # how its pitch tracks are made: "harvest" or "dio" (files without the field: "dio")
 
     def __post_init__(self) -> None:
         bad = []
@@ -119,6 +122,8 @@ class ConversionConfig:
             bad.append(f"ref_floor_db and f0_ref must be > 0, got {self.ref_floor_db}, {self.f0_ref}")
         if any(not isinstance(s, str) or not s for s in self.speakers) or len(set(self.speakers)) != len(self.speakers):
             bad.append("speakers must be non-empty strings, each listed once")
+        if self.pitch not in ("harvest", "dio"):
+            bad.append(f"pitch must be 'harvest' or 'dio', got {self.pitch!r}")
         if bad:
             raise ValueError("invalid conversion model config: " + "; ".join(bad))
 
@@ -155,6 +160,7 @@ class ConversionConfig:
     def from_dict(cls, d: dict) -> "ConversionConfig":
         """Inverse of `to_dict`; `harmonic` may be a dict of HarmonicConfig fields (missing ones default)."""
         d = dict(d)
+        d.setdefault("pitch", "dio")  # the tracker of the models written before the field
         if isinstance(d.get("harmonic"), dict):
             d["harmonic"] = HarmonicConfig(**d["harmonic"])
         if "speakers" in d:

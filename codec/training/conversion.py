@@ -99,10 +99,11 @@ class TrainConversionConfig(LoopConfig):
     grad_clip: float = 10.0
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
+    pitch: str = "harvest"  # pitch-label method (`pitch_labels`); a resumed run given another one is relabelled
 
     def model_config(self) -> ConversionConfig:
-        """The ConversionConfig of this run (defaults updated by `model`)."""
-        return ConversionConfig.from_dict({**ConversionConfig().to_dict(), **self.model})
+        """The ConversionConfig of this run (defaults updated by `model`, the pitch tracker by `pitch`)."""
+        return ConversionConfig.from_dict({**ConversionConfig().to_dict(), **self.model, "pitch": self.pitch})
 
     def check(self) -> None:
         super().check()
@@ -211,7 +212,7 @@ class ConversionTask(Task):
         self.mcfg = cfg.model_config()
         self.hop, self.sub = self.mcfg.hop, self.mcfg.hop // PITCH_HOP
         train, held = self._split()
-        self.cache = _cached(ctx.out_dir / CACHE, train, Path(cfg.data), ctx.rank, self.hop)
+        self.cache = _cached(ctx.out_dir / CACHE, train, Path(cfg.data), ctx.rank, self.hop, cfg.pitch)
         c = self.cache
         self.speakers = sorted(set(c["speakers"]), key=_speaker_key)
         self.utts_of = {s: [i for i, t in enumerate(c["speakers"]) if t == s] for s in self.speakers}
@@ -356,10 +357,11 @@ class ConversionTask(Task):
         self.gen.set_state(state["gen"])
 
 
-def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, hop: int) -> dict:
-    """{"files": [names relative to data], "speakers": [ids], "audio": [(T,) int16, T a multiple of hop],
-    "f0": [(T / 80,) float32 Hz], "voiced": [(T / 80,) bool]} of the training utterances (those shorter than a
-    frame left out), computed once per run folder (rank 0)."""
+def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, hop: int, pitch: str) -> dict:
+    """{"files": [names relative to data], "speakers": [ids], "pitch": method, "audio": [(T,) int16, T a multiple
+    of hop], "f0": [(T / 80,) float32 Hz], "voiced": [(T / 80,) bool]} of the training utterances (those shorter
+    than a frame left out), computed once per run folder (rank 0); a cache labelled by another method (without
+    "pitch": "dio") keeps its audio and is relabelled."""
     def rel(p: Path) -> str:
         try:
             return p.relative_to(data).as_posix()
@@ -370,19 +372,29 @@ def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, ho
     if path.is_file():
         cache = torch.load(path, weights_only=True)
         if cache.get("key") == key:
+            if cache.get("pitch", "dio") == pitch:
+                return cache
+            if rank != 0:
+                raise RuntimeError(f"{path} has {cache.get('pitch', 'dio')} pitch labels; relabel it with one process first")
+            t0 = time.perf_counter()
+            labels = [pitch_labels(_to_float(a), pitch) for a in cache["audio"]]
+            cache.update(pitch=pitch, f0=[f for f, _ in labels], voiced=[v for _, v in labels])
+            atomic_write(path, lambda tmp: torch.save(cache, tmp))
+            log.info("relabelled the pitch of %d training utterances with %s in %.0f s", len(labels), pitch,
+                     time.perf_counter() - t0)
             return cache
         log.warning("%s does not match the data; recomputing it", path)
     if rank != 0:
         raise RuntimeError(f"{path} is missing; start the run with one process first")
     t0 = time.perf_counter()
-    cache: dict = {"key": key, "files": [], "speakers": [], "audio": [], "f0": [], "voiced": []}
+    cache: dict = {"key": key, "pitch": pitch, "files": [], "speakers": [], "audio": [], "f0": [], "voiced": []}
     for n, (p, s) in enumerate(items):
         clip = load_audio(p)
         clip = clip[: clip.numel() // hop * hop]
         if not clip.numel():
             log.warning("%s is shorter than one frame; skipped", p)
             continue
-        f0, voiced = pitch_labels(clip, "dio")  # the labels the run so far was trained on
+        f0, voiced = pitch_labels(clip, pitch)
         cache["files"].append(rel(p))
         cache["speakers"].append(s)
         cache["audio"].append(_to_int16(clip))
@@ -418,7 +430,7 @@ def _val_set(held: list[tuple[Path, str]], cache: dict, utts_of: dict[str, list[
         clip = clip[: min(limit, clip.numel() // mcfg.content_hop * mcfg.content_hop)]
         if not clip.numel():
             continue
-        f0, voiced = pitch_labels(clip, "dio")  # the labels the run so far was trained on
+        f0, voiced = pitch_labels(clip, mcfg.pitch)
         reference = _to_float(cache["audio"][utts_of[s][0]][:ref_len])
         out.append({"speaker": s, "file": str(p), "audio": clip, "f0": f0, "voiced": voiced.float(),
                     "reference": reference})
