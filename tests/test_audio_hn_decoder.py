@@ -21,7 +21,7 @@ def _decoder(hop: int = 160, noise: str = "filtered", residual: bool = False) ->
     with torch.no_grad():  # a voiced, pitched output: harmonics well above the noise branch
         dec.harm_head.bias.view(dec.ctrl_sub, -1)[:, 1] = 3.0
         if residual:  # gates that differ by stage count, all audible
-            dec.res_gate.copy_(torch.linspace(-1.0, 1.0, dec.res_gate.numel()))
+            dec.res_gate.copy_(torch.linspace(-0.04, 0.04, dec.res_gate.numel()))  # logits -1..1
     return dec
 
 
@@ -64,7 +64,7 @@ def test_residual_branch_chunks_equal_one_pass_and_follow_the_stage_count(cuts):
         assert torch.equal(torch.cat(parts, 1), whole)
         assert not torch.equal(dec(z, (stages + 1).clamp(max=dec.cfg.num_stages)), whole)  # the gate reads them
         h = dec.hidden(z)
-        dec.res_gate[0] = -40.0  # a stage count whose gate is shut renders no residual
+        dec.res_gate[0] = -2.0  # a stage count whose gate is shut (logit -50) renders no residual
         assert float(dec.residual_branch(h, torch.zeros_like(stages)).abs().max()) < 1e-9
         assert float(dec.residual_branch(h, torch.ones_like(stages)).abs().max()) > 1e-3
     with pytest.raises(ValueError, match="stage count"):

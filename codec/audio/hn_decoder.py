@@ -36,6 +36,11 @@ from vqcodec.audio.spectral import istft_exact
 
 __all__ = ["HNDecoderConfig", "HNControls", "HNDecoder", "SYNTH_POINTS"]
 
+GATE_SCALE = 25.0
+"""The residual branch's gate logits are GATE_SCALE x its `res_gate` parameters: an optimizer step moves a
+logit 25 times as far, so the gates settle within hundreds of steps (with the plain parameter they had moved
+by 0.1 after 500 steps at lr 2e-4)."""
+
 SYNTH_POINTS = 200
 """`HNDecoder.render_span` renders its oscillators this many control points at a time (1 s at 16 kHz with
 ctrl_hop 80): the bank's working tensors (about 10 MB a second of audio) are a span's, not the chunk's, and
@@ -129,7 +134,7 @@ class HNDecoder(ISTFTDecoder):
                                  persistent=False)  # log2 Hz at each bin's centre
         if cfg.residual:  # (log magnitude, phase) per sub-frame and bin, as ISTFTDecoder's head; a gate per stage count
             self.res_head = nn.Linear(cfg.model.width, self.sub * 2 * self.bins)
-            self.res_gate = nn.Parameter(torch.full((cfg.model.num_stages + 1,), cfg.residual_init))
+            self.res_gate = nn.Parameter(torch.full((cfg.model.num_stages + 1,), cfg.residual_init / GATE_SCALE))
 
     def f0_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., f0_bins) logits -> (...) f0 in Hz: the softmax-weighted mean of log2 f0 over the bins within
@@ -168,11 +173,12 @@ class HNDecoder(ISTFTDecoder):
     def residual_branch(self, h: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
         """(B, N, width) output of the blocks, stages (B, N) int64 (present stages per frame, 0..S) -> (B, N * hop)
         float32: the inverse STFT of a learned magnitude and phase, each frame's sub-frames scaled by
-        sigmoid(res_gate[stage count]) (how much waveform detail the indices of that many stages can place)."""
+        sigmoid(GATE_SCALE * res_gate[stage count]) (how much waveform detail the indices of that many stages can
+        place)."""
         out = self.res_head(self.norm_out(h)).float()
         b, n, _ = out.shape
         out = out.reshape(b, n * self.sub, 2, self.bins)
-        gate = _sigmoid32(self.res_gate)[stages.clamp(0, self.res_gate.numel() - 1)]  # (B, N)
+        gate = _sigmoid32(self.res_gate * GATE_SCALE)[stages.clamp(0, self.res_gate.numel() - 1)]  # (B, N)
         mag = _exp32(out[:, :, 0].clamp(max=6.0)) * gate.repeat_interleave(self.sub, 1)[..., None]
         phase = out[:, :, 1].double()
         spec = torch.complex((mag * torch.cos(phase).float()), (mag * torch.sin(phase).float())).transpose(1, 2)
