@@ -35,6 +35,7 @@ import torch  # noqa: E402
 from speech_metrics import SpeechScorer  # noqa: E402
 from vqcodec.audio.data import list_audio, load_audio, split_holdout  # noqa: E402
 from vqcodec.audio.decoders import load_audio_decoder  # noqa: E402
+from vqcodec.audio.hn_decoder import HNDecoder  # noqa: E402
 from vqcodec.audio.model import SAMPLE_RATE, load_audio_model  # noqa: E402
 from vqcodec.metrics.audio import score  # noqa: E402
 from vqcodec.weights.io import WEIGHTS_DIR  # noqa: E402
@@ -95,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, dec in decoders.items():
             for s in stages:
                 with torch.no_grad():
-                    y = dec(base.quantizer.decode(idx[:, :s].transpose(1, 2))).clamp(-1, 1)[0]
+                    z = base.quantizer.decode(idx[:, :s].transpose(1, 2))
+                    if isinstance(dec, HNDecoder) and dec.hn_cfg.residual:  # its gate reads the stage count
+                        y = dec(z, torch.full(z.shape[:2], s, dtype=torch.int64))
+                    else:
+                        y = dec(z)
+                    y = y.clamp(-1, 1)[0]
                 deg = y.numpy().astype(np.float64)
                 r = {**scorer.score(key, ref, deg, 0), **score(x, y, SAMPLE_RATE)}
                 rows[name][s].append(r)

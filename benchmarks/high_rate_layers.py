@@ -138,14 +138,15 @@ def refinement_curve(model: ImageVQVAE, images: list[torch.Tensor], z_held: list
             i += h * w
         return out
 
-    fit = grids(refine_symbols(zf, qf, shift, layers), z_fit)
-    held_flat = refine_symbols(zh, qh, shift, layers)
+    first = 31 if float(qh.abs().max()) > 0 else 127  # no VQ stage before: the latent itself (|z| < 31.75)
+    fit = grids(refine_symbols(zf, qf, shift, layers, first), z_fit)
+    held_flat = refine_symbols(zh, qh, shift, layers, first)
     held = grids(held_flat, z_held)
     d = zh.shape[1]
     pixels = sum(im.shape[-1] * im.shape[-2] for im in images)
     bits, curve = 0.0, []
     for j in range(layers):
-        lo, hi = layer_alphabet(j + 1, 31)
+        lo, hi = layer_alphabet(j + 1, first)
         ctx = torch.cat([grid_contexts(g[j], layer_contexts(g[:j])).reshape(-1, d) for g in fit])
         table = fit_tables(torch.cat([g[j].reshape(-1, d) for g in fit]), ctx, CONTEXTS * ROW_BUCKETS, lo, hi)
         for g in held:  # one stream per image and layer, as a file holds them

@@ -360,9 +360,10 @@ def speaker_decoder_command(data, base, batch_size, crop_frames, speaker_dim, tu
 @click.option("--residual-loss", "residual_loss_json", default=None, callback=_json_object,
               help="With --residual: AudioLossConfig fields of the branch's own loss, as JSON (default: complex 25, "
                    "wave 1, the other terms 0; the other branches' output held fixed).")
-@click.option("--pitch", type=click.Choice(["harvest", "dio"]), default="harvest", show_default=True,
+@click.option("--pitch", type=click.Choice(["harvest", "dio"]), default=None,
               help="hn: pitch labels from WORLD's Harvest (70-700 Hz) or DIO (50-700 Hz; the method before 0.5). "
-                   "Resuming with another method relabels the run's cache.")
+                   "Default: harvest for a new run, the run's own method on resume; resuming with another "
+                   "method relabels the run's cache.")
 @click.option("--from-scratch", is_flag=True, help="Do not start the decoder from the base decoder's weights.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames, holdout, full_rate_prob, model_json,
@@ -403,9 +404,10 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
               help="ConversionConfig fields as JSON, e.g. '{\"content_stride\": 4}'.")
 @click.option("--loss", "loss_json", default=None, callback=_json_object,
               help="AudioLossConfig fields as JSON (over the phase-free defaults).")
-@click.option("--pitch", type=click.Choice(["harvest", "dio"]), default="harvest", show_default=True,
+@click.option("--pitch", type=click.Choice(["harvest", "dio"]), default=None,
               help="Pitch labels (and the tracker the model's sources need): WORLD's Harvest (70-700 Hz) or DIO "
-                   "(50-700 Hz; the method before 0.5). Resuming with another method relabels the run's cache.")
+                   "(50-700 Hz; the method before 0.5). Default: harvest for a new run, the run's own method on "
+                   "resume; resuming with another method relabels the run's cache.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker, batch_size, crop_frames, jitter,
                        model_json, loss_json, pitch, no_bf16, **kwargs) -> None:

@@ -62,11 +62,11 @@ def default_codec(modality: str) -> "Codec":
     return registry_default_codec(modality)
 
 
-def codec_for_file(vqfile: VQFile) -> "Codec":
+def codec_for_file(vqfile: VQFile, without_decoder: bool = False) -> "Codec":
     """The installed codec that decodes `vqfile` (vqcodec.registry.codec_for_file)."""
     from vqcodec.registry import codec_for_file as registry_codec_for_file
 
-    return registry_codec_for_file(vqfile)
+    return registry_codec_for_file(vqfile, without_decoder)
 
 __all__ = [
     "encode_image",
@@ -268,11 +268,12 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
     if partial:
         data, layers, _ = complete_layers(data, layers)
     vqfile = _parse(data)
-    codec = codec_for_file(vqfile)
     if decoder is not None:
         if vqfile.modality_name != "audio":
             raise ValueError(f"decoder= applies to audio files; this file holds {vqfile.modality_name}")
-        codec = _audio_codec_for(vqfile).with_decoder(decoder)
+        codec: Codec = _audio_codec_for(vqfile, without_decoder=True).with_decoder(decoder)
+    else:
+        codec = codec_for_file(vqfile)
     if vqfile.modality_name == "image":
         from vqcodec.image.layout import read_side_info, to_image
 
@@ -318,15 +319,16 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     vqfile = _parse(data)
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
-    codec = _audio_codec_for(vqfile)
     if decoder is not None:
-        codec = codec.with_decoder(decoder)
+        codec = _audio_codec_for(vqfile, without_decoder=True).with_decoder(decoder)
+    else:
+        codec = _audio_codec_for(vqfile)
     return codec.decode_blocks(vqfile, layers, progress)
 
 
-def _audio_codec_for(vqfile: VQFile) -> "AudioCodec":
+def _audio_codec_for(vqfile: VQFile, without_decoder: bool = False) -> "AudioCodec":
     """The audio codec of a parsed audio file (codec_for_file, typed for the audio-only calls)."""
-    return cast("AudioCodec", codec_for_file(vqfile))
+    return cast("AudioCodec", codec_for_file(vqfile, without_decoder))
 
 
 # ----------------------------------------------------------------------------------------------- speakers

@@ -107,18 +107,19 @@ def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id:
     return Components(named, hash_weights(model_bytes + prior_bytes))
 
 
-def check_file(vqfile: VQFile, codec: Codec, v1_hash: bytes | None = None) -> None:
+def check_file(vqfile: VQFile, codec: Codec, v1_hash: bytes | None = None, ignore_roles: tuple[str, ...] = ()) -> None:
     """Raise VQFormatError unless `vqfile` holds `codec.modality`, names exactly `codec.components` (a
-    version-1 file: the pair's `v1_hash`) and holds at most `codec.max_layers` quality layers."""
+    version-1 file: the pair's `v1_hash`; components of `ignore_roles` left out on both sides) and holds at
+    most `codec.max_layers` quality layers."""
     if vqfile.modality_name != codec.modality:
         raise VQFormatError(f"file holds {vqfile.modality_name}, not {'an image' if codec.modality == 'image' else codec.modality}")
     if vqfile.version == 1:
         (named,) = vqfile.components
         ok = v1_hash is not None and bytes(named.weights_hash) == v1_hash
     else:
-        have = {c.role: c.weights_hash for c in codec.components}
-        ok = {c.role for c in vqfile.components} == set(have) and all(
-            hash_matches(have[c.role], c.weights_hash) for c in vqfile.components)
+        have = {c.role: c.weights_hash for c in codec.components if c.role not in ignore_roles}
+        named = [c for c in vqfile.components if c.role not in ignore_roles]
+        ok = {c.role for c in named} == set(have) and all(hash_matches(have[c.role], c.weights_hash) for c in named)
     if not ok:
         named_text = ", ".join(f"{c.role} {c.model_id} ({bytes(c.weights_hash).hex()})" for c in vqfile.components)
         raise VQFormatError(f"file was made with {named_text}, which this codec does not have; decode it with "

@@ -144,7 +144,7 @@ class ModelRegistry:
     def _discover(self) -> list[InstalledComponent]:
         found = []
         for modality in MODALITIES:
-            for role in ROLES + FILE_OPTIONAL_ROLES:
+            for role in ROLES + (FILE_OPTIONAL_ROLES if modality == "audio" else ()):  # decoder components: audio
                 path = self.folder / f"{modality}_{role}.safetensors"
                 if path.is_file():
                     found.append(InstalledComponent(modality, role, file_model_id(path), path,
@@ -312,8 +312,9 @@ def default_codec(modality: str) -> Codec:
     return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"))
 
 
-def codec_for_file(vqfile: VQFile) -> Codec:
-    """The codec that decodes `vqfile`, from the model components its header names.
+def codec_for_file(vqfile: VQFile, without_decoder: bool = False) -> Codec:
+    """The codec that decodes `vqfile`, from the model components its header names (`without_decoder`: all
+    but a decoder component, for a caller that renders with a decoder of its own).
 
     Raises:
         VQFormatError: a named component is not installed; the message names it and the release to use.
@@ -324,5 +325,6 @@ def codec_for_file(vqfile: VQFile) -> Codec:
         (legacy,) = vqfile.components
         c = registry.resolve_v1(modality, legacy.model_id, legacy.weights_hash)
     else:
-        c = registry.resolve(modality, vqfile.components, made_by=vqfile.encoder_name)
+        names = [n for n in vqfile.components if not (without_decoder and n.role in FILE_OPTIONAL_ROLES)]
+        c = registry.resolve(modality, names, made_by=vqfile.encoder_name)
     return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"))

@@ -230,13 +230,16 @@ def test_files_name_the_default_decoder_and_decode_with_it(tiny_audio_weights, t
     assert np.array_equal(rendered, explicit) and not np.array_equal(rendered, own)
     assert np.array_equal(vqcodec.decode(old)[0], own)  # an old file keeps its model's decoder
     assert np.array_equal(np.concatenate(list(vqcodec.api.decode_audio_blocks(new)[3])), rendered)
-    other = tmp_path / "other.safetensors"  # --decoder overrides the one the file names (here: the same kind)
-    shutil.copy(hn, other)
-    assert np.array_equal(vqcodec.decode(new, decoder=other)[0], rendered)
+    other = _hn_file(with_dec / "audio_vqvae.safetensors", tmp_path / "other.safetensors", residual=True)
+    overridden = vqcodec.decode(new, decoder=other)[0]  # --decoder overrides the one the file names
+    assert not np.array_equal(overridden, rendered) and np.array_equal(overridden, vqcodec.decode(old, decoder=other)[0])
 
     use_weights(plain)  # an install without the decoder component
     with pytest.raises(VQFormatError, match="needs the audio decoder model audio-decoder-hn-test"):
         vqcodec.decode(new)
+    assert np.array_equal(vqcodec.decode(new, decoder=other)[0], overridden)  # --decoder needs no named one
+    blocks = vqcodec.api.decode_audio_blocks(new, decoder=other)[3]
+    assert np.array_equal(np.concatenate(list(blocks)), overridden)
 
 
 def test_position_keyed_noise():

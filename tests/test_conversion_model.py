@@ -161,11 +161,14 @@ def test_pitch_tracker_is_recorded_and_a_resume_with_another_relabels(tmp_path, 
     from vqcodec.training.audio_decoder import pitch_labels
     from vqcodec.training.conversion import _to_float
 
-    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=2, stop_at_step=1, pitch="dio"))
+    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=3, stop_at_step=1, pitch="dio"))
     before = torch.load(tmp_path / "p" / CACHE, weights_only=True)
     assert before["pitch"] == "dio"
     assert load_conversion_model(tmp_path / "p" / EXPORT_NAME)[0].cfg.pitch == "dio"
-    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=2, resume=True, pitch="harvest"))
+    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=3, stop_at_step=2, resume=True))
+    assert torch.load(tmp_path / "p" / CACHE, weights_only=True)["pitch"] == "dio"  # no --pitch: its own
+    assert load_conversion_model(tmp_path / "p" / EXPORT_NAME)[0].cfg.pitch == "dio"
+    train_conversion(_train_config(tmp_path, speech_folder, "p", steps=3, resume=True, pitch="harvest"))
     after = torch.load(tmp_path / "p" / CACHE, weights_only=True)
     assert after["pitch"] == "harvest" and all(torch.equal(a, b) for a, b in zip(before["audio"], after["audio"]))
     assert all(torch.equal(f, pitch_labels(_to_float(a), "harvest")[0]) for f, a in zip(after["f0"], after["audio"]))

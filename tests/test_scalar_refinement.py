@@ -36,10 +36,10 @@ def test_symbols_depend_only_on_the_snapped_grid():
     """Perturbations far below the grid's half step leave every symbol as it was (machines whose latents
     differ in the last float bits code the same symbols, unless a value sits on a grid boundary)."""
     z, base = _latents(seed=1)
-    a = refine_symbols(z, base, 2, 4)
-    assert torch.equal(a, refine_symbols(z.double(), base.double(), 2, 4))
-    moved = torch.round(z * 1024) / 1024 + 1e-7  # on the grid, then nudged far less than half a grid step
-    assert torch.equal(refine_symbols(moved, base, 2, 4), refine_symbols(torch.round(z * 1024) / 1024, base, 2, 4))
+    on_grid = torch.round(z * 1024) / 1024
+    for nudge in (1e-7, -1e-7, 2e-4, -2e-4):  # far less than half a grid step (4.9e-4) either way
+        assert torch.equal(refine_symbols(on_grid + nudge, base, 2, 4), refine_symbols(on_grid, base, 2, 4))
+    assert not torch.equal(refine_symbols(on_grid + 0.126, base, 2, 4), refine_symbols(on_grid, base, 2, 4))
 
 
 def test_first_layer_clamps_and_steps_are_checked():

@@ -99,12 +99,15 @@ def test_harvest_labels_are_not_mains_hum():
 def test_another_pitch_method_relabels_the_cache(tmp_path, speech_folder, tiny_audio_weights):
     """A run resumed with another --pitch keeps its cached indices and audio and gets new labels."""
     base = tiny_audio_weights / "audio_vqvae.safetensors"
-    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=2, stop_at_step=1,
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=3, stop_at_step=1,
                                 pitch="dio"))
     cache_path = tmp_path / "r" / "train_cache.pt"
     before = torch.load(cache_path, weights_only=True)
     assert before["pitch"] == "dio"
-    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=2, resume=True,
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=3, stop_at_step=2,
+                                resume=True))  # no --pitch: the run keeps its own labels
+    assert torch.load(cache_path, weights_only=True)["pitch"] == "dio"
+    train_audio_decoder(_config(tmp_path, speech_folder, base, "r", decoder="hn", steps=3, resume=True,
                                 pitch="harvest"))
     after = torch.load(cache_path, weights_only=True)
     assert after["pitch"] == "harvest"
@@ -115,8 +118,8 @@ def test_another_pitch_method_relabels_the_cache(tmp_path, speech_folder, tiny_a
 
 
 def test_residual_branch_alone_takes_the_phase_aware_loss(tmp_path, speech_folder, tiny_audio_weights):
-    """With --residual, the phase-aware terms reach the residual branch only: with every other loss weighed 0,
-    the oscillator and noise heads get no gradient and the residual head does."""
+    """With --residual, the phase-aware terms do not reach the oscillator and noise heads: with every other loss
+    weighed 0, those heads get no gradient; the residual head and the shared blocks do."""
     from vqcodec.training.audio_decoder import AudioDecoderTask
     from vqcodec.training.loop import RunContext
 
@@ -134,3 +137,4 @@ def test_residual_branch_alone_takes_the_phase_aware_loss(tmp_path, speech_folde
     assert dec.res_head.weight.grad.abs().sum() > 0 and dec.res_gate.grad.abs().sum() > 0
     assert dec.harm_head.weight.grad is None or not dec.harm_head.weight.grad.any()
     assert dec.head.weight.grad is None or not dec.head.weight.grad.any()
+    assert any(p.grad is not None and p.grad.any() for p in dec.blocks.parameters())  # the shared trunk learns

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model
-from vqcodec.training.image_model import (ImageTask, TrainImageConfig, evaluate_rd, export_image_model,
-                                          split_holdout, train_image)
+from vqcodec.training.image_model import (ImageTask, RefiningVQVAE, TrainImageConfig, evaluate_rd,
+                                          export_image_model, split_holdout, train_image)
 from vqcodec.training.loop import RunContext
 from vqcodec.training.schedule import lr_at
 from vqcodec.training.weight_average import WeightAverage
@@ -180,11 +180,12 @@ def test_refinement_proxy_trains_the_decoder_on_noisy_latents(image_folder, tmp_
     exactly."""
     cfg = _cfg(image_folder, tmp_path / "q", 2, refine_prob=1.0, refine_steps=(0.1, 0.1))
     task = ImageTask(cfg)
-    task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path))
+    built = task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path))
+    assert isinstance(built.train_module, RefiningVQVAE) and built.train_module.net is task.model  # DDP wraps it
     x, active, lam = task.batch(0)
-    loss, metrics = task.loss(task.model, (x, active, lam))
+    loss, metrics = task.loss(built.train_module, (x, active, lam))
     assert metrics["refined"] == 1.0 and torch.isfinite(loss)
-    x_hat, _, _ = task._refining_pass(task.model, x, active, None)
+    x_hat, _ = built.train_module(x, active, None, torch.ones(2, dtype=torch.bool), torch.full((2,), 0.1))
     torch.nn.functional.mse_loss(x_hat, x).backward()  # the reconstruction term: decoder only
     assert all(p.grad is None or not p.grad.any() for p in task.model.encoder.parameters())
     assert any(p.grad is not None and p.grad.any() for p in task.model.decoder.parameters())

@@ -293,6 +293,7 @@ class AudioCodec:
         self.enc_halo = -(-max(left, right, 0) // self.hop) + 1  # frames
         self.model_path = model_path
         self.decoder_id: str | None = None  # the decoder-stage model rendering, None: the model's own decoder
+        self.decoder_override = False  # with_decoder: renders every file of this model, whatever decoder it names
         self.renderer: Renderer = StatelessRenderer(self.model.decode_indices, self.model.decoder_context())
         self.dec_halo = max(self.renderer.context) + 1  # frames
         if decoder_path is not None:
@@ -307,11 +308,13 @@ class AudioCodec:
 
     def with_decoder(self, decoder_path: str | Path) -> "AudioCodec":
         """A copy of this codec (sharing its model and prior) that renders with a decoder-stage weights file
-        (`vqcodec train audio-decoder`) trained on this model's indices, for decoding: the files it reads and
-        writes name the same components as this codec's. ValueError for a decoder of another base model,
+        (`vqcodec train audio-decoder`) trained on this model's indices, for decoding: it renders every file of
+        this model and prior, whatever decoder the file names (none, or one not installed), and the files it
+        writes name this codec's components. ValueError for a decoder of another base model,
         FileNotFoundError for a missing file."""
         other = copy.copy(self)
         other._use_decoder(decoder_path)
+        other.decoder_override = True
         return other
 
     @property
@@ -467,7 +470,7 @@ class AudioCodec:
     # ------------------------------------------------------------------------------------------ decode
     def _check_file(self, vqfile: VQFile) -> tuple[int, list[tuple[int, int]]]:
         """Validate an audio file for this codec -> (frames per channel, blocks)."""
-        check_file(vqfile, self)
+        check_file(vqfile, self, ignore_roles=("decoder",) if self.decoder_override else ())
         g = vqfile.geometry
         check_decode_size(g, SAMPLE_RATE)
         n16 = resampled_length(g.num_samples, g.sample_rate, SAMPLE_RATE)

@@ -37,9 +37,9 @@ from vqcodec.audio.spectral import istft_exact
 __all__ = ["HNDecoderConfig", "HNControls", "HNDecoder", "SYNTH_POINTS"]
 
 GATE_SCALE = 25.0
-"""The residual branch's gate logits are GATE_SCALE x its `res_gate` parameters: an optimizer step moves a
-logit 25 times as far, so the gates settle within hundreds of steps (with the plain parameter they had moved
-by 0.1 after 500 steps at lr 2e-4)."""
+"""The residual branch's gate logits are `gate_scale` (this by default, and for files that do not say) x its
+`res_gate` parameters: an optimizer step moves a logit 25 times as far, so the gates settle within hundreds of
+steps (with the plain parameter, pilot G1's, they had moved by 0.1 after 500 steps at lr 2e-4)."""
 
 SYNTH_POINTS = 200
 """`HNDecoder.render_span` renders its oscillators this many control points at a time (1 s at 16 kHz with
@@ -58,6 +58,7 @@ class HNDecoderConfig:
     f0_bins: int = 192  # f0 as a class over this many log-spaced bins (f0_min..f0_max); 0: one regressed value
     residual: bool = False  # a third branch: learned magnitude and phase (inverse STFT), gated per stage count
     residual_init: float = -4.0  # initial gate logit of every stage count (sigmoid(-4) = 0.018)
+    gate_scale: float = GATE_SCALE  # gate logit = gate_scale x its parameter
 
     def __post_init__(self) -> None:
         if self.model.hop % self.harmonic.ctrl_hop:
@@ -71,14 +72,14 @@ class HNDecoderConfig:
         out = {"model": self.model.to_dict(), "harmonic": asdict(self.harmonic), "env_init": self.env_init,
                "noise": self.noise, "f0_bins": self.f0_bins}
         if self.residual:  # files of decoders without the branch keep their config
-            out.update(residual=True, residual_init=self.residual_init)
+            out.update(residual=True, residual_init=self.residual_init, gate_scale=self.gate_scale)
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "HNDecoderConfig":
         return cls(AudioModelConfig.from_dict(d["model"]), HarmonicConfig(**d["harmonic"]), float(d["env_init"]),
                    d.get("noise", "istft"), int(d.get("f0_bins", 0)), bool(d.get("residual", False)),
-                   float(d.get("residual_init", -4.0)))
+                   float(d.get("residual_init", -4.0)), float(d.get("gate_scale", GATE_SCALE)))
 
 
 def _exp32(x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +135,7 @@ class HNDecoder(ISTFTDecoder):
                                  persistent=False)  # log2 Hz at each bin's centre
         if cfg.residual:  # (log magnitude, phase) per sub-frame and bin, as ISTFTDecoder's head; a gate per stage count
             self.res_head = nn.Linear(cfg.model.width, self.sub * 2 * self.bins)
-            self.res_gate = nn.Parameter(torch.full((cfg.model.num_stages + 1,), cfg.residual_init / GATE_SCALE))
+            self.res_gate = nn.Parameter(torch.full((cfg.model.num_stages + 1,), cfg.residual_init / cfg.gate_scale))
 
     def f0_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """(..., f0_bins) logits -> (...) f0 in Hz: the softmax-weighted mean of log2 f0 over the bins within
@@ -173,12 +174,12 @@ class HNDecoder(ISTFTDecoder):
     def residual_branch(self, h: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
         """(B, N, width) output of the blocks, stages (B, N) int64 (present stages per frame, 0..S) -> (B, N * hop)
         float32: the inverse STFT of a learned magnitude and phase, each frame's sub-frames scaled by
-        sigmoid(GATE_SCALE * res_gate[stage count]) (how much waveform detail the indices of that many stages can
+        sigmoid(gate_scale * res_gate[stage count]) (how much waveform detail the indices of that many stages can
         place)."""
         out = self.res_head(self.norm_out(h)).float()
         b, n, _ = out.shape
         out = out.reshape(b, n * self.sub, 2, self.bins)
-        gate = _sigmoid32(self.res_gate * GATE_SCALE)[stages.clamp(0, self.res_gate.numel() - 1)]  # (B, N)
+        gate = _sigmoid32(self.res_gate * self.hn_cfg.gate_scale)[stages.clamp(0, self.res_gate.numel() - 1)]
         mag = _exp32(out[:, :, 0].clamp(max=6.0)) * gate.repeat_interleave(self.sub, 1)[..., None]
         phase = out[:, :, 1].double()
         spec = torch.complex((mag * torch.cos(phase).float()), (mag * torch.sin(phase).float())).transpose(1, 2)

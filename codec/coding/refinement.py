@@ -45,6 +45,8 @@ def fit_tables(symbols: torch.Tensor, contexts: torch.Tensor, num_contexts: int,
         raise ValueError(f"need hi > lo and total >= 2 * (hi - lo + 1), got lo={lo}, hi={hi}, total={total}")
     if symbols.numel() and (int(symbols.min()) < lo or int(symbols.max()) > hi):
         raise ValueError(f"symbols outside [{lo}, {hi}]")
+    if contexts.numel() and (int(contexts.min()) < 0 or int(contexts.max()) >= num_contexts):
+        raise ValueError(f"contexts outside 0..{num_contexts - 1}")
     d = symbols.shape[1]
     dims = torch.arange(d).expand_as(symbols)
     cell = (contexts.long() * d + dims) * k + (symbols - lo).long()
@@ -110,8 +112,8 @@ ROW_BUCKETS = 4
 
 
 def row_activity(above: torch.Tensor) -> torch.Tensor:
-    """The symbols of the row above (w, D) (None-like: an empty tensor for the first row) -> the bucket of
-    |above| + |above-left| + |above-right| per column and dimension, (w, D) int64 in 0..ROW_BUCKETS-1."""
+    """The symbols of the row above (w, D) -> the bucket of |above| + |above-left| + |above-right| per column
+    and dimension, (w, D) int64 in 0..ROW_BUCKETS-1 (the first row has none: its callers use bucket 0)."""
     a = above.abs().to(torch.int64)
     t = a.clone()
     t[1:] += a[:-1]

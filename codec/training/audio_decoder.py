@@ -75,7 +75,8 @@ class TrainDecoderConfig(LoopConfig):
     f0_bins: int = 192  # "hn": f0 classes (log-spaced; 0: regression of log f0)
     f0_sigma: float = 1.0  # "hn" with f0 bins: width (bins) of the Gaussian around the target bin
     init_from: str | None = None  # a decoder-stage file whose same-shaped tensors start this run (after the base's)
-    pitch: str = "harvest"  # "hn": pitch-label method (`pitch_labels`); a changed method relabels the cache
+    pitch: str | None = None  # pitch-label method (`pitch_labels`): None = "harvest" for a new run, the cache's on
+    # resume; a method other than the cache's relabels it
     residual: bool = False  # "hn": a gated learned-phase branch (starts from the base decoder's head)
     residual_loss: dict = field(default_factory=dict)  # AudioLossConfig fields over RESIDUAL_LOSS, for that branch
     noise_offset: float = 0.0  # "hn" started from the base decoder: added to the noise head's log magnitudes
@@ -126,8 +127,9 @@ def pitch_labels(audio: torch.Tensor, method: str = "harvest") -> tuple[torch.Te
 
 
 RESIDUAL_LOSS = {"sc": 0.0, "logmag": 0.0, "mel": 0.0, "complex": 25.0, "wave": 1.0}
-"""The phase-aware terms a residual branch trains on, with the other branches' output held fixed (their
-gradient would shrink the oscillators, whose phase is their own, towards silence)."""
+"""The phase-aware terms a residual branch trains on, with the harmonic and noise branches' output held fixed
+(their gradient would shrink the oscillators, whose phase is their own, towards silence). The blocks the
+branches share do learn from these terms too (they feed the residual head)."""
 
 
 class DecoderOnIndices(nn.Module):
@@ -231,7 +233,7 @@ class AudioDecoderTask(Task):
                 clip = load_audio(p)
                 clip = clip[: min(limit, clip.numel() // self.hop * self.hop)]
                 if clip.numel():
-                    f0, voiced = pitch_labels(clip, cfg.pitch)
+                    f0, voiced = pitch_labels(clip, self.cache["pitch"])
                     self.val.append((clip, base.encode_indices(clip[None]), f0, voiced))
         self.model = DecoderOnIndices(base.quantizer, decoder)
         self.loss_fn = AudioLoss(AudioLossConfig(**cfg.loss))
@@ -276,7 +278,7 @@ class AudioDecoderTask(Task):
         if ctrl is None:
             return rec, metrics
         if ctrl.residual is not None and self.residual_loss_fn is not None:
-            y_res = (y.float() - ctrl.residual).detach() + ctrl.residual  # gradient into the residual branch only
+            y_res = (y.float() - ctrl.residual).detach() + ctrl.residual  # not into the harmonic and noise heads
             res, res_terms = self.residual_loss_fn(x, y_res)
             rec = rec + res
             metrics.update(res_complex=res_terms["complex"].item(), res_wave=res_terms["wave"].item(),
@@ -334,16 +336,18 @@ class AudioDecoderTask(Task):
         self.gen.set_state(state["gen"])
 
 
-def _cached(path: Path, base, files: list[Path], rank: int, hop: int, pitch: str) -> dict:
+def _cached(path: Path, base, files: list[Path], rank: int, hop: int, pitch: str | None) -> dict:
     """{"files", "pitch", "indices": [(S, N) int16], "audio": [(N * hop,) float32], "f0": [(M,) float32],
-    "voiced": [(M,) bool]} of the training files, computed once per run folder (rank 0). A cache labelled by
-    another pitch method (one without "pitch": "dio", the only method then) keeps its indices and audio and
-    is relabelled."""
+    "voiced": [(M,) bool]} of the training files, computed once per run folder (rank 0; pitch None: Harvest).
+    An existing cache keeps its labels when `pitch` is None or its own method (a cache without "pitch" was
+    labelled by DIO, the only method then); given another method, it keeps its indices and audio and is
+    relabelled."""
     names = [p.name for p in files]
     if path.is_file():
         cache = torch.load(path, weights_only=True)
         if cache["files"] == names:
-            if cache.get("pitch", "dio") == pitch:
+            cache.setdefault("pitch", "dio")
+            if pitch is None or cache["pitch"] == pitch:
                 return cache
             if rank != 0:
                 raise RuntimeError(f"{path} has {cache.get('pitch', 'dio')} pitch labels; relabel it with one "
@@ -359,6 +363,7 @@ def _cached(path: Path, base, files: list[Path], rank: int, hop: int, pitch: str
     if rank != 0:
         raise RuntimeError(f"{path} is missing; start the run with one process first")
     t0 = time.perf_counter()
+    pitch = pitch or "harvest"
     cache: dict = {"files": names, "pitch": pitch, "indices": [], "audio": [], "f0": [], "voiced": []}
     for p in files:
         clip = load_audio(p)

@@ -99,11 +99,13 @@ class TrainConversionConfig(LoopConfig):
     grad_clip: float = 10.0
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
-    pitch: str = "harvest"  # pitch-label method (`pitch_labels`); a resumed run given another one is relabelled
+    pitch: str | None = None  # pitch-label method (`pitch_labels`): None = "harvest" for a new run, the cache's
+    # on resume; a method other than the cache's relabels it
 
-    def model_config(self) -> ConversionConfig:
-        """The ConversionConfig of this run (defaults updated by `model`, the pitch tracker by `pitch`)."""
-        return ConversionConfig.from_dict({**ConversionConfig().to_dict(), **self.model, "pitch": self.pitch})
+    def model_config(self, pitch: str | None = None) -> ConversionConfig:
+        """The ConversionConfig of this run (defaults updated by `model`), its tracker `pitch` when given."""
+        return ConversionConfig.from_dict({**ConversionConfig().to_dict(), **self.model,
+                                           **({"pitch": pitch} if pitch else {})})
 
     def check(self) -> None:
         super().check()
@@ -212,7 +214,9 @@ class ConversionTask(Task):
         self.mcfg = cfg.model_config()
         self.hop, self.sub = self.mcfg.hop, self.mcfg.hop // PITCH_HOP
         train, held = self._split()
-        self.cache = _cached(ctx.out_dir / CACHE, train, Path(cfg.data), ctx.rank, self.hop, cfg.pitch)
+        self.cache = _cached(ctx.out_dir / CACHE, train, Path(cfg.data), ctx.rank, self.hop,
+                             cfg.pitch or self.config.model.get("pitch"))
+        self.mcfg = cfg.model_config(self.cache["pitch"])  # the tracker its labels came from
         c = self.cache
         self.speakers = sorted(set(c["speakers"]), key=_speaker_key)
         self.utts_of = {s: [i for i, t in enumerate(c["speakers"]) if t == s] for s in self.speakers}
@@ -357,7 +361,7 @@ class ConversionTask(Task):
         self.gen.set_state(state["gen"])
 
 
-def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, hop: int, pitch: str) -> dict:
+def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, hop: int, pitch: str | None) -> dict:
     """{"files": [names relative to data], "speakers": [ids], "pitch": method, "audio": [(T,) int16, T a multiple
     of hop], "f0": [(T / 80,) float32 Hz], "voiced": [(T / 80,) bool]} of the training utterances (those shorter
     than a frame left out), computed once per run folder (rank 0); a cache labelled by another method (without
@@ -372,7 +376,8 @@ def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, ho
     if path.is_file():
         cache = torch.load(path, weights_only=True)
         if cache.get("key") == key:
-            if cache.get("pitch", "dio") == pitch:
+            cache.setdefault("pitch", "dio")  # caches written before the field: DIO, the only method then
+            if pitch is None or cache["pitch"] == pitch:
                 return cache
             if rank != 0:
                 raise RuntimeError(f"{path} has {cache.get('pitch', 'dio')} pitch labels; relabel it with one process first")
@@ -387,6 +392,7 @@ def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, ho
     if rank != 0:
         raise RuntimeError(f"{path} is missing; start the run with one process first")
     t0 = time.perf_counter()
+    pitch = pitch or "harvest"
     cache: dict = {"key": key, "pitch": pitch, "files": [], "speakers": [], "audio": [], "f0": [], "voiced": []}
     for n, (p, s) in enumerate(items):
         clip = load_audio(p)

@@ -247,6 +247,34 @@ def _load_compatible(model: ImageVQVAE, released: ImageVQVAE, source: str, image
     log.info("initialised %d tensors from %s; new: %s", len(loaded), source, sorted(set(state) - set(loaded))[:6])
 
 
+class RefiningVQVAE(nn.Module):
+    """The training forward of `--refine-prob`: `ImageVQVAE.forward`, except that the crops flagged in `refine`
+    decode the latent plus uniform noise of their width instead of the quantized latent (the additive-noise
+    proxy of a scalar refinement layer on the residual after any stage, Balle et al. 2017). The noise goes on
+    the detached latent, so the decoder learns to render refined latents while the encoder trains through the
+    VQ path only (no rate term could stop it from growing its latents to drown the noise). A module of its
+    own so that DistributedDataParallel wraps this forward (its only parameters are the model's)."""
+
+    def __init__(self, net: ImageVQVAE) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, active: torch.Tensor, rule, refine: torch.Tensor, step: torch.Tensor):
+        """x (B, 3, H, W); active and rule as `ImageVQVAE.forward`; refine (B,) bool; step (B,) noise widths
+        (latent units) -> (x_hat, the quantizer output of every crop)."""
+        net = self.net
+        z = net.encoder(x)
+        b, _, h, w = z.shape
+        if isinstance(active, torch.Tensor) and active.shape[0] == b:
+            active = active.repeat_interleave(h * w)
+        q = net.quantizer(net._flatten(z), active, rule)
+        quantized = net._unflatten(q.quantized, b, h, w)
+        noisy = z.detach() + (torch.rand_like(z) - 0.5) * step.to(z.dtype)[:, None, None, None]
+        dec_in = torch.where(refine[:, None, None, None], noisy, quantized)
+        depth = q.active.reshape(b, h, w) if net.cfg.depth_input else None
+        return net.decoder(dec_in, depth), q
+
+
 class ImageTask(Task):
     """The image VQ-VAE as a `Task`: reconstruction MSE + VQ commitment loss on random crops, with
     quantizer dropout (a random number of active stages per crop)."""
@@ -303,7 +331,8 @@ class ImageTask(Task):
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        return Built(model, groups, OptimizerSpec("adam", betas=(0.9, 0.99)))
+        train_module = RefiningVQVAE(model) if cfg.refine_prob > 0 else None
+        return Built(model, groups, OptimizerSpec("adam", betas=(0.9, 0.99)), train_module)
 
     def train_mode(self, model: nn.Module) -> None:
         model.train()
@@ -349,8 +378,11 @@ class ImageTask(Task):
                 return torch.where(full, S, depths)
         cfg = self.config
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            if cfg.refine_prob > 0:
-                x_hat, q, refined = self._refining_pass(model, x, active, rule)
+            if cfg.refine_prob > 0:  # model: the RefiningVQVAE (under DDP, wrapped)
+                lo, hi = (math.log(v) for v in cfg.refine_steps)
+                refine = torch.rand(x.shape[0]) < cfg.refine_prob
+                step = torch.exp(lo + (hi - lo) * torch.rand(x.shape[0]))
+                (x_hat, q), refined = model(x, active, rule, refine, step), float(refine.float().mean())
             else:
                 (x_hat, q), refined = model(x, active, rule), 0.0
         mse = F.mse_loss(x_hat.float(), x)
@@ -362,28 +394,6 @@ class ImageTask(Task):
             "vq_loss": q.loss.item(),
             "usage": q.usage.tolist(),
         }
-
-    def _refining_pass(self, model: nn.Module, x: torch.Tensor, active: torch.Tensor, rule) -> tuple:
-        """`ImageVQVAE.forward`, except that the crops drawn with probability `refine_prob` decode the latent
-        plus uniform noise of a width drawn log-uniformly from `refine_steps` (additive noise: the training
-        proxy of a scalar quantizer of that step on the residual after any stage, Balle et al. 2017). The
-        noise goes on the detached latent, so the decoder learns to render refined latents while the encoder
-        trains through the VQ path only (no rate term could stop it from growing its latents to drown the
-        noise). Returns (x_hat, the quantizer output of every crop, the fraction of crops refined)."""
-        net = model.module if hasattr(model, "module") else model
-        z = net.encoder(x)
-        b, _, h, w = z.shape
-        if isinstance(active, torch.Tensor) and active.shape[0] == b:
-            active = active.repeat_interleave(h * w)
-        q = net.quantizer(net._flatten(z), active, rule)
-        quantized = net._unflatten(q.quantized, b, h, w)
-        lo, hi = (math.log(v) for v in self.config.refine_steps)
-        refine = torch.rand(b) < self.config.refine_prob
-        step = torch.exp(lo + (hi - lo) * torch.rand(b)).to(z.dtype)
-        noisy = z.detach() + (torch.rand_like(z) - 0.5) * step[:, None, None, None]
-        dec_in = torch.where(refine[:, None, None, None], noisy, quantized)
-        depth = q.active.reshape(b, h, w) if net.cfg.depth_input else None
-        return net.decoder(dec_in, depth), q, float(refine.float().mean())
 
     def log_fields(self, model: nn.Module) -> dict:
         return {"restarts": [vq.restarts for vq in model.quantizer.stages]}  # since this invocation started
@@ -417,7 +427,8 @@ def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stag
                         steps: tuple[float, ...] = REFINE_VAL_STEPS) -> dict:
     """Mean PSNR (dB) of images (3, H, W) uint8 decoded from their first `base_stages` stages plus the residual
     rounded to each uniform step (a scalar refinement layer), and from the unquantized latent:
-    {"base_stages", "steps", "psnr": [per step], "unquantized"}."""
+    {"base_stages", "steps", "psnr": [per step], "unquantized"}. A decoder with a depth input is told
+    `base_stages` for every block, the unquantized latent included."""
     model.eval()
     psnrs, clean = torch.zeros(len(steps)), 0.0
     for im in images:
