@@ -128,6 +128,24 @@ def test_weights_file_round_trip(tmp_path):
         build_audio_decoder({"decoder": "vocoder9000"})
 
 
+def test_loaded_decoders_are_kept_until_their_file_changes(tmp_path):
+    import os
+
+    dec = _decoder(hop=80)
+    config = {"decoder": "hn", **dec.hn_cfg.to_dict(), "base_model_id": "tiny", "base_weights_hash": "00"}
+    path = tmp_path / "d.safetensors"
+    save_weights(path, dec.state_dict(), "audio-decoder-hn-a", config)
+    first, _, cfg = load_audio_decoder(path)
+    cfg["decoder"] = "changed by a caller"  # the kept config is not the caller's
+    again, model_id, cfg2 = load_audio_decoder(path)
+    assert again is first and model_id == "audio-decoder-hn-a" and cfg2["decoder"] == "hn"
+    save_weights(path, dec.state_dict(), "audio-decoder-hn-b", config)
+    os.utime(path, ns=(1, 1))  # another file at the same path: read again
+    assert load_audio_decoder(path)[1] == "audio-decoder-hn-b"
+    with pytest.raises(FileNotFoundError, match="decoder weights not found"):
+        load_audio_decoder(tmp_path / "missing.safetensors")
+
+
 def _hn_file(base, path, residual: bool = False):
     """A decoder-stage file of an HN decoder on the tiny base model (its blocks and noise head the base's)."""
     from vqcodec.audio.model import load_audio_model

@@ -6,6 +6,7 @@ indices of files coded with the base model it names, through that model's codebo
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch.nn as nn
@@ -32,7 +33,23 @@ def load_audio_decoder(path: str | Path, base_path: str | Path | None = None) ->
     """A decoder-stage weights file -> (decoder in eval mode, its model id, its config).
 
     With `base_path`, refuses a base model file whose weights hash differs from the one the decoder was
-    trained on (its indices would mean other codes)."""
+    trained on (its indices would mean other codes). The last few (file, base) pairs are kept loaded, keyed
+    by the files' paths, sizes and modification times: decoding many files with one decoder reads and checks
+    it once. The decoder returned is shared: use it for inference only."""
+    path = Path(path)
+    base = None if base_path is None else Path(base_path)
+    stamp = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+    base_stamp = (base.stat().st_size, base.stat().st_mtime_ns) if base is not None and base.is_file() else None
+    if stamp is None:
+        raise FileNotFoundError(f"decoder weights not found: {path}")
+    decoder, model_id, config = _load_cached(str(path.resolve()), stamp, None if base is None else str(base.resolve()),
+                                             base_stamp)
+    return decoder, model_id, dict(config)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, stamp: tuple, base_path: str | None, base_stamp: tuple | None
+                 ) -> tuple[nn.Module, str, dict]:
     tensors, model_id, config = load_weights(path)
     decoder = build_audio_decoder(config)
     try:
