@@ -135,11 +135,15 @@ def train() -> None:
                    "refinement layers.")
 @click.option("--refine-steps", default="0.03,0.5", show_default=True,
               help="Range of the refinement noise's width (log-uniform), as MIN,MAX latent units.")
+@click.option("--refine-levels", default=None, type=click.IntRange(min=1, max=10),
+              help="With --refine-prob: refine crops by rounding the residual after 2 stages to one of this many "
+                   "halving steps (from 0.5 latent units) and tell the decoder the level (a new model option; "
+                   "implies --depth-input; --refine-steps is then unused).")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
 def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
                     tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
-                    encoder_lr_scale, commitment, refine_prob, refine_steps,
+                    encoder_lr_scale, commitment, refine_prob, refine_steps, refine_levels,
                     checkpoint_minutes,
                     **kwargs) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
@@ -153,7 +157,8 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
         _deprecated("--checkpoint-minutes", "--checkpoint-every SECONDS")
         loop["checkpoint_every"] = 60 * checkpoint_minutes
     model = {**({"num_stages": num_stages} if num_stages else {}), **({"depth_input": True} if depth_input else {}),
-             **({"latent_dim": latent_dim} if latent_dim else {})}
+             **({"latent_dim": latent_dim} if latent_dim else {}),
+             **({"refine_levels": refine_levels, "depth_input": True} if refine_levels else {})}
     extra = {"model_id": model_id} if model_id else {}
     train_image(TrainImageConfig(
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,

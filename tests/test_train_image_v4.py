@@ -7,7 +7,7 @@ import torch
 
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE, load_image_model
 from vqcodec.training.image_model import (ImageTask, RefiningVQVAE, TrainImageConfig, evaluate_rd,
-                                          export_image_model, split_holdout, train_image)
+                                          evaluate_refinement, export_image_model, split_holdout, train_image)
 from vqcodec.training.loop import RunContext
 from vqcodec.training.schedule import lr_at
 from vqcodec.training.weight_average import WeightAverage
@@ -198,3 +198,53 @@ def test_refinement_proxy_trains_the_decoder_on_noisy_latents(image_folder, tmp_
     assert all(torch.equal(a[k], b[k]) for k in a)
     log = (tmp_path / "a" / "log.jsonl").read_text()
     assert '"refine"' in log and '"unquantized"' in log and '"refined"' in log
+
+
+def test_refinement_levels_round_the_residual_and_tell_the_decoder(image_folder, tmp_path):
+    """--refine-levels: refined crops decode the 2-stage reconstruction plus the residual rounded to their level's
+    step (what the codec's refinement layers decode), with depth S + level told to the decoder; a model grown from
+    one without levels starts level-blind (zero embedding rows) and decodes its VQ path as before."""
+    cfg = _cfg(image_folder, tmp_path / "q", 2, refine_prob=1.0, model={**SMALL, "refine_levels": 3, "depth_input": True})
+    task = ImageTask(cfg)
+    built = task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path))
+    net = task.model
+    assert net.cfg.refine_levels == 3 and net.decoder.depth_embedding.num_embeddings == net.cfg.num_stages + 4
+    x, active, lam = task.batch(0)
+    loss, metrics = task.loss(built.train_module, (x, active, lam))
+    assert metrics["refined"] == 1.0 and torch.isfinite(loss)
+
+    seen = {}
+    hook = net.decoder.register_forward_pre_hook(lambda m, a: seen.update(z=a[0].detach(), depth=a[1]))
+    level = torch.tensor([1, 3])
+    step = torch.tensor([net.cfg.refinement_step(1), net.cfg.refinement_step(3)])
+    with torch.no_grad():
+        built.train_module(x, active, None, torch.ones(2, dtype=torch.bool), step, level)
+    hook.remove()
+    assert step.tolist() == [0.5, 0.125]
+    assert seen["depth"][0].eq(net.cfg.num_stages + 1).all() and seen["depth"][1].eq(net.cfg.num_stages + 3).all()
+    with torch.no_grad():
+        z = net.encoder(x)
+        flat = net._flatten(z)
+        base = net._unflatten(net.quantizer.decode(net.quantizer.encode(flat, 2)), *z.shape[:1], *z.shape[2:])
+    for i in range(2):  # on the grid of the step around the 2-stage base, within half a step of the latent
+        k = (seen["z"][i] - base[i]) / step[i]
+        assert torch.allclose(k, k.round(), atol=1e-3)
+        assert (seen["z"][i] - z[i]).abs().max() <= step[i] / 2 + 1e-4
+    ev = evaluate_refinement(net, [(x[0] * 255).round().to(torch.uint8)])
+    assert ev["base_stages"] == 2 and ev["steps"] == [0.5, 0.25, 0.125] and len(ev["psnr"]) == 3
+
+    plain = train_image(_cfg(image_folder, tmp_path / "plain", 1, model={**SMALL, "depth_input": True}))
+    with torch.no_grad():
+        plain.decoder.depth_embedding.weight.normal_()
+    export_image_model(plain, tmp_path / "plain.safetensors")
+    grow = ImageTask(_cfg(image_folder, tmp_path / "grown", 1, init_from=str(tmp_path / "plain.safetensors"),
+                          model={**SMALL, "refine_levels": 2, "depth_input": True}))
+    grown = grow.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path)).model.eval()
+    emb = grown.decoder.depth_embedding.weight
+    assert emb.shape[0] == grown.cfg.num_stages + 3 and not emb[-2:].any()  # levels start at zero
+    old, _ = load_image_model(tmp_path / "plain.safetensors")
+    assert torch.equal(emb[:-2], old.decoder.depth_embedding.weight)  # depths keep their vectors
+    with torch.no_grad():
+        img = torch.rand(1, 3, 32, 32)
+        idx = old.encode_indices(img, 2)
+        assert torch.allclose(old.decode_indices(idx), grown.decode_indices(idx), atol=1e-6)

@@ -42,10 +42,16 @@ class ImageModelConfig:
     ema: bool = True
     linear_path: bool = True  # a linear 8x8 block transform beside each net (see BlockAnalysis)
     depth_input: bool = False  # the decoder is told each block's number of stages (see Decoder)
+    refine_levels: int = 0  # with depth_input, also told a scalar refinement level 1..refine_levels (see Decoder)
+    refine_first_shift: int = 1  # refinement level j rounds the latent to a step of 2^-(refine_first_shift + j - 1)
 
     @property
     def factor(self) -> int:
         return 8
+
+    def refinement_step(self, level: int) -> float:
+        """Latent units of refinement level `level` (1-based): 2^-(refine_first_shift + level - 1)."""
+        return 2.0 ** -(self.refine_first_shift + level - 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -164,12 +170,17 @@ class Decoder(nn.Module):
     stages its latent was reconstructed from; the codec decodes a depth per block, and a file cut to N
     layers has min(depth, N)): a learned vector per depth is added to the first layer's output, so the
     net can tell a coarse block from a fine one. It starts at zero (the decoder starts depth-blind).
+    With `refine_levels` R > 0 the depth may also be S + j, j = 1..R: the block's latent was refined by scalar
+    refinement down to level j (`ImageModelConfig.refinement_step(j)` latent units).
     """
 
     def __init__(self, cfg: ImageModelConfig) -> None:
         super().__init__()
         self.from_latent = nn.Conv2d(cfg.latent_dim, cfg.width_low, 3, padding=1)
-        self.depth_embedding = nn.Embedding(cfg.num_stages + 1, cfg.width_low) if cfg.depth_input else None
+        if cfg.refine_levels and not cfg.depth_input:
+            raise ValueError("refine_levels needs depth_input (the levels are told through the depth input)")
+        self.depth_embedding = (nn.Embedding(cfg.num_stages + 1 + cfg.refine_levels, cfg.width_low)
+                                if cfg.depth_input else None)
         if self.depth_embedding is not None:
             nn.init.zeros_(self.depth_embedding.weight)
         self.blocks = nn.Sequential(*(ResBlock(cfg.width_low) for _ in range(cfg.dec_blocks)))

@@ -231,13 +231,22 @@ def _load_compatible(model: ImageVQVAE, released: ImageVQVAE, source: str, image
     zero, the extra latent dimensions as `_grown_latent_state` says."""
     ours, theirs = model.cfg.to_dict(), released.cfg.to_dict()
     differ = {k for k in ours if ours[k] != theirs.get(k)}
-    if (not differ <= {"num_stages", "depth_input", "latent_dim"} or released.cfg.num_stages > model.cfg.num_stages
+    if (not differ <= {"num_stages", "depth_input", "latent_dim", "refine_levels", "refine_first_shift"}
+            or released.cfg.num_stages > model.cfg.num_stages
             or released.cfg.latent_dim > model.cfg.latent_dim):
         raise ValueError(f"{source} has config {theirs}, this run builds {ours}; pass the matching model settings "
-                         f"(only more stages, a depth input or a wider latent may be added)")
+                         f"(only more stages, a depth input, refinement levels or a wider latent may be added)")
     state = model.state_dict()
     source_state = (_grown_latent_state(model, released, images) if "latent_dim" in differ
                     else released.state_dict())
+    key = "decoder.depth_embedding.weight"
+    if key in source_state and key in state and source_state[key].shape != state[key].shape:
+        src, out = source_state[key], torch.zeros_like(state[key])  # depths 0..S, then levels 1..R
+        s_old, s_new = released.cfg.num_stages, model.cfg.num_stages
+        out[: s_old + 1] = src[: s_old + 1]
+        r = min(released.cfg.refine_levels, model.cfg.refine_levels)
+        out[s_new + 1 : s_new + 1 + r] = src[s_old + 1 : s_old + 1 + r]
+        source_state = {**source_state, key: out}
     loaded = {k: v for k, v in source_state.items() if k in state and state[k].shape == v.shape}
     model.load_state_dict(loaded, strict=False)
     for vq in model.quantizer.stages[: released.cfg.num_stages]:
@@ -249,29 +258,45 @@ def _load_compatible(model: ImageVQVAE, released: ImageVQVAE, source: str, image
 
 class RefiningVQVAE(nn.Module):
     """The training forward of `--refine-prob`: `ImageVQVAE.forward`, except that the crops flagged in `refine`
-    decode the latent plus uniform noise of their width instead of the quantized latent (the additive-noise
-    proxy of a scalar refinement layer on the residual after any stage, Balle et al. 2017). The noise goes on
-    the detached latent, so the decoder learns to render refined latents while the encoder trains through the
-    VQ path only (no rate term could stop it from growing its latents to drown the noise). A module of its
-    own so that DistributedDataParallel wraps this forward (its only parameters are the model's)."""
+    decode a refined latent instead of the quantized one. The refinement uses the detached latent, so the decoder
+    learns to render refined latents while the encoder trains through the VQ path only (no rate term could stop
+    it from growing its latents past the refinement's error). Two kinds:
+    - a model without `refine_levels`: the latent plus uniform noise of the crop's width (the additive-noise proxy
+      of a scalar quantizer, Balle et al. 2017);
+    - a model with `refine_levels`: what the codec's refinement layers decode, the reconstruction of the first
+      `base_stages` VQ stages plus the residual rounded to the crop's level's step, and the decoder is told the
+      level (depth S + level) for every block of the crop.
+    A module of its own so that DistributedDataParallel wraps this forward (its only parameters are the model's)."""
 
-    def __init__(self, net: ImageVQVAE) -> None:
+    def __init__(self, net: ImageVQVAE, base_stages: int = 2) -> None:
         super().__init__()
         self.net = net
+        self.base_stages = base_stages
 
-    def forward(self, x: torch.Tensor, active: torch.Tensor, rule, refine: torch.Tensor, step: torch.Tensor):
-        """x (B, 3, H, W); active and rule as `ImageVQVAE.forward`; refine (B,) bool; step (B,) noise widths
-        (latent units) -> (x_hat, the quantizer output of every crop)."""
+    def forward(self, x: torch.Tensor, active: torch.Tensor, rule, refine: torch.Tensor, step: torch.Tensor,
+                level: torch.Tensor | None = None):
+        """x (B, 3, H, W); active and rule as `ImageVQVAE.forward`; refine (B,) bool; step (B,) noise widths or
+        rounding steps (latent units); level (B,) int64 1..R (models with `refine_levels`, else None)
+        -> (x_hat, the quantizer output of every crop)."""
         net = self.net
         z = net.encoder(x)
         b, _, h, w = z.shape
         if isinstance(active, torch.Tensor) and active.shape[0] == b:
             active = active.repeat_interleave(h * w)
-        q = net.quantizer(net._flatten(z), active, rule)
+        flat = net._flatten(z)
+        q = net.quantizer(flat, active, rule)
         quantized = net._unflatten(q.quantized, b, h, w)
-        noisy = z.detach() + (torch.rand_like(z) - 0.5) * step.to(z.dtype)[:, None, None, None]
-        dec_in = torch.where(refine[:, None, None, None], noisy, quantized)
         depth = q.active.reshape(b, h, w) if net.cfg.depth_input else None
+        st = step.to(z.dtype)[:, None, None, None]
+        if level is None:
+            refined = z.detach() + (torch.rand_like(z) - 0.5) * st
+        else:
+            with torch.no_grad(), torch.autocast("cpu", enabled=False):
+                flat32 = flat.detach().float()
+                base = net._unflatten(net.quantizer.decode(net.quantizer.encode(flat32, self.base_stages)), b, h, w)
+                refined = (base + torch.round((z.detach().float() - base) / st) * st).to(z.dtype)
+            depth = torch.where(refine[:, None, None], net.cfg.num_stages + level[:, None, None], depth)
+        dec_in = torch.where(refine[:, None, None, None], refined, quantized)
         return net.decoder(dec_in, depth), q
 
 
@@ -331,7 +356,7 @@ class ImageTask(Task):
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        train_module = RefiningVQVAE(model) if cfg.refine_prob > 0 else None
+        train_module = RefiningVQVAE(model, REFINE_BASE_STAGES) if cfg.refine_prob > 0 else None
         return Built(model, groups, OptimizerSpec("adam", betas=(0.9, 0.99)), train_module)
 
     def train_mode(self, model: nn.Module) -> None:
@@ -379,10 +404,15 @@ class ImageTask(Task):
         cfg = self.config
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             if cfg.refine_prob > 0:  # model: the RefiningVQVAE (under DDP, wrapped)
-                lo, hi = (math.log(v) for v in cfg.refine_steps)
                 refine = torch.rand(x.shape[0]) < cfg.refine_prob
-                step = torch.exp(lo + (hi - lo) * torch.rand(x.shape[0]))
-                (x_hat, q), refined = model(x, active, rule, refine, step), float(refine.float().mean())
+                levels = self.model.cfg.refine_levels
+                if levels:  # a level per crop; the decoder is told it
+                    level = torch.randint(1, levels + 1, (x.shape[0],))
+                    step = torch.tensor([self.model.cfg.refinement_step(int(j)) for j in level])
+                else:
+                    lo, hi = (math.log(v) for v in cfg.refine_steps)
+                    level, step = None, torch.exp(lo + (hi - lo) * torch.rand(x.shape[0]))
+                (x_hat, q), refined = model(x, active, rule, refine, step, level), float(refine.float().mean())
             else:
                 (x_hat, q), refined = model(x, active, rule), 0.0
         mse = F.mse_loss(x_hat.float(), x)
@@ -420,16 +450,27 @@ class ImageTask(Task):
 
 
 REFINE_VAL_STEPS = (0.25, 0.125, 0.0625)
+REFINE_BASE_STAGES = 2
+"""VQ stages under the refinement of a model with `refine_levels` (training and validation)."""
 
 
 @torch.no_grad()
-def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stages: int = 4,
-                        steps: tuple[float, ...] = REFINE_VAL_STEPS) -> dict:
+def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stages: int | None = None,
+                        steps: tuple[float, ...] | None = None) -> dict:
     """Mean PSNR (dB) of images (3, H, W) uint8 decoded from their first `base_stages` stages plus the residual
     rounded to each uniform step (a scalar refinement layer), and from the unquantized latent:
-    {"base_stages", "steps", "psnr": [per step], "unquantized"}. A decoder with a depth input is told
-    `base_stages` for every block, the unquantized latent included."""
+    {"base_stages", "steps", "psnr": [per step], "unquantized"}. Defaults: a model with `refine_levels` R is
+    measured at its levels' steps over `REFINE_BASE_STAGES` stages and told each level (the unquantized latent:
+    level R); any other at `REFINE_VAL_STEPS` over 4 stages, and a decoder with a depth input is told
+    `base_stages` for every block."""
     model.eval()
+    cfg = model.cfg
+    levels = cfg.refine_levels
+    if base_stages is None:
+        base_stages = REFINE_BASE_STAGES if levels else 4
+    if steps is None:
+        steps = tuple(cfg.refinement_step(j) for j in range(1, levels + 1)) if levels else REFINE_VAL_STEPS
+    level_of = {cfg.refinement_step(j): j for j in range(1, levels + 1)}
     psnrs, clean = torch.zeros(len(steps)), 0.0
     for im in images:
         x = im[None].float() / 255.0
@@ -437,11 +478,18 @@ def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stag
         b, _, h, w = z.shape
         flat = model._flatten(z)
         base = model.quantizer.decode(model.quantizer.encode(flat, base_stages))
-        depth = torch.full((b, h, w), base_stages) if model.cfg.depth_input else None
+
+        def depth_map(step: float | None) -> torch.Tensor | None:
+            if not cfg.depth_input:
+                return None
+            if levels:
+                return torch.full((b, h, w), cfg.num_stages + level_of.get(step, levels))
+            return torch.full((b, h, w), base_stages)
+
         for i, st in enumerate(steps):
             refined = base + torch.round((flat - base) / st) * st
-            psnrs[i] += psnr(model.decoder(model._unflatten(refined, b, h, w), depth), x)
-        clean += psnr(model.decoder(z, depth), x)
+            psnrs[i] += psnr(model.decoder(model._unflatten(refined, b, h, w), depth_map(st)), x)
+        clean += psnr(model.decoder(z, depth_map(None)), x)
     n = len(images)
     return {"base_stages": base_stages, "steps": list(steps), "psnr": (psnrs / n).tolist(), "unquantized": clean / n}
 
