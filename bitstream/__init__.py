@@ -52,6 +52,7 @@ from .container import (
     AlphaCoding,
     stage_syntax_chunk,
     StageSyntax,
+    refinement_chunk,
     truncate,
     write_file,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "AlphaCoding",
     "stage_syntax_chunk",
     "StageSyntax",
+    "refinement_chunk",
     "hash_weights",
     "hash_matches",
     "ChannelLayout",

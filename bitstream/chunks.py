@@ -56,6 +56,9 @@ __all__ = [
     "AlphaCoding",
     "stage_syntax_chunk",
     "StageSyntax",
+    "refinement_chunk",
+    "decode_refinement_base",
+    "MAX_REFINEMENT_BASE",
     "FIRST_FUTURE_TYPE",
     "FIRST_PRIVATE_TYPE",
     "MAX_LAYER",
@@ -99,6 +102,7 @@ class ChunkType(enum.IntEnum):
     ENCODER = 0x0007
     ALPHA_PLANE = 0x0008
     STAGE_SYNTAX = 0x0009
+    REFINEMENT = 0x000B
 
 
 FIRST_FUTURE_TYPE = 0x0008
@@ -123,6 +127,7 @@ _RULES: dict[int, _Rule] = {
     ChunkType.ENCODER: _Rule(False, False),
     ChunkType.ALPHA_PLANE: _Rule(True, False),
     ChunkType.STAGE_SYNTAX: _Rule(True, False),
+    ChunkType.REFINEMENT: _Rule(True, False),
 }
 
 
@@ -463,6 +468,17 @@ class StageSyntax(enum.IntEnum):
     >= 2 code a STOP symbol or an index for each position still present (vqcodec.coding.depth)."""
 
 
+def _single_varint(payload: bytes, name: str) -> int:
+    """The one minimal varint that fills a `name` chunk's payload (Invalid otherwise)."""
+    try:
+        value, pos = read_uvarint(payload, 0, len(payload))
+    except Invalid as exc:
+        raise Invalid(f"{name}: {exc}") from None
+    if pos != len(payload):
+        raise Invalid(f"{name} payload has {len(payload) - pos} bytes after its value")
+    return value
+
+
 def stage_syntax_chunk(syntax: "StageSyntax | int") -> Chunk:
     """A STAGE_SYNTAX chunk (layer 0, must-understand): one varint, the `StageSyntax` of the streams."""
     value = check_int(syntax, "stage syntax")
@@ -474,18 +490,34 @@ def stage_syntax_chunk(syntax: "StageSyntax | int") -> Chunk:
 
 def decode_stage_syntax(payload: bytes) -> StageSyntax:
     """Parse a STAGE_SYNTAX payload: exactly one minimal varint naming a known syntax other than PLAIN."""
-    try:
-        value, pos = read_uvarint(payload, 0, len(payload))
-    except Invalid as exc:
-        raise Invalid(f"STAGE_SYNTAX: {exc}") from None
-    if pos != len(payload):
-        raise Invalid(f"STAGE_SYNTAX payload has {len(payload) - pos} bytes after its value")
+    value = _single_varint(payload, "STAGE_SYNTAX")
     if value == StageSyntax.PLAIN:
         raise Invalid("STAGE_SYNTAX names the plain syntax, which files state by omitting the chunk")
     if value not in StageSyntax._value2member_map_:
         raise VQFormatError(f"stage syntax {value} is not known to this vqcodec: the file was made by a newer "
                             "vqcodec; upgrade vqcodec")
     return StageSyntax(value)
+
+
+MAX_REFINEMENT_BASE = 255
+"""Most residual-VQ layers under an image file's refinement layers (layers are u8 in the chunk headers)."""
+
+
+def refinement_chunk(base_layers: int) -> Chunk:
+    """A REFINEMENT chunk (layer 0, must-understand): one varint, the number B of residual-VQ layers; the file's
+    layers B+1, B+2, ... are scalar refinement layers over the reconstruction of layers 1..B."""
+    b = check_int(base_layers, "refinement base layers")
+    if not 1 <= b <= MAX_REFINEMENT_BASE:
+        raise ValueError(f"refinement base layers must be 1..{MAX_REFINEMENT_BASE}, got {b}")
+    return Chunk(ChunkType.REFINEMENT, 0, True, encode_uvarint(b))
+
+
+def decode_refinement_base(payload: bytes) -> int:
+    """Parse a REFINEMENT payload: exactly one minimal varint B in 1..MAX_REFINEMENT_BASE."""
+    value = _single_varint(payload, "REFINEMENT")
+    if not 1 <= value <= MAX_REFINEMENT_BASE:
+        raise Invalid(f"REFINEMENT names {value} base layers; it must be 1..{MAX_REFINEMENT_BASE}")
+    return value
 
 
 def segment_table_chunk(segment_frames: Sequence[int]) -> Chunk:

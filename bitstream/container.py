@@ -76,6 +76,8 @@ from .chunks import (
     decode_model,
     decode_segment_table,
     decode_stage_syntax,
+    decode_refinement_base,
+    refinement_chunk,
     encode_audio_geometry,
     encode_image_geometry,
     encode_model,
@@ -107,6 +109,7 @@ __all__ = [
     "alpha_plane_chunk",
     "AlphaCoding",
     "stage_syntax_chunk",
+    "refinement_chunk",
     "StageSyntax",
     "hash_weights",
     "hash_matches",
@@ -179,6 +182,8 @@ class VQFile:
         segment_frames: the SEGMENT_TABLE (audio segment lengths in model frames); () if absent.
         encoder_name: the ENCODER chunk, e.g. "vqcodec 0.2.0"; "" if absent.
         stage_syntax: how the stage streams are coded (the STAGE_SYNTAX chunk; PLAIN if absent).
+        refinement_base: the REFINEMENT chunk's B (layers B+1.. are scalar refinement layers over the
+            reconstruction of layers 1..B; image files only), or None without one.
     """
 
     version: int
@@ -191,6 +196,7 @@ class VQFile:
     segment_frames: tuple[int, ...] = ()
     encoder_name: str = ""
     stage_syntax: StageSyntax = StageSyntax.PLAIN
+    refinement_base: int | None = None
     _by_layer: tuple[tuple[bytes, ...], ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -570,6 +576,7 @@ class _Seen:
         self.segment_frames: tuple[int, ...] | None = None
         self.encoder_name: str | None = None
         self.stage_syntax: StageSyntax | None = None
+        self.refinement_base: int | None = None
         self.alpha_planes = 0
         self.max_layer = 0
 
@@ -612,6 +619,10 @@ class _Seen:
             if self.stage_syntax is not None:
                 raise Invalid("a second STAGE_SYNTAX chunk")
             self.stage_syntax = decode_stage_syntax(c.payload)
+        elif c.type == ChunkType.REFINEMENT:
+            if self.refinement_base is not None:
+                raise Invalid("a second REFINEMENT chunk")
+            self.refinement_base = decode_refinement_base(c.payload)
 
     def finish(self, modality: Modality, chunks: tuple[Chunk, ...]) -> VQFile:
         if not self.components:
@@ -625,6 +636,11 @@ class _Seen:
             )
         if self.segment_frames is not None and modality != Modality.AUDIO:
             raise Invalid("SEGMENT_TABLE chunk in an image file (it is for audio only)")
+        if self.refinement_base is not None and modality != Modality.IMAGE:
+            raise Invalid("REFINEMENT chunk in an audio file (it is for images only)")
+        if self.refinement_base is not None and self.stage_syntax != StageSyntax.DEPTH:
+            raise Invalid("REFINEMENT chunk in a file without the depth stage syntax (refinement layers follow "
+                          "depth-coded stages)")
         self._check_alpha(modality)
         layers = self._check_layers(modality)
         return VQFile(
@@ -638,6 +654,7 @@ class _Seen:
             segment_frames=self.segment_frames or (),
             encoder_name=self.encoder_name or "",
             stage_syntax=self.stage_syntax or StageSyntax.PLAIN,
+            refinement_base=self.refinement_base,
         )
 
     def _check_alpha(self, modality: Modality) -> None:

@@ -193,7 +193,10 @@ def _range_pair(text: str, option: str) -> tuple[float, float]:
 @click.option("--depth-qualities", default=None,
               help="Train on the per-block-depth maps the codec writes at these qualities (comma list, e.g. "
                    "20,40,60,80,100) instead of full-depth maps.")
-def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities, **kwargs) -> None:
+@click.option("--prior", "prior_json", default=None, callback=lambda c, p, v: _json_object(c, p, v),
+              help="PriorConfig fields of a new prior as JSON, e.g. '{\"num_stages\": 2}' (a prior of the first "
+                   "stages only, for a codec whose refinement layers follow them).")
+def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities, prior_json, **kwargs) -> None:
     """Train the autoregressive priors on the index maps of --data under --model, then export the
     integer prior used for coding (OUT/image_prior.safetensors) once the run has reached --steps.
 
@@ -207,9 +210,53 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities,
         kwargs["stop_at_step"] = kwargs["stop_at_step"] or max_steps_now
     loop = _loop_settings(kwargs)
     qualities = [int(v) for v in depth_qualities.split(",")] if depth_qualities else None
-    result = train_image_prior(ImagePriorTrainConfig(**loop, init_from=init_from), data, model_path, qualities)
+    model = None
+    if prior_json:
+        from vqcodec.image.model import load_image_model
+        from vqcodec.image.prior import PriorConfig
+
+        vq = load_image_model(model_path)[0].cfg
+        model = PriorConfig.from_dict({"num_stages": vq.num_stages, "codebook_size": vq.num_codes,
+                                       **prior_json}).to_dict()
+    result = train_image_prior(ImagePriorTrainConfig(**loop, init_from=init_from, model=model), data, model_path,
+                               qualities)
     if result.finished and rank() == 0:
         click.echo(f"wrote {Path(loop['out']) / INTEGER_PRIOR_NAME}", err=True)
+
+
+@train.command("refinement")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training images (never the evaluation set).")
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Image model weights (.safetensors) whose latents the refinement layers code.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the refinement model (.safetensors), e.g. WEIGHTS/image_refinement.safetensors.")
+@click.option("--base-stages", default=2, show_default=True, type=click.IntRange(min=1),
+              help="VQ stages under the refinement layers.")
+@click.option("--layers", default=5, show_default=True, type=click.IntRange(1, 10), help="Refinement layers.")
+@click.option("--first-shift", default=None, type=click.IntRange(0, 10),
+              help="Layer 1's step is 2^-FIRST_SHIFT latent units (default: the model's refine_first_shift).")
+@click.option("--crops", default=60, show_default=True, type=click.IntRange(min=1),
+              help="Random training crops the tables are counted on.")
+@click.option("--crop-size", default=256, show_default=True, type=click.IntRange(min=8))
+@click.option("--holdout", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Keep the held-out photos of `vqcodec train image --holdout N` out of the fit.")
+@click.option("--scale", "scale_json", default=None, callback=lambda c, p, v: _json_object(c, p, v),
+              help="Quality-scale settings stored with the tables (RefinementScale fields, JSON).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def train_refinement_cmd(data, model_path, out, base_stages, layers, first_shift, crops, crop_size, holdout,
+                         scale_json, seed) -> None:
+    """Fit the entropy model of scalar refinement layers (static tables per layer and context) for an image
+    model, on random crops of --data. The image codec loads it as its "refinement" component."""
+    from vqcodec.image.model import load_image_model
+    from vqcodec.training.image_model import split_holdout
+    from vqcodec.training.refinement_tables import train_refinement
+
+    shift = first_shift if first_shift is not None else load_image_model(model_path)[0].cfg.refine_first_shift
+    exclude = set(split_holdout(data, holdout)[1]) if holdout else set()
+    train_refinement(model_path, data, out, base_stages, layers, shift, crops, crop_size, seed, exclude=exclude,
+                     scale=scale_json or None)
+    click.echo(f"wrote {out}", err=True)
 
 
 def _json_object(ctx, param, value: str | None) -> dict:

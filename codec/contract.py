@@ -92,9 +92,10 @@ def check_weight_files(paths: tuple[Path, ...], how_to_train: str) -> None:
 
 
 def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id: str | None = None,
-                    decoder: tuple[Path, str] | None = None) -> Components:
+                    decoder: tuple[Path, str] | None = None, refinement: tuple[Path, str] | None = None) -> Components:
     """The components of a codec's vqvae file (whose id is `model_id`) and prior file (id `prior_id`, default:
-    the file's metadata, else derived from its hash), and of its decoder-stage file (path, model id) if any."""
+    the file's metadata, else derived from its hash), and of its decoder-stage file and refinement-model file
+    (path, model id) if any."""
     from vqcodec.weights.io import file_model_id  # torch: imported when a codec is built, not with the contract
 
     model_bytes, prior_bytes = model_path.read_bytes(), prior_path.read_bytes()
@@ -104,6 +105,8 @@ def read_components(model_path: Path, model_id: str, prior_path: Path, prior_id:
     )
     if decoder is not None:
         named += (ModelComponent("decoder", decoder[1], hash_weights(decoder[0].read_bytes())),)
+    if refinement is not None:
+        named += (ModelComponent("refinement", refinement[1], hash_weights(refinement[0].read_bytes())),)
     return Components(named, hash_weights(model_bytes + prior_bytes))
 
 

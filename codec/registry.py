@@ -1,7 +1,7 @@
 """Released models, which codec decodes a file, and the loaded codecs (`default_codec`, `codec_for_file`).
 
 A .vq file names every model component that made it: its role ("vqvae", "prior", and an audio file may name
-a "decoder": `FILE_OPTIONAL_ROLES`), its model id and the
+a "decoder", an image file with refinement layers a "refinement": `FILE_OPTIONAL_ROLES_OF`), its model id and the
 first bytes of the SHA-256 of its weights file (8 in format version 2, 16 in version 1; matched as a
 prefix of the installed file's hash, `vqcodec.bitstream.hash_matches`). This module maps those names to installed weights
 files and builds the codec of the file's modality from them, so
@@ -68,11 +68,14 @@ __all__ = [
 
 MODALITIES = ("image", "audio")
 ROLES = ("vqvae", "prior")
-FILE_OPTIONAL_ROLES = ("decoder",)
-"""Components a file may name beside its ROLES: "decoder", a decoder-stage model (audio: `vqcodec train
-audio-decoder`) that renders the vqvae's indices in place of the vqvae's own decoder. A file that names none
-decodes with the vqvae's decoder (every file of 0.4.x); new files name the default one when one is
-installed. A folder without a manifest holds it as `<modality>_decoder.safetensors`."""
+FILE_OPTIONAL_ROLES_OF = {"audio": ("decoder",), "image": ("refinement",)}
+"""Components a file of a modality may name beside its ROLES. Audio: "decoder", a decoder-stage model (`vqcodec
+train audio-decoder`) that renders the vqvae's indices in place of the vqvae's own decoder; a file that names
+none decodes with the vqvae's decoder (every file of 0.4.x); new files name the default one when one is
+installed. Image: "refinement", the entropy model of scalar refinement layers (`vqcodec train refinement`),
+named by files that have refinement layers (a REFINEMENT chunk); new files are encoded with the default one
+when one is installed. A folder without a manifest holds them as `<modality>_<role>.safetensors`."""
+FILE_OPTIONAL_ROLES = tuple(r for roles in FILE_OPTIONAL_ROLES_OF.values() for r in roles)
 OPTIONAL_ROLES = ("speaker-decoder",)
 """Components a codec does not need (no file names them): found with `ModelRegistry.optional`. A folder without
 a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`."""
@@ -144,7 +147,7 @@ class ModelRegistry:
     def _discover(self) -> list[InstalledComponent]:
         found = []
         for modality in MODALITIES:
-            for role in ROLES + (FILE_OPTIONAL_ROLES if modality == "audio" else ()):  # decoder components: audio
+            for role in ROLES + FILE_OPTIONAL_ROLES_OF[modality]:
                 path = self.folder / f"{modality}_{role}.safetensors"
                 if path.is_file():
                     found.append(InstalledComponent(modality, role, file_model_id(path), path,
@@ -162,7 +165,7 @@ class ModelRegistry:
         a default one is installed."""
         _check_modality(modality)
         chosen = {c.role: c for c in self.components
-                  if c.modality == modality and c.default and c.role in ROLES + FILE_OPTIONAL_ROLES}
+                  if c.modality == modality and c.default and c.role in ROLES + FILE_OPTIONAL_ROLES_OF[modality]}
         missing = [r for r in ROLES if r not in chosen]
         if missing:
             raise FileNotFoundError(
@@ -266,33 +269,37 @@ def default_registry() -> ModelRegistry:
 
 @overload
 def load_codec(modality: Literal["image"], vqvae: InstalledComponent, prior: InstalledComponent,
-               decoder: None = None) -> "ImageCodec": ...
+               decoder: None = None, refinement: InstalledComponent | None = None) -> "ImageCodec": ...
 @overload
 def load_codec(modality: Literal["audio"], vqvae: InstalledComponent, prior: InstalledComponent,
-               decoder: InstalledComponent | None = None) -> "AudioCodec": ...
+               decoder: InstalledComponent | None = None, refinement: None = None) -> "AudioCodec": ...
 @overload
 def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent,
-               decoder: InstalledComponent | None = None) -> Codec: ...
+               decoder: InstalledComponent | None = None, refinement: InstalledComponent | None = None) -> Codec: ...
 
 
 def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent,
-               decoder: InstalledComponent | None = None) -> Codec:
-    """The `modality` codec of the installed `vqvae` and `prior` components, rendering with `decoder` when
-    given (loaded once per process and set of files; the last 8 are kept)."""
+               decoder: InstalledComponent | None = None, refinement: InstalledComponent | None = None) -> Codec:
+    """The `modality` codec of the installed `vqvae` and `prior` components, rendering with `decoder` (audio)
+    and coding refinement layers with `refinement` (image) when given (loaded once per process and set of
+    files; the last 8 are kept)."""
     _check_modality(modality)
-    if decoder is not None and modality != "audio":
-        raise VQFormatError(f"a {modality} file names a decoder component ({decoder.model_id}); this vqcodec has "
-                            "decoder components for audio only: decode it with the release that made it")
+    for role, c in (("decoder", decoder), ("refinement", refinement)):
+        if c is not None and role not in FILE_OPTIONAL_ROLES_OF[modality]:
+            raise VQFormatError(f"a {modality} file names a {role} component ({c.model_id}); this vqcodec has none "
+                                f"for {modality}: decode it with the release that made it")
     return _load_codec(modality, str(vqvae.path), str(prior.path), prior.model_id,
-                       None if decoder is None else str(decoder.path))
+                       None if decoder is None else str(decoder.path),
+                       None if refinement is None else str(refinement.path))
 
 
 @functools.lru_cache(maxsize=8)
-def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str, decoder_path: str | None) -> Codec:
+def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str, decoder_path: str | None,
+                refinement_path: str | None = None) -> Codec:
     if modality == "image":
         from vqcodec.image.codec import ImageCodec
 
-        return ImageCodec(Path(model_path), Path(prior_path), prior_id=prior_id)
+        return ImageCodec(Path(model_path), Path(prior_path), prior_id=prior_id, refinement_path=refinement_path)
     from vqcodec.audio.codec import AudioCodec
 
     return AudioCodec(Path(model_path), Path(prior_path), prior_id=prior_id, decoder_path=decoder_path)
@@ -309,7 +316,7 @@ def default_codec(modality: str) -> Codec: ...
 def default_codec(modality: str) -> Codec:
     """The codec new `modality` files are encoded with: the default registry's default components."""
     c = default_registry().defaults(modality)
-    return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"))
+    return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"), c.get("refinement"))
 
 
 def codec_for_file(vqfile: VQFile, without_decoder: bool = False) -> Codec:
@@ -325,6 +332,6 @@ def codec_for_file(vqfile: VQFile, without_decoder: bool = False) -> Codec:
         (legacy,) = vqfile.components
         c = registry.resolve_v1(modality, legacy.model_id, legacy.weights_hash)
     else:
-        names = [n for n in vqfile.components if not (without_decoder and n.role in FILE_OPTIONAL_ROLES)]
+        names = [n for n in vqfile.components if not (without_decoder and n.role == "decoder")]
         c = registry.resolve(modality, names, made_by=vqfile.encoder_name)
-    return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"))
+    return load_codec(modality, c["vqvae"], c["prior"], c.get("decoder"), c.get("refinement"))

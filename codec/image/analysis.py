@@ -102,10 +102,11 @@ def _shallow_block_errors(model, rgb: np.ndarray, shallow: torch.Tensor, tile: T
     return ((rec - x) ** 2).sum(0).reshape(n_r, f, n_c, f).sum((1, 3))
 
 
-def analyse_image(model, rgb: np.ndarray, effort: Effort) -> BlockCandidates:
+def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = False) -> BlockCandidates:
     """(H, W, 3) uint8 -> the candidate paths of every latent position at every depth and their errors
     (`rate_control.BlockCandidates`), reproducibly (module docstring). model: the ImageVQVAE (eval mode);
-    effort: its beam and whether to weigh errors by their effect on the pixels."""
+    effort: its beam and whether to weigh errors by their effect on the pixels; keep_latents: also return the
+    latents (images analysed in strips; tiled ones keep none)."""
     f, s = model.factor, model.cfg.num_stages
     height, width = rgb.shape[:2]
     h, w = -(-height // f), -(-width // f)
@@ -137,4 +138,5 @@ def analyse_image(model, rgb: np.ndarray, effort: Effort) -> BlockCandidates:
                 r0, r1, c0, c1 = t.out
                 per_block[r0:r1, c0:c1] = b
         errors = errors * block_weights(per_block.reshape(-1), errors[:, 0])[:, None]
-    return BlockCandidates(paths, errors, h, w)
+    kept = latents.view(h * w, -1) if keep_latents and not needs_tiles(height, width) else None
+    return BlockCandidates(paths, errors, h, w, kept)

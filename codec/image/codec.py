@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from vqcodec.bitstream import (
     VQFile,
     VQFormatError,
     read_file,
+    refinement_chunk,
     settings_chunk,
     stage_syntax_chunk,
     write_file,
@@ -49,10 +50,13 @@ from vqcodec.image.input import PreparedImage, plain_rgb
 from vqcodec.image.layout import read_side_info, side_chunks
 from vqcodec.image.analysis import analyse_image
 from vqcodec.image.model import load_image_model
-from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, check_effort, check_quality,
-                                        choose_depths, depth_maps, lagrange_multiplier)
+from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, RefinedPlan, RefinementScale,
+                                        check_effort, check_quality, choose_depths, depth_maps, lagrange_multiplier,
+                                        refined_plan)
+from vqcodec.image.refinement import (RefinementModel, decode_layers, encode_layers, load_refinement_model,
+                                      rdo_last_layer, refine_grid, refined_latents, refinement_levels)
 from vqcodec.image.prior_integer import load_integer_prior
-from vqcodec.image.tiling import decode_tiled, needs_tiles
+from vqcodec.image.tiling import TILE_ABOVE_PIXELS, decode_tiled, needs_tiles
 from vqcodec.limits import MAX_PIXELS, MAX_SIDE, check_decode_size
 from vqcodec.version import __version__
 from vqcodec.weights.io import WEIGHTS_DIR
@@ -64,6 +68,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae.safetensors"
 DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior.safetensors"
 
+class _Coded(NamedTuple):
+    """What an encode codes: index maps (s, h, w) (ABSENT past each depth), refinement symbols (L, h, w, D) or
+    None, and one stream per layer (the VQ layers', then the refinement layers')."""
+
+    indices: torch.Tensor
+    symbols: torch.Tensor | None
+    streams: list[bytes]
+
+
 class ImageCodec:
     """A loaded image model + integer prior, with encode/decode of .vq bytes.
 
@@ -72,19 +85,35 @@ class ImageCodec:
         prior_path: safetensors weights of the integer image prior (role "prior").
         prior_id: the prior's model id as the registry knows it (default: the file's metadata, else
             derived from its hash).
+        refinement_path: a refinement model of the image model (role "refinement", `vqcodec train refinement`):
+            the quality scale then runs over VQ depths and scalar refinement layers (`RefinementScale`), and
+            files with refinement layers name it. None: VQ stages only (every file of 0.4.x).
     """
 
     modality = "image"
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH,
-                 *, prior_id: str | None = None) -> None:
+                 *, prior_id: str | None = None, refinement_path: str | Path | None = None) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
         check_weight_files((model_path, prior_path), "`vqcodec train image` and `vqcodec train prior`")
         self.model, self.model_id = load_image_model(model_path)
         self.prior = load_integer_prior(prior_path)
-        if self.prior.num_stages != self.model.cfg.num_stages or self.prior.codebook_size != self.model.cfg.num_codes:
-            raise ValueError(f"prior {prior_path} does not match the image model {model_path} (stages/codes differ)")
-        named = read_components(model_path, self.model_id, prior_path, prior_id)
+        if self.prior.num_stages > self.model.cfg.num_stages or self.prior.codebook_size != self.model.cfg.num_codes:
+            raise ValueError(f"prior {prior_path} does not match the image model {model_path} (more stages than the "
+                             f"model, or other codes)")
+        self.vq_stages = self.prior.num_stages  # the prior's stages are the ones files hold (a prior may have fewer)
+        self.refinement: RefinementModel | None = None
+        refinement = None
+        if refinement_path is not None:
+            refinement_path = Path(refinement_path)
+            check_weight_files((refinement_path,), "`vqcodec train refinement`")
+            self.refinement = load_refinement_model(refinement_path)
+            if (self.refinement.latent_dim != self.model.cfg.latent_dim
+                    or self.refinement.base_stages > self.vq_stages):
+                raise ValueError(f"refinement model {refinement_path} does not fit the image model {model_path} "
+                                 f"(latent dimensions or stages differ)")
+            refinement = (refinement_path, self.refinement.model_id or f"image-refinement-{refinement_path.stem}")
+        named = read_components(model_path, self.model_id, prior_path, prior_id, refinement=refinement)
         self.components = named.named
         self.v1_weights_hash = named.v1_hash  # format-version-1 files named one hash of both files together
 
@@ -95,8 +124,21 @@ class ImageCodec:
 
     @property
     def max_layers(self) -> int:
-        """Most quality layers a file can hold (= number of residual-VQ stages)."""
-        return self.model.cfg.num_stages
+        """Most quality layers a file can hold: the residual-VQ stages (the prior's), plus the refinement layers if
+        any."""
+        return self.vq_stages + (self.refinement.layers if self.refinement is not None else 0)
+
+    @property
+    def refinement_scale(self) -> RefinementScale | None:
+        """The quality scale over VQ depths and refinement layers (None without a refinement model)."""
+        rm = self.refinement
+        return None if rm is None else RefinementScale(base=rm.base_stages, layers=rm.layers, **rm.scale)
+
+    def plan(self, quality: int) -> RefinedPlan | None:
+        """What `quality` means for a codec with a refinement model (None without one: VQ depths by
+        `lagrange_multiplier`)."""
+        scale = self.refinement_scale
+        return None if scale is None else refined_plan(quality, scale)
 
     @staticmethod
     def _check_rgb(rgb: np.ndarray) -> None:
@@ -124,7 +166,7 @@ class ImageCodec:
         exact (vqcodec.image.analysis), so the candidates, and the file, do not depend on the thread count;
         memory grows with a tile's activations, not the whole image's."""
         self._check_rgb(rgb)
-        return analyse_image(self.model, rgb, EFFORTS[check_effort(effort)])
+        return analyse_image(self.model, rgb, EFFORTS[check_effort(effort)], keep_latents=self.refinement is not None)
 
     @torch.no_grad()
     def encode_indices(self, rgb: np.ndarray, quality: int | None = None, effort: int | None = None,
@@ -132,9 +174,18 @@ class ImageCodec:
         """(H, W, 3) uint8 -> (L, ceil(H/8), ceil(W/8)) int64 index maps, ABSENT (-1) past each position's
         depth, the depths chosen by rate-distortion at `quality` (image.rate_control). `candidates`: a
         previous `analyse(rgb, effort)` of the same image, to skip the encoder."""
-        lam = lagrange_multiplier(check_quality(quality))
         c = candidates if candidates is not None else self.analyse(rgb, effort)
-        return depth_maps(c.paths, choose_depths(c.errors, lam), c.height, c.width).to(torch.int64)
+        return depth_maps(c.paths, self._depths(c, check_quality(quality)), c.height, c.width).to(torch.int64)
+
+    def _depths(self, candidates: BlockCandidates, quality: int) -> torch.Tensor:
+        """Each position's VQ depth (N,) int64 at `quality` (rate_control; with a refinement model, its plan)."""
+        plan = self.plan(quality)
+        if plan is None:
+            return choose_depths(candidates.errors[:, : self.vq_stages], lagrange_multiplier(quality))
+        base = self.refinement.base_stages  # type: ignore[union-attr]
+        if plan.vq_lambda is None:
+            return torch.full((candidates.height * candidates.width,), base, dtype=torch.int64)
+        return choose_depths(candidates.errors[:, :base], plan.vq_lambda)
 
     @torch.no_grad()
     def render(self, indices: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -171,24 +222,50 @@ class ImageCodec:
         if max_bytes is not None:
             if quality is not None:
                 raise ValueError("give either quality or max_bytes (a target size), not both")
-            quality, indices, streams, colour_file = self._fit(candidates, int(max_bytes), h, w, effort)
+            quality, coded, colour_file = self._fit(candidates, int(max_bytes), h, w, effort)
         else:
             quality = check_quality(quality)
-            indices = self.encode_indices(rgb, quality, candidates=candidates)
-            streams, colour_file = encode_depth_stages(self.prior, indices, progress), None
+            coded, colour_file = self._code(candidates, quality, progress), None
         side = side_chunks(image)
         if colour_file is not None and image.layout == ChannelLayout.RGB and not side:
             data = colour_file  # the file the size search measured is the whole file
         else:
-            data = self._write(streams, h, w, image.layout, side, settings=(quality, effort))
+            data = self._write(coded, h, w, image.layout, side, settings=(quality, effort))
         if verify:
-            self._verify(data, indices, image)
+            self._verify(data, coded, image)
         return data
 
-    def _verify(self, data: bytes, indices: torch.Tensor, image: PreparedImage) -> None:
-        """Raise RuntimeError unless `data` decodes to `indices` and `image`'s alpha plane."""
+    def _code(self, candidates: BlockCandidates, quality: int, progress: Progress | None = None,
+              first_stream: bytes | None = None) -> "_Coded":
+        """The index maps, refinement symbols and streams of `quality` for an analysed image."""
+        indices = depth_maps(candidates.paths, self._depths(candidates, quality), candidates.height,
+                             candidates.width).to(torch.int64)
+        streams = encode_depth_stages(self.prior, indices, progress, first_stream=first_stream)
+        plan, rm = self.plan(quality), self.refinement
+        if plan is None or plan.layers == 0 or rm is None:
+            return _Coded(indices, None, streams)
+        if candidates.latents is None:
+            raise ValueError(f"refinement layers are not coded yet for images above {TILE_ABOVE_PIXELS} pixels "
+                             f"(tiled analysis); choose a quality of at most {self.refinement_scale.vq_top}")  # type: ignore[union-attr]
+        base = self._base_latents(indices)
+        symbols = refine_grid(rm, candidates.latents, base, plan.layers, candidates.height, candidates.width)
+        symbols = rdo_last_layer(rm, symbols, candidates.latents, base, plan.rdo_lambda)
+        return _Coded(indices, symbols, streams + encode_layers(rm, symbols))
+
+    def _base_latents(self, indices: torch.Tensor) -> torch.Tensor:
+        """Index maps (s, h, w) int64 (ABSENT adds nothing) -> their VQ reconstruction (h*w, D) float32, raster
+        order (what refinement layers refine)."""
+        s = indices.shape[0]
+        return self.model.quantizer.decode(indices.reshape(s, -1).T.contiguous())
+
+    def _verify(self, data: bytes, coded: "_Coded", image: PreparedImage) -> None:
+        """Raise RuntimeError unless `data` decodes to the coded indices and refinement symbols, and `image`'s
+        alpha plane."""
         vqfile = read_file(data)
-        if not torch.equal(self.decode_indices(vqfile), indices):
+        indices, symbols = self._decode_layers(vqfile)
+        same_symbols = (symbols is None and coded.symbols is None) or (
+            symbols is not None and coded.symbols is not None and torch.equal(symbols, coded.symbols))
+        if not torch.equal(indices, coded.indices) or not same_symbols:
             raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
                                "please report this as a vqcodec bug")
         if image.alpha is not None and not np.array_equal(read_side_info(vqfile).alpha, image.alpha):
@@ -196,92 +273,152 @@ class ImageCodec:
                                "please report this as a vqcodec bug")
 
     def _fit(self, candidates: BlockCandidates, max_bytes: int, h: int, w: int, effort: int
-             ) -> tuple[int, torch.Tensor, list[bytes], bytes]:
+             ) -> tuple[int, "_Coded", bytes]:
         """Bisection for the highest quality whose colour file (streams, header and settings, no alpha plane
-        or image metadata) has <= max_bytes -> (that quality, its indices, its stage streams, that colour
-        file); quality 1 when none fits. File size falls with quality in
-        practice, not by construction: the search keeps the best size-respecting point it has seen."""
+        or image metadata) has <= max_bytes -> (that quality, what it codes, that colour file); quality 1 when
+        none fits. File size falls with quality in practice, not by construction: the search keeps the best
+        size-respecting point it has seen."""
         if max_bytes < 1:
             raise ValueError(f"a target size must be at least 1 byte, got {max_bytes}")
-        tried: dict[int, tuple[torch.Tensor, list[bytes], bytes]] = {}  # index maps as int16 (8 x 16 MB at 64 MP)
+        tried: dict[int, tuple[_Coded, bytes]] = {}  # index maps as int16 (8 x 16 MB at 64 MP)
         first: list[bytes] = []  # stage 1's stream: the same at every quality
 
-        def at(q: int) -> tuple[torch.Tensor, list[bytes], bytes]:
+        def at(q: int) -> tuple[_Coded, bytes]:
             if q not in tried:
-                idx = self.encode_indices(None, q, candidates=candidates)  # type: ignore[arg-type]
-                streams = encode_depth_stages(self.prior, idx, first_stream=first[0] if first else None)
-                first[:] = streams[:1]
-                tried[q] = (idx.to(torch.int16), streams, self._write(streams, h, w, settings=(q, effort)))
+                coded = self._code(candidates, q, first_stream=first[0] if first else None)
+                first[:] = coded.streams[:1]
+                data = self._write(coded, h, w, settings=(q, effort))
+                tried[q] = (coded._replace(indices=coded.indices.to(torch.int16)), data)
             return tried[q]
 
         lo, hi = 1, QUALITY_MAX
-        while len(at(hi)[2]) > max_bytes and hi - lo > 1:  # at(hi) is too big; at(lo) fits or lo == 1
+        while len(at(hi)[1]) > max_bytes and hi - lo > 1:  # at(hi) is too big; at(lo) fits or lo == 1
             mid = (lo + hi) // 2
-            if len(at(mid)[2]) <= max_bytes:
+            if len(at(mid)[1]) <= max_bytes:
                 lo = mid
             else:
                 hi = mid
-        fitting = [q for q, (_, _, d) in tried.items() if len(d) <= max_bytes]
+        fitting = [q for q, (_, d) in tried.items() if len(d) <= max_bytes]
         quality = max(fitting) if fitting else 1
-        idx, streams, data = at(quality)
-        return quality, idx.to(torch.int64), streams, data
+        coded, data = at(quality)
+        return quality, coded._replace(indices=coded.indices.to(torch.int64)), data
 
     def write_indices(self, indices: torch.Tensor, height: int, width: int) -> bytes:
         """Index maps (S, ceil(H/8), ceil(W/8)) int64 (-1: absent past a block's depth) of a height x width
         RGB image -> its .vq bytes (what `encode` writes for these indices; for benchmarks that choose
         depths themselves)."""
-        return self._write(encode_depth_stages(self.prior, indices), height, width)
+        return self._write(_Coded(indices, None, encode_depth_stages(self.prior, indices)), height, width)
 
-    def _write(self, streams: list[bytes], height: int, width: int, layout: ChannelLayout = ChannelLayout.RGB,
+    def _write(self, coded: "_Coded", height: int, width: int, layout: ChannelLayout = ChannelLayout.RGB,
                side: Sequence[Chunk] = (), settings: tuple[int, int] | None = None) -> bytes:
-        """The container of a height x width image's stage streams (STAGE_SYNTAX DEPTH), with the channel
-        `layout` decoding gives back, the (quality, effort) `settings` it was encoded at (a "settings"
-        METADATA chunk, if given) and the `side` chunks (`layout.side_chunks`: alpha plane, metadata)."""
+        """The container of a height x width image's streams (STAGE_SYNTAX DEPTH; with refinement symbols a
+        REFINEMENT chunk and the refinement component), with the channel `layout` decoding gives back, the
+        (quality, effort) `settings` it was encoded at (a "settings" METADATA chunk, if given) and the `side`
+        chunks (`layout.side_chunks`: alpha plane, metadata)."""
         recorded = [settings_chunk(quality=settings[0], effort=settings[1])] if settings is not None else []
-        return write_file(Modality.IMAGE, self.components, ImageGeometry(width, height, layout),
-                          [[s] for s in streams],
-                          extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH), *recorded, *side],
+        components = self.components
+        refined: list[Chunk] = []
+        if coded.symbols is not None:
+            refined = [refinement_chunk(coded.indices.shape[0])]
+        else:
+            components = tuple(c for c in components if c.role != "refinement")
+        return write_file(Modality.IMAGE, components, ImageGeometry(width, height, layout),
+                          [[s] for s in coded.streams],
+                          extra_chunks=[stage_syntax_chunk(StageSyntax.DEPTH), *refined, *recorded, *side],
                           encoder=f"vqcodec {__version__}")
 
     def _check_file(self, vqfile: VQFile) -> None:
-        """Raise VQFormatError unless `vqfile` is an image made with this codec's components, within the
-        decode limits (vqcodec.limits)."""
-        check_file(vqfile, self, self.v1_weights_hash)
+        """Raise VQFormatError unless `vqfile` is an image made with this codec's components (the refinement
+        component only where the file has refinement layers), within the decode limits (vqcodec.limits)."""
+        refined = vqfile.refinement_base is not None
+        if refined and self.refinement is None:
+            raise VQFormatError("file has refinement layers, which this codec has no refinement model for; decode "
+                                "it with vqcodec.decode, which finds the installed model the file names")
+        check_file(vqfile, self, self.v1_weights_hash, ignore_roles=() if refined else ("refinement",))
         check_decode_size(vqfile.geometry)
+        if refined and (vqfile.refinement_base > self.vq_stages
+                        or vqfile.layers - vqfile.refinement_base > self.refinement.layers):
+            raise VQFormatError(f"file has {vqfile.refinement_base} VQ layers and {vqfile.layers - vqfile.refinement_base} "
+                                f"refinement layers; this model has at most {self.vq_stages} and "
+                                f"{self.refinement.layers}: the file is damaged")
 
-    def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
-                       progress: Progress | None = None) -> torch.Tensor:
-        """.vq bytes (or a parsed file) -> (s, h, w) int64 indices; s = min(layers, layers in the file)."""
-        vqfile = data if isinstance(data, VQFile) else read_file(data)
-        self._check_file(vqfile)
-        s = check_layers(layers, vqfile.layers)
+    def _layer_streams(self, vqfile: VQFile, first: int, last: int) -> list[bytes]:
+        """The one stream of each quality layer first..last (1-based)."""
         streams = []
-        for k in range(1, s + 1):
+        for k in range(first, last + 1):
             layer_streams = vqfile.streams(k)
             if len(layer_streams) != 1:
                 raise VQFormatError(f"quality layer {k} holds {len(layer_streams)} streams; an image layer holds one")
             streams.append(layer_streams[0])
+        return streams
+
+    def _decode_layers(self, vqfile: VQFile, layers: int | None = None, progress: Progress | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A checked file's first min(layers, all) layers -> (index maps (s, h, w) int64, refinement symbols
+        (L, h, w, D) int64 or None when none of those layers is a refinement layer)."""
+        self._check_file(vqfile)
+        n = check_layers(layers, vqfile.layers)
         f = self.model.factor
         g = vqfile.geometry
         shape = (-(-g.height // f), -(-g.width // f))
+        vq = n if vqfile.refinement_base is None else min(n, vqfile.refinement_base)
+        streams = self._layer_streams(vqfile, 1, vq)
         if vqfile.stage_syntax == StageSyntax.DEPTH:
-            return decode_depth_stages(self.prior, streams, shape, progress)
-        if vqfile.stage_syntax != StageSyntax.PLAIN:
+            indices = decode_depth_stages(self.prior, streams, shape, progress)
+        elif vqfile.stage_syntax == StageSyntax.PLAIN:
+            indices = decode_stages(self.prior, streams, shape, progress)
+        else:
             raise VQFormatError(f"image files with stage syntax {vqfile.stage_syntax.name} are not supported")
-        return decode_stages(self.prior, streams, shape, progress)
+        if n <= vq:
+            return indices, None
+        assert self.refinement is not None  # _check_file
+        return indices, decode_layers(self.refinement, self._layer_streams(vqfile, vq + 1, n), *shape)
+
+    def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
+                       progress: Progress | None = None) -> torch.Tensor:
+        """.vq bytes (or a parsed file) -> (s, h, w) int64 indices of its VQ layers among the first
+        min(layers, all) (a file's refinement layers are not indices: `decode` renders them)."""
+        vqfile = data if isinstance(data, VQFile) else read_file(data)
+        return self._decode_layers(vqfile, layers, progress)[0]
 
     def decode(self, data: "bytes | VQFile", layers: int | None = None, progress: Progress | None = None) -> np.ndarray:
         """.vq bytes (or a parsed file) -> (H, W, 3) uint8 RGB of its first min(layers, all) quality layers."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
-        indices = self.decode_indices(vqfile, layers, progress)
-        return self.render(indices, vqfile.geometry.height, vqfile.geometry.width)
+        indices, symbols = self._decode_layers(vqfile, layers, progress)
+        height, width = vqfile.geometry.height, vqfile.geometry.width
+        if symbols is None:
+            return self.render(indices, height, width)
+        return self.render_refined(indices, symbols, height, width)
+
+    @torch.no_grad()
+    def render_refined(self, indices: torch.Tensor, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """VQ index maps (s, h, w) int64 and refinement symbols (L, h, w, D) -> (height, width, 3) uint8 pixels:
+        the decoder net on the refined latents, told each block's VQ depth, or S + its refinement level where it
+        has one (`refinement.refinement_levels`; capped at the decoder's `refine_levels`)."""
+        assert self.refinement is not None
+        _, h, w = indices.shape
+        z = refined_latents(self.refinement, self._base_latents(indices), symbols)
+        z = z.reshape(1, h, w, -1).permute(0, 3, 1, 2)
+        cfg = self.model.cfg
+        depth = None
+        if cfg.depth_input:
+            depth = (indices >= 0).sum(0)
+            if cfg.refine_levels:
+                level = refinement_levels(symbols).clamp(max=cfg.refine_levels)
+                depth = torch.where(level > 0, cfg.num_stages + level, depth)
+            depth = depth[None]
+        if needs_tiles(height, width):
+            raise ValueError(f"refinement layers of images above {TILE_ABOVE_PIXELS} pixels are not decoded yet")
+        x_hat = self.model.decode_latents(z, depth)[0, :, :height, :width]
+        return (x_hat.permute(1, 2, 0) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     @torch.no_grad()
     def sample(self, width: int, height: int, seed: int = 0, layers: int | None = None) -> np.ndarray:
-        """Draw `layers` index maps from the prior (seeded) and decode them -> (height, width, 3) uint8."""
-        s = self.max_layers if layers is None else int(layers)
-        if not 1 <= s <= self.max_layers:
-            raise ValueError(f"layers must be 1..{self.max_layers}, got {layers}")
+        """Draw `layers` index maps (VQ stages) from the prior (seeded) and decode them -> (height, width, 3)
+        uint8."""
+        s = self.vq_stages if layers is None else int(layers)
+        if not 1 <= s <= self.vq_stages:
+            raise ValueError(f"layers must be 1..{self.vq_stages}, got {layers}")
         f = self.model.factor
         indices = self.prior.sample(s, -(-height // f), -(-width // f), seed)
         return self.render(indices, height, width)

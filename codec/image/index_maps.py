@@ -18,11 +18,11 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def compute_index_maps(model: ImageVQVAE, images: list[torch.Tensor], flips: bool = True,
-                       progress: bool = True) -> list[torch.Tensor]:
-    """Encode each (3, H, W) uint8 image (and its horizontal mirror when `flips`) with all stages, as
-    the codec encodes (beam search of width ENCODER_BEAM).
+                       progress: bool = True, num_stages: int | None = None) -> list[torch.Tensor]:
+    """Encode each (3, H, W) uint8 image (and its horizontal mirror when `flips`) with its best path of
+    `num_stages` stages (default all), as the codec encodes (beam search of width ENCODER_BEAM).
 
-    Returns a list of (S, ceil(H/8), ceil(W/8)) int64 index maps, two per image with `flips`.
+    Returns a list of (s, ceil(H/8), ceil(W/8)) int64 index maps, two per image with `flips`.
     """
     model.eval()
     maps = []
@@ -30,7 +30,7 @@ def compute_index_maps(model: ImageVQVAE, images: list[torch.Tensor], flips: boo
         x = im[None].float() / 255.0
         variants = [x, x.flip(-1)] if flips else [x]
         for v in variants:
-            maps.append(model.encode_indices(pad_to_multiple(v, model.factor), beam=ENCODER_BEAM)[0])
+            maps.append(model.encode_indices(pad_to_multiple(v, model.factor), num_stages, beam=ENCODER_BEAM)[0])
     log.info("computed %d index maps", len(maps))
     return maps
 

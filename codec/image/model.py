@@ -310,6 +310,13 @@ class ImageVQVAE(nn.Module):
         return self.decoder(z, depth).clamp(0.0, 1.0)
 
 
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D, h, w) float32 latents (e.g. refined ones) -> (B, 3, 8h, 8w) RGB in [0, 1]. depth (B, h, w) int64
+        as `Decoder.forward` takes it (None for a decoder without a depth input; ignored by one)."""
+        return self.decoder(latents, depth if self.cfg.depth_input else None).clamp(0.0, 1.0)
+
+
 def load_image_model(path) -> tuple[ImageVQVAE, str]:
     """A released image model file (safetensors) -> (model in eval mode, model id)."""
     tensors, model_id, config = load_weights(path)

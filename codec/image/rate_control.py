@@ -28,7 +28,7 @@ import torch
 
 __all__ = ["EFFORTS", "DEFAULT_EFFORT", "Effort", "BlockCandidates", "check_effort", "pixel_weights", "block_weights",
            "QUALITY_MAX", "STAGE_BITS", "LAMBDA_AT_1", "LAMBDA_AT_99", "lagrange_multiplier", "choose_depths",
-           "depth_maps", "check_quality"]
+           "depth_maps", "check_quality", "RefinementScale", "RefinedPlan", "refined_plan"]
 
 QUALITY_MAX = 100
 STAGE_BITS = 8.0
@@ -77,6 +77,56 @@ def depth_maps(paths: torch.Tensor, depths: torch.Tensor, h: int, w: int) -> tor
 
 
 @dataclass(frozen=True)
+class RefinementScale:
+    """The quality scale of a codec with scalar refinement layers (`vqcodec.image.refinement`).
+
+    Qualities 1..vq_top choose each block's VQ depth in 1..base as `choose_depths` does, lambda log-spaced
+    from LAMBDA_AT_1 down to vq_lambda_top. Above vq_top every block takes `base` stages and the qualities
+    spread evenly over t in (0, layers]: ceil(t) refinement layers, the last one rate-distortion optimised
+    (`refinement.rdo_last_layer`) with lambda log-spaced from rdo_lambda_high (t just above a whole number:
+    the new layer is mostly zeros) down to rdo_lambda_low, and 0 where t is whole (the layer as rounded).
+    Lambdas in latent squared error per bit, as LAMBDA_AT_1."""
+
+    base: int
+    layers: int
+    vq_top: int = 20
+    vq_lambda_top: float = 4.64e-3
+    rdo_lambda_high: float = 1e-2
+    rdo_lambda_low: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.base and 1 <= self.layers and 1 <= self.vq_top < QUALITY_MAX - 1
+                and 0 < self.rdo_lambda_low <= self.rdo_lambda_high and 0 < self.vq_lambda_top <= LAMBDA_AT_1):
+            raise ValueError(f"inconsistent refinement quality scale {self}")
+
+
+@dataclass(frozen=True)
+class RefinedPlan:
+    """What one quality means under a `RefinementScale`: vq_lambda (the VQ depth choice's lambda; None: every
+    block takes all `base` stages), refinement `layers` (0..), and the last layer's RDO lambda (0: none)."""
+
+    vq_lambda: float | None
+    layers: int
+    rdo_lambda: float
+
+
+def refined_plan(quality: int, scale: RefinementScale) -> RefinedPlan:
+    """Quality 1..QUALITY_MAX -> its `RefinedPlan` under `scale` (QUALITY_MAX: all layers, no RDO)."""
+    q = check_quality(quality)
+    if q <= scale.vq_top:
+        t = (q - 1) / max(1, scale.vq_top - 1)
+        lam = math.exp(math.log(LAMBDA_AT_1) + t * (math.log(scale.vq_lambda_top) - math.log(LAMBDA_AT_1)))
+        return RefinedPlan(lam, 0, 0.0)
+    t = (q - scale.vq_top) / (QUALITY_MAX - scale.vq_top) * scale.layers
+    layers = math.ceil(t - 1e-9)
+    frac = t - (layers - 1)  # in (0, 1]: how far into its last layer
+    if frac >= 1 - 1e-9:
+        return RefinedPlan(None, layers, 0.0)
+    hi, lo = math.log(scale.rdo_lambda_high), math.log(scale.rdo_lambda_low)
+    return RefinedPlan(None, layers, math.exp(hi + frac * (lo - hi)))
+
+
+@dataclass(frozen=True)
 class Effort:
     """What an encoder effort level does. beam: width of the residual-VQ search (1 = greedy);
     pixel_weights: weigh each block's latent error by its measured effect on the pixels (one extra
@@ -107,12 +157,14 @@ def check_effort(effort: int | None) -> int:
 class BlockCandidates:
     """An image's encoder analysis: paths (N = h*w, S, S) int64 (row d-1: the best d-stage path of the
     position, ABSENT-padded) and errors (N, S) float32 (its distortion, latent units, possibly weighted)
-    for a latent grid of height x width positions."""
+    for a latent grid of height x width positions; latents (N, D) float32, raster order, when the analysis
+    kept them (refinement layers code them; None otherwise)."""
 
     paths: torch.Tensor
     errors: torch.Tensor
     height: int
     width: int
+    latents: torch.Tensor | None = None
 
 
 @torch.no_grad()

@@ -332,7 +332,8 @@ def train_image_prior(tc: ImagePriorTrainConfig, data: str | Path, model_path: s
         if depth_qualities:
             maps = compute_depth_maps(model, load_folder(data), [check_quality(int(q)) for q in depth_qualities])
         else:
-            maps = compute_index_maps(model, load_folder(data))
+            maps = compute_index_maps(model, load_folder(data),  # a prior of fewer stages needs only those
+                                      num_stages=int(tc.model["num_stages"]) if tc.model else None)
         atomic_write(maps_file, lambda tmp: torch.save(maps, tmp))
     barrier()
     maps = torch.load(maps_file, weights_only=True)

@@ -1,0 +1,162 @@
+"""Scalar refinement layers in the image codec: the component, the file, the quality scale, truncation, errors."""
+import numpy as np
+import pytest
+import torch
+
+from vqcodec.bitstream import VQFormatError, read_file, refinement_chunk, truncate
+from vqcodec.bitstream.chunks import decode_refinement_base
+from vqcodec.image.codec import ImageCodec
+from vqcodec.image.model import load_image_model
+from vqcodec.image.rate_control import QUALITY_MAX, RefinementScale, refined_plan
+from vqcodec.image.refinement import (decode_layers, encode_layers, load_refinement_model, rdo_last_layer,
+                                      refine_grid, refined_latents, refinement_levels, save_refinement_model)
+from vqcodec.training.refinement_tables import fit_refinement_model
+
+
+@pytest.fixture(scope="module")
+def refined_weights(tiny_weights, tmp_path_factory):
+    from vqcodec.testing import smooth_image
+
+    model, _ = load_image_model(tiny_weights / "image_vqvae.safetensors")
+    crops = [torch.from_numpy(smooth_image(64, 64, s)).permute(2, 0, 1).contiguous() for s in range(4)]
+    fitted = fit_refinement_model(model, crops, base_stages=2, layers=3, first_shift=1, model_id="tiny-refinement")
+    path = tmp_path_factory.mktemp("refinement") / "image_refinement.safetensors"
+    save_refinement_model(fitted, path)
+    return path
+
+
+@pytest.fixture()
+def refined_codec(tiny_weights, refined_weights):
+    return ImageCodec(tiny_weights / "image_vqvae.safetensors", tiny_weights / "image_prior.safetensors",
+                      refinement_path=refined_weights)
+
+
+def test_component_file_round_trip(refined_weights):
+    rm = load_refinement_model(refined_weights)
+    save_refinement_model(rm, refined_weights.with_name("again.safetensors"))
+    again = load_refinement_model(refined_weights.with_name("again.safetensors"))
+    assert (again.base_stages, again.first_shift, again.max_first, again.layers) == (2, 1, 31, 3)
+    assert all(torch.equal(a, b) for a, b in zip(rm.tables, again.tables))
+    assert rm.steps() == [0.5, 0.25, 0.125]
+
+
+def test_quality_scale_spreads_over_depths_then_layers():
+    scale = RefinementScale(base=2, layers=3, vq_top=10)
+    plans = [refined_plan(q, scale) for q in range(1, QUALITY_MAX + 1)]
+    assert all(p.layers == 0 and p.vq_lambda is not None for p in plans[:10])
+    vq = [p.vq_lambda for p in plans[:10]]
+    assert vq == sorted(vq, reverse=True)
+    layers = [p.layers for p in plans[10:]]
+    assert layers == sorted(layers) and layers[0] == 1 and layers[-1] == 3
+    assert plans[-1].rdo_lambda == 0 and plans[-1].vq_lambda is None
+    for n in (1, 2):  # inside one layer count, the RDO lambda falls as quality rises
+        lam = [p.rdo_lambda for p in plans[10:] if p.layers == n and p.rdo_lambda > 0]
+        assert len(lam) > 3 and lam == sorted(lam, reverse=True)
+
+
+def test_round_trip_across_the_scale(refined_codec, make_image):
+    rgb = make_image(48, 40, 7)
+    sizes = []
+    for q in (1, 20, 21, 50, 80, 100):
+        data = refined_codec.encode(rgb, q, verify=True)
+        f = read_file(data)
+        plan = refined_codec.plan(q)
+        roles = [c.role for c in f.components]
+        if plan.layers:
+            assert f.refinement_base == 2 and f.layers == 2 + plan.layers and "refinement" in roles
+        else:
+            assert f.refinement_base is None and "refinement" not in roles  # decodes without the component
+        out = refined_codec.decode(data)
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        sizes.append(len(data))
+    assert sizes == sorted(sizes)
+
+
+def test_refinement_lowers_latent_error_and_truncates(refined_codec, make_image):
+    """Each refinement layer halves the bound of what is left of the latent; a file cut after any layer is
+    the file the encoder writes with that many layers (same streams) and decodes."""
+    rgb = make_image(40, 56, 3)
+    data = refined_codec.encode(rgb, QUALITY_MAX)
+    f = read_file(data)
+    c = refined_codec.analyse(rgb)
+    indices, symbols = refined_codec._decode_layers(f)
+    base = refined_codec._base_latents(indices)
+    errs = []
+    for n in range(symbols.shape[0] + 1):
+        z = refined_latents(refined_codec.refinement, base, symbols[:n])
+        errs.append(float((z - c.latents).abs().max()))
+        if n:
+            assert errs[-1] <= refined_codec.refinement.steps()[n - 1] / 2 + 1e-3 or n == 1
+    assert errs == sorted(errs, reverse=True)
+    for n in range(1, f.layers + 1):
+        cut = read_file(truncate(data, n))
+        assert cut.refinement_base == 2  # layer-0 chunk kept
+        out = refined_codec.decode(cut)
+        assert out.shape == rgb.shape
+
+
+def test_rdo_moves_symbols_towards_zero_only(refined_codec, make_image):
+    rm = refined_codec.refinement
+    c = refined_codec.analyse(make_image(40, 40, 5))
+    idx = refined_codec.encode_indices(None, QUALITY_MAX, candidates=c)
+    base = refined_codec._base_latents(idx)
+    sym = refine_grid(rm, c.latents, base, 2, c.height, c.width)
+    assert torch.equal(rdo_last_layer(rm, sym, c.latents, base, 0.0), sym)
+    strong = rdo_last_layer(rm, sym, c.latents, base, 1e3)
+    assert torch.equal(strong[0], sym[0])
+    assert (strong[1].abs() <= sym[1].abs()).all() and (strong[1] * sym[1] >= 0).all()  # towards zero only
+    assert int(sym[1].abs().sum()) > 0 and int(strong[1].abs().sum()) < int(sym[1].abs().sum())
+    assert len(b"".join(encode_layers(rm, strong))) <= len(b"".join(encode_layers(rm, sym)))
+
+
+def test_layers_decode_exactly(refined_weights):
+    rm = load_refinement_model(refined_weights)
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(6 * 5, rm.latent_dim, generator=gen)
+    base = latents + 0.3 * torch.randn(latents.shape, generator=gen)
+    sym = refine_grid(rm, latents, base, 3, 6, 5)
+    assert torch.equal(decode_layers(rm, encode_layers(rm, sym), 6, 5), sym)
+    lv = refinement_levels(sym)
+    assert lv.shape == (6, 5) and int(lv.max()) <= 3
+    with pytest.raises(VQFormatError):
+        decode_layers(rm, encode_layers(rm, sym) + [b""], 6, 5)
+
+
+def test_refinement_chunk_rules():
+    assert decode_refinement_base(refinement_chunk(2).payload) == 2
+    for bad in (0, 256):
+        with pytest.raises(ValueError):
+            refinement_chunk(bad)
+
+
+def test_refined_file_needs_the_component(tiny_codec, refined_codec, make_image):
+    data = refined_codec.encode(make_image(32, 32, 1), QUALITY_MAX)
+    with pytest.raises(VQFormatError, match="refinement"):
+        tiny_codec.decode(data)
+    vq_only = refined_codec.encode(make_image(32, 32, 1), 5)
+    assert tiny_codec.decode(vq_only).shape == (32, 32, 3)  # a VQ-only file names no refinement component
+
+
+def test_damaged_refined_files_raise_format_errors(refined_codec, make_image):
+    """Flipped bits in refinement streams are refused with VQFormatError or decode to some image; nothing
+    else escapes."""
+    from vqcodec.bitstream import ChunkType, write_file
+
+    rng = np.random.default_rng(0)
+    f = read_file(refined_codec.encode(make_image(32, 40, 2), QUALITY_MAX))
+    streams = [list(f.streams(k)) for k in range(1, f.layers + 1)]
+    for trial in range(20):
+        k = int(rng.integers(2, f.layers))  # a refinement layer's stream
+        s = bytearray(streams[k][0])
+        if not s:
+            continue
+        s[int(rng.integers(0, len(s)))] ^= 1 << int(rng.integers(0, 8))
+        damaged = [list(x) for x in streams]
+        damaged[k] = [bytes(s)]
+        extra = [c for c in f.chunks if c.type not in (ChunkType.MODEL, ChunkType.IMAGE_GEOMETRY, ChunkType.STAGE_STREAM,
+                                                     ChunkType.ENCODER)]
+        blob = write_file(f.modality, f.components, f.geometry, damaged, extra_chunks=extra, encoder="vqcodec t")
+        try:
+            assert refined_codec.decode(blob).shape == (32, 40, 3)
+        except VQFormatError:
+            pass  # refused; decoding to other pixels is also allowed (a range-coded stream has no redundancy)
