@@ -236,6 +236,8 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities,
 @click.option("--layers", default=5, show_default=True, type=click.IntRange(1, 10), help="Refinement layers.")
 @click.option("--first-shift", default=None, type=click.IntRange(0, 10),
               help="Layer 1's step is 2^-FIRST_SHIFT latent units (default: the model's refine_first_shift).")
+@click.option("--max-first", default=7, show_default=True, type=click.IntRange(1, 127),
+              help="Largest |symbol| of the first layer (larger residuals are clamped; decoding time grows with it).")
 @click.option("--crops", default=60, show_default=True, type=click.IntRange(min=1),
               help="Random training crops the tables are counted on.")
 @click.option("--crop-size", default=256, show_default=True, type=click.IntRange(min=8))
@@ -244,8 +246,8 @@ def train_prior_cmd(data, model_path, init_from, max_steps_now, depth_qualities,
 @click.option("--scale", "scale_json", default=None, callback=lambda c, p, v: _json_object(c, p, v),
               help="Quality-scale settings stored with the tables (RefinementScale fields, JSON).")
 @click.option("--seed", default=0, show_default=True, type=int)
-def train_refinement_cmd(data, model_path, out, base_stages, layers, first_shift, crops, crop_size, holdout,
-                         scale_json, seed) -> None:
+def train_refinement_cmd(data, model_path, out, base_stages, layers, first_shift, max_first, crops, crop_size,
+                         holdout, scale_json, seed) -> None:
     """Fit the entropy model of scalar refinement layers (static tables per layer and context) for an image
     model, on random crops of --data. The image codec loads it as its "refinement" component."""
     from vqcodec.image.model import load_image_model
@@ -255,7 +257,7 @@ def train_refinement_cmd(data, model_path, out, base_stages, layers, first_shift
     shift = first_shift if first_shift is not None else load_image_model(model_path)[0].cfg.refine_first_shift
     exclude = set(split_holdout(data, holdout)[1]) if holdout else set()
     train_refinement(model_path, data, out, base_stages, layers, shift, crops, crop_size, seed, exclude=exclude,
-                     scale=scale_json or None)
+                     scale=scale_json or None, max_first=max_first)
     click.echo(f"wrote {out}", err=True)
 
 

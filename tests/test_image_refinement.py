@@ -35,7 +35,7 @@ def test_component_file_round_trip(refined_weights):
     rm = load_refinement_model(refined_weights)
     save_refinement_model(rm, refined_weights.with_name("again.safetensors"))
     again = load_refinement_model(refined_weights.with_name("again.safetensors"))
-    assert (again.base_stages, again.first_shift, again.max_first, again.layers) == (2, 1, 31, 3)
+    assert (again.base_stages, again.first_shift, again.max_first, again.layers) == (2, 1, 7, 3)
     assert all(torch.equal(a, b) for a, b in zip(rm.tables, again.tables))
     assert rm.steps() == [0.5, 0.25, 0.125]
 
@@ -48,9 +48,9 @@ def test_quality_scale_spreads_over_depths_then_layers():
     assert vq == sorted(vq, reverse=True)
     layers = [p.layers for p in plans[10:]]
     assert layers == sorted(layers) and layers[0] == 1 and layers[-1] == 3
-    assert plans[-1].rdo_lambda == 0 and plans[-1].vq_lambda is None
+    assert plans[-1].rdo_step_lambda == 0 and plans[-1].vq_lambda is None
     for n in (1, 2):  # inside one layer count, the RDO lambda falls as quality rises
-        lam = [p.rdo_lambda for p in plans[10:] if p.layers == n and p.rdo_lambda > 0]
+        lam = [p.rdo_step_lambda for p in plans[10:] if p.layers == n and p.rdo_step_lambda > 0]
         assert len(lam) > 3 and lam == sorted(lam, reverse=True)
 
 

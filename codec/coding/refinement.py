@@ -132,10 +132,33 @@ def grid_contexts(symbols: torch.Tensor, layer_ctx: torch.Tensor) -> torch.Tenso
 
 def encode_refinement_grid(symbols: torch.Tensor, layer_ctx: torch.Tensor, table: torch.Tensor, lo: int) -> bytes:
     """Symbols (h, w, D) of one layer on a latent grid, with their layer contexts, under `table`
-    (C * ROW_BUCKETS, D, K) -> one stream, rows top to bottom (the order `decode_refinement_grid` reads)."""
+    (C * ROW_BUCKETS, D, K) -> one stream, rows top to bottom (the order `decode_refinement_grid` reads), coded
+    one row at a time (the frequency rows of one latent row in memory, not the grid's)."""
     h, w, d = symbols.shape
-    ctx = grid_contexts(symbols, layer_ctx)
-    return encode_refinement(symbols.reshape(h * w, d), ctx.reshape(h * w, d), table, lo)
+    if layer_ctx.shape != symbols.shape or table.dim() != 3 or table.shape[1] != d:
+        raise ValueError(f"need symbols and layer contexts (h, w, D) and a table (C, D, K), got "
+                         f"{tuple(symbols.shape)}, {tuple(layer_ctx.shape)}, {tuple(table.shape)}")
+    k = table.shape[2]
+    flat = symbols - lo
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= k):
+        raise ValueError(f"symbols outside the table's alphabet [{lo}, {lo + k - 1}]")
+    enc = IndexEncoder()
+    for y in range(h):
+        rows = _row_frequencies(table, layer_ctx[y], symbols[y - 1] if y else None)
+        enc.encode(flat[y].reshape(-1).cpu().numpy().astype(np.int64), rows)
+    return enc.finish()
+
+
+def _row_frequencies(table: torch.Tensor, layer_ctx_row: torch.Tensor, above: torch.Tensor | None) -> np.ndarray:
+    """The frequency rows of one latent row's symbols, (w * D, K) int64 position-major: table (C * ROW_BUCKETS,
+    D, K) at layer context (w, D) * ROW_BUCKETS + the activity of the row above's symbols (w, D) (None: the
+    first row, bucket 0)."""
+    w, d = layer_ctx_row.shape
+    act = row_activity(above) if above is not None else torch.zeros((w, d), dtype=torch.int64)
+    ctx = layer_ctx_row.to(torch.int64) * ROW_BUCKETS + act
+    if int(ctx.max()) >= table.shape[0] or int(ctx.min()) < 0:
+        raise ValueError(f"contexts outside 0..{table.shape[0] - 1}")
+    return table[ctx, torch.arange(d).expand(w, d)].reshape(w * d, -1).cpu().numpy().astype(np.int64)
 
 
 def decode_refinement_grid(data: bytes, layer_ctx: torch.Tensor, table: torch.Tensor, lo: int) -> torch.Tensor:
@@ -144,16 +167,10 @@ def decode_refinement_grid(data: bytes, layer_ctx: torch.Tensor, table: torch.Te
     h, w, d = layer_ctx.shape
     if table.dim() != 3 or table.shape[1] != d:
         raise ValueError(f"table must be (C, {d}, K), got {tuple(table.shape)}")
-    k = table.shape[2]
     dec = IndexDecoder(data)
     out = torch.empty((h, w, d), dtype=torch.int64)
-    dims = torch.arange(d).expand(w, d)
     for y in range(h):
-        act = row_activity(out[y - 1]) if y else torch.zeros((w, d), dtype=torch.int64)
-        ctx = layer_ctx[y].to(torch.int64) * ROW_BUCKETS + act
-        if int(ctx.max()) >= table.shape[0] or int(ctx.min()) < 0:
-            raise ValueError(f"contexts outside 0..{table.shape[0] - 1}")
-        rows = table[ctx, dims].reshape(-1, k).cpu().numpy().astype(np.int64)
+        rows = _row_frequencies(table, layer_ctx[y], out[y - 1] if y else None)
         out[y] = torch.from_numpy(dec.decode(rows)).reshape(w, d) + lo
     dec.check_finished()
     return out

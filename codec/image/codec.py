@@ -249,7 +249,8 @@ class ImageCodec:
                              f"(tiled analysis); choose a quality of at most {self.refinement_scale.vq_top}")  # type: ignore[union-attr]
         base = self._base_latents(indices)
         symbols = refine_grid(rm, candidates.latents, base, plan.layers, candidates.height, candidates.width)
-        symbols = rdo_last_layer(rm, symbols, candidates.latents, base, plan.rdo_lambda)
+        lam = plan.rdo_step_lambda * rm.steps(plan.layers)[-1] ** 2
+        symbols = rdo_last_layer(rm, symbols, candidates.latents, base, lam)
         return _Coded(indices, symbols, streams + encode_layers(rm, symbols))
 
     def _base_latents(self, indices: torch.Tensor) -> torch.Tensor:

@@ -83,31 +83,33 @@ class RefinementScale:
     Qualities 1..vq_top choose each block's VQ depth in 1..base as `choose_depths` does, lambda log-spaced
     from LAMBDA_AT_1 down to vq_lambda_top. Above vq_top every block takes `base` stages and the qualities
     spread evenly over t in (0, layers]: ceil(t) refinement layers, the last one rate-distortion optimised
-    (`refinement.rdo_last_layer`) with lambda log-spaced from rdo_lambda_high (t just above a whole number:
-    the new layer is mostly zeros) down to rdo_lambda_low, and 0 where t is whole (the layer as rounded).
-    Lambdas in latent squared error per bit, as LAMBDA_AT_1."""
+    (`refinement.rdo_last_layer`) with lambda log-spaced from rdo_step_lambda_high (t just above a whole
+    number: the new layer is mostly zeros) down to rdo_step_lambda_low, and 0 where t is whole (the layer as
+    rounded). VQ lambdas in latent squared error per bit, as LAMBDA_AT_1; RDO lambdas in the last layer's
+    squared step per bit (a symbol's error changes by about a squared step, whatever the layer)."""
 
     base: int
     layers: int
     vq_top: int = 20
     vq_lambda_top: float = 4.64e-3
-    rdo_lambda_high: float = 1e-2
-    rdo_lambda_low: float = 1e-4
+    rdo_step_lambda_high: float = 1.0
+    rdo_step_lambda_low: float = 0.01
 
     def __post_init__(self) -> None:
         if not (1 <= self.base and 1 <= self.layers and 1 <= self.vq_top < QUALITY_MAX - 1
-                and 0 < self.rdo_lambda_low <= self.rdo_lambda_high and 0 < self.vq_lambda_top <= LAMBDA_AT_1):
+                and 0 < self.rdo_step_lambda_low <= self.rdo_step_lambda_high and 0 < self.vq_lambda_top <= LAMBDA_AT_1):
             raise ValueError(f"inconsistent refinement quality scale {self}")
 
 
 @dataclass(frozen=True)
 class RefinedPlan:
     """What one quality means under a `RefinementScale`: vq_lambda (the VQ depth choice's lambda; None: every
-    block takes all `base` stages), refinement `layers` (0..), and the last layer's RDO lambda (0: none)."""
+    block takes all `base` stages), refinement `layers` (0..), and the last layer's RDO lambda in its squared
+    step per bit (0: none)."""
 
     vq_lambda: float | None
     layers: int
-    rdo_lambda: float
+    rdo_step_lambda: float
 
 
 def refined_plan(quality: int, scale: RefinementScale) -> RefinedPlan:
@@ -122,7 +124,7 @@ def refined_plan(quality: int, scale: RefinementScale) -> RefinedPlan:
     frac = t - (layers - 1)  # in (0, 1]: how far into its last layer
     if frac >= 1 - 1e-9:
         return RefinedPlan(None, layers, 0.0)
-    hi, lo = math.log(scale.rdo_lambda_high), math.log(scale.rdo_lambda_low)
+    hi, lo = math.log(scale.rdo_step_lambda_high), math.log(scale.rdo_step_lambda_low)
     return RefinedPlan(None, layers, math.exp(hi + frac * (lo - hi)))
 
 
