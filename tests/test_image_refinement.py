@@ -8,8 +8,8 @@ from vqcodec.bitstream.chunks import decode_refinement_base
 from vqcodec.image.codec import ImageCodec
 from vqcodec.image.model import load_image_model
 from vqcodec.image.rate_control import QUALITY_MAX, RefinementScale, refined_plan
-from vqcodec.image.refinement import (decode_layers, encode_layers, load_refinement_model, rdo_last_layer,
-                                      refine_grid, refined_latents, refinement_levels, save_refinement_model)
+from vqcodec.image.refinement import decode_layers, encode_layers, load_refinement_model, save_refinement_model
+from vqcodec.quantization.scalar_refinement import refine_symbols, residual_units
 from vqcodec.training.refinement_tables import fit_refinement_model
 
 
@@ -73,53 +73,62 @@ def test_round_trip_across_the_scale(refined_codec, make_image):
 
 
 def test_refinement_lowers_latent_error_and_truncates(refined_codec, make_image):
-    """Each refinement layer halves the bound of what is left of the latent; a file cut after any layer is
-    the file the encoder writes with that many layers (same streams) and decodes."""
+    """Each refinement layer halves the bound of what is left of the latent; a file cut after any layer decodes."""
     rgb = make_image(40, 56, 3)
     data = refined_codec.encode(rgb, QUALITY_MAX)
     f = read_file(data)
     c = refined_codec.analyse(rgb)
-    indices, symbols = refined_codec._decode_layers(f)
-    base = refined_codec._base_latents(indices)
+    steps = refined_codec.refinement.steps()
     errs = []
-    for n in range(symbols.shape[0] + 1):
-        z = refined_latents(refined_codec.refinement, base, symbols[:n])
+    for n in range(2, f.layers + 1):  # 2 VQ layers, then the refinement layers
+        indices, refined = refined_codec._decode_layers(f, n)
+        z = refined_codec._base_latents(indices) if refined is None else refined.latents.reshape(c.latents.shape)
         errs.append(float((z - c.latents).abs().max()))
-        if n:
-            assert errs[-1] <= refined_codec.refinement.steps()[n - 1] / 2 + 1e-3 or n == 1
-    assert errs == sorted(errs, reverse=True)
-    for n in range(1, f.layers + 1):
-        cut = read_file(truncate(data, n))
-        assert cut.refinement_base == 2  # layer-0 chunk kept
-        out = refined_codec.decode(cut)
-        assert out.shape == rgb.shape
+        if n > 2:
+            assert errs[-1] <= steps[n - 3] / 2 + 1e-3 or n == 3
+        assert refined_codec.decode(read_file(truncate(data, n))).shape == rgb.shape
+        assert read_file(truncate(data, n)).refinement_base == 2  # the layer-0 chunk stays
+    assert errs == sorted(errs, reverse=True) and errs[-1] < errs[0]
 
 
-def test_rdo_moves_symbols_towards_zero_only(refined_codec, make_image):
-    rm = refined_codec.refinement
-    c = refined_codec.analyse(make_image(40, 40, 5))
-    idx = refined_codec.encode_indices(None, QUALITY_MAX, candidates=c)
-    base = refined_codec._base_latents(idx)
-    sym = refine_grid(rm, c.latents, base, 2, c.height, c.width)
-    assert torch.equal(rdo_last_layer(rm, sym, c.latents, base, 0.0), sym)
-    strong = rdo_last_layer(rm, sym, c.latents, base, 1e3)
-    assert torch.equal(strong[0], sym[0])
-    assert (strong[1].abs() <= sym[1].abs()).all() and (strong[1] * sym[1] >= 0).all()  # towards zero only
-    assert int(sym[1].abs().sum()) > 0 and int(strong[1].abs().sum()) < int(sym[1].abs().sum())
-    assert len(b"".join(encode_layers(rm, strong))) <= len(b"".join(encode_layers(rm, sym)))
-
-
-def test_layers_decode_exactly(refined_weights):
-    rm = load_refinement_model(refined_weights)
-    gen = torch.Generator().manual_seed(0)
-    latents = torch.randn(6 * 5, rm.latent_dim, generator=gen)
+def _grid(rm, seed=0, h=6, w=5):
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(h * w, rm.latent_dim, generator=gen)
     base = latents + 0.3 * torch.randn(latents.shape, generator=gen)
-    sym = refine_grid(rm, latents, base, 3, 6, 5)
-    assert torch.equal(decode_layers(rm, encode_layers(rm, sym), 6, 5), sym)
-    lv = refinement_levels(sym)
-    assert lv.shape == (6, 5) and int(lv.max()) <= 3
+    return latents, base, residual_units(latents, base).view(h, w, -1)
+
+
+def test_rdo_moves_symbols_towards_zero_and_saves_bits(refined_weights):
+    rm = load_refinement_model(refined_weights)
+    latents, base, residual = _grid(rm, 1, 8, 9)
+    plain = encode_layers(rm, residual, 2)
+    strong = encode_layers(rm, residual, 2, lam=1e3)
+    assert plain.streams[0] == strong.streams[0]  # earlier layers as rounded
+    assert len(strong.streams[1]) < len(plain.streams[1])
+    d_plain = decode_layers(rm, plain.streams, base.view(8, 9, -1))
+    d_strong = decode_layers(rm, strong.streams, base.view(8, 9, -1))
+    err = lambda d: float(((d.latents.reshape(latents.shape) - latents) ** 2).sum())  # noqa: E731
+    assert err(d_strong) > err(d_plain)
+    assert encode_layers(rm, residual, 2, lam=0.0).streams == plain.streams
+
+
+def test_layers_decode_exactly_row_by_row(refined_weights):
+    """The streams hold the symbols of `refine_symbols` (rounded, no RDO), decode to base + symbols x steps in
+    layer order, and the digests of both sides agree."""
+    rm = load_refinement_model(refined_weights)
+    latents, base, residual = _grid(rm)
+    enc = encode_layers(rm, residual, 3)
+    dec = decode_layers(rm, enc.streams, base.view(6, 5, -1))
+    sym = refine_symbols(latents, base, rm.first_shift, 3, rm.max_first)  # (3, N, D)
+    want = base.clone()
+    for j, step in enumerate(rm.steps(3)):
+        want += sym[j].float() * step
+    assert torch.equal(dec.latents.reshape(want.shape), want) and dec.digest == enc.digest
+    nonzero = sym.ne(0).any(-1)  # (3, N)
+    levels = (nonzero * torch.arange(1, 4)[:, None]).amax(0).view(6, 5)
+    assert torch.equal(dec.levels, levels)
     with pytest.raises(VQFormatError):
-        decode_layers(rm, encode_layers(rm, sym) + [b""], 6, 5)
+        decode_layers(rm, enc.streams + [b""], base.view(6, 5, -1))
 
 
 def test_refinement_chunk_rules():
@@ -160,3 +169,16 @@ def test_damaged_refined_files_raise_format_errors(refined_codec, make_image):
             assert refined_codec.decode(blob).shape == (32, 40, 3)
         except VQFormatError:
             pass  # refused; decoding to other pixels is also allowed (a range-coded stream has no redundancy)
+
+
+def test_refined_decode_in_tiles_matches_whole(refined_codec, make_image, monkeypatch):
+    """Above the tiling threshold the decoder net runs over the refined latents tile by tile: within 1 LSB."""
+    from vqcodec.image import tiling
+
+    rgb = make_image(150, 203, 4)
+    data = refined_codec.encode(rgb, QUALITY_MAX)
+    whole = refined_codec.decode(data)
+    monkeypatch.setattr(tiling, "TILE", 8)
+    monkeypatch.setattr("vqcodec.image.codec.needs_tiles", lambda h, w: True)
+    tiled = refined_codec.decode(data)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1

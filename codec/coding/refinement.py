@@ -26,7 +26,7 @@ import torch
 from vqcodec.bitstream import IndexDecoder, IndexEncoder
 
 __all__ = ["TABLE_TOTAL", "ROW_BUCKETS", "fit_tables", "encode_refinement", "decode_refinement", "refinement_bits",
-           "row_activity", "grid_contexts", "encode_refinement_grid", "decode_refinement_grid"]
+           "row_activity", "grid_contexts", "encode_refinement_grid", "decode_refinement_grid", "row_frequencies"]
 
 TABLE_TOTAL = 1 << 16
 """Row sum of every fitted table (each symbol at least 1 of it: at most 16 bits)."""
@@ -144,12 +144,12 @@ def encode_refinement_grid(symbols: torch.Tensor, layer_ctx: torch.Tensor, table
         raise ValueError(f"symbols outside the table's alphabet [{lo}, {lo + k - 1}]")
     enc = IndexEncoder()
     for y in range(h):
-        rows = _row_frequencies(table, layer_ctx[y], symbols[y - 1] if y else None)
+        rows = row_frequencies(table, layer_ctx[y], symbols[y - 1] if y else None)
         enc.encode(flat[y].reshape(-1).cpu().numpy().astype(np.int64), rows)
     return enc.finish()
 
 
-def _row_frequencies(table: torch.Tensor, layer_ctx_row: torch.Tensor, above: torch.Tensor | None) -> np.ndarray:
+def row_frequencies(table: torch.Tensor, layer_ctx_row: torch.Tensor, above: torch.Tensor | None) -> np.ndarray:
     """The frequency rows of one latent row's symbols, (w * D, K) int64 position-major: table (C * ROW_BUCKETS,
     D, K) at layer context (w, D) * ROW_BUCKETS + the activity of the row above's symbols (w, D) (None: the
     first row, bucket 0)."""
@@ -170,7 +170,7 @@ def decode_refinement_grid(data: bytes, layer_ctx: torch.Tensor, table: torch.Te
     dec = IndexDecoder(data)
     out = torch.empty((h, w, d), dtype=torch.int64)
     for y in range(h):
-        rows = _row_frequencies(table, layer_ctx[y], out[y - 1] if y else None)
+        rows = row_frequencies(table, layer_ctx[y], out[y - 1] if y else None)
         out[y] = torch.from_numpy(dec.decode(rows)).reshape(w, d) + lo
     dec.check_finished()
     return out

@@ -78,15 +78,16 @@ def _tile_latents(model, rgb: np.ndarray, tile: Tile) -> torch.Tensor:
     return z[:, rows, cols].permute(1, 2, 0).reshape(-1, z.shape[0])
 
 
-def _search(model, latents: torch.Tensor, beam: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact search of latents (n, D) -> (paths (n, S, S) int16, errors (n, S) int64 grid units)."""
-    paths, errors = prefix_search_exact(latents, [vq.codebook for vq in model.quantizer.stages], beam)
+def _search(model, latents: torch.Tensor, beam: int, stages: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact search of latents (n, D) over the first `stages` stages -> (paths (n, S, S) int16, errors (n, S) int64
+    grid units), S = stages."""
+    paths, errors = prefix_search_exact(latents, [vq.codebook for vq in model.quantizer.stages[:stages]], beam)
     return paths.to(torch.int16), errors
 
 
-def _search_tile(model, rgb: np.ndarray, tile: Tile, beam: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _search_tile(model, rgb: np.ndarray, tile: Tile, beam: int, stages: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`_tile_latents`, then `_search` of the tile's output positions."""
-    return _search(model, _tile_latents(model, rgb, tile), beam)
+    return _search(model, _tile_latents(model, rgb, tile), beam, stages)
 
 
 def _shallow_block_errors(model, rgb: np.ndarray, shallow: torch.Tensor, tile: Tile) -> torch.Tensor:
@@ -102,19 +103,21 @@ def _shallow_block_errors(model, rgb: np.ndarray, shallow: torch.Tensor, tile: T
     return ((rec - x) ** 2).sum(0).reshape(n_r, f, n_c, f).sum((1, 3))
 
 
-def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = False) -> BlockCandidates:
+def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = False,
+                  stages: int | None = None) -> BlockCandidates:
     """(H, W, 3) uint8 -> the candidate paths of every latent position at every depth and their errors
     (`rate_control.BlockCandidates`), reproducibly (module docstring). model: the ImageVQVAE (eval mode);
     effort: its beam and whether to weigh errors by their effect on the pixels; keep_latents: also return the
-    latents (images analysed in strips; tiled ones keep none)."""
-    f, s = model.factor, model.cfg.num_stages
+    latents (images analysed in strips; tiled ones keep none); stages: the first stages to search (default all:
+    a codec whose prior has fewer stages codes only those)."""
+    f, s = model.factor, stages or model.cfg.num_stages
     height, width = rgb.shape[:2]
     h, w = -(-height // f), -(-width // f)
     parts = analysis_tiles(height, width, encoder_halo(model), f)
     if needs_tiles(height, width):  # net and search per tile: memory bounded by the tile
         paths = torch.empty((h, w, s, s), dtype=torch.int16)
         grid_errors = torch.empty((h, w, s), dtype=torch.int64)
-        with closing(map_one_thread_each(lambda t: _search_tile(model, rgb, t, effort.beam), parts)) as found:
+        with closing(map_one_thread_each(lambda t: _search_tile(model, rgb, t, effort.beam, s), parts)) as found:
             for t, (p, e) in zip(parts, found):
                 r0, r1, c0, c1 = t.out
                 paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
@@ -127,7 +130,7 @@ def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = F
                 r0, r1, c0, c1 = t.out
                 latents[r0:r1, c0:c1] = z.view(r1 - r0, c1 - c0, -1)
         with torch.no_grad():
-            paths, grid_errors = _search(model, latents.view(h * w, -1), effort.beam)
+            paths, grid_errors = _search(model, latents.view(h * w, -1), effort.beam, s)
     errors = (grid_errors.double() * UNIT).float()
     if effort.pixel_weights:
         shallow = paths[:, 0, :1].to(torch.int64).reshape(1, 1, h, w)  # every position's best 1-stage path

@@ -53,10 +53,11 @@ from vqcodec.image.model import load_image_model
 from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, RefinedPlan, RefinementScale,
                                         check_effort, check_quality, choose_depths, depth_maps, lagrange_multiplier,
                                         refined_plan)
-from vqcodec.image.refinement import (RefinementModel, decode_layers, encode_layers, load_refinement_model,
-                                      rdo_last_layer, refine_grid, refined_latents, refinement_levels)
+from vqcodec.image.refinement import (DecodedLayers, RefinementModel, decode_layers, encode_layers,
+                                      load_refinement_model)
+from vqcodec.quantization.scalar_refinement import residual_units
 from vqcodec.image.prior_integer import load_integer_prior
-from vqcodec.image.tiling import TILE_ABOVE_PIXELS, decode_tiled, needs_tiles
+from vqcodec.image.tiling import TILE_ABOVE_PIXELS, decode_latents_tiled, decode_tiled, needs_tiles
 from vqcodec.limits import MAX_PIXELS, MAX_SIDE, check_decode_size
 from vqcodec.version import __version__
 from vqcodec.weights.io import WEIGHTS_DIR
@@ -69,11 +70,12 @@ DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae.safetensors"
 DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior.safetensors"
 
 class _Coded(NamedTuple):
-    """What an encode codes: index maps (s, h, w) (ABSENT past each depth), refinement symbols (L, h, w, D) or
-    None, and one stream per layer (the VQ layers', then the refinement layers')."""
+    """What an encode codes: index maps (s, h, w) (ABSENT past each depth), the SHA-256 of the refinement
+    symbols (None without refinement layers), and one stream per layer (the VQ layers', then the refinement
+    layers')."""
 
     indices: torch.Tensor
-    symbols: torch.Tensor | None
+    refinement_digest: bytes | None
     streams: list[bytes]
 
 
@@ -166,7 +168,8 @@ class ImageCodec:
         exact (vqcodec.image.analysis), so the candidates, and the file, do not depend on the thread count;
         memory grows with a tile's activations, not the whole image's."""
         self._check_rgb(rgb)
-        return analyse_image(self.model, rgb, EFFORTS[check_effort(effort)], keep_latents=self.refinement is not None)
+        return analyse_image(self.model, rgb, EFFORTS[check_effort(effort)], keep_latents=self.refinement is not None,
+                             stages=self.vq_stages)
 
     @torch.no_grad()
     def encode_indices(self, rgb: np.ndarray, quality: int | None = None, effort: int | None = None,
@@ -237,7 +240,7 @@ class ImageCodec:
 
     def _code(self, candidates: BlockCandidates, quality: int, progress: Progress | None = None,
               first_stream: bytes | None = None) -> "_Coded":
-        """The index maps, refinement symbols and streams of `quality` for an analysed image."""
+        """The index maps, refinement layers and streams of `quality` for an analysed image."""
         indices = depth_maps(candidates.paths, self._depths(candidates, quality), candidates.height,
                              candidates.width).to(torch.int64)
         streams = encode_depth_stages(self.prior, indices, progress, first_stream=first_stream)
@@ -247,11 +250,10 @@ class ImageCodec:
         if candidates.latents is None:
             raise ValueError(f"refinement layers are not coded yet for images above {TILE_ABOVE_PIXELS} pixels "
                              f"(tiled analysis); choose a quality of at most {self.refinement_scale.vq_top}")  # type: ignore[union-attr]
-        base = self._base_latents(indices)
-        symbols = refine_grid(rm, candidates.latents, base, plan.layers, candidates.height, candidates.width)
+        residual = residual_units(candidates.latents, self._base_latents(indices))
         lam = plan.rdo_step_lambda * rm.steps(plan.layers)[-1] ** 2
-        symbols = rdo_last_layer(rm, symbols, candidates.latents, base, lam)
-        return _Coded(indices, symbols, streams + encode_layers(rm, symbols))
+        layers = encode_layers(rm, residual.view(candidates.height, candidates.width, -1), plan.layers, lam)
+        return _Coded(indices, layers.digest, streams + layers.streams)
 
     def _base_latents(self, indices: torch.Tensor) -> torch.Tensor:
         """Index maps (s, h, w) int64 (ABSENT adds nothing) -> their VQ reconstruction (h*w, D) float32, raster
@@ -260,13 +262,12 @@ class ImageCodec:
         return self.model.quantizer.decode(indices.reshape(s, -1).T.contiguous())
 
     def _verify(self, data: bytes, coded: "_Coded", image: PreparedImage) -> None:
-        """Raise RuntimeError unless `data` decodes to the coded indices and refinement symbols, and `image`'s
-        alpha plane."""
+        """Raise RuntimeError unless `data` decodes to the coded indices and refinement symbols (their digests),
+        and `image`'s alpha plane."""
         vqfile = read_file(data)
-        indices, symbols = self._decode_layers(vqfile)
-        same_symbols = (symbols is None and coded.symbols is None) or (
-            symbols is not None and coded.symbols is not None and torch.equal(symbols, coded.symbols))
-        if not torch.equal(indices, coded.indices) or not same_symbols:
+        indices, refined = self._decode_layers(vqfile)
+        digest = None if refined is None else refined.digest
+        if not torch.equal(indices, coded.indices) or digest != coded.refinement_digest:
             raise RuntimeError("verification failed: the decoded indices differ from the encoded ones; "
                                "please report this as a vqcodec bug")
         if image.alpha is not None and not np.array_equal(read_side_info(vqfile).alpha, image.alpha):
@@ -319,7 +320,7 @@ class ImageCodec:
         recorded = [settings_chunk(quality=settings[0], effort=settings[1])] if settings is not None else []
         components = self.components
         refined: list[Chunk] = []
-        if coded.symbols is not None:
+        if coded.refinement_digest is not None:
             refined = [refinement_chunk(coded.indices.shape[0])]
         else:
             components = tuple(c for c in components if c.role != "refinement")
@@ -354,9 +355,9 @@ class ImageCodec:
         return streams
 
     def _decode_layers(self, vqfile: VQFile, layers: int | None = None, progress: Progress | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A checked file's first min(layers, all) layers -> (index maps (s, h, w) int64, refinement symbols
-        (L, h, w, D) int64 or None when none of those layers is a refinement layer)."""
+                       ) -> tuple[torch.Tensor, DecodedLayers | None]:
+        """A checked file's first min(layers, all) layers -> (index maps (s, h, w) int64, the refined latents and
+        levels, or None when none of those layers is a refinement layer)."""
         self._check_file(vqfile)
         n = check_layers(layers, vqfile.layers)
         f = self.model.factor
@@ -373,7 +374,8 @@ class ImageCodec:
         if n <= vq:
             return indices, None
         assert self.refinement is not None  # _check_file
-        return indices, decode_layers(self.refinement, self._layer_streams(vqfile, vq + 1, n), *shape)
+        base = self._base_latents(indices).view(*shape, -1)
+        return indices, decode_layers(self.refinement, self._layer_streams(vqfile, vq + 1, n), base)
 
     def decode_indices(self, data: "bytes | VQFile", layers: int | None = None,
                        progress: Progress | None = None) -> torch.Tensor:
@@ -385,32 +387,29 @@ class ImageCodec:
     def decode(self, data: "bytes | VQFile", layers: int | None = None, progress: Progress | None = None) -> np.ndarray:
         """.vq bytes (or a parsed file) -> (H, W, 3) uint8 RGB of its first min(layers, all) quality layers."""
         vqfile = data if isinstance(data, VQFile) else read_file(data)
-        indices, symbols = self._decode_layers(vqfile, layers, progress)
+        indices, refined = self._decode_layers(vqfile, layers, progress)
         height, width = vqfile.geometry.height, vqfile.geometry.width
-        if symbols is None:
+        if refined is None:
             return self.render(indices, height, width)
-        return self.render_refined(indices, symbols, height, width)
+        return self.render_refined(indices, refined, height, width)
 
     @torch.no_grad()
-    def render_refined(self, indices: torch.Tensor, symbols: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """VQ index maps (s, h, w) int64 and refinement symbols (L, h, w, D) -> (height, width, 3) uint8 pixels:
-        the decoder net on the refined latents, told each block's VQ depth, or S + its refinement level where it
-        has one (`refinement.refinement_levels`; capped at the decoder's `refine_levels`)."""
-        assert self.refinement is not None
-        _, h, w = indices.shape
-        z = refined_latents(self.refinement, self._base_latents(indices), symbols)
-        z = z.reshape(1, h, w, -1).permute(0, 3, 1, 2)
+    def render_refined(self, indices: torch.Tensor, refined: DecodedLayers, height: int, width: int) -> np.ndarray:
+        """VQ index maps (s, h, w) int64 and the refined latents and levels of `decode_layers` -> (height, width, 3)
+        uint8 pixels: the decoder net on the refined latents, told each block's VQ depth, or S + its refinement
+        level where it has one (capped at the decoder's `refine_levels`). Above `tiling.TILE_ABOVE_PIXELS` pixels
+        the net runs tile by tile, as `render` does."""
         cfg = self.model.cfg
         depth = None
         if cfg.depth_input:
             depth = (indices >= 0).sum(0)
             if cfg.refine_levels:
-                level = refinement_levels(symbols).clamp(max=cfg.refine_levels)
+                level = refined.levels.clamp(max=cfg.refine_levels)
                 depth = torch.where(level > 0, cfg.num_stages + level, depth)
-            depth = depth[None]
+        z = refined.latents.permute(2, 0, 1)  # (D, h, w)
         if needs_tiles(height, width):
-            raise ValueError(f"refinement layers of images above {TILE_ABOVE_PIXELS} pixels are not decoded yet")
-        x_hat = self.model.decode_latents(z, depth)[0, :, :height, :width]
+            return decode_latents_tiled(self.model, z, depth, height, width)
+        x_hat = self.model.decode_latents(z[None], None if depth is None else depth[None])[0, :, :height, :width]
         return (x_hat.permute(1, 2, 0) * 255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     @torch.no_grad()

@@ -4,8 +4,10 @@ A file with a REFINEMENT chunk (B, `vqcodec.bitstream.refinement_chunk`) holds a
 refinement layers 1..L (file layers B+1..B+L). Layer j rounds what is left of every latent to a step of
 2^-(first_shift + j - 1) latent units (`vqcodec.quantization.scalar_refinement`: exact integer symbols on the
 exact search's 2^-10 grid; layer 1 in -max_first..max_first, later layers in -1..1) and is one range-coded
-stream over the latent grid (`vqcodec.coding.refinement.encode_refinement_grid`: rows top to bottom, in each
-position its D dimensions, every symbol under a static table chosen by the layers before it and the row above).
+stream over the latent grid (the layout of `vqcodec.coding.refinement.encode_refinement_grid`: rows top to
+bottom, in each position its D dimensions, every symbol under a static table chosen by the layers before it and
+the row above). Encoding and decoding go row by row through all layers at once (`encode_layers`,
+`decode_layers`), so their memory grows with a row of the grid, whatever the image size.
 The tables belong to the image model they were fitted for: the component of role "refinement"
 (`RefinementModel`, a safetensors file of int32 tables, `vqcodec train refinement`).
 
@@ -14,27 +16,31 @@ sum_j symbol_j * step_j (float32, dyadic values); each position's refinement lev
 it has a non-zero symbol (0: none), which a decoder with refinement levels (`ImageModelConfig.refine_levels`) is
 told (depth S + level; level 0 keeps the VQ depth).
 
-Encoder policy (not part of the format): the last layer may be rate-distortion optimised (`rdo_last_layer`):
-each symbol moves one step towards zero when that lowers squared latent error + lambda * its bits, so a
+Encoder policy (not part of the format): the last layer may be rate-distortion optimised (`encode_layers`'s
+lam): each symbol moves one step towards zero when that lowers squared latent error + lambda * its bits, so a
 quality between two layer counts costs what it buys.
 
-Shapes: latents and bases (N, D) float32 with N = h * w in raster order; symbols (L, h, w, D) int64.
+Shapes: residuals (h, w, D) int16 grid units (`vqcodec.quantization.scalar_refinement.residual_units`); bases
+and refined latents (h, w, D) float32; one row's symbols (L, w, D) int64.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from vqcodec.bitstream import VQFormatError
-from vqcodec.coding.refinement import ROW_BUCKETS, decode_refinement_grid, encode_refinement_grid, grid_contexts
-from vqcodec.quantization.scalar_refinement import (CONTEXTS, layer_alphabet, layer_contexts, refine_symbols,
-                                                     refinement_steps)
+from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
+from vqcodec.coding.refinement import ROW_BUCKETS, row_frequencies
+from vqcodec.quantization.exact_search import GRID_BITS
+from vqcodec.quantization.scalar_refinement import (CONTEXTS, RESIDUAL_LIMIT, layer_alphabet, layer_contexts,
+                                                     refinement_steps, symbols_from_units)
 from vqcodec.weights.io import load_weights, save_weights
 
-__all__ = ["RefinementModel", "load_refinement_model", "save_refinement_model", "refine_grid", "rdo_last_layer",
-           "encode_layers", "decode_layers", "refined_latents", "refinement_levels"]
+__all__ = ["RefinementModel", "load_refinement_model", "save_refinement_model", "EncodedLayers", "DecodedLayers",
+           "encode_layers", "decode_layers"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,10 @@ class RefinementModel:
     def __post_init__(self) -> None:
         if not self.tables:
             raise ValueError("a refinement model needs at least one layer's table")
-        refinement_steps(self.first_shift, len(self.tables))  # the steps fit the grid
+        steps = refinement_steps(self.first_shift, len(self.tables))  # the steps fit the grid
+        if (self.max_first + 0.5) * steps[0] * (1 << GRID_BITS) >= RESIDUAL_LIMIT:
+            raise ValueError(f"max_first {self.max_first} x step {steps[0]} reaches the residual's clamp "
+                             f"(`residual_units`)")
         d = self.tables[0].shape[1]
         for j, t in enumerate(self.tables, 1):
             lo, hi = layer_alphabet(j, self.max_first)
@@ -102,92 +111,109 @@ def load_refinement_model(path: str | Path) -> RefinementModel:
         raise ValueError(f"{path} is not a refinement model file ({e})") from None
 
 
-def refine_grid(model: RefinementModel, latents: torch.Tensor, base: torch.Tensor, layers: int, h: int, w: int
-                ) -> torch.Tensor:
-    """Symbols of the first `layers` refinement layers of latents (N, D) over base (N, D) -> (layers, h, w, D)."""
-    if not 0 <= layers <= model.layers:
-        raise ValueError(f"the refinement model has {model.layers} layers, asked for {layers}")
-    sym = refine_symbols(latents, base, model.first_shift, layers, model.max_first)
-    return sym.reshape(layers, h, w, -1)
+class EncodedLayers(NamedTuple):
+    """What `encode_layers` made: one stream per layer, and the SHA-256 of the symbols (`decode_layers` gives
+    the same digest for the same symbols: what `ImageCodec.encode(verify=True)` compares)."""
+
+    streams: list[bytes]
+    digest: bytes
 
 
-def _symbol_bits(model: RefinementModel, layer: int, symbols: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-    """Bits (h, w, D) float64 of candidate symbols (h, w, D) of `layer` under its table, with the layer contexts of
-    `before` (layer - 1, h, w, D) and the row context of `symbols` themselves."""
-    table = model.tables[layer - 1]
-    lo, _ = layer_alphabet(layer, model.max_first)
-    ctx = grid_contexts(symbols, layer_contexts(before))
-    d = symbols.shape[-1]
-    freq = table[ctx, torch.arange(d).expand_as(ctx), symbols - lo].double()
-    return -torch.log2(freq / float(table[0, 0].sum()))
+class DecodedLayers(NamedTuple):
+    """What `decode_layers` rebuilt: the refined latents (h, w, D) float32, each position's refinement level
+    (h, w) int64 (the last layer with a non-zero symbol there, 0: none), and the symbols' SHA-256."""
+
+    latents: torch.Tensor
+    levels: torch.Tensor
+    digest: bytes
 
 
-def rdo_last_layer(model: RefinementModel, symbols: torch.Tensor, latents: torch.Tensor, base: torch.Tensor,
-                   lam: float) -> torch.Tensor:
-    """Rate-distortion optimisation of the last layer of symbols (L, h, w, D): each non-zero symbol moves one step
-    towards zero where (latent error)^2 + lam * bits falls (bits under the layer's table in the contexts the
-    unmodified symbols make; distortion against the latents, (N, D)). lam: latent squared error per bit (as the
-    VQ depth choice); 0 returns the symbols unchanged. The earlier layers are kept."""
-    if lam <= 0 or symbols.shape[0] == 0:
-        return symbols
-    L, h, w, d = symbols.shape
-    steps = model.steps(L)
-    last = symbols[-1]
-    partial = base.reshape(h, w, d).double()
+def _units(model: RefinementModel, layers: int) -> list[int]:
+    """Grid units per step of the first `layers` layers."""
+    return [int(round(step * (1 << GRID_BITS))) for step in model.steps(layers)]
+
+
+def _rdo_row(model: RefinementModel, symbols: torch.Tensor, residual: torch.Tensor, above: torch.Tensor | None,
+             lam: float) -> torch.Tensor:
+    """One latent row's symbols (L, w, D) with the last layer's non-zero symbols moved one step towards zero where
+    (latent error)^2 + lam * bits falls. residual (w, D) int64 grid units (what the layers code); above: the
+    last layer's final symbols of the row above (w, D), None on the first row; lam: latent squared error per
+    bit. Bits under the layer's table in the contexts the decoder will see (the row above as coded)."""
+    L = symbols.shape[0]
+    units = _units(model, L)
+    left = residual.clone()
     for j in range(L - 1):
-        partial = partial + symbols[j].double() * steps[j]
-    target = latents.reshape(h, w, d).double()
+        left -= symbols[j] * units[j]
+    last = symbols[-1]
     toward = last - torch.sign(last)
-    err_keep = (target - (partial + last.double() * steps[-1])) ** 2
-    err_move = (target - (partial + toward.double() * steps[-1])) ** 2
-    bits_keep = _symbol_bits(model, L, last, symbols[:-1])
-    bits_move = _symbol_bits(model, L, toward, symbols[:-1])
+    scale = 1.0 / (1 << GRID_BITS)
+    err_keep = ((left - last * units[-1]).double() * scale) ** 2
+    err_move = ((left - toward * units[-1]).double() * scale) ** 2
+    table = model.tables[L - 1]
+    lo, _ = layer_alphabet(L, model.max_first)
+    rows = torch.from_numpy(row_frequencies(table, layer_contexts(symbols[:-1]), above)).view(*last.shape, -1)
+    total = float(table[0, 0].sum())
+    bits_keep = -torch.log2(rows.gather(-1, (last - lo)[..., None]).double()[..., 0] / total)
+    bits_move = -torch.log2(rows.gather(-1, (toward - lo)[..., None]).double()[..., 0] / total)
     move = (last != 0) & (err_move + lam * bits_move < err_keep + lam * bits_keep)
     out = symbols.clone()
     out[-1] = torch.where(move, toward, last)
     return out
 
 
-def encode_layers(model: RefinementModel, symbols: torch.Tensor) -> list[bytes]:
-    """Symbols (L, h, w, D) -> one stream per layer."""
-    if symbols.shape[0] > model.layers or (symbols.shape[0] and symbols.shape[-1] != model.latent_dim):
-        raise ValueError(f"symbols {tuple(symbols.shape)} do not fit the refinement model ({model.layers} layers of "
-                         f"{model.latent_dim} dimensions)")
-    streams = []
-    for j in range(1, symbols.shape[0] + 1):
-        lo, _ = layer_alphabet(j, model.max_first)
-        streams.append(encode_refinement_grid(symbols[j - 1], layer_contexts(symbols[: j - 1]),
-                                              model.tables[j - 1], lo))
-    return streams
+def encode_layers(model: RefinementModel, residual: torch.Tensor, layers: int, lam: float = 0.0) -> EncodedLayers:
+    """The first `layers` refinement layers of a residual grid (h, w, D) in grid units (`residual_units`), the
+    last one rate-distortion optimised with `lam` (latent squared error per bit; 0: as rounded) -> one stream per
+    layer. Row by row, all layers at once: memory grows with a row, not the grid."""
+    if not 0 <= layers <= model.layers:
+        raise ValueError(f"the refinement model has {model.layers} layers, asked for {layers}")
+    h, w, d = residual.shape
+    if d != model.latent_dim:
+        raise ValueError(f"residual has {d} dimensions, the refinement model {model.latent_dim}")
+    encoders = [IndexEncoder() for _ in range(layers)]
+    digest = hashlib.sha256()
+    above: torch.Tensor | None = None
+    for y in range(h):
+        r = residual[y].to(torch.int64)
+        sym = symbols_from_units(r, model.first_shift, layers, model.max_first)  # (L, w, D)
+        if lam > 0 and layers:
+            sym = _rdo_row(model, sym, r, None if above is None else above[-1], lam)
+        for j in range(layers):
+            lo, _ = layer_alphabet(j + 1, model.max_first)
+            rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j])
+            encoders[j].encode((sym[j] - lo).reshape(-1).numpy(), rows)
+        digest.update(sym.to(torch.int8).numpy().tobytes())
+        above = sym
+    return EncodedLayers([e.finish() for e in encoders], digest.digest())
 
 
-def decode_layers(model: RefinementModel, streams: list[bytes], h: int, w: int) -> torch.Tensor:
-    """One stream per layer -> symbols (L, h, w, D) int64. VQFormatError for a damaged stream or more layers
-    than the model has."""
+def decode_layers(model: RefinementModel, streams: list[bytes], base: torch.Tensor) -> DecodedLayers:
+    """One stream per layer and the base reconstruction (h, w, D) float32 -> the refined latents (base plus each
+    layer's symbols x its step, added in layer order in float32), the levels and the symbols' digest.
+    VQFormatError for a damaged stream or more layers than the model has."""
     if len(streams) > model.layers:
         raise VQFormatError(f"file holds {len(streams)} refinement layers; its refinement model {model.model_id!r} "
                             f"defines {model.layers}: the file is damaged")
-    out = torch.empty((len(streams), h, w, model.latent_dim), dtype=torch.int64)
-    for j, data in enumerate(streams, 1):
-        lo, _ = layer_alphabet(j, model.max_first)
-        out[j - 1] = decode_refinement_grid(data, layer_contexts(out[: j - 1]), model.tables[j - 1], lo)
-    return out
-
-
-def refined_latents(model: RefinementModel, base: torch.Tensor, symbols: torch.Tensor) -> torch.Tensor:
-    """base (N, D) float32 + the refinement values of symbols (L, h, w, D) -> latents (N, D) float32 (each layer
-    added in order, elementwise: the same on any thread count)."""
+    h, w, d = base.shape
+    L = len(streams)
+    steps = model.steps(L)
+    decoders = [IndexDecoder(data) for data in streams]
     out = base.float().clone()
-    for j, step in enumerate(model.steps(symbols.shape[0])):
-        out += symbols[j].reshape(out.shape).float() * step
-    return out
-
-
-def refinement_levels(symbols: torch.Tensor) -> torch.Tensor:
-    """Symbols (L, h, w, D) -> (h, w) int64: the last layer (1-based) in which each position has a non-zero
-    symbol, 0 where it has none."""
-    if symbols.shape[0] == 0:
-        return torch.zeros(symbols.shape[1:3], dtype=torch.int64)
-    nonzero = symbols.ne(0).any(-1)  # (L, h, w)
-    layer = torch.arange(1, symbols.shape[0] + 1)[:, None, None]
-    return (nonzero * layer).amax(0)
+    levels = torch.zeros((h, w), dtype=torch.int64)
+    layer_ids = torch.arange(1, L + 1)[:, None]
+    digest = hashlib.sha256()
+    above: torch.Tensor | None = None
+    for y in range(h):
+        sym = torch.empty((L, w, d), dtype=torch.int64)
+        for j in range(L):
+            lo, _ = layer_alphabet(j + 1, model.max_first)
+            rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j])
+            sym[j] = torch.from_numpy(decoders[j].decode(rows)).view(w, d) + lo
+            out[y] += sym[j].float() * steps[j]
+        if L:
+            levels[y] = (sym.ne(0).any(-1) * layer_ids).amax(0)
+        digest.update(sym.to(torch.int8).numpy().tobytes())
+        above = sym
+    for dec in decoders:
+        dec.check_finished()
+    return DecodedLayers(out, levels, digest.digest())

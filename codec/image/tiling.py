@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ import torch.nn as nn
 
 from vqcodec.image.rate_control import block_weights
 
-__all__ = ["TILE", "TILE_ABOVE_PIXELS", "STRIP_ROWS", "Tile", "reach", "encoder_halo", "decoder_halo",
+__all__ = ["decode_latents_tiled", "TILE", "TILE_ABOVE_PIXELS", "STRIP_ROWS", "Tile", "reach", "encoder_halo", "decoder_halo",
            "needs_tiles", "spans", "tiles", "analysis_tiles", "image_tile", "encode_tiles", "decode_tiled",
            "tiled_pixel_weights"]
 
@@ -168,13 +168,33 @@ def decode_tiled(model, indices: torch.Tensor, height: int, width: int, halo: in
     """Indices (s, h, w) int64 (ABSENT adds nothing) -> (height, width, 3) uint8 pixels, tile by tile,
     as `ImageCodec.render` computes them whole (decoder net, clamp to [0, 1], x 255, round). halo: default
     `decoder_halo(model)`."""
+    def box(r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        return model.decode_indices(indices[None, :, r0:r1, c0:c1])[0]
+
+    return _render_tiles(model, box, indices.shape[1], indices.shape[2], height, width, halo, tile)
+
+
+@torch.no_grad()
+def decode_latents_tiled(model, latents: torch.Tensor, depth: torch.Tensor | None, height: int, width: int,
+                         halo: int | None = None, tile: int | None = None) -> np.ndarray:
+    """Latents (D, h, w) float32 (e.g. refined ones) and the decoder's depth input (h, w) int64 (None without
+    one) -> (height, width, 3) uint8 pixels, tile by tile, as `decode_tiled`."""
+    def box(r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        d = None if depth is None else depth[None, r0:r1, c0:c1]
+        return model.decode_latents(latents[None, :, r0:r1, c0:c1], d)[0]
+
+    return _render_tiles(model, box, latents.shape[1], latents.shape[2], height, width, halo, tile)
+
+
+def _render_tiles(model, box: Callable[[int, int, int, int], torch.Tensor], h: int, w: int, height: int, width: int,
+                  halo: int | None, tile: int | None) -> np.ndarray:
+    """Pixels (height, width, 3) uint8 of an (h, w) latent grid from box(r0, r1, c0, c1) -> (3, 8(r1-r0), 8(c1-c0))
+    RGB in [0, 1] of each tile's input box, keeping each tile's output part."""
     f = model.factor
-    _, h, w = indices.shape
     halo = decoder_halo(model) if halo is None else halo
     out = np.empty((height, width, 3), dtype=np.uint8)
     for t in tiles(h, w, halo, tile):
-        r0, r1, c0, c1 = t.inp
-        x_hat = model.decode_indices(indices[None, :, r0:r1, c0:c1])[0]
+        x_hat = box(*t.inp)
         rows, cols = t.crop
         y0, x0 = t.out[0] * f, t.out[2] * f
         y1, x1 = min(t.out[1] * f, height), min(t.out[3] * f, width)

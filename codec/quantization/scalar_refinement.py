@@ -22,7 +22,7 @@ import torch
 from vqcodec.quantization.exact_search import GRID_BITS, snap
 
 __all__ = ["refinement_steps", "refine_symbols", "refinement_values", "layer_alphabet", "layer_contexts",
-           "CONTEXTS"]
+           "CONTEXTS", "RESIDUAL_LIMIT", "residual_units", "symbols_from_units"]
 
 CONTEXTS = 5
 """Contexts of a layer's symbols (`layer_contexts`)."""
@@ -51,9 +51,29 @@ def refine_symbols(latents: torch.Tensor, base: torch.Tensor, first_shift: int, 
     stages' sum) -> (layers, N, D) int64 (see the module docstring)."""
     if latents.shape != base.shape or latents.dim() != 2:
         raise ValueError(f"latents {tuple(latents.shape)} and base {tuple(base.shape)} must be the same (N, D)")
+    return symbols_from_units((snap(latents) - snap(base)).to(torch.int64), first_shift, layers, max_first)
+
+
+RESIDUAL_LIMIT = (1 << 15) - 1
+"""`residual_units` clamps to +-this many grid units (32 latent units): any larger residual gives the same
+symbols, as long as the first layer's alphabet ends below it (max_first * step < 32)."""
+
+
+def residual_units(latents: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """What refinement layers code: latents (N, D) minus the base reconstruction (N, D), both snapped to the
+    2^-GRID_BITS grid, in grid units, clamped to +-RESIDUAL_LIMIT -> (N, D) int16 (exact: the same symbols as the
+    unclamped residual where (max_first + 1/2) x the first step is below RESIDUAL_LIMIT grid units)."""
+    if latents.shape != base.shape or latents.dim() != 2:
+        raise ValueError(f"latents {tuple(latents.shape)} and base {tuple(base.shape)} must be the same (N, D)")
+    return (snap(latents) - snap(base)).clamp_(-RESIDUAL_LIMIT, RESIDUAL_LIMIT).to(torch.int16)
+
+
+def symbols_from_units(residual: torch.Tensor, first_shift: int, layers: int, max_first: int = 31) -> torch.Tensor:
+    """The symbols of `layers` refinement layers of a residual (..., D) in grid units (`residual_units`) ->
+    (layers, ..., D) int64: each layer rounds what the layers before it left (ties up), clamped to its alphabet."""
     steps = refinement_steps(first_shift, layers)
-    r = (snap(latents) - snap(base)).to(torch.int64)  # grid units, exact
-    out = torch.empty((layers,) + tuple(latents.shape), dtype=torch.int64, device=latents.device)
+    r = residual.to(torch.int64)
+    out = torch.empty((layers,) + tuple(residual.shape), dtype=torch.int64, device=residual.device)
     for j, step in enumerate(steps):
         unit = int(round(step * (1 << GRID_BITS)))  # grid units per step, a power of two
         lo, hi = layer_alphabet(j + 1, max_first)
