@@ -26,7 +26,8 @@ import torch
 from vqcodec.bitstream import IndexDecoder, IndexEncoder
 
 __all__ = ["TABLE_TOTAL", "ROW_BUCKETS", "fit_tables", "encode_refinement", "decode_refinement", "refinement_bits",
-           "row_activity", "grid_contexts", "encode_refinement_grid", "decode_refinement_grid", "row_frequencies"]
+           "row_activity", "grid_contexts", "encode_refinement_grid", "decode_refinement_grid", "row_frequencies",
+           "BLOCK_BUCKETS", "block_activity"]
 
 TABLE_TOTAL = 1 << 16
 """Row sum of every fitted table (each symbol at least 1 of it: at most 16 bits)."""
@@ -121,13 +122,26 @@ def row_activity(above: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(t, torch.tensor([0, 2, 5]), right=False)
 
 
-def grid_contexts(symbols: torch.Tensor, layer_ctx: torch.Tensor) -> torch.Tensor:
+BLOCK_BUCKETS = 5
+"""Buckets of `block_activity`: 0, 1-2, 3-8, 9-24, 25 or more non-zero symbols in a block."""
+
+
+def block_activity(symbols: torch.Tensor) -> torch.Tensor:
+    """Symbols (..., D) of a layer at some positions -> the bucket of each position's count of non-zero
+    symbols, (...) int64 in 0..BLOCK_BUCKETS-1."""
+    count = symbols.ne(0).sum(-1).contiguous()
+    return torch.bucketize(count, torch.tensor([0, 2, 8, 24]), right=False)
+
+
+def grid_contexts(symbols: torch.Tensor, layer_ctx: torch.Tensor, block: torch.Tensor | None = None) -> torch.Tensor:
     """Contexts of a grid's symbols (h, w, D) from its layer contexts (h, w, D) (`layer_contexts`):
-    layer_ctx * ROW_BUCKETS + the activity of the row above (0 on the first row), (h, w, D) int64."""
+    layer_ctx * ROW_BUCKETS + the activity of the row above (0 on the first row), (h, w, D) int64; with a
+    block activity (h, w) (`block_activity` of some layer's symbols), that * BLOCK_BUCKETS + it."""
     act = torch.zeros_like(layer_ctx, dtype=torch.int64)
     for y in range(1, symbols.shape[0]):
         act[y] = row_activity(symbols[y - 1])
-    return layer_ctx.to(torch.int64) * ROW_BUCKETS + act
+    ctx = layer_ctx.to(torch.int64) * ROW_BUCKETS + act
+    return ctx if block is None else ctx * BLOCK_BUCKETS + block[..., None].to(torch.int64)
 
 
 def encode_refinement_grid(symbols: torch.Tensor, layer_ctx: torch.Tensor, table: torch.Tensor, lo: int) -> bytes:
@@ -149,13 +163,17 @@ def encode_refinement_grid(symbols: torch.Tensor, layer_ctx: torch.Tensor, table
     return enc.finish()
 
 
-def row_frequencies(table: torch.Tensor, layer_ctx_row: torch.Tensor, above: torch.Tensor | None) -> np.ndarray:
+def row_frequencies(table: torch.Tensor, layer_ctx_row: torch.Tensor, above: torch.Tensor | None,
+                    block: torch.Tensor | None = None) -> np.ndarray:
     """The frequency rows of one latent row's symbols, (w * D, K) int64 position-major: table (C * ROW_BUCKETS,
     D, K) at layer context (w, D) * ROW_BUCKETS + the activity of the row above's symbols (w, D) (None: the
-    first row, bucket 0)."""
+    first row, bucket 0); with a block activity (w,) int64, the table is (C * ROW_BUCKETS * BLOCK_BUCKETS, D,
+    K) and the context that * BLOCK_BUCKETS + it (as `grid_contexts`)."""
     w, d = layer_ctx_row.shape
     act = row_activity(above) if above is not None else torch.zeros((w, d), dtype=torch.int64)
     ctx = layer_ctx_row.to(torch.int64) * ROW_BUCKETS + act
+    if block is not None:
+        ctx = ctx * BLOCK_BUCKETS + block[:, None].to(torch.int64)
     if int(ctx.max()) >= table.shape[0] or int(ctx.min()) < 0:
         raise ValueError(f"contexts outside 0..{table.shape[0] - 1}")
     return table[ctx, torch.arange(d).expand(w, d)].reshape(w * d, -1).cpu().numpy().astype(np.int64)

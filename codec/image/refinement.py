@@ -6,7 +6,8 @@ refinement layers 1..L (file layers B+1..B+L). Layer j rounds what is left of ev
 exact search's 2^-10 grid; layer 1 in -max_first..max_first, later layers in -1..1) and is one range-coded
 stream over the latent grid (the layout of `vqcodec.coding.refinement.encode_refinement_grid`: rows top to
 bottom, in each position its D dimensions, every symbol under a static table chosen by the layers before it and
-the row above). Encoding and decoding go row by row through all layers at once (`encode_layers`,
+the row above, and how many non-zero symbols the block has in the layer before, or for the first layer the block
+above in the same layer: `block_context`). Encoding and decoding go row by row through all layers at once (`encode_layers`,
 `decode_layers`), so their memory grows with a row of the grid, whatever the image size.
 The tables belong to the image model they were fitted for: the component of role "refinement"
 (`RefinementModel`, a safetensors file of int32 tables, `vqcodec train refinement`).
@@ -33,21 +34,48 @@ from typing import NamedTuple
 import torch
 
 from vqcodec.bitstream import IndexDecoder, IndexEncoder, VQFormatError
-from vqcodec.coding.refinement import ROW_BUCKETS, row_frequencies
+from vqcodec.coding.refinement import BLOCK_BUCKETS, ROW_BUCKETS, block_activity, grid_contexts, row_frequencies
 from vqcodec.quantization.exact_search import GRID_BITS
 from vqcodec.quantization.scalar_refinement import (CONTEXTS, RESIDUAL_LIMIT, layer_alphabet, layer_contexts,
                                                      refinement_steps, symbols_from_units)
 from vqcodec.weights.io import load_weights, save_weights
 
 __all__ = ["RefinementModel", "load_refinement_model", "save_refinement_model", "EncodedLayers", "DecodedLayers",
-           "encode_layers", "decode_layers"]
+           "encode_layers", "decode_layers", "CONTEXT_COUNT", "block_context", "grid_symbol_contexts"]
+
+
+CONTEXT_COUNT = CONTEXTS * ROW_BUCKETS * BLOCK_BUCKETS
+"""Contexts of a refinement symbol (`layer_row_contexts`)."""
+
+
+def block_context(j: int, row: torch.Tensor, above: torch.Tensor | None) -> torch.Tensor:
+    """The block activity (w,) int64 the symbols of layer j (0-based) in a latent row are coded with: for the
+    first layer, the count of non-zero symbols of the block above in that layer (0 on the first row); for a later
+    layer, of the same block in the layer before. row: this row's symbols of layers 0..j-1 at least (L', w, D);
+    above: the row above's symbols of all layers (L, w, D) or None."""
+    if j > 0:
+        return block_activity(row[j - 1])
+    if above is None:
+        return torch.zeros(row.shape[1], dtype=torch.int64)
+    return block_activity(above[0])
+
+
+def grid_symbol_contexts(grid: torch.Tensor, j: int) -> torch.Tensor:
+    """The contexts (h, w, D) of layer j's (0-based) symbols of a whole grid (L, h, w, D), as the row coder
+    computes them (`row_frequencies` with `block_context`): for fitting tables."""
+    if j > 0:
+        block = block_activity(grid[j - 1])
+    else:
+        block = torch.zeros(grid.shape[1:3], dtype=torch.int64)
+        block[1:] = block_activity(grid[0, :-1])
+    return grid_contexts(grid[j], layer_contexts(grid[:j]), block)
 
 
 @dataclass(frozen=True)
 class RefinementModel:
     """The entropy model of an image model's refinement layers.
 
-    tables: per layer j = 1..L, (CONTEXTS * ROW_BUCKETS, D, K_j) int64 frequency tables (row sums
+    tables: per layer j = 1..L, (CONTEXT_COUNT, D, K_j) int64 frequency tables (row sums
         `vqcodec.coding.refinement.TABLE_TOTAL`), K_1 = 2 * max_first + 1, K_j = 3 after.
     base_stages: the residual-VQ depth the tables were fitted over (what a file's REFINEMENT chunk names).
     first_shift: layer 1's step is 2^-first_shift latent units.
@@ -72,7 +100,7 @@ class RefinementModel:
         d = self.tables[0].shape[1]
         for j, t in enumerate(self.tables, 1):
             lo, hi = layer_alphabet(j, self.max_first)
-            want = (CONTEXTS * ROW_BUCKETS, d, hi - lo + 1)
+            want = (CONTEXT_COUNT, d, hi - lo + 1)
             if tuple(t.shape) != want or t.dtype != torch.int64 or int(t.min()) < 1:
                 raise ValueError(f"refinement table of layer {j} must be {want} int64 with entries >= 1, got "
                                  f"{tuple(t.shape)} {t.dtype}")
@@ -137,8 +165,9 @@ def _rdo_row(model: RefinementModel, symbols: torch.Tensor, residual: torch.Tens
              lam: float) -> torch.Tensor:
     """One latent row's symbols (L, w, D) with the last layer's non-zero symbols moved one step towards zero where
     (latent error)^2 + lam * bits falls. residual (w, D) int64 grid units (what the layers code); above: the
-    last layer's final symbols of the row above (w, D), None on the first row; lam: latent squared error per
-    bit. Bits under the layer's table in the contexts the decoder will see (the row above as coded)."""
+    row above's final symbols (L, w, D), None on the first row; lam: latent squared error per bit. Bits under
+    the layer's table in the contexts the decoder will see (the row above as coded; the block activity of the
+    symbols before moving)."""
     L = symbols.shape[0]
     units = _units(model, L)
     left = residual.clone()
@@ -151,7 +180,9 @@ def _rdo_row(model: RefinementModel, symbols: torch.Tensor, residual: torch.Tens
     err_move = ((left - toward * units[-1]).double() * scale) ** 2
     table = model.tables[L - 1]
     lo, _ = layer_alphabet(L, model.max_first)
-    rows = torch.from_numpy(row_frequencies(table, layer_contexts(symbols[:-1]), above)).view(*last.shape, -1)
+    rows = row_frequencies(table, layer_contexts(symbols[:-1]), None if above is None else above[L - 1],
+                           block_context(L - 1, symbols, above))
+    rows = torch.from_numpy(rows).view(*last.shape, -1)
     total = float(table[0, 0].sum())
     bits_keep = -torch.log2(rows.gather(-1, (last - lo)[..., None]).double()[..., 0] / total)
     bits_move = -torch.log2(rows.gather(-1, (toward - lo)[..., None]).double()[..., 0] / total)
@@ -177,10 +208,11 @@ def encode_layers(model: RefinementModel, residual: torch.Tensor, layers: int, l
         r = residual[y].to(torch.int64)
         sym = symbols_from_units(r, model.first_shift, layers, model.max_first)  # (L, w, D)
         if lam > 0 and layers:
-            sym = _rdo_row(model, sym, r, None if above is None else above[-1], lam)
+            sym = _rdo_row(model, sym, r, above, lam)
         for j in range(layers):
             lo, _ = layer_alphabet(j + 1, model.max_first)
-            rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j])
+            rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j],
+                                   block_context(j, sym, above))
             encoders[j].encode((sym[j] - lo).reshape(-1).numpy(), rows)
         digest.update(sym.to(torch.int8).numpy().tobytes())
         above = sym
@@ -207,7 +239,8 @@ def decode_layers(model: RefinementModel, streams: list[bytes], base: torch.Tens
         sym = torch.empty((L, w, d), dtype=torch.int64)
         for j in range(L):
             lo, _ = layer_alphabet(j + 1, model.max_first)
-            rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j])
+            rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j],
+                                   block_context(j, sym, above))
             sym[j] = torch.from_numpy(decoders[j].decode(rows)).view(w, d) + lo
             out[y] += sym[j].float() * steps[j]
         if L:

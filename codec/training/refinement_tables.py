@@ -1,7 +1,7 @@
 """Fitting the refinement model of an image model (`vqcodec train refinement`): static tables per layer.
 
 The image codec's refinement layers (`vqcodec.image.refinement`) code each symbol under a frequency table chosen
-by the layers before it and the row above (`vqcodec.coding.refinement.grid_contexts`). This module fits those
+by the layers before it, the row above and the block's activity (`vqcodec.image.refinement.grid_symbol_contexts`). This module fits those
 tables on training crops: each crop's latents (the model's encoder), the reconstruction of its first
 `base_stages` VQ stages (the exact search's greedy path, as the codec's effort 1; the default effort's beam
 finds paths as good or better, so the residuals it leaves are a little smaller), the symbols of `layers`
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from vqcodec.coding.refinement import ROW_BUCKETS, fit_tables, grid_contexts
+from vqcodec.coding.refinement import fit_tables
 from vqcodec.image.data import list_images, load_rgb
 from vqcodec.image.model import ImageVQVAE, load_image_model
-from vqcodec.image.refinement import RefinementModel, save_refinement_model
+from vqcodec.image.refinement import CONTEXT_COUNT, RefinementModel, grid_symbol_contexts, save_refinement_model
 from vqcodec.quantization.exact_search import prefix_search_exact
-from vqcodec.quantization.scalar_refinement import CONTEXTS, layer_alphabet, layer_contexts, refine_symbols
+from vqcodec.quantization.scalar_refinement import layer_alphabet, refine_symbols
 
 __all__ = ["fit_refinement_model", "random_crops", "train_refinement"]
 
@@ -61,8 +61,8 @@ def fit_refinement_model(model: ImageVQVAE, images: list[torch.Tensor], base_sta
     for j in range(layers):
         lo, hi = layer_alphabet(j + 1, max_first)
         symbols = torch.cat([g[j].reshape(-1, d) for g in grids])
-        contexts = torch.cat([grid_contexts(g[j], layer_contexts(g[:j])).reshape(-1, d) for g in grids])
-        tables.append(fit_tables(symbols, contexts, CONTEXTS * ROW_BUCKETS, lo, hi))
+        contexts = torch.cat([grid_symbol_contexts(g, j).reshape(-1, d) for g in grids])
+        tables.append(fit_tables(symbols, contexts, CONTEXT_COUNT, lo, hi))
         nonzero = float(symbols.ne(0).float().mean())
         log.info("refinement layer %d (step 2^-%d): %d symbols, %.1f %% non-zero", j + 1, first_shift + j,
                  symbols.numel(), 100 * nonzero)
