@@ -139,11 +139,13 @@ def train() -> None:
               help="With --refine-prob: refine crops by rounding the residual after 2 stages to one of this many "
                    "halving steps (from 0.5 latent units) and tell the decoder the level (a new model option; "
                    "implies --depth-input; --refine-steps is then unused).")
+@click.option("--refine-level-weights", default=None,
+              help="With --refine-levels: how often each level is drawn, as W1,W2,... (default: evenly).")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
 def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
                     tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
-                    encoder_lr_scale, commitment, refine_prob, refine_steps, refine_levels,
+                    encoder_lr_scale, commitment, refine_prob, refine_steps, refine_levels, refine_level_weights,
                     checkpoint_minutes,
                     **kwargs) -> None:
     """Train the image VQ-VAE on random crops of the images in --data.
@@ -160,6 +162,12 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
              **({"latent_dim": latent_dim} if latent_dim else {}),
              **({"refine_levels": refine_levels, "depth_input": True} if refine_levels else {})}
     extra = {"model_id": model_id} if model_id else {}
+    if refine_level_weights:
+        try:
+            extra["refine_level_weights"] = tuple(float(v) for v in refine_level_weights.split(","))
+        except ValueError:
+            raise click.BadParameter("give numbers separated by commas, e.g. 3,2,1,1,1",
+                                     param_hint="--refine-level-weights") from None
     train_image(TrainImageConfig(
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
         init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,

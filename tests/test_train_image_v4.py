@@ -248,3 +248,30 @@ def test_refinement_levels_round_the_residual_and_tell_the_decoder(image_folder,
         img = torch.rand(1, 3, 32, 32)
         idx = old.encode_indices(img, 2)
         assert torch.allclose(old.decode_indices(idx), grown.decode_indices(idx), atol=1e-6)
+
+
+def test_truncated_decoder_only_refinement_run(image_folder, tmp_path):
+    """A model of fewer stages from a released one keeps its first stages (and their depth vectors and
+    refinement levels); decoder-only training with drawn refinement levels leaves encoder and codebooks as they
+    were; level weights of the wrong length are refused."""
+    src_cfg = {**SMALL, "refine_levels": 2, "depth_input": True}
+    released = train_image(_cfg(image_folder, tmp_path / "src", 2, refine_prob=0.5, model=src_cfg))
+    with torch.no_grad():
+        released.decoder.depth_embedding.weight.normal_()
+    export_image_model(released, tmp_path / "src.safetensors")
+    old, _ = load_image_model(tmp_path / "src.safetensors")
+    kw = dict(init_from=str(tmp_path / "src.safetensors"), decoder_only=True, refine_prob=0.5,
+              model={**src_cfg, "num_stages": 2}, refine_level_weights=(3.0, 1.0))
+    start = ImageTask(_cfg(image_folder, tmp_path / "start", 3, **kw))
+    start = start.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path)).model
+    src_emb = old.decoder.depth_embedding.weight
+    assert torch.equal(start.decoder.depth_embedding.weight, torch.cat([src_emb[:3], src_emb[-2:]]))
+    small = train_image(_cfg(image_folder, tmp_path / "small", 3, **kw))
+    assert small.cfg.num_stages == 2 and len(small.quantizer.stages) == 2
+    for a, b in zip(small.quantizer.stages, old.quantizer.stages[:2]):
+        assert torch.equal(a.codebook, b.codebook)
+    assert all(torch.equal(small.state_dict()[k], old.state_dict()[k]) for k in old.state_dict()
+               if k.startswith("encoder."))
+    assert not torch.equal(small.decoder.depth_embedding.weight, start.decoder.depth_embedding.weight)  # trained
+    with pytest.raises(ValueError, match="refine_level_weights"):
+        train_image(_cfg(image_folder, tmp_path / "bad", 1, **{**kw, "refine_level_weights": (1.0,)}))

@@ -77,6 +77,7 @@ class TrainImageConfig(LoopConfig):
     model: dict = field(default_factory=dict)  # ImageModelConfig fields (defaults for missing ones)
     refine_prob: float = 0.0  # crops whose decoder input is the latent plus uniform noise (scalar refinement)
     refine_steps: tuple[float, float] = (0.03, 0.5)  # the noise's width (a refinement step), log-uniform in this range
+    refine_level_weights: tuple[float, ...] | None = None  # with refine_levels: how often each level is drawn (None: evenly)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -226,16 +227,16 @@ def _grown_latent_state(model: ImageVQVAE, released: ImageVQVAE, images: list[to
 
 
 def _load_compatible(model: ImageVQVAE, released: ImageVQVAE, source: str, images: list[torch.Tensor]) -> None:
-    """Start `model` from `released` weights whose config may differ only by more stages, a depth input or a
-    wider latent: the stages `released` lacks start from k-means on the first batch, the depth embedding at
-    zero, the extra latent dimensions as `_grown_latent_state` says."""
+    """Start `model` from `released` weights whose config may differ only by the number of stages, a depth input,
+    refinement levels or a wider latent: the stages `released` lacks start from k-means on the first batch (a
+    model of fewer stages keeps the first ones), the depth embedding at zero (the vectors of depths both have,
+    and of refinement levels both have, are kept), the extra latent dimensions as `_grown_latent_state` says."""
     ours, theirs = model.cfg.to_dict(), released.cfg.to_dict()
     differ = {k for k in ours if ours[k] != theirs.get(k)}
     if (not differ <= {"num_stages", "depth_input", "latent_dim", "refine_levels", "refine_first_shift"}
-            or released.cfg.num_stages > model.cfg.num_stages
             or released.cfg.latent_dim > model.cfg.latent_dim):
         raise ValueError(f"{source} has config {theirs}, this run builds {ours}; pass the matching model settings "
-                         f"(only more stages, a depth input, refinement levels or a wider latent may be added)")
+                         f"(only the number of stages, a depth input, refinement levels or a wider latent may differ)")
     state = model.state_dict()
     source_state = (_grown_latent_state(model, released, images) if "latent_dim" in differ
                     else released.state_dict())
@@ -243,13 +244,14 @@ def _load_compatible(model: ImageVQVAE, released: ImageVQVAE, source: str, image
     if key in source_state and key in state and source_state[key].shape != state[key].shape:
         src, out = source_state[key], torch.zeros_like(state[key])  # depths 0..S, then levels 1..R
         s_old, s_new = released.cfg.num_stages, model.cfg.num_stages
-        out[: s_old + 1] = src[: s_old + 1]
+        keep = min(s_old, s_new) + 1
+        out[:keep] = src[:keep]
         r = min(released.cfg.refine_levels, model.cfg.refine_levels)
         out[s_new + 1 : s_new + 1 + r] = src[s_old + 1 : s_old + 1 + r]
         source_state = {**source_state, key: out}
     loaded = {k: v for k, v in source_state.items() if k in state and state[k].shape == v.shape}
     model.load_state_dict(loaded, strict=False)
-    for vq in model.quantizer.stages[: released.cfg.num_stages]:
+    for vq in model.quantizer.stages[: min(released.cfg.num_stages, model.cfg.num_stages)]:
         vq.reset_training_state()  # EMA statistics restart from the (possibly widened) codebooks
     for s in range(released.cfg.num_stages, model.cfg.num_stages):
         model.quantizer.stages[s].initialized.fill_(False)  # k-means on the first training batch
@@ -308,7 +310,7 @@ class ImageTask(Task):
     # shape the random streams, the codebook updates and what trains: a resumed run keeps the checkpoint's
     run_defining = ("batch_size", "crop", "tournament", "ema_decay", "restart_after", "model", "decoder_only",
                     "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment", "refine_prob",
-                    "refine_steps")
+                    "refine_steps", "refine_level_weights")
     progress_keys = ("psnr_train_mixed", "vq_loss")
     config: TrainImageConfig
 
@@ -356,6 +358,10 @@ class ImageTask(Task):
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
+        weights = cfg.refine_level_weights
+        if weights and (len(weights) != model.cfg.refine_levels or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"refine_level_weights needs {model.cfg.refine_levels} non-negative weights (one per "
+                             f"refinement level), got {weights}")
         train_module = RefiningVQVAE(model, REFINE_BASE_STAGES) if cfg.refine_prob > 0 else None
         return Built(model, groups, OptimizerSpec("adam", betas=(0.9, 0.99)), train_module)
 
@@ -406,8 +412,12 @@ class ImageTask(Task):
             if cfg.refine_prob > 0:  # model: the RefiningVQVAE (under DDP, wrapped)
                 refine = torch.rand(x.shape[0]) < cfg.refine_prob
                 levels = self.model.cfg.refine_levels
-                if levels:  # a level per crop; the decoder is told it
+                if levels and cfg.refine_level_weights:  # a level per crop, drawn by the weights
+                    weights = torch.tensor(cfg.refine_level_weights, dtype=torch.float64)
+                    level = torch.multinomial(weights, x.shape[0], replacement=True) + 1
+                elif levels:  # a level per crop; the decoder is told it
                     level = torch.randint(1, levels + 1, (x.shape[0],))
+                if levels:
                     step = torch.tensor([self.model.cfg.refinement_step(int(j)) for j in level])
                 else:
                     lo, hi = (math.log(v) for v in cfg.refine_steps)
