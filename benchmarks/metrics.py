@@ -18,7 +18,8 @@ the anchor for the same quality. Two interpolants are offered:
 
 The overlap interval moves when a codec's own end points move (add a quality level and every BD-rate
 against it changes). `bd_rate_window` integrates instead over a fixed quality window (e.g. PSNR 26..31.5
-dB, `FIXED_PSNR_WINDOW`), with each curve fitted on all of its points as above. It never extrapolates:
+dB, `FIXED_PSNR_WINDOW`, or the high-quality window 30..36 dB, `HIGH_PSNR_WINDOW`), with each curve fitted
+on all of its points as above. It never extrapolates:
 where a curve does not reach across the whole window the interval is clipped to what both curves cover,
 and the result says so (`covers_window` False, `range` the interval actually used).
 """
@@ -37,6 +38,7 @@ __all__ = [
     "bd_rate_window",
     "WindowBDRate",
     "FIXED_PSNR_WINDOW",
+    "HIGH_PSNR_WINDOW",
     "pchip_slopes",
     "pchip_integral",
     "MS_SSIM_MIN_SIDE",
@@ -50,6 +52,8 @@ BDMethod = Literal["cubic", "pchip"]
 # The fixed PSNR window (dB) of the image benchmark's BD-rates (issue 12): where vqcodec, JPEG, WebP and AVIF
 # all have measured points on Kodak.
 FIXED_PSNR_WINDOW = (26.0, 31.5)
+# The high-quality PSNR window (dB) of issue 20's target (BD-rate against JPEG over 30..36 dB, and against WebP).
+HIGH_PSNR_WINDOW = (30.0, 36.0)
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:

@@ -10,9 +10,11 @@ Records may also hold, beside "results" (where CompressAI's plot tool does not l
     {"images": [file names], "bpp": [[one per image] per quality], "psnr-rgb": [[...]], "ms-ssim": [[...]]}
 from which per-image BD-rates are computed.
 
-BD-rates are given twice: over the quality range both curves cover (the classic figure, which moves when
-a codec's own end points move) and over the fixed PSNR window `FIXED_PSNR_WINDOW` (26..31.5 dB), clipped,
-and flagged, where a curve does not reach across it.
+BD-rates are given over the quality range both curves cover (the classic figure, which moves when a
+codec's own end points move) and over each named PSNR window of `BD_WINDOWS`: the fixed window
+`FIXED_PSNR_WINDOW` (26..31.5 dB, entry key "fixed_window") and the high-quality window `HIGH_PSNR_WINDOW`
+(30..36 dB, entry key "high_window"); each is clipped, and flagged, where a curve does not reach across it.
+Per-image BD-rates use the fixed window alone.
 """
 from __future__ import annotations
 
@@ -21,13 +23,15 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from metrics import FIXED_PSNR_WINDOW, bd_rate, bd_rate_window, ms_ssim_db
+from metrics import FIXED_PSNR_WINDOW, HIGH_PSNR_WINDOW, bd_rate, bd_rate_window, ms_ssim_db
 from reference_curves import SOURCE_COMMIT, SOURCE_REPO, ReferenceCurve
 
 __all__ = [
     "Curve",
+    "BDWindow",
+    "BD_WINDOWS",
     "ANCHOR_KEYS",
     "curve_from_record",
     "curve_from_reference",
@@ -47,6 +51,23 @@ ANCHOR_KEYS = ("jpeg", "webp", "avif", "jpegxl", "heic")
 PER_IMAGE_ANCHOR = "webp"
 BD_METRICS = (("psnr-rgb", "PSNR"), ("ms-ssim-db", "MS-SSIM dB"))
 REPORTED_METHOD = "cubic"
+
+
+class BDWindow(NamedTuple):
+    """A named PSNR window of the BD-rates: key, the key of its figures in each entry and of its description
+    in bd_rate.json ("fixed_window"); title, its name in results.md and on the plot ("fixed PSNR window");
+    window, (lo, hi) in dB."""
+
+    key: str
+    title: str
+    window: tuple[float, float]
+
+
+# The PSNR windows every PSNR entry is computed over, in the order of results.md.
+BD_WINDOWS = (
+    BDWindow("fixed_window", "fixed PSNR window", FIXED_PSNR_WINDOW),
+    BDWindow("high_window", "high-quality PSNR window", HIGH_PSNR_WINDOW),
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +102,7 @@ def curve_from_reference(ref: ReferenceCurve) -> Curve:
 
 
 def _window_entry(anchor: Curve, test: Curve, window: tuple[float, float]) -> dict[str, Any]:
-    """The fixed-window BD-rate (PSNR) of `test` against `anchor`, both methods, with coverage."""
+    """The BD-rate (PSNR) of `test` against `anchor` over `window`, both methods, with coverage."""
     out: dict[str, Any] = {"window": list(window), "range": None, "covers_window": None}
     notes = []
     for method in ("cubic", "pchip"):
@@ -99,14 +120,38 @@ def _window_entry(anchor: Curve, test: Curve, window: tuple[float, float]) -> di
     return out
 
 
-def bd_rate_entries(curves: Sequence[Curve], window: tuple[float, float] = FIXED_PSNR_WINDOW) -> list[dict[str, Any]]:
+def _overlap_entry(anchor: Curve, test: Curve, metric: str) -> dict[str, Any]:
+    """The BD-rate of `test` against `anchor` in `metric` over the range both curves cover, both methods."""
+    qa, qt = anchor.quality(metric), test.quality(metric)
+    entry: dict[str, Any] = {
+        "test": test.label,
+        "anchor": anchor.label,
+        "test_key": test.key,
+        "anchor_key": anchor.key,
+        "metric": metric,
+        "published_test": test.published,
+        "range": [max(min(qa), min(qt)), min(max(qa), max(qt))],
+    }
+    notes = []
+    for method in ("cubic", "pchip"):
+        try:
+            entry[method] = bd_rate(anchor.bpp, qa, test.bpp, qt, method=method)
+        except ValueError as exc:
+            entry[method] = None
+            notes.append(f"{method}: {exc}")
+    entry["note"] = "; ".join(notes)
+    return entry
+
+
+def bd_rate_entries(curves: Sequence[Curve], windows: Sequence[BDWindow] = BD_WINDOWS) -> list[dict[str, Any]]:
     """BD-rate of every curve against every measured anchor (`ANCHOR_KEYS`) other than itself.
 
-    One entry per (test, anchor, metric): {"test", "anchor", "metric", "cubic", "pchip", "range", "note",
-    "fixed_window"}; cubic/pchip are percentages over the shared quality range (None where they cannot be
-    computed, then "note" says why), range is that interval in dB. "fixed_window" (PSNR entries only, else
-    None) holds the same over `window`: {"window", "range", "covers_window", "cubic", "pchip", "note"}, where
-    range is the part of the window both curves cover and note says what was clipped.
+    One entry per (test, anchor, metric): {"test", "anchor", "metric", "cubic", "pchip", "range", "note"}
+    and one key per window of `windows` (by default "fixed_window" and "high_window"); cubic/pchip are
+    percentages over the shared quality range (None where they cannot be computed, then "note" says why),
+    range is that interval in dB. Each window key (PSNR entries only, else None) holds the same over that
+    window: {"window", "range", "covers_window", "cubic", "pchip", "note"}, where range is the part of the
+    window both curves cover and note says what was clipped.
     """
     anchors = [c for c in curves if c.key in ANCHOR_KEYS and not c.published]
     anchors.sort(key=lambda c: ANCHOR_KEYS.index(c.key))
@@ -116,25 +161,9 @@ def bd_rate_entries(curves: Sequence[Curve], window: tuple[float, float] = FIXED
             if anchor.key == test.key:
                 continue
             for metric, _ in BD_METRICS:
-                qa, qt = anchor.quality(metric), test.quality(metric)
-                entry: dict[str, Any] = {
-                    "test": test.label,
-                    "anchor": anchor.label,
-                    "test_key": test.key,
-                    "anchor_key": anchor.key,
-                    "metric": metric,
-                    "published_test": test.published,
-                    "range": [max(min(qa), min(qt)), min(max(qa), max(qt))],
-                }
-                notes = []
-                for method in ("cubic", "pchip"):
-                    try:
-                        entry[method] = bd_rate(anchor.bpp, qa, test.bpp, qt, method=method)
-                    except ValueError as exc:
-                        entry[method] = None
-                        notes.append(f"{method}: {exc}")
-                entry["note"] = "; ".join(notes)
-                entry["fixed_window"] = _window_entry(anchor, test, window) if metric == "psnr-rgb" else None
+                entry = _overlap_entry(anchor, test, metric)
+                for w in windows:
+                    entry[w.key] = _window_entry(anchor, test, w.window) if metric == "psnr-rgb" else None
                 entries.append(entry)
     return entries
 
@@ -198,13 +227,25 @@ def per_image_bd_rates(
     return summaries
 
 
+def _window_description(w: BDWindow) -> dict[str, Any]:
+    """What bd_rate.json says, under `w.key`, about the figures of the window `w` in each entry."""
+    return {
+        "metric": "psnr-rgb",
+        "window_db": list(w.window),
+        "meaning": f"each entry's {w.key}: the same fits (on all points of each curve), integrated over "
+        "this PSNR window instead of the curves' overlap; where a curve does not reach across the window "
+        "the interval is clipped to what both curves cover (no extrapolation), covers_window is false "
+        "and range/note say what was used",
+    }
+
+
 def bd_rate_document(
     entries: Sequence[Mapping[str, Any]],
     per_image: Sequence[Mapping[str, Any]] = (),
-    window: tuple[float, float] = FIXED_PSNR_WINDOW,
+    windows: Sequence[BDWindow] = BD_WINDOWS,
 ) -> dict[str, Any]:
     """The content of bd_rate.json: the entries of `bd_rate_entries` (and of `per_image_bd_rates`) with what
-    they mean."""
+    they mean, one description block per window of `windows` under its key."""
     return {
         "reported_method": REPORTED_METHOD,
         "methods": {
@@ -212,14 +253,7 @@ def bd_rate_document(
             "shared quality range (Bjontegaard, VCEG-M33)",
             "pchip": "piecewise cubic Hermite (Fritsch-Carlson) interpolation of ln(bpp) against quality",
         },
-        "fixed_window": {
-            "metric": "psnr-rgb",
-            "window_db": list(window),
-            "meaning": "each entry's fixed_window: the same fits (on all points of each curve), integrated over "
-            "this PSNR window instead of the curves' overlap; where a curve does not reach across the window "
-            "the interval is clipped to what both curves cover (no extrapolation), covers_window is false "
-            "and range/note say what was used",
-        },
+        **{w.key: _window_description(w) for w in windows},
         "units": "percent bit-rate change of test against anchor at equal quality; negative = fewer bits",
         "entries": list(entries),
         "per_image": list(per_image),
@@ -231,10 +265,20 @@ def write_json(path: Path, obj: Any) -> Path:
     return path
 
 
-def plot_rd(path: Path, curves: Sequence[Curve], title: str, window: tuple[float, float] | None = FIXED_PSNR_WINDOW
-            ) -> Path:
-    """PSNR and MS-SSIM (dB) against bpp, side by side; published curves dashed; the fixed BD-rate window
-    (PSNR, dB) shaded on the PSNR plot unless `window` is None."""
+def _draw_windows(ax: Any, windows: Sequence[BDWindow]) -> None:
+    """Marks the PSNR windows on `ax`: the first as a light grey band, the others as dashed outlines."""
+    for i, w in enumerate(windows):
+        lo, hi = w.window
+        label = f"{w.title} {lo:g}..{hi:g} dB"
+        if i == 0:
+            ax.axhspan(lo, hi, color="0.5", alpha=0.08, lw=0, label=label)
+        else:
+            ax.axhspan(lo, hi, facecolor="none", edgecolor="0.45", lw=0.9, linestyle=(0, (4, 3)), label=label)
+
+
+def plot_rd(path: Path, curves: Sequence[Curve], title: str, windows: Sequence[BDWindow] = BD_WINDOWS) -> Path:
+    """PSNR and MS-SSIM (dB) against bpp, side by side; published curves dashed; the BD-rate `windows`
+    (PSNR, dB) marked on the PSNR plot (see `_draw_windows`; none when empty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,12 +290,11 @@ def plot_rd(path: Path, curves: Sequence[Curve], title: str, window: tuple[float
         for c in curves:
             style = dict(linestyle="--", marker="x", alpha=0.8) if c.published else dict(linestyle="-", marker="o")
             ax.plot(c.bpp, c.quality(metric), label=c.label, markersize=4, **style)
-        if window is not None and metric == "psnr-rgb":
-            ax.axhspan(window[0], window[1], color="0.5", alpha=0.08, lw=0,
-                       label=f"BD-rate window {window[0]:g}..{window[1]:g} dB")
+        if metric == "psnr-rgb":
+            _draw_windows(ax, windows)
         ax.set_xlabel("bit-rate [bpp]")
         ax.set_ylabel(ylabel)
-        ax.set_xlim(0, min(max_bpp, 2.0) * 1.05)
+        ax.set_xlim(0, min(max_bpp, 3.0) * 1.05)
         ax.grid(True, alpha=0.4)
     handles, labels = axes[0].get_legend_handles_labels()  # one legend for both, under the plots
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
@@ -292,6 +335,33 @@ def _bd_table(
         lines.append(f"| {t}{'*' if t in published else ''} | " + " | ".join(row) + " |")
 
 
+def _window_section(
+    lines: list[str], w: BDWindow, tests: Sequence[str], anchors: Sequence[str], published: set[str],
+    cell: Mapping[tuple[str, str, str], Mapping[str, Any]],
+) -> None:
+    """Appends the section of the window `w` (PSNR): its table from the entries' `w.key` figures, cells
+    computed over part of the window marked †, and the notes of those and of the n/a cells. Nothing when
+    no entry has figures for `w`."""
+    window = next((e[w.key]["window"] for e in cell.values() if e.get(w.key)), None)
+    if window is None:
+        return
+    lo, hi = window
+    lines += [
+        "",
+        f"### Over the {w.title} {lo:g}..{hi:g} dB",
+        "",
+        f"The fits are those of the overlap figures below (all points of each curve), integrated over PSNR "
+        f"{lo:g}..{hi:g} dB whatever the curves' end points. Nothing is extrapolated: a cell marked † is "
+        "computed over only the part of the window that both curves cover (listed under the table).",
+    ]
+    figures = {(t, a): (cell[(t, a, "psnr-rgb")].get(w.key) if (t, a, "psnr-rgb") in cell else None)
+               for t in tests for a in anchors}
+    _bd_table(lines, f"BD-rate (PSNR, {lo:g}..{hi:g} dB):", tests, anchors, published, figures, mark=" †")
+    clipped = sorted({f"{t} vs {a}: {e['note']}" for (t, a), e in figures.items() if e is not None and e["note"]})
+    if clipped:
+        lines += ["", "† and n/a:", ""] + [f"- {c}" for c in clipped]
+
+
 def write_markdown(
     path: Path,
     header: Iterable[str],
@@ -299,9 +369,10 @@ def write_markdown(
     bd_entries: Sequence[Mapping[str, Any]],
     references: Sequence[ReferenceCurve],
     per_image: Sequence[Mapping[str, Any]] = (),
+    windows: Sequence[BDWindow] = BD_WINDOWS,
 ) -> Path:
-    """The human-readable summary: notes, BD-rate tables (overlap, fixed window, per image), one table per
-    codec, the published points."""
+    """The human-readable summary: notes, BD-rate tables (one section per window of `windows` that the
+    entries have figures for, overlap, per image), one table per codec, the published points."""
     lines = list(header)
 
     lines += ["", "## BD-rate", ""]
@@ -311,29 +382,13 @@ def write_markdown(
         anchors = [label for _, label in ranked]
         published = {e["test"] for e in bd_entries if e["published_test"]}
         cell = {(e["test"], e["anchor"], e["metric"]): e for e in bd_entries}
-        window = next((e["fixed_window"]["window"] for e in bd_entries if e.get("fixed_window")), None)
         lines += [
             f"Bjøntegaard delta rate: {REPORTED_METHOD} polynomial fit of log(bpp) against quality (reported), "
             "piecewise-cubic (pchip) variant in brackets. Negative: fewer bits than the anchor for the same "
             "quality. Rows marked * are published curves (not re-measured) against our measured anchors.",
         ]
-        if window is not None:
-            lo, hi = window
-            lines += [
-                "",
-                f"### Over the fixed PSNR window {lo:g}..{hi:g} dB",
-                "",
-                f"The fits are those of the overlap figures below (all points of each curve), integrated over PSNR "
-                f"{lo:g}..{hi:g} dB whatever the curves' end points. Nothing is extrapolated: a cell marked † is "
-                "computed over only the part of the window that both curves cover (listed under the table).",
-            ]
-            fixed = {(t, a): (cell[(t, a, "psnr-rgb")].get("fixed_window") if (t, a, "psnr-rgb") in cell else None)
-                     for t in tests for a in anchors}
-            _bd_table(lines, f"BD-rate (PSNR, {lo:g}..{hi:g} dB):", tests, anchors, published, fixed, mark=" †")
-            clipped = sorted({f"{t} vs {a}: {e['note']}" for (t, a), e in fixed.items()
-                              if e is not None and e["note"]})
-            if clipped:
-                lines += ["", "† and n/a:", ""] + [f"- {c}" for c in clipped]
+        for w in windows:
+            _window_section(lines, w, tests, anchors, published, cell)
         lines += ["", "### Over the range both curves cover"]
         for metric, metric_label in BD_METRICS:
             overlap = {(t, a): cell.get((t, a, metric)) for t in tests for a in anchors}

@@ -169,24 +169,29 @@ def test_quick_run_keeps_per_image_data_and_fixed_window_bd_rates(tmp_path):
     assert record["measured"]
 
     bd = json.loads((tmp_path / "bd_rate.json").read_text())
-    assert bd["fixed_window"]["window_db"] == [26.0, 31.5]
-    for e in bd["entries"]:
-        if e["metric"] != "psnr-rgb":
-            assert e["fixed_window"] is None
-            continue
-        fw = e["fixed_window"]
-        assert fw["window"] == [26.0, 31.5] and fw["cubic"] is None  # two points: pchip only
-        if fw["pchip"] is not None:
-            lo, hi = fw["range"]
-            assert 26.0 <= lo < hi <= 31.5
-            assert fw["covers_window"] == (lo == 26.0 and hi == 31.5)
-            assert fw["covers_window"] or "clipped" in fw["note"]
+    windows = {"fixed_window": [26.0, 31.5], "high_window": [30.0, 36.0]}
+    for key, (w_lo, w_hi) in windows.items():
+        assert bd[key]["window_db"] == [w_lo, w_hi]
+        for e in bd["entries"]:
+            if e["metric"] != "psnr-rgb":
+                assert e[key] is None
+                continue
+            fw = e[key]
+            assert fw["window"] == [w_lo, w_hi] and fw["cubic"] is None  # two points: pchip only
+            if fw["pchip"] is not None:
+                lo, hi = fw["range"]
+                assert w_lo <= lo < hi <= w_hi
+                assert fw["covers_window"] == (lo == w_lo and hi == w_hi)
+                assert fw["covers_window"] or "clipped" in fw["note"]
+            else:
+                assert "no part of the window" in fw["note"]
     [jpeg_vs_webp] = bd["per_image"]  # per image against WebP: JPEG is the only other codec with the data
     assert jpeg_vs_webp["test"] == "JPEG" and jpeg_vs_webp["anchor"] == "WebP" and jpeg_vs_webp["method"] == "pchip"
     assert set(jpeg_vs_webp["images"]) == set(per["images"])
     assert jpeg_vs_webp["median"] > 0 and jpeg_vs_webp["worst"] >= jpeg_vs_webp["median"]
     md = (tmp_path / "results.md").read_text()
     assert "fixed PSNR window 26..31.5 dB" in md and "### Per image" in md and "median vs WebP" in md
+    assert "### Over the high-quality PSNR window 30..36 dB" in md
 
     # the report alone, from the records: the same BD-rates, nothing measured
     again = tmp_path / "again"
@@ -250,3 +255,127 @@ def test_plugin_baselines_round_trip_when_installed():
         assert out.size == img.size
         err = np.abs(np.asarray(out.convert("RGB"), dtype=np.float64) - np.asarray(img, dtype=np.float64)).mean()
         assert err < 8, (key, err)
+
+
+def _linear_curve(rd_report, key: str, label: str, psnr: list[float], log_rate):
+    """A Curve whose ln(bpp) is `log_rate(psnr)` (MS-SSIM dB: the PSNR values, unused by the window tests)."""
+    bpp = tuple(math.exp(log_rate(q)) for q in psnr)
+    return rd_report.Curve(key, label, bpp, tuple(psnr), tuple(psnr))
+
+
+def _window_test_curves(rd_report):
+    """JPEG 24..38 dB; WebP 22..34 dB (short of 36), 25 % more bits than JPEG; vqcodec 24..38 dB whose log-rate
+    difference to JPEG grows linearly, 0.02 * (q - 30). All log-rates are linear in PSNR, so both the cubic and
+    the pchip fit are exact and every BD-rate is known in closed form."""
+    jpeg_lr = lambda q: -6.0 + 0.2 * q  # noqa: E731
+    return [
+        _linear_curve(rd_report, "vqcodec", "vqcodec", [24.0 + 2 * i for i in range(8)],
+                      lambda q: jpeg_lr(q) + 0.02 * (q - 30.0)),
+        _linear_curve(rd_report, "jpeg", "JPEG", [24.0 + 2 * i for i in range(8)], jpeg_lr),
+        _linear_curve(rd_report, "webp", "WebP", [22.0 + 2 * i for i in range(7)],
+                      lambda q: jpeg_lr(q) + math.log(1.25)),
+        # a published curve that stops at 29 dB: the high window has nothing both curves cover
+        rd_report.Curve("low", "low (published)", (0.05, 0.1, 0.2, 0.4), (20.0, 23.0, 26.0, 29.0),
+                        (8.0, 10.0, 12.0, 14.0), published=True),
+    ]
+
+
+def _expected_pct(mean_log_diff: float) -> float:
+    return (math.exp(mean_log_diff) - 1.0) * 100.0
+
+
+def test_high_window_bd_rates_are_exact_on_linear_curves_and_clipped_where_a_curve_stops():
+    rd_report = _load_helper("rd_report")
+    assert [(w.key, w.window) for w in rd_report.BD_WINDOWS] == [
+        ("fixed_window", (26.0, 31.5)), ("high_window", (30.0, 36.0))]
+    entries = rd_report.bd_rate_entries(_window_test_curves(rd_report))
+    psnr = {(e["test_key"], e["anchor_key"]): e for e in entries if e["metric"] == "psnr-rgb"}
+    for e in entries:
+        if e["metric"] != "psnr-rgb":
+            assert e["fixed_window"] is None and e["high_window"] is None
+
+    vq_jpeg = psnr[("vqcodec", "jpeg")]  # mean of 0.02 (q - 30) over the window: 0.02 (mid - 30)
+    assert vq_jpeg["high_window"]["window"] == [30.0, 36.0] and vq_jpeg["high_window"]["covers_window"]
+    assert vq_jpeg["high_window"]["range"] == [30.0, 36.0] and vq_jpeg["high_window"]["note"] == ""
+    for method in ("cubic", "pchip"):
+        assert vq_jpeg["high_window"][method] == pytest.approx(_expected_pct(0.02 * 3.0), abs=1e-6)
+        assert vq_jpeg["fixed_window"][method] == pytest.approx(_expected_pct(0.02 * -1.25), abs=1e-6)
+
+    vq_webp = psnr[("vqcodec", "webp")]  # WebP ends at 34 dB: 30..34 only, flagged; the fixed window is whole
+    hw = vq_webp["high_window"]
+    assert hw["range"] == [30.0, 34.0] and hw["covers_window"] is False
+    assert "clipped to 30.00..34.00 dB" in hw["note"] and "anchor covers 22.00..34.00 dB" in hw["note"]
+    for method in ("cubic", "pchip"):
+        assert hw[method] == pytest.approx(_expected_pct(0.02 * 2.0 - math.log(1.25)), abs=1e-6)
+    assert vq_webp["fixed_window"]["covers_window"] and vq_webp["fixed_window"]["range"] == [26.0, 31.5]
+
+    webp_jpeg = psnr[("webp", "jpeg")]  # a constant ratio: +25 % over whatever part is covered
+    assert webp_jpeg["high_window"]["cubic"] == pytest.approx(25.0, abs=1e-6)
+    assert webp_jpeg["high_window"]["range"] == [30.0, 34.0]
+
+    low = psnr[("low", "jpeg")]  # stops at 29 dB: no high-window figure, and the note says why
+    assert low["high_window"]["cubic"] is None and low["high_window"]["pchip"] is None
+    assert "no part of the window 30..36" in low["high_window"]["note"]
+    assert low["fixed_window"]["range"] == [26.0, 29.0] and low["fixed_window"]["cubic"] is not None
+
+
+def test_high_window_in_the_json_and_the_markdown(tmp_path):
+    rd_report = _load_helper("rd_report")
+    entries = rd_report.bd_rate_entries(_window_test_curves(rd_report))
+    doc = rd_report.bd_rate_document(entries)
+    assert doc["fixed_window"]["window_db"] == [26.0, 31.5] and doc["high_window"]["window_db"] == [30.0, 36.0]
+    assert "each entry's fixed_window:" in doc["fixed_window"]["meaning"]
+    assert "each entry's high_window:" in doc["high_window"]["meaning"]
+
+    md = rd_report.write_markdown(tmp_path / "results.md", ["# test"], {}, entries, ()).read_text()
+    fixed = md.index("### Over the fixed PSNR window 26..31.5 dB")
+    high = md.index("### Over the high-quality PSNR window 30..36 dB")
+    overlap = md.index("### Over the range both curves cover")
+    assert fixed < high < overlap
+    section = md[high:overlap]
+    assert "BD-rate (PSNR, 30..36 dB):" in section
+    row = next(line for line in section.splitlines() if line.startswith("| vqcodec |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == f"{_expected_pct(0.06):+.1f} % ({_expected_pct(0.06):+.1f} %)"  # vs JPEG, whole window
+    assert cells[2].endswith(" †")  # vs WebP: 30..34 only
+    assert "- vqcodec vs WebP: window 30..36 clipped to 30.00..34.00 dB" in section
+    assert "- low (published) vs JPEG: cubic: no part of the window 30..36" in section
+    # the fixed window's section is unchanged by the second window: its own figures and notes only
+    assert "30..36" not in md[fixed:high]
+
+
+def test_plot_marks_both_windows(tmp_path, monkeypatch):
+    rd_report = _load_helper("rd_report")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = []
+    monkeypatch.setattr(plt, "close", lambda fig: labels.extend(fig.axes[0].get_legend_handles_labels()[1]))
+    path = rd_report.plot_rd(tmp_path / "rd.png", _window_test_curves(rd_report), "test")
+    assert path.stat().st_size > 10000
+    assert "fixed PSNR window 26..31.5 dB" in labels and "high-quality PSNR window 30..36 dB" in labels
+
+
+def test_jpeg_and_webp_sweeps_reach_past_36_db():
+    """The high-quality window 30..36 dB needs baseline points above 36 dB (issue 20): at their top qualities
+    JPEG and WebP give more than 36 dB on Kodak images."""
+    image_codecs = _load_helper("image_codecs")
+    metrics = _load_helper("metrics")
+    codecs = image_codecs.baseline_codecs()
+    assert codecs["jpeg"].qualities[-2:] == (85, 90)
+    images = sorted((REPO / "data" / "kodak").glob("*.png"))[:2]
+    for key in ("jpeg", "webp"):
+        if key not in codecs:
+            continue
+        codec = codecs[key]
+        if key == "webp":
+            assert codec.qualities[-2:] == (90, 95)
+        values = []
+        for p in images:
+            with Image.open(p) as im:
+                img = im.convert("RGB")
+            decoded = codec.decode(codec.encode(img, codec.qualities[-1])).convert("RGB")
+            values.append(metrics.psnr(np.asarray(img), np.asarray(decoded)))
+        assert float(np.mean(values)) > 36.0, (key, values)
