@@ -62,9 +62,92 @@ def test_float_screen_gives_the_exact_answer(monkeypatch):
     x = torch.randn(3000, 16, generator=g)
     screened = es.prefix_search_exact(x, codebooks, 4)
     assert all(torch.equal(a, b) for a, b in zip(screened, es.prefix_search_exact(x, codebooks, 4, rows=77)))
-    monkeypatch.setattr(es, "_stage_screened", es._stage_exact)
+    monkeypatch.setattr(es, "_screen_fits", lambda *shape: False)
     exact = es.prefix_search_exact(x, codebooks, 4)
     assert torch.equal(screened[0], exact[0]) and torch.equal(screened[1], exact[1])
+
+
+def _near_tie_data(seed: int, n: int, d: int, k: int, stages: int, scale: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Latents (n, d) and `stages` codebooks (k, d) on the snap grid (integers / 1024) at magnitudes up to `scale`
+    grid steps: half the latents near a few centres that the first codebook repeats, moved by one step (exact
+    ties and 1-step near-ties with errors ~ scale^2, where float32 cannot tell them apart), later codebooks full
+    of small vectors (more ties among the residuals), and far random codes and latents (which a float32 screen
+    settles)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randint(-scale, scale + 1, (8, d), generator=g)
+    x = centres[torch.randint(0, 8, (n,), generator=g)] + torch.randint(-1, 2, (n, d), generator=g)
+    x[n // 2:] = torch.randint(-scale, scale + 1, (n - n // 2, d), generator=g)
+    books = []
+    for stage in range(stages):
+        near = centres if stage == 0 else torch.randint(-2, 3, (8, d), generator=g)
+        code = near[torch.randint(0, 8, (k,), generator=g)]
+        code[torch.arange(k), torch.randint(0, d, (k,), generator=g)] += torch.randint(-1, 2, (k,), generator=g)
+        far = torch.rand(k, generator=g) < 0.3
+        code[far] = torch.randint(-scale, scale + 1, (int(far.sum()), d), generator=g)
+        books.append(code.float() / 1024)
+    return x.float() / 1024, books
+
+
+@pytest.mark.parametrize("beam", [1, 2, 4, 8])
+def test_screened_search_equals_enumeration_on_near_ties(beam, monkeypatch):
+    """Near-ties at large magnitudes (1 grid step in errors of ~1e9 steps) and exact ties, 512 codes (the
+    two-level selection): the screened search gives the enumeration's answer, each row decided by the float
+    screen, by re-ranking a few pairs exactly, or by the exact search, all three happening."""
+    x, books = _near_tie_data(beam, 48, 6, 512, 3, 3000)
+    calls = {"rerank": 0, "exact": 0}
+    rerank, exact = es._rerank, es._stage_exact
+
+    def counted_rerank(rows, *args):
+        calls["rerank"] += rows.shape[0]
+        return rerank(rows, *args)
+
+    def counted_exact(residual, *args):
+        calls["exact"] += residual.shape[0]
+        return exact(residual, *args)
+
+    monkeypatch.setattr(es, "_rerank", counted_rerank)
+    monkeypatch.setattr(es, "_stage_exact", counted_exact)
+    paths, errors = es.prefix_search_exact(x, books, beam, rows=20)
+    ref_paths, ref_errors = _brute_force(x, books, beam)
+    assert torch.equal(paths, ref_paths) and torch.equal(errors, ref_errors)
+    assert 0 < calls["exact"] < calls["rerank"] < 3 * len(x)
+
+
+@pytest.mark.parametrize("scale", [3, 300, 60000])
+def test_screened_search_equals_exact_search_at_every_scale(scale, monkeypatch):
+    x, books = _near_tie_data(scale, 1500, 8, 512, 4, scale)
+    for beam in (1, 4, 8):
+        screened = es.prefix_search_exact(x, books, beam)
+        with monkeypatch.context() as m:
+            m.setattr(es, "_screen_fits", lambda *shape: False)
+            exact = es.prefix_search_exact(x, books, beam)
+        assert torch.equal(screened[0], exact[0]) and torch.equal(screened[1], exact[1]), beam
+
+
+def test_two_level_selection_finds_the_least_scores():
+    """`_least` against topk on scores with many equal values: the same values, columns holding them."""
+    g = torch.Generator().manual_seed(0)
+    for m, t in ((2048, 5), (4096, 9), (512, 5), (1280, 3)):
+        scores = torch.randint(0, 40, (300, m), generator=g).float()
+        scores[:100] = torch.randn(100, m, generator=g)
+        values, cols = es._least(scores, t)
+        assert torch.equal(values, scores.topk(t, dim=1, largest=False).values)
+        assert torch.equal(scores.gather(1, cols), values)
+        assert bool((cols.sort(1).values.diff(dim=1) > 0).all())  # distinct columns
+
+
+def test_screen_error_stays_within_its_bound():
+    """The float32 screen's error against exact errors, on residuals and codes of the largest magnitudes the
+    search allows, stays below `_slack` (the bound `_stage_screened` derives)."""
+    g = torch.Generator().manual_seed(1)
+    d, k = 64, 512
+    for scale in (es.LIMIT, 9 * es.LIMIT, 1000):
+        r = torch.randint(-scale, scale + 1, (256, 1, d), generator=g).double()
+        book = es._book(torch.randint(-es.LIMIT, es.LIMIT + 1, (k, d), generator=g).double())
+        r_sq = (r * r).sum(2)
+        approx = torch.mm(es._extend(r.float(), r_sq).view(256, d + 2), book.screen).double()
+        exact = r_sq + (book.codes * book.codes).sum(1) - 2.0 * r[:, 0] @ book.codes.T
+        assert bool(((approx - exact).abs().amax(1) <= es._slack(r_sq, book, d)).all())
 
 
 def test_exact_search_refuses_sizes_it_cannot_keep_exact():

@@ -13,9 +13,9 @@ and near-ties in the code search then flip (4 of 6144 positions of kodim23, a 4-
                alone, not on the pool;
     search:    the exact residual-VQ search (vqcodec.quantization.exact_search): integer distances on
                latents and codebooks snapped to a 2^-10 grid, ties broken by index, so its answer does not
-               depend on threads or chunking: for an image in strips, one search over the whole grid on
-               the caller's torch threads (after the strips' latents are in); in tiles, per tile (bounded
-               memory);
+               depend on threads or chunking: for an image in strips, one search over the whole grid
+               (after the strips' latents are in), its chunks of rows on the pool's one-thread workers; in
+               tiles, per tile (bounded memory);
     weights:   effort 3's pixel weights from decoder tiles run the same way (`tiling.decoder_halo`),
                normalised by an exactly rounded sum (`rate_control.block_weights`).
 
@@ -78,10 +78,17 @@ def _tile_latents(model, rgb: np.ndarray, tile: Tile) -> torch.Tensor:
     return z[:, rows, cols].permute(1, 2, 0).reshape(-1, z.shape[0])
 
 
-def _search(model, latents: torch.Tensor, beam: int, stages: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _search(model, latents: torch.Tensor, beam: int, stages: int,
+            pooled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact search of latents (n, D) over the first `stages` stages -> (paths (n, S, S) int16, errors (n, S) int64
-    grid units), S = stages."""
-    paths, errors = prefix_search_exact(latents, [vq.codebook for vq in model.quantizer.stages[:stages]], beam)
+    grid units), S = stages; its chunks of rows in turn on the caller's threads, or (pooled) on one thread
+    each, as many at once as the caller's torch threads (`map_one_thread_each`)."""
+    codebooks = [vq.codebook for vq in model.quantizer.stages[:stages]]
+    if pooled:
+        paths, errors = prefix_search_exact(latents, codebooks, beam, map_chunks=map_one_thread_each,
+                                            parts=torch.get_num_threads())
+    else:
+        paths, errors = prefix_search_exact(latents, codebooks, beam)
     return paths.to(torch.int16), errors
 
 
@@ -123,14 +130,13 @@ def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = F
                 paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
                 grid_errors[r0:r1, c0:c1] = e.view(r1 - r0, c1 - c0, s)
         paths, grid_errors = paths.view(h * w, s, s), grid_errors.view(h * w, s)
-    else:  # strips through the net on one thread each, then one search on the caller's threads
+    else:  # strips through the net on one thread each, then one search, its chunks on one thread each
         latents = torch.empty((h, w, model.cfg.latent_dim))
         with closing(map_one_thread_each(lambda t: _tile_latents(model, rgb, t), parts)) as found:
             for t, z in zip(parts, found):
                 r0, r1, c0, c1 = t.out
                 latents[r0:r1, c0:c1] = z.view(r1 - r0, c1 - c0, -1)
-        with torch.no_grad():
-            paths, grid_errors = _search(model, latents.view(h * w, -1), effort.beam, s)
+        paths, grid_errors = _search(model, latents.view(h * w, -1), effort.beam, s, pooled=True)
     errors = (grid_errors.double() * UNIT).float()
     if effort.pixel_weights:
         shallow = paths[:, 0, :1].to(torch.int64).reshape(1, 1, h, w)  # every position's best 1-stage path
