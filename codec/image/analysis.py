@@ -92,9 +92,11 @@ def _search(model, latents: torch.Tensor, beam: int, stages: int,
     return paths.to(torch.int16), errors
 
 
-def _search_tile(model, rgb: np.ndarray, tile: Tile, beam: int, stages: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_tile_latents`, then `_search` of the tile's output positions."""
-    return _search(model, _tile_latents(model, rgb, tile), beam, stages)
+def _search_tile(model, rgb: np.ndarray, tile: Tile, beam: int, stages: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_tile_latents`, then `_search` of the tile's output positions -> (paths, errors, latents (n, D))."""
+    z = _tile_latents(model, rgb, tile)
+    return (*_search(model, z, beam, stages), z)
 
 
 def _shallow_block_errors(model, rgb: np.ndarray, shallow: torch.Tensor, tile: Tile) -> torch.Tensor:
@@ -115,20 +117,23 @@ def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = F
     """(H, W, 3) uint8 -> the candidate paths of every latent position at every depth and their errors
     (`rate_control.BlockCandidates`), reproducibly (module docstring). model: the ImageVQVAE (eval mode);
     effort: its beam and whether to weigh errors by their effect on the pixels; keep_latents: also return the
-    latents (images analysed in strips; tiled ones keep none); stages: the first stages to search (default all:
+    latents (h*w, D) float32 (what refinement layers code; 512 MB at 64 MP and 128 dimensions); stages: the first stages to search (default all:
     a codec whose prior has fewer stages codes only those)."""
     f, s = model.factor, stages or model.cfg.num_stages
     height, width = rgb.shape[:2]
     h, w = -(-height // f), -(-width // f)
     parts = analysis_tiles(height, width, encoder_halo(model), f)
-    if needs_tiles(height, width):  # net and search per tile: memory bounded by the tile
+    if needs_tiles(height, width):  # net and search per tile: memory bounded by the tile (and the kept latents)
         paths = torch.empty((h, w, s, s), dtype=torch.int16)
         grid_errors = torch.empty((h, w, s), dtype=torch.int64)
+        latents = torch.empty((h, w, model.cfg.latent_dim)) if keep_latents else None
         with closing(map_one_thread_each(lambda t: _search_tile(model, rgb, t, effort.beam, s), parts)) as found:
-            for t, (p, e) in zip(parts, found):
+            for t, (p, e, z) in zip(parts, found):
                 r0, r1, c0, c1 = t.out
                 paths[r0:r1, c0:c1] = p.view(r1 - r0, c1 - c0, s, s)
                 grid_errors[r0:r1, c0:c1] = e.view(r1 - r0, c1 - c0, s)
+                if latents is not None:
+                    latents[r0:r1, c0:c1] = z.view(r1 - r0, c1 - c0, -1)
         paths, grid_errors = paths.view(h * w, s, s), grid_errors.view(h * w, s)
     else:  # strips through the net on one thread each, then one search, its chunks on one thread each
         latents = torch.empty((h, w, model.cfg.latent_dim))
@@ -147,5 +152,5 @@ def analyse_image(model, rgb: np.ndarray, effort: Effort, keep_latents: bool = F
                 r0, r1, c0, c1 = t.out
                 per_block[r0:r1, c0:c1] = b
         errors = errors * block_weights(per_block.reshape(-1), errors[:, 0])[:, None]
-    kept = latents.view(h * w, -1) if keep_latents and not needs_tiles(height, width) else None
+    kept = latents.view(h * w, -1) if keep_latents else None
     return BlockCandidates(paths, errors, h, w, kept)

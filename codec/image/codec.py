@@ -57,7 +57,7 @@ from vqcodec.image.refinement import (DecodedLayers, RefinementModel, decode_lay
                                       load_refinement_model)
 from vqcodec.quantization.scalar_refinement import residual_units
 from vqcodec.image.prior_integer import load_integer_prior
-from vqcodec.image.tiling import TILE_ABOVE_PIXELS, decode_latents_tiled, decode_tiled, needs_tiles
+from vqcodec.image.tiling import decode_latents_tiled, decode_tiled, needs_tiles
 from vqcodec.limits import MAX_PIXELS, MAX_SIDE, check_decode_size
 from vqcodec.version import __version__
 from vqcodec.weights.io import WEIGHTS_DIR
@@ -248,8 +248,8 @@ class ImageCodec:
         if plan is None or plan.layers == 0 or rm is None:
             return _Coded(indices, None, streams)
         if candidates.latents is None:
-            raise ValueError(f"refinement layers are not coded yet for images above {TILE_ABOVE_PIXELS} pixels "
-                             f"(tiled analysis); choose a quality of at most {self.refinement_scale.vq_top}")  # type: ignore[union-attr]
+            raise ValueError("refinement layers need the analysis' latents: analyse with this codec (it keeps them "
+                             "when it has a refinement model)")
         residual = residual_units(candidates.latents, self._base_latents(indices))
         lam = plan.rdo_step_lambda * rm.steps(plan.layers)[-1] ** 2
         layers = encode_layers(rm, residual.view(candidates.height, candidates.width, -1), plan.layers, lam)
