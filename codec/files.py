@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "default_file_mode"]
+__all__ = ["atomic_write", "default_file_mode", "list_files"]
 
 
 def default_file_mode() -> int:
@@ -42,3 +42,18 @@ def atomic_write(path: str | Path, fill: Callable[[str], None], mode: int | None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def list_files(folder: str | Path, suffixes: tuple[str, ...], kind: str, recursive: bool = False) -> list[Path]:
+    """Sorted files of `folder` (and, `recursive`, its subfolders) whose suffix, lower-cased, is one of
+    `suffixes`. Raises FileNotFoundError when the folder is missing and ValueError when it holds none, naming
+    `kind` (e.g. "image") and the suffixes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{kind} folder not found: {folder}")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in found if p.suffix.lower() in suffixes and (not recursive or p.is_file()))
+    if not files:
+        where = f"{folder} or its subfolders" if recursive else str(folder)
+        raise ValueError(f"no {kind} files ({', '.join(suffixes)}) in {where}")
+    return files

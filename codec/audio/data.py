@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 
 from vqcodec.audio.model import SAMPLE_RATE
+from vqcodec.files import list_files
 
 __all__ = ["AUDIO_SUFFIXES", "list_audio", "load_audio", "load_folder", "split_holdout", "RandomAudioCrops"]
 
@@ -24,13 +25,7 @@ AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
 def list_audio(folder: str | Path) -> list[Path]:
     """Sorted audio files in `folder` and its subfolders. Raises FileNotFoundError/ValueError with advice."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"audio folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {folder} or its subfolders")
-    return files
+    return list_files(folder, AUDIO_SUFFIXES, "audio", recursive=True)
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:

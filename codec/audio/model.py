@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from vqcodec.audio.layers import ConvNeXtBlock, DownConv, ResUnit, UpConv, conv_input_range
 from vqcodec.audio.spectral import istft_exact, stft_frames
 from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS, ResidualVQ, RVQOutput
-from vqcodec.weights.io import load_weights
+from vqcodec.weights.io import load_release
 
 __all__ = ["AudioModelConfig", "AudioVQVAE", "load_audio_model", "SAMPLE_RATE"]
 
@@ -380,8 +380,4 @@ class AudioVQVAE(nn.Module):
 
 def load_audio_model(path) -> tuple[AudioVQVAE, str]:
     """A released audio model file (safetensors) -> (model in eval mode, model id)."""
-    tensors, model_id, config = load_weights(path)
-    try:
-        return AudioVQVAE.from_release(tensors, config), model_id
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
+    return load_release(path, AudioVQVAE.from_release)

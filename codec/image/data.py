@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vqcodec.files import list_files
+
 __all__ = ["IMAGE_SUFFIXES", "list_images", "load_rgb", "load_folder", "RandomCrops"]
 
 log = logging.getLogger(__name__)
@@ -19,13 +21,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 def list_images(folder: str | Path) -> list[Path]:
     """Sorted image files directly inside `folder`. Raises FileNotFoundError/ValueError with advice."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
+    return list_files(folder, IMAGE_SUFFIXES, "image")
 
 
 def load_rgb(path: str | Path) -> torch.Tensor:

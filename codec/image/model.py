@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS, ResidualVQ, RVQOutput
-from vqcodec.weights.io import load_weights
+from vqcodec.weights.io import load_release
 
 __all__ = ["ImageModelConfig", "ImageVQVAE", "block_pca", "pad_to_multiple", "load_image_model", "ENCODER_BEAM"]
 
@@ -319,8 +319,4 @@ class ImageVQVAE(nn.Module):
 
 def load_image_model(path) -> tuple[ImageVQVAE, str]:
     """A released image model file (safetensors) -> (model in eval mode, model id)."""
-    tensors, model_id, config = load_weights(path)
-    try:
-        return ImageVQVAE.from_release(tensors, config), model_id
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
+    return load_release(path, ImageVQVAE.from_release)

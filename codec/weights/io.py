@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -16,7 +17,10 @@ from safetensors.torch import save_file
 
 from vqcodec.files import atomic_write
 
-__all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "weights_hash", "file_model_id"]
+__all__ = ["WEIGHTS_DIR", "save_safetensors", "save_weights", "load_weights", "load_release", "weights_hash",
+           "file_model_id"]
+
+_M = TypeVar("_M")
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -53,6 +57,16 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict]:
             t = f.get_tensor(k)
             tensors[k] = t.float() if t.dtype == torch.float16 else t  # half storage, float32 compute
     return tensors, meta.get("model_id", ""), json.loads(meta.get("config", "{}"))
+
+
+def load_release(path: str | Path, build: Callable[[dict[str, torch.Tensor], dict], _M]) -> tuple[_M, str]:
+    """A released model file -> (build(tensors, config), model id); a file that does not fit raises ValueError
+    naming the path (`build` raises TypeError or ValueError for it)."""
+    tensors, model_id, config = load_weights(path)
+    try:
+        return build(tensors, config), model_id
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def weights_hash(path: str | Path) -> bytes:
