@@ -422,6 +422,9 @@ def speaker_decoder_command(data, base, batch_size, crop_frames, speaker_dim, tu
 @click.option("--residual-loss", "residual_loss_json", default=None, callback=_json_object,
               help="With --residual: AudioLossConfig fields of the branch's own loss, as JSON (default: complex 25, "
                    "wave 1, the other terms 0; the other branches' output held fixed).")
+@click.option("--residual-detach", is_flag=True,
+              help="With --residual: the branch reads the blocks' output detached, so its loss trains only its head "
+                   "and gates (the blocks the harmonic and noise heads read stay theirs).")
 @click.option("--pitch", type=click.Choice(["harvest", "dio"]), default=None,
               help="hn: pitch labels from WORLD's Harvest (70-700 Hz) or DIO (50-700 Hz; the method before 0.5). "
                    "Default: harvest for a new run, the run's own method on resume; resuming with another "
@@ -430,7 +433,8 @@ def speaker_decoder_command(data, base, batch_size, crop_frames, speaker_dim, tu
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames, holdout, full_rate_prob, model_json,
                           harmonic_json, loss_json, f0_weight, env_init, noise_offset, f0_bins, init_from,
-                          residual, residual_loss_json, pitch, from_scratch, no_bf16, **kwargs) -> None:
+                          residual, residual_loss_json, residual_detach, pitch, from_scratch, no_bf16,
+                          **kwargs) -> None:
     """Train a new speech decoder on the frozen encoder and codebooks of --base (decoder only): files coded
     with the base model decode with it. Exports OUT/audio_decoder.safetensors."""
     from vqcodec.training.audio_decoder import TrainDecoderConfig, train_audio_decoder
@@ -444,6 +448,7 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
         holdout=holdout, full_rate_prob=full_rate_prob, model=model_json or {}, harmonic=harmonic_json or {},
         loss=loss_json or {}, f0_weight=f0_weight, env_init=env_init, noise_offset=noise_offset, f0_bins=f0_bins,
         init_from=init_from, pitch=pitch, residual=residual, residual_loss=residual_loss_json or {},
+        residual_detach=residual_detach,
         init_from_base=not from_scratch, bf16=not no_bf16))
 
 

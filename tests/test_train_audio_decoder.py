@@ -117,24 +117,44 @@ def test_another_pitch_method_relabels_the_cache(tmp_path, speech_folder, tiny_a
     assert all(torch.equal(f, e[0]) and torch.equal(v, e[1]) for f, v, e in zip(after["f0"], after["voiced"], expected))
 
 
-def test_residual_branch_alone_takes_the_phase_aware_loss(tmp_path, speech_folder, tiny_audio_weights):
-    """With --residual, the phase-aware terms do not reach the oscillator and noise heads: with every other loss
-    weighed 0, those heads get no gradient; the residual head and the shared blocks do."""
+def _residual_loss_step(tmp_path, speech_folder, weights, name: str, **extra):
+    """A decoder with a residual branch, every loss but the branch's weighed 0: one batch's backward pass ->
+    (the decoder, the loss metrics)."""
     from vqcodec.training.audio_decoder import AudioDecoderTask
     from vqcodec.training.loop import RunContext
 
-    base = tiny_audio_weights / "audio_vqvae.safetensors"
     zero = {"sc": 0.0, "logmag": 0.0, "mel": 0.0, "complex": 0.0, "wave": 0.0}
-    cfg = _config(tmp_path, speech_folder, base, "g", decoder="hn", residual=True, loss=zero, f0_weight=0.0,
-                  voicing_weight=0.0)
+    cfg = _config(tmp_path, speech_folder, weights / "audio_vqvae.safetensors", name, decoder="hn", residual=True,
+                  loss=zero, f0_weight=0.0, voicing_weight=0.0, **extra)
     task = AudioDecoderTask(cfg)
-    (tmp_path / "g").mkdir()
-    task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path / "g"))
+    (tmp_path / name).mkdir()
+    task.build(RunContext(rank=0, world_size=1, resuming=False, out_dir=tmp_path / name))
     loss, metrics = task.loss(task.model, task.batch(0))
     loss.backward()
-    dec = task.model.decoder
+    return task.model.decoder, metrics
+
+
+def test_residual_branch_alone_takes_the_phase_aware_loss(tmp_path, speech_folder, tiny_audio_weights):
+    """With --residual, the phase-aware terms do not reach the oscillator and noise heads: with every other loss
+    weighed 0, those heads get no gradient; the residual head and the shared blocks do."""
+    dec, metrics = _residual_loss_step(tmp_path, speech_folder, tiny_audio_weights, "g")
     assert metrics["res_complex"] > 0 and metrics["res_rms"] > 0
     assert dec.res_head.weight.grad.abs().sum() > 0 and dec.res_gate.grad.abs().sum() > 0
     assert dec.harm_head.weight.grad is None or not dec.harm_head.weight.grad.any()
     assert dec.head.weight.grad is None or not dec.head.weight.grad.any()
     assert any(p.grad is not None and p.grad.any() for p in dec.blocks.parameters())  # the shared trunk learns
+
+
+def test_detached_residual_branch_leaves_the_shared_blocks_alone(tmp_path, speech_folder, tiny_audio_weights):
+    """With --residual-detach, the phase-aware terms train the residual head and gates only: the blocks get no
+    gradient from them; the decoder file says so (and a file without the key reads as not detached)."""
+    from vqcodec.audio.hn_decoder import HNDecoderConfig
+
+    dec, metrics = _residual_loss_step(tmp_path, speech_folder, tiny_audio_weights, "g3", residual_detach=True)
+    assert metrics["res_complex"] > 0
+    assert dec.res_head.weight.grad.abs().sum() > 0 and dec.res_gate.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in dec.blocks.parameters())
+    saved = dec.hn_cfg.to_dict()
+    assert saved["residual_detach"] is True and HNDecoderConfig.from_dict(saved).residual_detach
+    del saved["residual_detach"]
+    assert not HNDecoderConfig.from_dict(saved).residual_detach

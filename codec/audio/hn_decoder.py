@@ -59,6 +59,7 @@ class HNDecoderConfig:
     residual: bool = False  # a third branch: learned magnitude and phase (inverse STFT), gated per stage count
     residual_init: float = -4.0  # initial gate logit of every stage count (sigmoid(-4) = 0.018)
     gate_scale: float = GATE_SCALE  # gate logit = gate_scale x its parameter
+    residual_detach: bool = False  # the residual branch reads the blocks' output detached (its losses train it alone)
 
     def __post_init__(self) -> None:
         if self.model.hop % self.harmonic.ctrl_hop:
@@ -73,13 +74,16 @@ class HNDecoderConfig:
                "noise": self.noise, "f0_bins": self.f0_bins}
         if self.residual:  # files of decoders without the branch keep their config
             out.update(residual=True, residual_init=self.residual_init, gate_scale=self.gate_scale)
+            if self.residual_detach:
+                out.update(residual_detach=True)
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "HNDecoderConfig":
         return cls(AudioModelConfig.from_dict(d["model"]), HarmonicConfig(**d["harmonic"]), float(d["env_init"]),
                    d.get("noise", "istft"), int(d.get("f0_bins", 0)), bool(d.get("residual", False)),
-                   float(d.get("residual_init", -4.0)), float(d.get("gate_scale", GATE_SCALE)))
+                   float(d.get("residual_init", -4.0)), float(d.get("gate_scale", GATE_SCALE)),
+                   bool(d.get("residual_detach", False)))
 
 
 def _exp32(x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +179,10 @@ class HNDecoder(ISTFTDecoder):
         """(B, N, width) output of the blocks, stages (B, N) int64 (present stages per frame, 0..S) -> (B, N * hop)
         float32: the inverse STFT of a learned magnitude and phase, each frame's sub-frames scaled by
         sigmoid(gate_scale * res_gate[stage count]) (how much waveform detail the indices of that many stages can
-        place)."""
+        place). With `residual_detach` the branch reads `h` detached: in training its loss reaches its own head and
+        gates only, not the blocks the harmonic and noise heads read (inference is the same either way)."""
+        if self.hn_cfg.residual_detach:
+            h = h.detach()
         out = self.res_head(self.norm_out(h)).float()
         b, n, _ = out.shape
         out = out.reshape(b, n * self.sub, 2, self.bins)

@@ -79,6 +79,7 @@ class TrainDecoderConfig(LoopConfig):
     # resume; a method other than the cache's relabels it
     residual: bool = False  # "hn": a gated learned-phase branch (starts from the base decoder's head)
     residual_loss: dict = field(default_factory=dict)  # AudioLossConfig fields over RESIDUAL_LOSS, for that branch
+    residual_detach: bool = False  # "hn" with residual: the branch's loss does not reach the shared blocks
     noise_offset: float = 0.0  # "hn" started from the base decoder: added to the noise head's log magnitudes
     f0_weight: float = 1.0
     voicing_weight: float = 0.1
@@ -174,7 +175,7 @@ def _build_decoder(cfg: TrainDecoderConfig, base_cfg: AudioModelConfig) -> tuple
         return ISTFTDecoder(model_cfg), {"decoder": "istft", "model": model_cfg.to_dict()}
     if cfg.decoder == "hn":
         hn = HNDecoderConfig(model_cfg, HarmonicConfig(**cfg.harmonic), env_init=cfg.env_init, f0_bins=cfg.f0_bins,
-                             residual=cfg.residual)
+                             residual=cfg.residual, residual_detach=cfg.residual and cfg.residual_detach)
         return HNDecoder(hn), {"decoder": "hn", **hn.to_dict()}
     raise ValueError(f"decoder must be 'hn' or 'istft', got {cfg.decoder!r}")
 
@@ -185,7 +186,7 @@ class AudioDecoderTask(Task):
     name = "audio-decoder"
     run_defining = ("base", "decoder", "batch_size", "crop_frames", "holdout", "full_rate_prob", "model", "harmonic",
                     "loss", "f0_weight", "voicing_weight", "env_init", "noise_offset", "init_from_base", "f0_bins",
-                    "f0_sigma", "init_from", "residual", "residual_loss")
+                    "f0_sigma", "init_from", "residual", "residual_loss", "residual_detach")
     progress_keys = ("mel", "f0_oct")
     config: TrainDecoderConfig
 
