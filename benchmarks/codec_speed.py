@@ -1,16 +1,20 @@
 """Entropy coding figures of the image codec on Kodak: speed, rate per stage, exactness.
 
 For every image and the quality levels 1, 25, 50, 75 and 100 it encodes, decodes and checks:
-  * the decoded indices equal the encoder's (exact), and the pixels are within 1 LSB of the encoder's
-    own reconstruction;
-  * encode and decode wall time (in process, torch threads as given; the model is loaded once);
-  * the coded stream bits per index of each stage, against 9 bits (uncoded), against the empirical
-    unigram entropy of that stage's indices over the dataset, and against the prior's cross-entropy;
+  * the decoded indices equal the encoder's (exact; a file with refinement layers is also re-encoded with
+    verify=True, which checks its refinement symbols), and the pixels are within 1 LSB of a decode on one
+    thread;
+  * encode and decode wall time (in process, torch threads as given; the model is loaded once; decode:
+    parsing, every layer, the pixels);
+  * the coded stream bits per index of each VQ stage, against 9 bits (uncoded), against the empirical
+    unigram entropy of that stage's indices over the dataset, and against the prior's cross-entropy; and the
+    bits per pixel of each refinement layer;
   * with --float-prior, the float prior's cross-entropy, giving the rate penalty of the integer prior.
 
     python benchmarks/codec_speed.py                    # all 24 Kodak images, 5 qualities
     python benchmarks/codec_speed.py --quick            # 2 images, qualities 1 and max
     python benchmarks/codec_speed.py --effort 3         # the slow encoder
+    python benchmarks/codec_speed.py --qualities 30,100 # other qualities
     python benchmarks/codec_speed.py --float-prior runs/prior/prior_float.safetensors
 
 Writes codec_speed.json and codec_speed.md to --out (default benchmarks/results/).
@@ -45,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
     ap.add_argument("--float-prior", type=Path, default=None, help="float prior weights, for the integer-prior penalty")
     ap.add_argument("--effort", type=int, default=None, help="image encoder effort 1..3 (default: the codec's, 2)")
+    ap.add_argument("--qualities", default=None, help="comma list of qualities (default: 1,25,50,75 and the top)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -56,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     from vqcodec.coding.depth import MODE_RAW, stream_mode
 
     codec = default_codec("image")
-    S, K, top = codec.max_layers, codec.model.cfg.num_codes, codec.max_quality
+    S, K, top = codec.vq_stages, codec.model.cfg.num_codes, codec.max_quality
+    R = codec.max_layers - S  # refinement layers
     files = sorted(p for p in args.dataset.iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp", ".tif", ".tiff", ".webp"))
-    qualities = [1, 25, 50, 75, top]
+    qualities = sorted({int(q) for q in args.qualities.split(",")}) if args.qualities else [1, 25, 50, 75, top]
     if args.quick:
         files, qualities = files[:2], [1, top]
     float_prior = None
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     all_streams = np.zeros(S)
     kodak_maps = []  # (S, h, w) index maps at max quality, for the float-vs-integer prior report
     stage_counts = np.zeros((S, K))
+    refine_bits = np.zeros(R)  # coded bits of each refinement layer (at max quality)
+    n_pixels_top = 0
     n_indices = 0
     # warm-up (first-call allocations, lazy imports) so that timings are steady state
     with Image.open(files[0]) as im:
@@ -88,12 +96,17 @@ def main(argv: list[str] | None = None) -> int:
             data = codec.encode(rgb, q, effort=args.effort)
             t1 = time.perf_counter()
             vqfile = read_file(data)
-            indices = codec.decode_indices(vqfile)
-            decoded = codec.render(indices, vqfile.geometry.height, vqfile.geometry.width)
+            decoded = codec.decode(vqfile)
             t2 = time.perf_counter()
-            # what the encoder chose, computed outside both timings
+            # what the encoder chose, and a decode on one thread, outside both timings
+            indices = codec.decode_indices(vqfile)
             expected = codec.encode_indices(rgb, q, effort=args.effort)
-            recon = codec.render(expected, rgb.shape[0], rgb.shape[1])
+            if vqfile.layers > S:
+                codec.encode(rgb, q, effort=args.effort, verify=True)  # raises unless the refinement symbols match
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            recon = codec.decode(vqfile)
+            torch.set_num_threads(threads)
             r = per_q[q]
             r["enc_s"].append(t1 - t0)
             r["dec_s"].append(t2 - t1)
@@ -102,13 +115,16 @@ def main(argv: list[str] | None = None) -> int:
             r["exact"] &= bool(torch.equal(indices, expected))
             r["depth"].append(float((indices >= 0).sum(0).float().mean()))
             r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
-            for k in range(1, vqfile.layers + 1):
+            for k in range(1, min(vqfile.layers, S) + 1):
                 all_streams[k - 1] += 1
                 raw_streams[k - 1] += stream_mode(vqfile.streams(k)[0]) == MODE_RAW
-            if q == top:
+            if q == qualities[-1]:  # the stage and layer figures: at the highest quality measured
                 streams = [vqfile.streams(k)[0] for k in range(1, vqfile.layers + 1)]
                 s_, h, w = indices.shape
                 n_indices += h * w
+                n_pixels_top += rgb.shape[0] * rgb.shape[1]
+                for j in range(vqfile.layers - S):
+                    refine_bits[j] += 8 * len(streams[S + j])
                 for s in range(s_):
                     sym = indices[s].reshape(-1).numpy()
                     present = sym >= 0
@@ -158,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             row["float_prior_untiled_bits_per_index"] = report["float_untiled"][s]
             row["integer_penalty_pct"] = 100 * report["quantization_penalty_per_stage"][s]
         stages.append(row)
+    refinement = [{"layer": j + 1, "bpp": refine_bits[j] / max(n_pixels_top, 1)} for j in range(R)]
     result = {"dataset": str(args.dataset), "images": len(files), "threads": args.threads, "effort": args.effort or 2,
-              "model_id": codec.model_id, "levels": levels, "stages": stages}
+              "model_id": codec.model_id, "levels": levels, "stages": stages, "refinement_layers": refinement}
     if report is not None:
         result["integer_penalty_total_pct"] = 100 * report["quantization_penalty"]
         result["tile_cost_stage1_pct"] = 100 * report["tile_cost_stage1"]
@@ -169,14 +186,15 @@ def main(argv: list[str] | None = None) -> int:
 
     cmd = ("python benchmarks/codec_speed.py" + (" --quick" if args.quick else "")
            + (f" --effort {args.effort}" if args.effort else "")
+           + (f" --qualities {args.qualities}" if args.qualities else "")
            + (f" --float-prior {args.float_prior}" if args.float_prior else ""))
     lines = [f"{len(files)} images of `{args.dataset.name}`, {args.threads} torch threads, in process (command: `{cmd}`).", "",
-             "| quality | bpp (coded) | mean depth (stages per block) | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff |",
+             "| quality | bpp (coded) | mean depth (stages per block) | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff (1 thread) |",
              "|---|---|---|---|---|---|---|"]
     for lv in levels:
         lines.append(f"| {lv['quality']} | {lv['bpp']:.4f} | {lv['mean_depth']:.2f} | {lv['encode_s_median']:.2f} / {lv['encode_s_max']:.2f} | "
                      f"{lv['decode_s_median']:.2f} / {lv['decode_s_max']:.2f} | {lv['indices_exact']} | {lv['max_pixel_diff_lsb']} LSB |")
-    lines += ["", f"At quality {top}; bits per index over the blocks that have the stage, STOP symbols and mode bits "
+    lines += ["", f"At quality {qualities[-1]}; bits per index over the blocks that have the stage, STOP symbols and mode bits "
                   "included in the coded bits.", "",
               "| stage | blocks with it | coded bits/index | integer prior xent | unigram entropy | uncoded | coder overhead "
               "| raw-mode streams (all qualities) |"
@@ -189,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         if float_prior is not None:
             line += f" {st['float_prior_bits_per_index']:.3f} | {st['integer_penalty_pct']:.2f}% |"
         lines.append(line)
+    if refinement:
+        lines += ["", f"Refinement layers at quality {qualities[-1]} (bits per pixel of each layer's stream): "
+                  + ", ".join(f"layer {r['layer']} {r['bpp']:.3f}" for r in refinement)]
     if report is not None:
         lines += ["", f"Integer prior rate penalty over all stages (integer vs float, both tiled): "
                       f"{result['integer_penalty_total_pct']:.3f}%",

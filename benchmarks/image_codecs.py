@@ -226,6 +226,7 @@ def load_vqcodec() -> tuple[VqCodec | None, str]:
     if top < 1:
         return None, f"vqcodec.max_quality('image') returned {top}; expected >= 1"
     # a coarse scale (one level per stage, <= 0.2.0) is measured at every level; a fine one (1..100) on a
-    # ladder of 11 points, as the baselines are
-    qualities = tuple(range(1, top + 1)) if top <= 16 else tuple(sorted({1, *range(10, top + 1, 10), top}))
+    # ladder of 21 points (every 5), so that the 26-31.5 dB window, which the 0.5.0 scale spans from about
+    # quality 10 to 35, holds several of them
+    qualities = tuple(range(1, top + 1)) if top <= 16 else tuple(sorted({1, *range(5, top + 1, 5), top}))
     return VqCodec(api=api, qualities=qualities, quick_qualities=tuple(sorted({1, top}))), ""

@@ -3,20 +3,21 @@
     python benchmarks/large_image.py                  # 768x512, 4000x3000, 8000x8000 (about an hour)
     python benchmarks/large_image.py --quick          # 128x96 and 640x480 (CI smoke run, about a minute)
     python benchmarks/large_image.py --sizes 4000x3000 --no-whole-check
+    python benchmarks/large_image.py --sizes 768x512,8000x8000 --quality 30   # another quality (default: the top)
 
 The images are photo-like but synthetic: the 24 Kodak images (data/kodak, 768x512; portrait ones turned to
 landscape) laid out as a mosaic in file order, every other one mirrored left-right, repeated as needed and
 cropped to the size. 768x512 is therefore kodim01 itself.
 
 For each size, every figure comes from a fresh process:
-  * CLI: `vqcodec encode X.png -o X.vq` and `vqcodec decode X.vq -o Y.png` (default quality and effort):
+  * CLI: `vqcodec encode X.png -o X.vq [-q Q]` and `vqcodec decode X.vq -o Y.png` (default effort):
     wall time, CPU time and peak RSS (os.wait4 of the child);
   * in process: a process loads the model (and codes a 64x64 image to warm up), then times
     `ImageCodec.encode` of the pixels, or `ImageCodec.decode` of the CLI's file: seconds and CPU seconds
     per megapixel, and the process's peak RSS (VmHWM, model included);
-  * whole-image check (sizes up to 12 MP, unless --no-whole-check): the decoder net run whole against the
-    tiled run the codec uses above `tiling.TILE_ABOVE_PIXELS` (images under two tiles a side: tiles of a
-    third of the short side, so that there are seams): the largest pixel difference in LSB.
+  * whole-image check (sizes up to 12 MP, unless --no-whole-check): the file decoded with its nets run whole
+    against the tiled run the codec uses above `tiling.TILE_ABOVE_PIXELS` (images under two tiles a side:
+    tiles of a third of the short side, so that there are seams): the largest pixel difference in LSB.
 Writes large_image.json and large_image.md to --out (default benchmarks/results/). The machine's 2 cores
 are shared with other work: the 1-minute load average is recorded beside every timing (above 2, wall
 times are stretched; CPU times much less so).
@@ -87,16 +88,17 @@ def _peak_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def in_process(kind: str, path: str) -> dict:
-    """Child side of an in-process measurement: `kind` "encode" (a PNG) or "decode" (a .vq)."""
+def in_process(kind: str, path: str, quality: int | None = None) -> dict:
+    """Child side of an in-process measurement: `kind` "encode" (a PNG, at `quality`; None: the top) or "decode"
+    (a .vq)."""
     from vqcodec.image.codec import ImageCodec
 
     codec = ImageCodec()
-    codec.decode(codec.encode(mosaic(64, 64)))  # warm-up: first-call allocations
+    codec.decode(codec.encode(mosaic(64, 64), quality))  # warm-up: first-call allocations
     if kind == "encode":
         rgb = np.asarray(Image.open(path).convert("RGB"))
         t, c = time.perf_counter(), time.process_time()
-        data = codec.encode(rgb)
+        data = codec.encode(rgb, quality)
         pixels = rgb.shape[0] * rgb.shape[1]
     else:
         data = Path(path).read_bytes()
@@ -110,41 +112,43 @@ def in_process(kind: str, path: str) -> dict:
 
 
 def whole_check(path: str) -> dict:
-    """Child side: decoded pixels of the tiled decoder net against the whole-image run, on a .vq file."""
+    """Child side: a .vq file decoded with the decoder net tiled against the whole-image run (VQ and refinement
+    layers alike)."""
     from vqcodec.bitstream import read_file
     from vqcodec.image import tiling
     from vqcodec.image.codec import ImageCodec
 
     codec = ImageCodec()
-    vqfile = read_file(Path(path).read_bytes())
-    indices = codec.decode_indices(vqfile)
-    h, w = vqfile.geometry.height, vqfile.geometry.width
-    short = min(indices.shape[1:])
+    data = Path(path).read_bytes()
+    vqfile = read_file(data)
+    short = min(-(-vqfile.geometry.height // 8), -(-vqfile.geometry.width // 8))
     if short < 2 * tiling.TILE:  # small images: tiles of a third of the short side, so there are seams
         tiling.TILE = max(4, short // 3)
     tiling.TILE_ABOVE_PIXELS = 0
-    tiled = codec.render(indices, h, w)
+    tiled = codec.decode(data)
     tiling.TILE_ABOVE_PIXELS = 1 << 62
-    whole = codec.render(indices, h, w)
+    whole = codec.decode(data)
     diff = np.abs(tiled.astype(np.int16) - whole.astype(np.int16))
     return {"max_lsb": int(diff.max()), "pixels_differing": float((diff.max(-1) > 0).mean()), "tile": tiling.TILE}
 
 
-def _child(kind: str, path: Path) -> dict:
-    r = _fresh([sys.executable, str(Path(__file__).resolve()), "--child", kind, str(path)])
+def _child(kind: str, path: Path, quality: int | None = None) -> dict:
+    extra = ["--quality", str(quality)] if quality is not None else []
+    r = _fresh([sys.executable, str(Path(__file__).resolve()), "--child", kind, str(path), *extra])
     res = json.loads(r["stdout"].strip().splitlines()[-1])
     res["load_1min"] = r["load_1min"]
     return res
 
 
-def measure(width: int, height: int, folder: Path, whole: bool) -> dict:
+def measure(width: int, height: int, folder: Path, whole: bool, quality: int | None = None) -> dict:
     """Every figure of one size (module docstring)."""
     name = f"{width}x{height}"
     src, vq, dst = folder / f"{name}.png", folder / f"{name}.vq", folder / f"{name}.out.png"
     Image.fromarray(mosaic(width, height)).save(src, compress_level=1)
     cli = [sys.executable, "-m", "vqcodec.cli.main"]
-    res: dict = {"width": width, "height": height, "megapixels": width * height / 1e6}
-    res["cli_encode"] = _fresh(cli + ["encode", str(src), "-o", str(vq), "-f"])
+    res: dict = {"width": width, "height": height, "megapixels": width * height / 1e6, "quality": quality}
+    q = ["-q", str(quality)] if quality is not None else []
+    res["cli_encode"] = _fresh(cli + ["encode", str(src), "-o", str(vq), "-f", *q])
     res["cli_decode"] = _fresh(cli + ["decode", str(vq), "-o", str(dst), "-f"])
     for k in ("cli_encode", "cli_decode"):
         del res[k]["stdout"]
@@ -152,7 +156,7 @@ def measure(width: int, height: int, folder: Path, whole: bool) -> dict:
         raise SystemExit(f"decoded {dst} has size {Image.open(dst).size}, expected {(width, height)}")
     res["vq_bytes"] = vq.stat().st_size
     res["bpp"] = 8 * res["vq_bytes"] / (width * height)
-    res["in_process_encode"] = _child("encode", src)
+    res["in_process_encode"] = _child("encode", src, quality)
     res["in_process_decode"] = _child("decode", vq)
     if whole and width * height <= WHOLE_CHECK_MAX_PIXELS:
         res["tiled_vs_whole"] = _child("whole", vq)
@@ -162,7 +166,9 @@ def measure(width: int, height: int, folder: Path, whole: bool) -> dict:
 
 
 def _markdown(result: dict) -> str:
-    lines = [f"Image coding at large sizes ({result['machine']}; default quality and effort; command: "
+    quality = result.get("quality")
+    lines = [f"Image coding at large sizes ({result['machine']}; "
+             f"{'the top quality' if quality is None else f'quality {quality}'}, default effort; command: "
              f"`{result['command']}`). Images: {result['images']}", "",
              "| size | MP | CLI encode s (CPU s) | CLI encode peak RSS MiB | CLI decode s (CPU s) | "
              "CLI decode peak RSS MiB | encode s/MP (CPU) | decode s/MP (CPU) | bpp | load avg |",
@@ -200,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES} (CI smoke run)")
     ap.add_argument("--sizes", default=None, help=f"comma-separated WIDTHxHEIGHT (default {FULL_SIZES})")
     ap.add_argument("--no-whole-check", action="store_true", help="skip the tiled-against-whole decoder check")
+    ap.add_argument("--quality", type=int, default=None, help="image quality to encode at (default: the top)")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         kind, path = args.child
-        res = whole_check(path) if kind == "whole" else in_process(kind, path)
+        res = whole_check(path) if kind == "whole" else in_process(kind, path, args.quality)
         print(json.dumps(res))
         return 0
     spec = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
@@ -212,10 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd = ["python", "benchmarks/large_image.py", *(argv if argv is not None else sys.argv[1:])]
     result: dict = {"command": " ".join(cmd), "machine": "2-core CPU, shared with a training run and other work",
                     "date": time.strftime("%Y-%m-%d"), "images": "Kodak mosaic (benchmarks/large_image.py `mosaic`)",
-                    "sizes": []}
+                    "quality": args.quality, "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in sizes:
-            result["sizes"].append(measure(w, h, Path(tmp), not args.no_whole_check))
+            result["sizes"].append(measure(w, h, Path(tmp), not args.no_whole_check, args.quality))
             print(f"{w}x{h} done", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "large_image.json").write_text(json.dumps(result, indent=2))

@@ -101,14 +101,13 @@ def held_out_bits(net: CheckerboardStageNet, maps: list[torch.Tensor], use_conte
     return bits, count
 
 
-def decode_cost_s(repeats: int = 3) -> dict:
+def decode_cost_s(repeats: int = 3, prior_path: Path = ROOT / "codec/weights/image_prior.safetensors") -> dict:
     """Seconds of one stage-net trunk pass (`features`) per stage at 768x512 (96 x 64 positions) with the
-    shipped integer prior: the decode time a second pass per stage adds, times S - 1."""
-    from vqcodec.registry import default_codec
-    from vqcodec.image.prior_integer import BAND_POSITIONS
+    8-stage integer prior of 0.4.x (`image-prior-pixelcnn-v4`, the one this probe's float prior was quantized
+    into): the decode time a second pass per stage adds, times S - 1."""
+    from vqcodec.image.prior_integer import BAND_POSITIONS, load_integer_prior
 
-    codec = default_codec("image")
-    prior = codec.prior
+    prior = load_integer_prior(prior_path)
     gen = torch.Generator().manual_seed(0)
     earlier = torch.randint(0, prior.codebook_size, (prior.num_stages - 1, 64, 96), generator=gen)
     times = []

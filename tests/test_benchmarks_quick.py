@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -19,8 +21,12 @@ def test_image_quality_quick(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads((tmp_path / "image_quality.json").read_text())
     psnrs = [lv["psnr"] for lv in res["levels"]]
-    assert len(psnrs) == 8 and psnrs[-1] > psnrs[0]  # more stages, better quality
+    assert [lv["stages"] for lv in res["levels"]] == list(range(1, len(psnrs) + 1))
+    assert len(psnrs) >= 2 and psnrs[-1] > psnrs[0]  # more stages, better quality
     assert psnrs[0] > 15
+    refined = [lv["psnr"] for lv in res["refinement"]["levels"]]  # the shipped model has refinement levels
+    assert refined == sorted(refined) and refined[0] > psnrs[-1]
+    assert res["refinement"]["unquantized_psnr"] > refined[-1]
 
 
 def test_codec_speed_quick(tmp_path):
@@ -171,3 +177,21 @@ def test_audio_decoder_pilot_quick(tmp_path, tiny_audio_weights):
     for scores in res["decoders"].values():
         assert 0 <= scores["1"]["stoi"] <= 1 and scores["2"]["mel_distance"] > 0
     assert (tmp_path / "out" / "spectrograms.png").stat().st_size > 10000
+
+
+def test_quality_scale_quick(tmp_path):
+    """The quality-scale measurement on one small photo: rate rises with quality, and a given plan is honoured."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    kodak = Path(__file__).resolve().parents[1] / "data" / "kodak" / "kodim23.png"
+    Image.open(kodak).convert("RGB").crop((300, 200, 428, 296)).save(photos / "a.png")
+    p = _run("quality_scale.py", "--data", str(photos), "--quick", "--out", str(tmp_path / "q"), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
+    rows = json.loads((tmp_path / "q" / "quality_scale.json").read_text())["rows"]
+    assert [r["point"] for r in rows] == [1, 50, 100]
+    assert rows[0]["bpp"] < rows[1]["bpp"] < rows[2]["bpp"] and rows[0]["psnr"] < rows[2]["psnr"]
+    p = _run("quality_scale.py", "--data", str(photos), "--quick", "--plans", "1:0,2:0", "--out", str(tmp_path / "p"),
+             cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
+    rows = json.loads((tmp_path / "p" / "quality_scale.json").read_text())["rows"]
+    assert rows[0]["point"] == [1, 0.0] and rows[0]["bpp"] < rows[1]["bpp"]

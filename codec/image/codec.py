@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -62,12 +62,18 @@ from vqcodec.limits import MAX_PIXELS, MAX_SIDE, check_decode_size
 from vqcodec.version import __version__
 from vqcodec.weights.io import WEIGHTS_DIR
 
-__all__ = ["ImageCodec", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH"]
+__all__ = ["ImageCodec", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH", "DEFAULT_REFINEMENT_PATH"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae.safetensors"
-DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior.safetensors"
+DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae_v4.safetensors"
+DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior_v5.safetensors"
+DEFAULT_REFINEMENT_PATH = WEIGHTS_DIR / "image_refinement_v1.safetensors"
+"""The shipped image model (the registry's defaults for new files; MANIFEST.json also lists the earlier ones)."""
+RESIDUAL_CHUNK = 1 << 15
+"""Latent positions per chunk of the encoder's refinement residual (`ImageCodec._residual`): 32 MB of int64 at
+128 dimensions."""
+_SHIPPED: Any = object()  # the default of ImageCodec's refinement_path: the shipped one for the shipped model
 
 class _Coded(NamedTuple):
     """What an encode codes: index maps (s, h, w) (ABSENT past each depth), the SHA-256 of the refinement
@@ -89,14 +95,17 @@ class ImageCodec:
             derived from its hash).
         refinement_path: a refinement model of the image model (role "refinement", `vqcodec train refinement`):
             the quality scale then runs over VQ depths and scalar refinement layers (`RefinementScale`), and
-            files with refinement layers name it. None: VQ stages only (every file of 0.4.x).
+            files with refinement layers name it. None: VQ stages only (every file of 0.4.x). Left out: the
+            shipped refinement model (DEFAULT_REFINEMENT_PATH) when `model_path` is the shipped model, else None.
     """
 
     modality = "image"
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH,
-                 *, prior_id: str | None = None, refinement_path: str | Path | None = None) -> None:
+                 *, prior_id: str | None = None, refinement_path: str | Path | None = _SHIPPED) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
+        if refinement_path is _SHIPPED:
+            refinement_path = DEFAULT_REFINEMENT_PATH if model_path == DEFAULT_MODEL_PATH else None
         check_weight_files((model_path, prior_path), "`vqcodec train image` and `vqcodec train prior`")
         self.model, self.model_id = load_image_model(model_path)
         self.prior = load_integer_prior(prior_path)
@@ -250,10 +259,23 @@ class ImageCodec:
         if candidates.latents is None:
             raise ValueError("refinement layers need the analysis' latents: analyse with this codec (it keeps them "
                              "when it has a refinement model)")
-        residual = residual_units(candidates.latents, self._base_latents(indices))
+        residual = self._residual(candidates.latents, indices)
         lam = plan.rdo_step_lambda * rm.steps(plan.layers)[-1] ** 2
         layers = encode_layers(rm, residual.view(candidates.height, candidates.width, -1), plan.layers, lam)
         return _Coded(indices, layers.digest, streams + layers.streams)
+
+    def _residual(self, latents: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """The analysis' latents (h*w, D) float32 and the index maps (s, h, w) -> what the refinement layers code
+        (h*w, D) int16 grid units (`residual_units`), RESIDUAL_CHUNK positions at a time: the VQ reconstruction
+        and the exact grid arithmetic (int64) of a chunk, never of the whole grid (4 GB at 64 MP)."""
+        n, s = latents.shape[0], indices.shape[0]
+        flat = indices.reshape(s, -1)
+        out = torch.empty(latents.shape, dtype=torch.int16)
+        for i in range(0, n, RESIDUAL_CHUNK):
+            j = min(n, i + RESIDUAL_CHUNK)
+            base = self.model.quantizer.decode(flat[:, i:j].T.contiguous())
+            out[i:j] = residual_units(latents[i:j], base)
+        return out
 
     def _base_latents(self, indices: torch.Tensor) -> torch.Tensor:
         """Index maps (s, h, w) int64 (ABSENT adds nothing) -> their VQ reconstruction (h*w, D) float32, raster

@@ -48,7 +48,8 @@ STRIP_ROWS = 48
 """Most latent rows of a strip of `analysis_tiles` below `TILE_ABOVE_PIXELS` (384 pixels): 768x512 and
 512x768 images are cut in two strips, which two cores run at once."""
 
-_POINTWISE = (nn.SiLU, nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Sequential, nn.ModuleList)
+_POINTWISE = (nn.SiLU, nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Sequential, nn.ModuleList,
+              nn.Embedding)  # the decoder's depth embedding: a lookup per latent position
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ def reach(net: nn.Module, scale: float = 1.0) -> float:
     An output position at scale s (input units per position) reads inputs within s-sized blocks widened by
     the radius on each side. Conv2d (odd kernel k, dilation d, stride t) adds s * (k // 2) * d, then s *= t;
     PixelUnshuffle(r): s *= r; PixelShuffle(r) adds s * (1 - 1/r) (a fine position's block sits anywhere
-    in its coarse one), then s /= r. Pointwise modules add nothing; anything else raises ValueError, as
-    this function cannot bound it.
+    in its coarse one), then s /= r. Pointwise modules (and Embedding, looked up per position) add nothing;
+    anything else raises ValueError, as this function cannot bound it.
     """
     radius, s = 0.0, float(scale)
     for m in net.modules():
