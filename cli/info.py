@@ -37,6 +37,7 @@ def describe(name: str) -> dict:
         "effort": fi.effort,
         "models": [{"role": r, "model_id": m, "weights_hash": h} for r, m, h in fi.components],
         "layer_bytes": list(fi.layer_bytes),
+        "vq_layers": fi.vq_layers,
         "file_bytes": fi.file_bytes,
     }
     if fi.modality == "image":
@@ -71,7 +72,9 @@ def _details(d: dict) -> list[str]:
              f"{plural(d['layers'], 'quality layer')}, format version {d['format_version']}",
              f"  made at: {made}"]
     lines += [f"  {m['role']}: {m['model_id']} (weights {m['weights_hash']})" for m in d["models"]]
-    lines += [f"  layer {i}: {plural(n, 'byte')}" for i, n in enumerate(d["layer_bytes"], 1)]
+    vq = d["vq_layers"]
+    lines += [f"  layer {i}: {plural(n, 'byte')}" + (f" (refinement layer {i - vq})" if i > vq else "")
+              for i, n in enumerate(d["layer_bytes"], 1)]
     lines += [f"  metadata {key}: {plural(n, 'byte')}" for key, n in d.get("metadata", {}).items()]
     return lines
 

@@ -416,6 +416,8 @@ class FileInfo:
             ("settings", the encoder settings, is not among them: see quality, effort).
         quality, effort: the encoder settings the file was made at (its "settings" METADATA chunk; images
             encoded by releases after 0.4.1); None where the file does not record them.
+        vq_layers: how many of the layers are residual-VQ stages; the layers after them are scalar refinement
+            layers (images with a REFINEMENT chunk, 0.5.0's model); equal to `layers` for every other file.
     """
 
     modality: str
@@ -433,6 +435,7 @@ class FileInfo:
     metadata: tuple[tuple[str, bytes], ...] = ()
     quality: int | None = None
     effort: int | None = None
+    vq_layers: int = 0
 
     @property
     def bits_per_pixel(self) -> float:
@@ -466,5 +469,6 @@ def inspect(data: bytes) -> FileInfo:
         metadata=tuple((k, v) for k, v in vqfile.metadata.items() if k != SETTINGS_KEY),
         quality=settings.get("quality"),
         effort=settings.get("effort"),
+        vq_layers=vqfile.layers if vqfile.refinement_base is None else min(vqfile.layers, vqfile.refinement_base),
         **geometry,
     )

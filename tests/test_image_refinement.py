@@ -212,3 +212,18 @@ def test_refined_encode_of_a_tiled_image(refined_codec, make_image, monkeypatch)
     assert read_file(data).refinement_base == 2
     tiled = refined_codec.decode(data)
     assert np.abs(whole.astype(int) - tiled.astype(int)).mean() < 0.5
+
+
+def test_inspect_and_info_tell_the_refinement_layers(tiny_codec, refined_codec, make_image, tmp_path):
+    import vqcodec
+    from vqcodec.cli.info import _details, describe
+
+    rgb = make_image(48, 40, 7)
+    fi = vqcodec.inspect(refined_codec.encode(rgb, 100))
+    assert (fi.vq_layers, fi.layers) == (2, 5)
+    plain = vqcodec.inspect(tiny_codec.encode(rgb, 100))
+    assert plain.vq_layers == plain.layers == 3
+    path = tmp_path / "r.vq"
+    path.write_bytes(refined_codec.encode(rgb, 100))
+    lines = [line for line in _details(describe(str(path))) if line.startswith("  layer ")]
+    assert [line.endswith(f"(refinement layer {i - 2})") for i, line in enumerate(lines, 1)] == [False] * 2 + [True] * 3
