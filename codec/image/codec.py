@@ -75,6 +75,7 @@ RESIDUAL_CHUNK = 1 << 15
 128 dimensions."""
 _SHIPPED: Any = object()  # the default of ImageCodec's refinement_path: the shipped one for the shipped model
 
+
 class _Coded(NamedTuple):
     """What an encode codes: index maps (s, h, w) (ABSENT past each depth), the SHA-256 of the refinement
     symbols (None without refinement layers), and one stream per layer (the VQ layers', then the refinement
