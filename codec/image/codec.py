@@ -274,13 +274,12 @@ class ImageCodec:
         out = torch.empty(latents.shape, dtype=torch.int16)
         for i in range(0, n, RESIDUAL_CHUNK):
             j = min(n, i + RESIDUAL_CHUNK)
-            base = self.model.quantizer.decode(flat[:, i:j].T.contiguous())
-            out[i:j] = residual_units(latents[i:j], base)
+            out[i:j] = residual_units(latents[i:j], self._base_latents(flat[:, i:j]))
         return out
 
     def _base_latents(self, indices: torch.Tensor) -> torch.Tensor:
-        """Index maps (s, h, w) int64 (ABSENT adds nothing) -> their VQ reconstruction (h*w, D) float32, raster
-        order (what refinement layers refine)."""
+        """Index maps (s, h, w) or (s, n) int64 (ABSENT adds nothing) -> their VQ reconstruction (h*w or n, D)
+        float32, raster order (what refinement layers refine)."""
         s = indices.shape[0]
         return self.model.quantizer.decode(indices.reshape(s, -1).T.contiguous())
 
