@@ -117,9 +117,11 @@ def encode(inputs: tuple[str, ...], output: str, quality: int | None, effort: in
 @click.option("--partial", is_flag=True,
               help="Accept a file that was cut short and decode its complete quality layers (says how many); "
                    "a file cut before its first layer is complete is still an error.")
-@click.option("--decoder", "decoder", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Audio: render with this decoder-stage weights file (`vqcodec train audio-decoder`) instead "
-                   "of the decoder of the model the file names; it must have been trained on that model.")
+@click.option("--decoder", "decoder", metavar="ID|model|FILE", default=None,
+              help="Audio: render the file's indices with this decoder instead of the one the file names: an "
+                   "installed decoder's id (audio-decoder-hn-v1, the default of new files), 'model' (the speech "
+                   "model's own decoder: how files of 0.4.x decode), or a weights file of `vqcodec train "
+                   "audio-decoder`.")
 @progress_option()
 def decode(inputs: tuple[str, ...], output: str, layers: int | None, force: bool, jobs: int | None,
            partial: bool, decoder: str | None, progress: bool | None) -> None:

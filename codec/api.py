@@ -253,9 +253,11 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
 
     Args:
         layers: decode only the first `layers` quality layers (None = all in the file).
-        decoder: audio only: a decoder-stage weights file (`vqcodec train audio-decoder`) to render the file's
-            indices with, instead of the decoder the file names (or, naming none, its model's own decoder); it
-            must have been trained on that model (ValueError otherwise). None: what the file names.
+        decoder: audio only: what renders the file's indices, instead of the decoder the file names (or,
+            naming none, its model's own decoder): an installed decoder's model id (e.g. "audio-decoder-hn-v1",
+            the default of new files), "model" (the speech model's own decoder, as 0.4.x rendered) or a
+            decoder-stage weights file (`vqcodec train audio-decoder`) trained on the file's model (ValueError
+            otherwise). None: what the file names. FileNotFoundError for anything else.
         partial: accept a file that was cut short (a slow download, a cut transfer) and decode its complete
             quality layers (`complete_layers`); the number used is logged, and an image's `info` holds it as
             "vq_layers". A file cut before its first layer is complete still raises VQFormatError.
@@ -271,7 +273,7 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
     if decoder is not None:
         if vqfile.modality_name != "audio":
             raise ValueError(f"decoder= applies to audio files; this file holds {vqfile.modality_name}")
-        codec: Codec = _audio_codec_for(vqfile, without_decoder=True).with_decoder(decoder)
+        codec: Codec = _audio_codec_rendering_with(vqfile, decoder)
     else:
         codec = codec_for_file(vqfile)
     if vqfile.modality_name == "image":
@@ -320,7 +322,7 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
     if decoder is not None:
-        codec = _audio_codec_for(vqfile, without_decoder=True).with_decoder(decoder)
+        codec = _audio_codec_rendering_with(vqfile, decoder)
     else:
         codec = _audio_codec_for(vqfile)
     return codec.decode_blocks(vqfile, layers, progress)
@@ -329,6 +331,15 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
 def _audio_codec_for(vqfile: VQFile, without_decoder: bool = False) -> "AudioCodec":
     """The audio codec of a parsed audio file (codec_for_file, typed for the audio-only calls)."""
     return cast("AudioCodec", codec_for_file(vqfile, without_decoder))
+
+
+def _audio_codec_rendering_with(vqfile: VQFile, decoder: "str | Path") -> "AudioCodec":
+    """The audio codec of a parsed audio file, rendering with `decoder` whatever decoder the file names: an
+    installed decoder's model id, "model" (the speech model's own decoder) or a decoder weights file
+    (vqcodec.registry.ModelRegistry.decoder_path)."""
+    from vqcodec.registry import default_registry
+
+    return _audio_codec_for(vqfile, without_decoder=True).with_decoder(default_registry().decoder_path(decoder))
 
 
 # ----------------------------------------------------------------------------------------------- speakers

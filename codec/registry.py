@@ -64,6 +64,7 @@ __all__ = [
     "load_codec",
     "default_codec",
     "codec_for_file",
+    "MODEL_DECODER",
 ]
 
 MODALITIES = ("image", "audio")
@@ -76,6 +77,9 @@ installed. Image: "refinement", the entropy model of scalar refinement layers (`
 named by files that have refinement layers (a REFINEMENT chunk); new files are encoded with the default one
 when one is installed. A folder without a manifest holds them as `<modality>_<role>.safetensors`."""
 FILE_OPTIONAL_ROLES = tuple(r for roles in FILE_OPTIONAL_ROLES_OF.values() for r in roles)
+MODEL_DECODER = "model"
+"""`decoder_path`'s name for an audio model's own decoder (no decoder-stage component)."""
+
 OPTIONAL_ROLES = ("speaker-decoder",)
 """Components a codec does not need (no file names them): found with `ModelRegistry.optional`. A folder without
 a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`."""
@@ -183,6 +187,24 @@ class ModelRegistry:
             raise ValueError(f"unknown optional role {role!r}; choose one of {', '.join(OPTIONAL_ROLES)}")
         found = [c for c in self.components if c.modality == modality and c.role == role and c.path.is_file()]
         return next((c for c in found if c.default), found[0] if found else None)
+
+    def decoder_path(self, name: str | Path) -> Path | None:
+        """The audio decoder `name` asks for (`vqcodec decode --decoder NAME`): MODEL_DECODER -> None (the
+        speech model's own decoder, how files of 0.4.x render); the model id of an installed "decoder"
+        component (e.g. "audio-decoder-hn-v1") -> its file; else `name` as a path to a decoder-stage weights
+        file (`vqcodec train audio-decoder`). FileNotFoundError, listing the choices, when it is none of these."""
+        if str(name) == MODEL_DECODER:
+            return None
+        installed = [c for c in self.components if c.modality == "audio" and c.role == "decoder"]
+        match = next((c for c in installed if c.model_id == str(name)), None)
+        if match is not None:
+            _check_present(match)
+            return match.path
+        if Path(name).is_file():
+            return Path(name)
+        choices = ", ".join([MODEL_DECODER] + [c.model_id for c in installed])
+        raise FileNotFoundError(f"no decoder {str(name)!r}: name an installed one ({choices}) or a decoder weights "
+                                "file (`vqcodec train audio-decoder`)")
 
     def resolve(self, modality: str, names: Iterable[ComponentName], made_by: str = "") -> dict[str, InstalledComponent]:
         """The installed components a file names, role -> component.

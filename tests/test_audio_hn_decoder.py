@@ -205,6 +205,11 @@ def test_api_and_cli_decode_with_a_decoder(tiny_audio_weights, tmp_path, use_wei
     assert r.exit_code == 0, r.output
     y, _ = sf.read(tmp_path / "a.wav", dtype="float32")
     np.testing.assert_allclose(y, with_hn[:, 0], atol=1 / 32768 + 1e-6)  # 16-bit WAV
+    r = runner.invoke(cli, ["decode", str(src), "-o", str(tmp_path / "m.wav"), "--decoder", "model"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(sf.read(tmp_path / "m.wav", dtype="float32")[0], own[:, 0], atol=1 / 32768 + 1e-6)
+    r = runner.invoke(cli, ["decode", str(src), "-o", str(tmp_path / "x.wav"), "--decoder", "no-such-decoder"])
+    assert r.exit_code == 1 and "name an installed one (model" in r.output and not (tmp_path / "x.wav").exists()
     other = tmp_path / "other.safetensors"  # a decoder of another base model: refused, nothing written
     config = {"decoder": "hn", **_decoder(hop=80).hn_cfg.to_dict(), "base_model_id": "x", "base_weights_hash": "00"}
     save_weights(other, _decoder(hop=80).state_dict(), "audio-decoder-hn-other", config)
@@ -251,6 +256,12 @@ def test_files_name_the_default_decoder_and_decode_with_it(tiny_audio_weights, t
     other = _hn_file(with_dec / "audio_vqvae.safetensors", tmp_path / "other.safetensors", residual=True)
     overridden = vqcodec.decode(new, decoder=other)[0]  # --decoder overrides the one the file names
     assert not np.array_equal(overridden, rendered) and np.array_equal(overridden, vqcodec.decode(old, decoder=other)[0])
+    # by name: an installed decoder's id, or "model" for the speech model's own decoder (how 0.4.x rendered)
+    assert np.array_equal(vqcodec.decode(old, decoder="audio-decoder-hn-test")[0], rendered)
+    assert np.array_equal(vqcodec.decode(new, decoder="model")[0], own)
+    assert np.array_equal(np.concatenate(list(vqcodec.api.decode_audio_blocks(new, decoder="model")[3])), own)
+    with pytest.raises(FileNotFoundError, match=r"no decoder 'hn'.*\(model, audio-decoder-hn-test\)"):
+        vqcodec.decode(new, decoder="hn")
 
     use_weights(plain)  # an install without the decoder component
     with pytest.raises(VQFormatError, match="needs the audio decoder model audio-decoder-hn-test"):

@@ -306,14 +306,20 @@ class AudioCodec:
         self.renderer = DecoderRenderer(self.model.quantizer, decoder)
         self.dec_halo = max(self.renderer.context) + 1  # frames
 
-    def with_decoder(self, decoder_path: str | Path) -> "AudioCodec":
+    def with_decoder(self, decoder_path: str | Path | None) -> "AudioCodec":
         """A copy of this codec (sharing its model and prior) that renders with a decoder-stage weights file
-        (`vqcodec train audio-decoder`) trained on this model's indices, for decoding: it renders every file of
-        this model and prior, whatever decoder the file names (none, or one not installed), and the files it
-        writes name this codec's components. ValueError for a decoder of another base model,
-        FileNotFoundError for a missing file."""
+        (`vqcodec train audio-decoder`) trained on this model's indices, or with the model's own decoder
+        (`decoder_path` None: how every file of 0.4.x renders), for decoding: it renders every file of this
+        model and prior, whatever decoder the file names (none, or one not installed), and the files it writes
+        name this codec's components. ValueError for a decoder of another base model, FileNotFoundError for a
+        missing file."""
         other = copy.copy(self)
-        other._use_decoder(decoder_path)
+        if decoder_path is None:
+            other.decoder_id = None
+            other.renderer = StatelessRenderer(self.model.decode_indices, self.model.decoder_context())
+            other.dec_halo = max(other.renderer.context) + 1  # frames
+        else:
+            other._use_decoder(decoder_path)
         other.decoder_override = True
         return other
 
