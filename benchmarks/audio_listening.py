@@ -367,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT.relative_to(REPO)}; with --quick "
                    "a new temporary folder)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for vqcodec (default 1)")
-    p.add_argument("--decoder", type=Path, help="decode vqcodec's files with this decoder-stage weights file "
-                   "(`vqcodec train audio-decoder`; the files are the same)")
+    p.add_argument("--decoder", help="decode vqcodec's files with this decoder (the files are the same): an "
+                   "installed decoder's id, 'model' (the speech model's own, as 0.5.x decoded), or a weights file "
+                   "of `vqcodec train audio-decoder`; default: the one the files name")
     p.add_argument("--quick", action="store_true", help="smoke run: the shortest bundled clip, Codec2 3200 and "
                    "Opus 6 only")
     p.add_argument("--check-browser", action="store_true",
@@ -402,8 +403,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         api, top = loaded
         qualities = tuple(str(q) for q in range(1, top + 1))
-        if args.decoder is not None and not args.decoder.is_file():
-            parser.error(f"--decoder {args.decoder}: no such file")
+        if args.decoder is not None:
+            try:
+                from vqcodec.registry import default_registry
+
+                default_registry().decoder_path(args.decoder)
+            except FileNotFoundError as e:
+                parser.error(f"--decoder: {e}")
         vq = VqAudioCodec(api, qualities, qualities, decoder=None if args.decoder is None else str(args.decoder))
     baselines, skipped = baseline_codecs([k for k in BASELINE_KEYS if k in keys])
     for key, why in skipped.items():

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Speech rate-distortion benchmark: vqcodec against Opus and Codec2, with the audio targets of issue 11.
+"""Speech rate-distortion benchmark: vqcodec against Opus and Codec2, with the audio targets of issues 11 and 21.
 
     python benchmarks/audio_rate_distortion.py                      # bundled clips, benchmarks/results/audio/
     python benchmarks/audio_rate_distortion.py --quick              # CI smoke run (temporary folder)
     python benchmarks/audio_rate_distortion.py --codecs opus,codec2 # the baselines alone
-    python benchmarks/audio_rate_distortion.py --decoder RUN/audio_decoder.safetensors  # vqcodec's files, another decoder
+    python benchmarks/audio_rate_distortion.py --decoder model  # vqcodec's files with another decoder (or an id, a FILE)
     python benchmarks/audio_rate_distortion.py --dataset DIR [--dataset DIR ...] --out DIR
     python benchmarks/audio_rate_distortion.py --skip-metrics visqol,f0  # leave slow or missing metrics out
 
@@ -37,8 +37,9 @@ What is measured, per codec and setting (vqcodec: every quality 1..vqcodec.max_q
 Outputs in --out: audio_rd.json (everything, per clip too), audio_rd.md (tables), audio_rd.png (STOI,
 PESQ-WB, DNSMOS OVRL and ViSQOL against kbps), audio_spectrograms.png (log-magnitude spectrograms, 0-8 kHz,
 of the loudest 2 s of one clip, --spectrogram-clip: the original, Codec2 1200 and 3200 and Opus 6, each beside vqcodec at the
-quality nearest its rate); the paths are printed on stdout, then the issue's targets, each met / not met /
-not measured, computed from the measured numbers.
+quality nearest its rate); the paths are printed on stdout, then the issues' targets, each met / not met /
+not measured, computed from the measured numbers (issue 21's STOI target against the vqcodec STOI per quality
+of --reference, an earlier run's audio_rd.json: by default 0.4.1's, benchmarks/results/audio/rd_0.4.1/).
 """
 from __future__ import annotations
 
@@ -91,6 +92,12 @@ LOG_TICKS = (0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)  # kbps label
 Q1_MAX_KBPS, Q1_MIN_STOI = 1.5, 0.80
 LOW_MAX_KBPS, LOW_MIN_STOI = 3.0, 0.85
 CODEC2_ANCHOR = "3200"
+# Issue 21's targets (naturalness; the STOI reference is an earlier run's JSON, --reference).
+NATURAL_TOP_GAP = 0.2  # DNSMOS overall below the uncoded originals' at the top quality
+VOICING_QUALITY, MAX_F0_CENTS, MIN_VUV_F1 = 6, 50.0, 0.9
+PESQ_LOW, PESQ_TOP = 2.0, 2.6
+STOI_DROP = 0.01
+DEFAULT_REFERENCE = HERE / "results" / "audio" / "rd_0.4.1" / "audio_rd.json"  # 0.4.1's run of this benchmark
 
 # The spectrogram figure: this clip when the run has it (a low male voice: where missing harmonics show most),
 # else the first clip of the first set; the baseline settings shown, each beside vqcodec at the nearest rate.
@@ -407,9 +414,89 @@ def target_opus(codecs: Mapping[str, Any]) -> dict[str, Any]:
             "detail": f"best PESQ-WB at <= {anchor['kbps']:.2f} kbps: {_point(best)}; Opus {_point(anchor)}"}
 
 
-def check_targets(codecs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The issue's three rate/quality targets, from the measured aggregates (all sets together)."""
-    return [target_lowest_quality(codecs), target_low_rate(codecs), target_opus(codecs)]
+def _top(codecs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    vq = _entries(codecs, "vqcodec")
+    return max(vq, key=lambda e: int(e["setting"])) if vq else None
+
+
+def _status(ok: bool | None) -> str:
+    return "not measured" if ok is None else "met" if ok else "not met"
+
+
+def target_natural_low_rate(codecs: Mapping[str, Any]) -> dict[str, Any]:
+    """Issue 21: DNSMOS overall at some quality <= 3 kbps >= Codec2 3200's."""
+    text = f"DNSMOS overall at some quality <= {LOW_MAX_KBPS:g} kbps >= Codec2 {CODEC2_ANCHOR}'s"
+    anchor = next((e for e in _entries(codecs, "codec2") if e["setting"] == CODEC2_ANCHOR), None)
+    low = [e for e in _entries(codecs, "vqcodec") if e["kbps"] <= LOW_MAX_KBPS and e.get("dnsmos_ovrl") is not None]
+    if anchor is None or anchor.get("dnsmos_ovrl") is None or not low:
+        return {"target": text, "status": "not measured", "detail": "needs vqcodec <= 3 kbps and Codec2 3200 with DNSMOS"}
+    best = max(low, key=lambda e: e["dnsmos_ovrl"])
+    return {"target": text, "status": _status(best["dnsmos_ovrl"] >= anchor["dnsmos_ovrl"]),
+            "detail": f"best: {best['label']} ({best['kbps']:.2f} kbps) {best['dnsmos_ovrl']:.2f}; Codec2 "
+                      f"{CODEC2_ANCHOR} {anchor['dnsmos_ovrl']:.2f}"}
+
+
+def target_natural_top(codecs: Mapping[str, Any], original: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Issue 21: DNSMOS overall at the top quality within NATURAL_TOP_GAP of the uncoded original's."""
+    text = f"DNSMOS overall at the top quality within {NATURAL_TOP_GAP} of the uncoded original's"
+    top, orig = _top(codecs), (original or {}).get("dnsmos_ovrl")
+    if top is None or top.get("dnsmos_ovrl") is None or orig is None:
+        return {"target": text, "status": "not measured", "detail": "needs vqcodec and the originals with DNSMOS"}
+    return {"target": text, "status": _status(top["dnsmos_ovrl"] >= orig - NATURAL_TOP_GAP),
+            "detail": f"{top['label']} {top['dnsmos_ovrl']:.2f}; originals {orig:.2f}"}
+
+
+def target_voicing(codecs: Mapping[str, Any]) -> dict[str, Any]:
+    """Issue 21: at quality VOICING_QUALITY, median f0 error <= MAX_F0_CENTS and V/UV F1 >= MIN_VUV_F1."""
+    text = (f"at q{VOICING_QUALITY}: median f0 error <= {MAX_F0_CENTS:g} cents on voiced frames and V/UV F1 >= "
+            f"{MIN_VUV_F1}")
+    e = next((e for e in _entries(codecs, "vqcodec") if e["setting"] == str(VOICING_QUALITY)), None)
+    if e is None or e.get("f0_cents") is None or e.get("vuv_f1") is None:
+        return {"target": text, "status": "not measured", "detail": f"q{VOICING_QUALITY} with f0 metrics not measured"}
+    return {"target": text, "status": _status(e["f0_cents"] <= MAX_F0_CENTS and e["vuv_f1"] >= MIN_VUV_F1),
+            "detail": f"{e['f0_cents']:.1f} cents, F1 {e['vuv_f1']:.3f}"}
+
+
+def target_pesq(codecs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Issue 21: PESQ-WB >= PESQ_LOW at some quality <= 3 kbps and >= PESQ_TOP at the top."""
+    low = [e for e in _entries(codecs, "vqcodec") if e["kbps"] <= LOW_MAX_KBPS and e.get("pesq_wb") is not None]
+    text = f"PESQ-WB >= {PESQ_LOW} at some quality <= {LOW_MAX_KBPS:g} kbps"
+    if low:
+        best = max(low, key=lambda e: e["pesq_wb"])
+        first = {"target": text, "status": _status(best["pesq_wb"] >= PESQ_LOW),
+                 "detail": f"best: {best['label']} ({best['kbps']:.2f} kbps) {best['pesq_wb']:.2f}"}
+    else:
+        first = {"target": text, "status": "not measured", "detail": "no quality <= 3 kbps with PESQ-WB"}
+    top = _top(codecs)
+    text = f"PESQ-WB >= {PESQ_TOP} at the top quality"
+    if top is None or top.get("pesq_wb") is None:
+        return [first, {"target": text, "status": "not measured", "detail": "vqcodec not measured"}]
+    return [first, {"target": text, "status": _status(top["pesq_wb"] >= PESQ_TOP),
+                    "detail": f"{top['label']} {top['pesq_wb']:.2f}"}]
+
+
+def target_stoi_kept(codecs: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Issue 21: STOI at most STOI_DROP below the reference run's (0.4.1's) at every quality both measured."""
+    text = f"STOI at most {STOI_DROP} below the reference run's at every quality"
+    ref = {e["setting"]: e.get("stoi") for e in _entries((reference or {}).get("codecs", {}), "vqcodec")}
+    pairs = [(e["setting"], e["stoi"], ref[e["setting"]]) for e in _entries(codecs, "vqcodec")
+             if e.get("stoi") is not None and ref.get(e["setting"]) is not None]
+    if not pairs:
+        return {"target": text, "status": "not measured", "detail": "no reference run with the same qualities"}
+    worst = min(pairs, key=lambda p: p[1] - p[2])
+    return {"target": text, "status": _status(all(new >= old - STOI_DROP for _, new, old in pairs)),
+            "detail": f"worst: q{worst[0]} {worst[1]:.3f} against {worst[2]:.3f} "
+                      f"({worst[1] - worst[2]:+.3f}; {len(pairs)} qualities compared)"}
+
+
+def check_targets(codecs: Mapping[str, Any], original: Mapping[str, Any] | None = None,
+                  reference: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rate/quality targets of issue 11 and the naturalness targets of issue 21, from the measured
+    aggregates (all sets together); `original` the uncoded originals' scores, `reference` an earlier run's
+    JSON document (its vqcodec STOI per quality)."""
+    return [target_lowest_quality(codecs), target_low_rate(codecs), target_opus(codecs),
+            target_natural_low_rate(codecs), target_natural_top(codecs, original), target_voicing(codecs),
+            *target_pesq(codecs), target_stoi_kept(codecs, reference)]
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -526,6 +613,8 @@ def write_markdown(path: Path, doc: Mapping[str, Any]) -> Path:
         lines.append(f"- Spectrograms of {doc['spectrograms']['clip']}: `{doc['spectrograms']['png']}`.")
     if doc["quick"]:
         lines += ["", "**Quick smoke run** (one clip per set, few settings): not a benchmark result."]
+    if doc.get("reference"):
+        lines.append(f"- STOI target's reference: `{doc['reference']['path']}` (measured {doc['reference']['date']}).")
     lines += ["", *markdown_tables(doc), "", "## Targets (all sets together)", ""]
     lines += [f"- **{t['status']}**: {t['target']}. {t['detail']}." for t in doc["targets"]]
     lines += ["", "Codecs: " + "; ".join(f"{c['name']}: {c['description']}" for c in doc["codecs"].values()) + "."]
@@ -659,8 +748,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lag", type=float, default=DEFAULT_MAX_LAG_S,
                    help=f"largest codec delay searched when aligning, seconds (default {DEFAULT_MAX_LAG_S})")
     p.add_argument("--keep-files", type=Path, help="keep every coded file in this folder")
-    p.add_argument("--decoder", type=Path, help="decode vqcodec's files with this decoder-stage weights file "
-                   "(`vqcodec train audio-decoder`; the files are the same)")
+    p.add_argument("--decoder", help="decode vqcodec's files with this decoder (the files are the same): an "
+                   "installed decoder's id, 'model' (the speech model's own, as 0.5.x decoded), or a weights file "
+                   "of `vqcodec train audio-decoder`; default: the one the files name")
+    p.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
+                   help="an earlier run's audio_rd.json whose vqcodec STOI per quality the STOI target compares "
+                        "with (default: 0.4.1's run, benchmarks/results/audio/rd_0.4.1/)")
     p.add_argument("--note", help="a note on the machine (e.g. 'shared with a training run'), kept in the outputs")
     p.add_argument("--linear-x", action="store_true", help="plot kbps on a linear axis (default: log)")
     p.add_argument("--skip-metrics", default="",
@@ -750,7 +843,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str)
         "original": measure_original(sets, scorer),
         "codecs": results,
     }
-    doc["targets"] = check_targets(results)
+    reference = None
+    if args.reference is not None and args.reference.is_file():
+        import json
+
+        reference = json.loads(args.reference.read_text())
+        where = args.reference.resolve()
+        doc["reference"] = {"path": str(where.relative_to(REPO) if where.is_relative_to(REPO) else where),
+                            "date": reference.get("date"),
+                            "command": reference.get("command")}
+    doc["targets"] = check_targets(results, doc["original"], reference)
     clip = next(c for clips in sets.values() for c in clips if clip_key(c) == figure_clip)
     doc["spectrograms"] = write_spectrograms(out / "audio_spectrograms.png", results, clip, outputs)
     return doc, out

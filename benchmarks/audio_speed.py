@@ -80,9 +80,10 @@ def cli_peak_rss(args: list[str], threads: int, discard_stdout: bool = False) ->
     return float(wall), int(rss_kib) / 1024
 
 
-def in_process(x: np.ndarray, threads: int, decoder: Path | None = None) -> dict:
+def in_process(x: np.ndarray, threads: int, decoder: str | None = None) -> dict:
     """Encode and decode `x` in process (model loaded, one warm-up) -> times and real-time factors.
-    decoder: a decoder-stage weights file to decode with (its loading is inside the decode time)."""
+    decoder: what to decode with (`vqcodec.decode(decoder=)`: an installed decoder's id, "model", a weights
+    file; its loading is inside the decode time); None: the decoder the files name."""
     import vqcodec
     from vqcodec.api import decode_audio_blocks
 
@@ -100,7 +101,7 @@ def in_process(x: np.ndarray, threads: int, decoder: Path | None = None) -> dict
             "decode_s": t2 - t1, "encode_x_realtime": dur / (t1 - t0), "decode_x_realtime": dur / (t2 - t1)}
 
 
-def thread_exactness(x: np.ndarray, decoder: Path | None = None) -> dict:
+def thread_exactness(x: np.ndarray, decoder: str | None = None) -> dict:
     """Indices and samples with 1 and 2 torch threads: indices must be equal, samples within 1 LSB."""
     import vqcodec
 
@@ -124,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (this machine has 2 cores)")
     ap.add_argument("--hour-speed", action="store_true", help="also time a 60-minute file in process")
     ap.add_argument("--stdout", action="store_true", help="also measure decoding to stdout (`-o -`)")
-    ap.add_argument("--decoder", type=Path, default=None,
-                    help="decode with this decoder-stage weights file (`vqcodec train audio-decoder`)")
+    ap.add_argument("--decoder", default=None,
+                    help="decode with this decoder: an installed decoder's id, 'model' (the speech model's own, as "
+                         "0.5.x decoded) or a weights file of `vqcodec train audio-decoder`; default: the one the "
+                         "files name")
+    ap.add_argument("--machine", default="2-core CPU, shared with a training run and other work",
+                    help="how the machine was shared while it ran (kept in the outputs)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="fresh CLI processes per measurement; figures are medians (default 3, --quick 1): "
                          "one process's peak RSS varies by about +-8 MiB from run to run")
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--repeats must be >= 1")
     result: dict = {"command": " ".join(["python", "benchmarks/audio_speed.py", *(argv or sys.argv[1:])]),
                     "threads": args.threads, "quality": top,
-                    "machine": "2-core CPU, shared with a training run and other work",
+                    "machine": args.machine,
                     "date": time.strftime("%Y-%m-%d"), "load_average_1min": {"start": os.getloadavg()[0]}}
     x = speech_of_length(short)
     result["decoder"] = str(args.decoder) if args.decoder else None

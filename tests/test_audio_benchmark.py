@@ -158,8 +158,9 @@ def test_opus_files_are_whole_ogg_streams(quick):
 
 def test_targets_in_the_json_are_computed_from_its_numbers(quick):
     doc, _, _ = quick
-    assert doc["targets"] == _bench_module().check_targets(doc["codecs"])
-    assert [t["status"] in ("met", "not met", "not measured") for t in doc["targets"]] == [True] * 3
+    reference = json.loads((ROOT / doc["reference"]["path"]).read_text()) if doc.get("reference") else None
+    assert doc["targets"] == _bench_module().check_targets(doc["codecs"], doc["original"], reference)
+    assert [t["status"] in ("met", "not met", "not measured") for t in doc["targets"]] == [True] * 9
 
 
 def _entry(setting: str, kbps: float, stoi: float, pesq: float | None) -> dict:
@@ -181,7 +182,9 @@ def test_target_checks_follow_the_numbers():
     good = [_entry("1", 1.4, 0.81, 1.3), _entry("2", 2.9, 0.87, 1.6), _entry("5", 7.9, 0.95, 2.0)]
 
     statuses = [t["status"] for t in m.check_targets(_codecs(good, opus, c2))]
-    assert statuses == ["met", "met", "met"]
+    assert statuses[:3] == ["met", "met", "met"]
+    # issue 21's: no DNSMOS, f0 or reference run here; PESQ-WB 1.6 at <= 3 kbps and 2.0 at the top
+    assert statuses[3:] == ["not measured"] * 3 + ["not met", "not met", "not measured"]
     # target 1: rate and STOI of quality 1
     assert m.target_lowest_quality(_codecs([_entry("1", 1.6, 0.9, 2.0)]))["status"] == "not met"
     assert m.target_lowest_quality(_codecs([_entry("1", 1.4, 0.79, 2.0)]))["status"] == "not met"
@@ -232,3 +235,33 @@ def test_pesq_nan_is_left_out_of_the_mean():
     assert s["kbps"] == pytest.approx(0.8) and s["pesq_wb"] == 2.0 and s["pesq_wb_missing"] == 1
     assert s["stoi"] == pytest.approx(0.6) and s["speed"]["decode_x_realtime"] == pytest.approx(10.0)
     assert not math.isnan(s["mel"])
+
+
+def _scored(setting: str, kbps: float, **metrics) -> dict:
+    return {"setting": setting, "label": f"q{setting}", "kbps": kbps, **metrics}
+
+
+def test_naturalness_targets_follow_the_numbers():
+    """Issue 21's targets: DNSMOS against Codec2 3200 and the originals, voicing at q6, PESQ-WB, STOI kept."""
+    m = _bench_module()
+    c2 = [_scored("3200", 3.19, dnsmos_ovrl=2.78, stoi=0.86, pesq_wb=1.5)]
+    vq = [_scored("3", 1.4, dnsmos_ovrl=2.80, stoi=0.85, pesq_wb=1.7),
+          _scored("6", 2.8, dnsmos_ovrl=2.70, stoi=0.88, pesq_wb=2.05, f0_cents=20.0, vuv_f1=0.91),
+          _scored("16", 7.3, dnsmos_ovrl=2.86, stoi=0.90, pesq_wb=2.5)]
+    codecs = _codecs(vq, codec2=c2)
+    assert m.target_natural_low_rate(codecs)["status"] == "met"
+    assert m.target_natural_low_rate(_codecs(vq[1:], codec2=c2))["status"] == "not met"  # 2.70 < 2.78
+    assert m.target_natural_low_rate(_codecs(vq))["status"] == "not measured"
+    assert m.target_natural_top(codecs, {"dnsmos_ovrl": 3.02})["status"] == "met"  # 2.86 >= 2.82
+    assert m.target_natural_top(codecs, {"dnsmos_ovrl": 3.10})["status"] == "not met"
+    assert m.target_voicing(codecs)["status"] == "met"
+    assert m.target_voicing(_codecs([{**vq[1], "vuv_f1": 0.89}]))["status"] == "not met"
+    assert m.target_voicing(_codecs([{**vq[1], "f0_cents": 51.0}]))["status"] == "not met"
+    assert [t["status"] for t in m.target_pesq(codecs)] == ["met", "not met"]  # 2.05 at 2.8 kbps; 2.5 at the top
+    ref = {"codecs": _codecs([_scored("3", 1.4, stoi=0.84), _scored("6", 2.8, stoi=0.87),
+                              _scored("16", 7.3, stoi=0.911)])}
+    kept = m.target_stoi_kept(codecs, ref)
+    assert kept["status"] == "not met" and "q16 0.900 against 0.911" in kept["detail"]
+    ref["codecs"]["vqcodec"]["settings"][2]["stoi"] = 0.91
+    assert m.target_stoi_kept(codecs, ref)["status"] == "met"
+    assert m.target_stoi_kept(codecs, None)["status"] == "not measured"
