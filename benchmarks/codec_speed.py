@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
         float_prior = load_float_prior(args.float_prior)
 
-    per_q = {q: {"enc_s": [], "dec_s": [], "bytes": [], "pixels": [], "exact": True, "max_lsb": 0, "depth": []}
-             for q in qualities}
+    per_q = {q: {"enc_s": [], "dec_s": [], "bytes": [], "pixels": [], "exact": True, "max_lsb": 0, "depth": [],
+                 "vq_bytes": 0, "refinement_bytes": 0} for q in qualities}
     stage_bits = np.zeros(S)  # coded payload bits per stage (at max quality)
     stage_xent = np.zeros(S)  # integer-prior cross-entropy bits per stage (present positions)
     stage_present = np.zeros(S)  # positions that have the stage (per-block depth)
@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             r["exact"] &= exact
             r["depth"].append(float((indices >= 0).sum(0).float().mean()))
             r["max_lsb"] = max(r["max_lsb"], int(np.abs(decoded.astype(int) - recon.astype(int)).max()))
+            layer_bytes = [sum(len(x) for x in vqfile.streams(k)) for k in range(1, vqfile.layers + 1)]
+            r["vq_bytes"] += sum(layer_bytes[:S])
+            r["refinement_bytes"] += sum(layer_bytes[S:])
             for k in range(1, min(vqfile.layers, S) + 1):
                 all_streams[k - 1] += 1
                 raw_streams[k - 1] += stream_mode(vqfile.streams(k)[0]) == MODE_RAW
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             "quality": q,
             "bpp": float(np.sum(np.array(r["bytes"]) * 8) / np.sum(r["pixels"])),
             "bpp_mean_of_images": float(np.mean(np.array(r["bytes"]) * 8 / np.array(r["pixels"]))),
+            "bpp_vq_layers": float(r["vq_bytes"] * 8 / np.sum(r["pixels"])),  # the VQ stages' streams
+            "bpp_refinement_layers": float(r["refinement_bytes"] * 8 / np.sum(r["pixels"])),  # the rest: headers
             "mean_depth": float(np.mean(r["depth"])),
             "encode_s_median": float(np.median(r["enc_s"])),
             "decode_s_median": float(np.median(r["dec_s"])),
@@ -187,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
            + (f" --qualities {args.qualities}" if args.qualities else "")
            + (f" --float-prior {args.float_prior}" if args.float_prior else ""))
     lines = [f"{len(files)} images of `{args.dataset.name}`, {args.threads} torch threads, in process (command: `{cmd}`).", "",
-             "| quality | bpp (coded) | mean depth (stages per block) | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff (1 thread) |",
-             "|---|---|---|---|---|---|---|"]
+             "| quality | bpp (coded) | of it: VQ stages / refinement layers | mean depth (stages per block) | encode s (median / max) | decode s (median / max) | indices exact | max pixel diff (1 thread) |",
+             "|---|---|---|---|---|---|---|---|"]
     for lv in levels:
-        lines.append(f"| {lv['quality']} | {lv['bpp']:.4f} | {lv['mean_depth']:.2f} | {lv['encode_s_median']:.2f} / {lv['encode_s_max']:.2f} | "
+        lines.append(f"| {lv['quality']} | {lv['bpp']:.4f} | {lv['bpp_vq_layers']:.3f} / {lv['bpp_refinement_layers']:.3f} | "
+                     f"{lv['mean_depth']:.2f} | {lv['encode_s_median']:.2f} / {lv['encode_s_max']:.2f} | "
                      f"{lv['decode_s_median']:.2f} / {lv['decode_s_max']:.2f} | {lv['indices_exact']} | {lv['max_pixel_diff_lsb']} LSB |")
     lines += ["", f"At quality {qualities[-1]}; bits per index over the blocks that have the stage, STOP symbols and mode bits "
                   "included in the coded bits.", "",

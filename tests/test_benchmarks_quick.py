@@ -39,6 +39,10 @@ def test_codec_speed_quick(tmp_path):
         assert abs(st["coding_overhead_pct"]) < 1.0
         assert 0 <= st["raw_mode_streams"] <= st["streams"]
     assert res["stages"][0]["streams"] == 4  # 2 images x 2 qualities, each file has stage 1
+    low, top = res["levels"][0], res["levels"][-1]  # quality 1: VQ layers only; the top: refinement layers too
+    assert low["bpp_refinement_layers"] == 0 and top["bpp_refinement_layers"] > top["bpp_vq_layers"] > 0
+    for lv in (low, top):
+        assert 0 < lv["bpp_vq_layers"] + lv["bpp_refinement_layers"] < lv["bpp"]  # the rest is the header
 
 
 def test_reproducible_encode_quick(tmp_path):
