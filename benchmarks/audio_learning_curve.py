@@ -9,9 +9,10 @@ DNSMOS overall of exports of the run measured through the codec by benchmarks/au
         --codec-run 0.43:benchmarks/results/audio/decoder_E_step2300/audio_rd.json --out DIR
 
 Writes audio_learning_curve.md and audio_learning_curve.png to --out (default benchmarks/results/audio/).
-CPU hours come from the log's cpu_s (process CPU seconds; a run resumed in a new process starts its count
-again, so a drop adds the count reached before it: the CPU spent between a run's last record and its stop is
-not counted), else wall time x --cores.
+CPU hours come from the log's cpu_s (the run's CPU seconds over all its invocations). Logs the audio tasks
+wrote before 0.6.0 restarted that count in each resumed process (a task field overrode the loop's), so a drop
+adds the count reached before it: for those, the CPU spent between a process's last record and its stop is not
+counted. Without cpu_s: wall time x --cores.
 """
 from __future__ import annotations
 

@@ -120,16 +120,15 @@ def main(argv: list[str] | None = None) -> int:
                 all_streams[k - 1] += 1
                 raw_streams[k - 1] += stream_mode(vqfile.streams(k)[0]) == MODE_RAW
             if q == qualities[-1]:  # the stage and layer figures: at the highest quality measured
-                streams = [vqfile.streams(k)[0] for k in range(1, vqfile.layers + 1)]
                 s_, h, w = indices.shape
                 n_indices += h * w
                 n_pixels_top += rgb.shape[0] * rgb.shape[1]
-                for j in range(vqfile.layers - S):
-                    refine_bits[j] += 8 * len(streams[S + j])
+                for j, size in enumerate(layer_bytes[S:]):
+                    refine_bits[j] += 8 * size
                 for s in range(s_):
                     sym = indices[s].reshape(-1).numpy()
                     present = sym >= 0
-                    stage_bits[s] += 8 * len(streams[s])
+                    stage_bits[s] += 8 * layer_bytes[s]
                     stage_present[s] += present.sum()
                     freqs = (codec.prior.frequencies(indices[:1], 1) if s == 0
                              else codec.prior.conditional_frequencies(indices[:s], s + 1))

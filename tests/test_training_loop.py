@@ -170,6 +170,18 @@ def test_jsonl_log(tmp_path):
     assert [r["step"] for r in lines if "val_mse" in r] == [4, 8]
 
 
+def test_logged_clocks_are_the_loops_over_all_invocations(tmp_path, monkeypatch):
+    """time_s and cpu_s count the whole run across resumes; a task's log fields cannot restart them."""
+    monkeypatch.setattr(toy.ToyTask, "log_fields", lambda self, model: {"cpu_s": -1.0, "time_s": -1.0, "x": 1})
+    run(tmp_path, stop_at_step=4)
+    cpu_at_stop = checkpoint(tmp_path)["cpu_s"]
+    run(tmp_path, resume=True)
+    lines = log_lines(tmp_path)
+    assert all(r["x"] == 1 and r["time_s"] == 60.0 * r["step"] for r in lines)
+    cpu = [r["cpu_s"] for r in lines]
+    assert min(cpu) >= 0 and cpu == sorted(cpu) and cpu[-1] >= cpu_at_stop
+
+
 def test_resume_drops_log_lines_of_redone_steps(tmp_path):
     """A run killed after its checkpoint logged steps the resumed run redoes: those lines go."""
     run(tmp_path, stop_at_step=3)

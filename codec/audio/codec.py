@@ -294,17 +294,23 @@ class AudioCodec:
         self.model_path = model_path
         self.decoder_id: str | None = None  # the decoder-stage model rendering, None: the model's own decoder
         self.decoder_override = False  # with_decoder: renders every file of this model, whatever decoder it names
-        self.renderer: Renderer = StatelessRenderer(self.model.decode_indices, self.model.decoder_context())
-        self.dec_halo = max(self.renderer.context) + 1  # frames
+        self._render_with(self._own_renderer())
         if decoder_path is not None:
             self._use_decoder(decoder_path)
             self.components = read_components(model_path, self.model_id, prior_path, prior_id,
                                               (Path(decoder_path), self.decoder_id)).named
 
+    def _own_renderer(self) -> StatelessRenderer:
+        """The model's own decoder as a renderer."""
+        return StatelessRenderer(self.model.decode_indices, self.model.decoder_context())
+
+    def _render_with(self, renderer: Renderer) -> None:
+        self.renderer: Renderer = renderer
+        self.dec_halo = max(renderer.context) + 1  # frames
+
     def _use_decoder(self, decoder_path: str | Path) -> None:
         decoder, self.decoder_id, _ = load_audio_decoder(decoder_path, self.model_path)
-        self.renderer = DecoderRenderer(self.model.quantizer, decoder)
-        self.dec_halo = max(self.renderer.context) + 1  # frames
+        self._render_with(DecoderRenderer(self.model.quantizer, decoder))
 
     def with_decoder(self, decoder_path: str | Path | None) -> "AudioCodec":
         """A copy of this codec (sharing its model and prior) that renders with a decoder-stage weights file
@@ -316,8 +322,7 @@ class AudioCodec:
         other = copy.copy(self)
         if decoder_path is None:
             other.decoder_id = None
-            other.renderer = StatelessRenderer(self.model.decode_indices, self.model.decoder_context())
-            other.dec_halo = max(other.renderer.context) + 1  # frames
+            other._render_with(self._own_renderer())
         else:
             other._use_decoder(decoder_path)
         other.decoder_override = True

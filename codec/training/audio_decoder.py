@@ -300,9 +300,6 @@ class AudioDecoderTask(Task):
                        vuv=vuv_loss.item())
         return rec + cfg.f0_weight * f0_loss + cfg.voicing_weight * vuv_loss, metrics
 
-    def log_fields(self, model: nn.Module) -> dict:
-        return {"cpu_s": round(time.process_time(), 1)}
-
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict:
         if not self.val:

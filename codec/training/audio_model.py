@@ -17,7 +17,6 @@ Files written to `out`:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,10 +159,8 @@ class AudioTask(Task):
                               "usage": q.usage.tolist()}
 
     def log_fields(self, model: nn.Module) -> dict:
-        # both since this invocation started: code restarts per stage, and this process's CPU seconds
-        # (a contention-independent measure of the training budget; with 1 thread ~ core-seconds)
-        return {"restarts": [vq.restarts for vq in model.quantizer.stages],
-                "cpu_s": round(time.process_time(), 1)}
+        # code restarts per stage since this invocation started (the loop logs the run's CPU seconds)
+        return {"restarts": [vq.restarts for vq in model.quantizer.stages]}
 
     def samples_per_step(self) -> int:
         return self.config.batch_size

@@ -295,7 +295,7 @@ class ConversionTask(Task):
         return rec + q.loss, metrics
 
     def log_fields(self, model: nn.Module) -> dict:
-        return {"cpu_s": round(time.process_time(), 1), "restarts": self.model.quantizer.restarts}
+        return {"restarts": self.model.quantizer.restarts}
 
     # ------------------------------------------------------------------------------------------ validation, export
     @torch.no_grad()

@@ -438,8 +438,8 @@ class TrainingLoop:
                 if rank == 0 and (step % cfg.val_every == 0 or step == end):
                     record.update(self._validate(model))
                 if record:
-                    runlog.write({"step": step, "time_s": round(elapsed0 + now - t0, 3), "cpu_s": round(cpu_s(), 3),
-                                  **record})
+                    runlog.write({**record, "step": step, "time_s": round(elapsed0 + now - t0, 3),
+                                  "cpu_s": round(cpu_s(), 3)})  # the loop's clocks: a task cannot restart them
                 if due and reason is None:
                     self._checkpoint(ckpt_path, model, opt, step, elapsed0 + self.clock() - t0, rank, cpu_s())
                     last_ckpt = self.clock()

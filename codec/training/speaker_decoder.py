@@ -139,9 +139,6 @@ class SpeakerDecoderTask(Task):
         rec, terms = self.loss_fn(x, y.float())
         return rec, {k: v.item() for k, v in terms.items()}
 
-    def log_fields(self, model: nn.Module) -> dict:
-        return {"cpu_s": round(time.process_time(), 1)}
-
     def samples_per_step(self) -> int:
         return self.config.batch_size
 
