@@ -589,6 +589,11 @@ def wer_part(args, model, tools: Tools, table_targets: list[str], genders: dict,
     rng.shuffle(m)
     mixed = [s for pair in zip(f, m) for s in pair] + f[len(m):] + m[len(f):]
     targets = mixed[: args.wer_targets]
+    if args.wer_speakers:  # explicit table speakers (e.g. native-English LibriSpeech ones, "ls103")
+        targets = [t.strip() for t in args.wer_speakers.split(",") if t.strip()]
+        unknown = [t for t in targets if t not in model.cfg.speakers]
+        if unknown:
+            raise SystemExit(f"--wer-speakers: {unknown} are not speakers of the model's table")
     rows, edits, words = [], Counter(), Counter()
     for path in files:
         x, f0, voiced = load_clip(path, model.cfg.pitch)
@@ -799,6 +804,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pairs", type=int, default=40, help="(source, target) pairs per task.")
     ap.add_argument("--wer-clips", type=int, default=12)
     ap.add_argument("--wer-targets", type=int, default=2, help="Training speakers each WER clip is converted to.")
+    ap.add_argument("--wer-speakers", default="",
+                    help="Comma list of table speakers the WER clips are converted to instead (any of the model's, "
+                         "e.g. LibriSpeech's ls103: is the lost content the target's voice or the conversion?).")
     ap.add_argument("--speaker-utts", type=int, default=0,
                     help="Utterances averaged per speaker mean embedding (0: all).")
     ap.add_argument("--seed", type=int, default=0)

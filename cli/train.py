@@ -177,6 +177,53 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
     ))
 
 
+@train.command("image-decoder")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of training photos (the image model's; never the evaluation set).")
+@loop_options(steps=200000, lr=1e-4)
+@click.option("--holdout", default=12, show_default=True, type=click.IntRange(min=1),
+              help="Photos of --data kept out of training and validated on (as `vqcodec train image --holdout`).")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Image model whose decoder is tuned and whose encoder makes the codec inputs [default: installed].")
+@click.option("--prior", "prior_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Its integer prior [default: installed].")
+@click.option("--refinement", "refinement_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Its refinement model (the quality scale and tables) [default: installed].")
+@click.option("--model-id", default="image-decoder-pilot", show_default=True, help="Id the exported weights carry.")
+@click.option("--dec-blocks", default=None, type=click.IntRange(min=1, max=32),
+              help="Grow the decoder's residual blocks at 1/8 resolution to this many (new ones start near identity).")
+@click.option("--codec-prob", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of crops decoded from the codec's own inputs (a VQ depth per block, thinned layers).")
+@click.option("--vq-qualities", default="6,14,20", show_default=True, help="Cached qualities below the refinement layers.")
+@click.option("--refined-qualities", default="22,26,30,34,36,40,46", show_default=True,
+              help="Cached qualities with refinement layers.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--crop", default=128, show_default=True, type=click.IntRange(min=8))
+@click.option("--tournament", default=2, show_default=True, type=click.IntRange(min=1))
+def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_path, model_id, dec_blocks, codec_prob,
+                            vq_qualities, refined_qualities, batch_size, crop, tournament, **kwargs) -> None:
+    """Fine-tune an image model's decoder on the inputs the codec gives it: its encoder, codebooks, and so every
+    file's bits, stay fixed (vqcodec.training.image_decoder). The codec inputs are made once, into OUT/codec_inputs."""
+    from vqcodec.training.image_decoder import TrainImageDecoderConfig, train_image_decoder
+
+    loop = _loop_settings(kwargs)
+    if crop % 8:
+        raise click.BadParameter("a multiple of 8 (whole blocks)", param_hint="--crop")
+
+    def qualities(text: str, hint: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise click.BadParameter("give qualities separated by commas, e.g. 22,30", param_hint=hint) from None
+
+    train_image_decoder(TrainImageDecoderConfig(
+        **loop, data=data, holdout=holdout, model=model_path, prior=prior_path, refinement=refinement_path,
+        model_id=model_id, dec_blocks=dec_blocks, codec_prob=codec_prob,
+        vq_qualities=qualities(vq_qualities, "--vq-qualities"),
+        refined_qualities=qualities(refined_qualities, "--refined-qualities"),
+        batch_size=batch_size, crop=crop, tournament=tournament))
+
+
 def _range_pair(text: str, option: str) -> tuple[float, float]:
     """'MIN,MAX' -> (MIN, MAX) floats, 0 < MIN <= MAX."""
     try:

@@ -53,7 +53,7 @@ from vqcodec.image.model import load_image_model
 from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, RefinedPlan, RefinementScale,
                                         check_effort, check_quality, choose_depths, depth_maps, lagrange_multiplier,
                                         refined_plan)
-from vqcodec.image.refinement import (DecodedLayers, RefinementModel, decode_layers, encode_layers,
+from vqcodec.image.refinement import (DecodedLayers, RefinementModel, decode_layers, encode_layers, layer_symbols,
                                       load_refinement_model)
 from vqcodec.quantization.scalar_refinement import residual_units
 from vqcodec.image.prior_integer import load_integer_prior
@@ -261,9 +261,30 @@ class ImageCodec:
             raise ValueError("refinement layers need the analysis' latents: analyse with this codec (it keeps them "
                              "when it has a refinement model)")
         residual = self._residual(candidates.latents, indices)
-        lam = plan.rdo_step_lambda * rm.steps(plan.layers)[-1] ** 2
-        layers = encode_layers(rm, residual.view(candidates.height, candidates.width, -1), plan.layers, lam)
+        layers = encode_layers(rm, residual.view(candidates.height, candidates.width, -1), plan.layers,
+                               self._rdo_lambda(plan))
         return _Coded(indices, layers.digest, streams + layers.streams)
+
+    def _rdo_lambda(self, plan: RefinedPlan) -> float:
+        """The latent squared error per bit that thins a plan's last refinement layer."""
+        return plan.rdo_step_lambda * self.refinement.steps(plan.layers)[-1] ** 2  # type: ignore[union-attr]
+
+    @torch.no_grad()
+    def refinement_symbols(self, candidates: BlockCandidates, quality: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What a file of an analysed image at `quality` holds, uncoded: its index maps (s, h, w) int64 (ABSENT
+        past each position's depth) and its refinement symbols (L, h, w, D) int8 (None when the quality has no
+        refinement layer). For training and analysis (`vqcodec.image.refinement.layer_symbols`: the whole grid
+        at once)."""
+        indices = depth_maps(candidates.paths, self._depths(candidates, quality), candidates.height,
+                             candidates.width).to(torch.int64)
+        plan, rm = self.plan(quality), self.refinement
+        if plan is None or plan.layers == 0 or rm is None:
+            return indices, None
+        if candidates.latents is None:
+            raise ValueError("refinement layers need the analysis' latents: analyse with this codec (it keeps them "
+                             "when it has a refinement model)")
+        residual = self._residual(candidates.latents, indices).view(candidates.height, candidates.width, -1)
+        return indices, layer_symbols(rm, residual, plan.layers, self._rdo_lambda(plan))
 
     def _residual(self, latents: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """The analysis' latents (h*w, D) float32 and the index maps (s, h, w) -> what the refinement layers code

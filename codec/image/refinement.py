@@ -41,7 +41,8 @@ from vqcodec.quantization.scalar_refinement import (CONTEXTS, RESIDUAL_LIMIT, la
 from vqcodec.weights.io import load_weights, save_weights
 
 __all__ = ["RefinementModel", "load_refinement_model", "save_refinement_model", "EncodedLayers", "DecodedLayers",
-           "encode_layers", "decode_layers", "CONTEXT_COUNT", "block_context", "grid_symbol_contexts"]
+           "encode_layers", "decode_layers", "layer_symbols", "symbol_levels", "CONTEXT_COUNT", "block_context",
+           "grid_symbol_contexts"]
 
 
 CONTEXT_COUNT = CONTEXTS * ROW_BUCKETS * BLOCK_BUCKETS
@@ -192,30 +193,59 @@ def _rdo_row(model: RefinementModel, symbols: torch.Tensor, residual: torch.Tens
     return out
 
 
-def encode_layers(model: RefinementModel, residual: torch.Tensor, layers: int, lam: float = 0.0) -> EncodedLayers:
-    """The first `layers` refinement layers of a residual grid (h, w, D) in grid units (`residual_units`), the
-    last one rate-distortion optimised with `lam` (latent squared error per bit; 0: as rounded) -> one stream per
-    layer. Row by row, all layers at once: memory grows with a row, not the grid."""
+def _check_residual(model: RefinementModel, residual: torch.Tensor, layers: int) -> None:
     if not 0 <= layers <= model.layers:
         raise ValueError(f"the refinement model has {model.layers} layers, asked for {layers}")
-    h, w, d = residual.shape
-    if d != model.latent_dim:
-        raise ValueError(f"residual has {d} dimensions, the refinement model {model.latent_dim}")
-    encoders = [IndexEncoder() for _ in range(layers)]
-    digest = hashlib.sha256()
+    if residual.shape[-1] != model.latent_dim:
+        raise ValueError(f"residual has {residual.shape[-1]} dimensions, the refinement model {model.latent_dim}")
+
+
+def _row_symbols(model: RefinementModel, residual: torch.Tensor, layers: int, lam: float):
+    """Yield each latent row's final symbols (L, w, D) int64 and the row above's (None on the first row): the
+    rounded residual, the last layer rate-distortion optimised with `lam` (`_rdo_row`)."""
     above: torch.Tensor | None = None
-    for y in range(h):
+    for y in range(residual.shape[0]):
         r = residual[y].to(torch.int64)
         sym = symbols_from_units(r, model.first_shift, layers, model.max_first)  # (L, w, D)
         if lam > 0 and layers:
             sym = _rdo_row(model, sym, r, above, lam)
+        yield sym, above
+        above = sym
+
+
+def symbol_levels(symbols: torch.Tensor) -> torch.Tensor:
+    """Refinement symbols (L, ..., D) of layers 1..L -> each position's refinement level (...) int64: the last
+    layer with a non-zero symbol there, 0 where none (what the decoder is told)."""
+    layer_ids = torch.arange(1, symbols.shape[0] + 1).view(-1, *([1] * (symbols.dim() - 2)))
+    return (symbols.ne(0).any(-1) * layer_ids).amax(0)
+
+
+def layer_symbols(model: RefinementModel, residual: torch.Tensor, layers: int, lam: float = 0.0) -> torch.Tensor:
+    """The symbols `encode_layers` codes for the same arguments, without coding them: (layers, h, w, D) int8 for
+    a residual grid (h, w, D) in grid units (the whole grid at once: for training and analysis, not for images
+    of any size)."""
+    _check_residual(model, residual, layers)
+    h, w, d = residual.shape
+    out = torch.empty((layers, h, w, d), dtype=torch.int8)
+    for y, (sym, _) in enumerate(_row_symbols(model, residual, layers, lam)):
+        out[:, y] = sym.to(torch.int8)
+    return out
+
+
+def encode_layers(model: RefinementModel, residual: torch.Tensor, layers: int, lam: float = 0.0) -> EncodedLayers:
+    """The first `layers` refinement layers of a residual grid (h, w, D) in grid units (`residual_units`), the
+    last one rate-distortion optimised with `lam` (latent squared error per bit; 0: as rounded) -> one stream per
+    layer. Row by row, all layers at once: memory grows with a row, not the grid."""
+    _check_residual(model, residual, layers)
+    encoders = [IndexEncoder() for _ in range(layers)]
+    digest = hashlib.sha256()
+    for sym, above in _row_symbols(model, residual, layers, lam):
         for j in range(layers):
             lo, _ = layer_alphabet(j + 1, model.max_first)
             rows = row_frequencies(model.tables[j], layer_contexts(sym[:j]), None if above is None else above[j],
                                    block_context(j, sym, above))
             encoders[j].encode((sym[j] - lo).reshape(-1).numpy(), rows)
         digest.update(sym.to(torch.int8).numpy().tobytes())
-        above = sym
     return EncodedLayers([e.finish() for e in encoders], digest.digest())
 
 
@@ -232,7 +262,6 @@ def decode_layers(model: RefinementModel, streams: list[bytes], base: torch.Tens
     decoders = [IndexDecoder(data) for data in streams]
     out = base.float().clone()
     levels = torch.zeros((h, w), dtype=torch.int64)
-    layer_ids = torch.arange(1, L + 1)[:, None]
     digest = hashlib.sha256()
     above: torch.Tensor | None = None
     for y in range(h):
@@ -244,7 +273,7 @@ def decode_layers(model: RefinementModel, streams: list[bytes], base: torch.Tens
             sym[j] = torch.from_numpy(decoders[j].decode(rows)).view(w, d) + lo
             out[y] += sym[j].float() * steps[j]
         if L:
-            levels[y] = (sym.ne(0).any(-1) * layer_ids).amax(0)
+            levels[y] = symbol_levels(sym)
         digest.update(sym.to(torch.int8).numpy().tobytes())
         above = sym
     for dec in decoders:
