@@ -27,6 +27,7 @@ vqcodec is measured through its public API only: `vqcodec.encode_image`, `vqcode
 from __future__ import annotations
 
 import importlib
+import os
 import importlib.metadata
 import io
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ class VqCodec:
 
     @property
     def description(self) -> str:
-        return f"vqcodec {getattr(self.api, '__version__', '?')} (public API: encode_image / decode)"
+        return f"vqcodec {getattr(self.api, '__version__', '?')} (public API: encode_image / decode; {image_components()})"
 
     def encode(self, img: Image.Image, quality: int) -> bytes:
         return bytes(self.api.encode_image(img, int(quality)))
@@ -208,6 +209,20 @@ class VqCodec:
         img = self.api.decode(data)
         img.load()
         return img
+
+
+def image_components() -> str:
+    """The image components new files are made with (ids), and the weights folder when VQCODEC_WEIGHTS_DIR names
+    one: what a measured curve belongs to."""
+    try:
+        from vqcodec.registry import WEIGHTS_ENV, default_registry
+
+        found = default_registry().defaults("image")
+    except Exception as exc:  # noqa: BLE001 - a description never stops a measurement
+        return f"components unknown: {type(exc).__name__}"
+    folder = os.environ.get(WEIGHTS_ENV)
+    return (", ".join(f"{role} {c.model_id}" for role, c in sorted(found.items()))
+            + (f"; {WEIGHTS_ENV}={folder}" if folder else ""))
 
 
 def load_vqcodec() -> tuple[VqCodec | None, str]:

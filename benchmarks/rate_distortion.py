@@ -337,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             header += ["", f"Records without per-image data (measured before it was kept): {', '.join(missing)}; "
                            "they get no per-image BD-rate."]
+    header += ["", "Codecs: " + "; ".join(f"{r.get('name', k)}: {r.get('description', '?')}" for k, r in records.items())
+               + "."]
     if args.quick:
         header += ["", f"**Quick smoke run** ({QUICK_IMAGES} images, two qualities per codec): not a benchmark result."]
     written.append(write_markdown(out / "results.md", header, records, bd, references, per_image, BD_WINDOWS))

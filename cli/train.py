@@ -200,8 +200,14 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--crop", default=128, show_default=True, type=click.IntRange(min=8))
 @click.option("--tournament", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--margin", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Latents of context decoded around each crop and left out of the loss.")
+@click.option("--loss", type=click.Choice(["mse", "log", "kind"]), default="mse", show_default=True,
+              help="mse: the batch's mean squared error; log: the mean of the crops' PSNR; kind: each kind of input's "
+                   "MSE relative to its running mean (every quality counts alike).")
 def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_path, model_id, dec_blocks, codec_prob,
-                            vq_qualities, refined_qualities, batch_size, crop, tournament, **kwargs) -> None:
+                            vq_qualities, refined_qualities, batch_size, crop, tournament, margin, loss,
+                            **kwargs) -> None:
     """Fine-tune an image model's decoder on the inputs the codec gives it: its encoder, codebooks, and so every
     file's bits, stay fixed (vqcodec.training.image_decoder). The codec inputs are made once, into OUT/codec_inputs."""
     from vqcodec.training.image_decoder import TrainImageDecoderConfig, train_image_decoder
@@ -221,7 +227,7 @@ def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_pa
         model_id=model_id, dec_blocks=dec_blocks, codec_prob=codec_prob,
         vq_qualities=qualities(vq_qualities, "--vq-qualities"),
         refined_qualities=qualities(refined_qualities, "--refined-qualities"),
-        batch_size=batch_size, crop=crop, tournament=tournament))
+        batch_size=batch_size, crop=crop, tournament=tournament, margin=margin, loss=loss))
 
 
 def _range_pair(text: str, option: str) -> tuple[float, float]:

@@ -116,7 +116,7 @@ def test_only_the_decoder_trains_and_a_run_resumes(photos, tmp_path):
 def test_crops_come_with_context_the_loss_leaves_out(photos, tmp_path):
     task = ImageDecoderTask(_cfg(photos, tmp_path / "run", batch_size=16, margin=2))
     built = task.build(RunContext(0, 1, False, tmp_path / "run"))
-    x, z, depth, mask = task.batch(0)
+    x, z, depth, mask, kinds = task.batch(0)
     assert x.shape == (16, 3, 64, 64) and z.shape[2:] == (8, 8) and depth.shape == (16, 8, 8)
     inner = torch.zeros(64, 64)
     inner[16:48, 16:48] = 1
@@ -125,11 +125,44 @@ def test_crops_come_with_context_the_loss_leaves_out(photos, tmp_path):
         assert int(m.sum()) in {32 * 32, 32 * 48, 48 * 48}
     assert any(int(m.sum()) < 48 * 48 for m in mask[:, 0])  # some band inside the photo is left out
     # a pixel in the band changes nothing, one inside does
-    loss, _ = task.loss(built.model, (x, z, depth, mask))
+    loss, _ = task.loss(built.model, (x, z, depth, mask, kinds))
     band = (mask == 0).expand_as(x)
     y = x.clone()
     y[band] = 1 - y[band]
-    assert torch.isclose(task.loss(built.model, (y, z, depth, mask))[0], loss)
+    assert torch.isclose(task.loss(built.model, (y, z, depth, mask, kinds))[0], loss)
     y = x.clone()
     y[:, :, 30, 30] += 0.5
-    assert task.loss(built.model, (y, z, depth, mask))[0] > loss
+    assert task.loss(built.model, (y, z, depth, mask, kinds))[0] > loss
+
+
+def test_log_loss_is_the_mean_of_the_crops_psnr(photos, tmp_path):
+    task = ImageDecoderTask(_cfg(photos, tmp_path / "run", batch_size=4, loss="log"))
+    built = task.build(RunContext(0, 1, False, tmp_path / "run"))
+    x, z, depth, mask, kinds = task.batch(0)
+    loss, metrics = task.loss(built.model, (x, z, depth, mask, kinds))
+    with torch.no_grad():
+        x_hat = built.model.decoder(z, depth)
+    per_crop = ((x_hat - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3)
+    assert float(loss) == pytest.approx(float(10 * torch.log10(per_crop + 1e-6).mean()), abs=0.05)
+    assert metrics["mse"] == pytest.approx(float(per_crop.mean()), rel=0.05)
+
+
+def test_kind_loss_weighs_each_kind_by_its_running_mse(photos, tmp_path):
+    task = ImageDecoderTask(_cfg(photos, tmp_path / "run", batch_size=8, loss="kind"))
+    built = task.build(RunContext(0, 1, False, tmp_path / "run"))
+    x, z, depth, mask, kinds = task.batch(0)
+    assert kinds.shape == (8,) and int(kinds.max()) < len(task.kinds)
+    loss, _ = task.loss(built.model, (x, z, depth, mask, kinds))
+    seen = kinds.unique()
+    assert torch.isfinite(task.kind_mse[seen]).all() and torch.isnan(task.kind_mse).sum() == len(task.kinds) - len(seen)
+    # on the first batch every kind's mean is its own: the loss is the mean of crop MSE / kind mean
+    with torch.no_grad():
+        x_hat = built.model.decoder(z, depth)
+    per_crop = ((x_hat - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3)
+    means = {int(k): float(per_crop[kinds == k].mean()) for k in seen}
+    want = sum(float(per_crop[i]) / means[int(kinds[i])] for i in range(8)) / 8
+    assert float(loss) == pytest.approx(want, rel=1e-3)
+    state = task.state_dict()
+    task.kind_mse.fill_(0.0)
+    task.load_state_dict(state)
+    assert torch.equal(torch.isnan(task.kind_mse), torch.isnan(state["kind_mse"]))

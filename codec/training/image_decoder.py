@@ -42,6 +42,10 @@ CACHE_DIR = "codec_inputs"
 """Folder of the run holding each photo's codec inputs (`build_codec_inputs`)."""
 CACHE_VERSION = 1
 VAL_MARGIN = 4
+LOG_LOSS_FLOOR = 1e-6
+"""Added to a crop's mean squared error before its log (a flat crop decoded perfectly has none)."""
+KIND_MSE_DECAY = 0.99
+"""Decay per step of loss "kind"'s running mean of each kind's MSE."""
 """Latents of context around a validation window (a cut latent grid decodes worse near the cut: with 4, the
 window's PSNR is within 0.01 dB of the whole photo's decode there)."""
 
@@ -149,7 +153,9 @@ class TrainImageDecoderConfig(LoopConfig):
     codec's inputs at one of the cached qualities (drawn evenly); the rest keep the image recipe: half refined
     whole to a level drawn evenly (told each block's level as the codec computes it), half VQ (depth 1 with
     probability vq1_prob, else all stages). margin: latents of context around each crop, decoded but left out of
-    the loss (see `ImageDecoderTask.batch`)."""
+    the loss (see `ImageDecoderTask.batch`). loss: "mse" (the batch's mean squared error: crops with large errors,
+    the coarse qualities, dominate) or "log" (the mean of the crops' log MSE, i.e. of their PSNR, which is how
+    qualities are compared: every crop counts by its relative error, fine refinement levels included)."""
 
     data: str
     out: str
@@ -173,6 +179,7 @@ class TrainImageDecoderConfig(LoopConfig):
     refined_qualities: tuple[int, ...] = (22, 26, 30, 34, 36, 40, 46)
     linear_lr_scale: float = 0.1
     margin: int = 2
+    loss: str = "mse"
 
 
 class ImageDecoderTask(Task):
@@ -180,7 +187,7 @@ class ImageDecoderTask(Task):
 
     name = "image-decoder"
     run_defining = ("batch_size", "crop", "tournament", "holdout", "model", "dec_blocks", "codec_prob", "vq1_prob",
-                    "vq_qualities", "refined_qualities", "channels_last", "margin")
+                    "vq_qualities", "refined_qualities", "channels_last", "margin", "loss")
     progress_keys = ("psnr_train_mixed",)
     config: TrainImageDecoderConfig
 
@@ -237,6 +244,7 @@ class ImageDecoderTask(Task):
         groups = [{"params": [p for p in trainable if id(p) not in linear], "lr_scale": 1.0},
                   {"params": [p for p in trainable if id(p) in linear], "lr_scale": cfg.linear_lr_scale}]
         self.kinds = self._kinds()
+        self.kind_mse = torch.full((len(self.kinds),), float("nan"), dtype=torch.float64)  # loss "kind"'s means
         return Built(model, groups, OptimizerSpec("adam", betas=(0.9, 0.99)))
 
     def _kinds(self) -> list[str]:
@@ -306,14 +314,15 @@ class ImageDecoderTask(Task):
         return top, left, min(h, y + p + margin) - top, min(w, x + p + margin) - left
 
     def batch(self, step: int) -> tuple[torch.Tensor, ...]:
-        """Pixels (B, 3, 8Q, 8Q) float32, decoder inputs (B, D, Q, Q) float32, depths (B, Q, Q) int64 and the loss
-        mask (B, 1, 8Q, 8Q) float32, Q = crop/8 + 2 margin: each crop comes with `margin` latents of context on
+        """Pixels (B, 3, 8Q, 8Q) float32, decoder inputs (B, D, Q, Q) float32, depths (B, Q, Q) int64, the loss
+        mask (B, 1, 8Q, 8Q) float32 and each crop's kind of input (B,) int64 (an index of `kinds`), Q = crop/8 +
+        2 margin: each crop comes with `margin` latents of context on
         every side (the photo's latents were computed on the whole photo, and a cut latent grid decodes worse
         near its cut: the loss leaves that band out, except where it is the photo's own border)."""
         cfg = self.config
         p, m = cfg.crop // 8, cfg.margin
         q = p + 2 * m
-        xs, zs, ds, masks = [], [], [], []
+        xs, zs, ds, masks, kinds = [], [], [], [], []
         for _ in range(cfg.batch_size):
             i = int(torch.multinomial(self.weights, 1, generator=self.gen))
             photo, inputs = self.train[i]
@@ -326,7 +335,9 @@ class ImageDecoderTask(Task):
                 if detail > best_detail:
                     best, best_detail = (y, x), detail
             y, x = best
-            z, depth = self._decoder_input(inputs, self._draw_kind(), y, x, q)
+            kind = self._draw_kind()
+            z, depth = self._decoder_input(inputs, kind, y, x, q)
+            kinds.append(self.kinds.index(kind))
             mask = torch.zeros(1, 8 * q, 8 * q)
             r0, c0 = (0 if y == 0 else 8 * m), (0 if x == 0 else 8 * m)
             r1, c1 = (8 * q if y + q == h else 8 * (m + p)), (8 * q if x + q == w else 8 * (m + p))
@@ -335,16 +346,28 @@ class ImageDecoderTask(Task):
             zs.append(z)
             ds.append(depth)
             masks.append(mask)
-        return torch.stack(xs), torch.stack(zs), torch.stack(ds), torch.stack(masks)
+        return torch.stack(xs), torch.stack(zs), torch.stack(ds), torch.stack(masks), torch.tensor(kinds)
 
     def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
-        x, z, depth, mask = batch
+        x, z, depth, mask, kinds = batch
         if self.config.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
             x_hat = model.decoder(z, depth)
-        mse = ((x_hat.float() - x) ** 2 * mask).sum() / (mask.sum() * x.shape[1])
-        return mse, {"mse": mse.item(), "psnr_train_mixed": 10 * math.log10(1 / max(mse.item(), 1e-10))}
+        per_crop = ((x_hat.float() - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * x.shape[1])  # (B,)
+        mse = per_crop.mean()
+        if self.config.loss == "log":  # the mean of the crops' PSNR: each crop's error relative to its own
+            loss = 10 / math.log(10) * torch.log(per_crop + LOG_LOSS_FLOOR).mean()  # -dB
+        elif self.config.loss == "kind":  # each kind's MSE relative to its running mean: the kinds' PSNRs
+            seen = per_crop.detach()
+            for k in kinds.unique().tolist():
+                m = float(seen[kinds == k].mean())
+                old = float(self.kind_mse[k])
+                self.kind_mse[k] = m if math.isnan(old) else KIND_MSE_DECAY * old + (1 - KIND_MSE_DECAY) * m
+            loss = (per_crop / self.kind_mse[kinds].clamp(min=LOG_LOSS_FLOOR)).mean()
+        else:
+            loss = mse
+        return loss, {"mse": mse.item(), "psnr_train_mixed": 10 * math.log10(1 / max(mse.item(), 1e-10))}
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict:
@@ -377,10 +400,12 @@ class ImageDecoderTask(Task):
         export_image_model(model, out_dir / EXPORT_NAME, self.config.model_id)
 
     def state_dict(self) -> dict:
-        return {"gen": self.gen.get_state()}
+        return {"gen": self.gen.get_state(), "kind_mse": self.kind_mse.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
+        if "kind_mse" in state:
+            self.kind_mse = state["kind_mse"].clone()
 
 
 def train_image_decoder(cfg: TrainImageDecoderConfig) -> ImageVQVAE:
