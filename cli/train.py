@@ -2,7 +2,7 @@
 
 Every command shares the loop's flags (`loop_options`): --out, --steps, --stop-at-step, --max-minutes,
 --resume, --threads, --lr, --min-lr-fraction, --warmup-steps, --checkpoint-every (seconds), --log-every,
---val-every, --seed, --progress/--no-progress. They map one to one onto `LoopConfig` fields.
+--val-every, --seed, --progress/--no-progress, --device. They map one to one onto `LoopConfig` fields.
 """
 from __future__ import annotations
 
@@ -17,7 +17,21 @@ __all__ = ["train", "loop_options"]
 
 LOOP_FLAGS = ("out", "steps", "stop_at_step", "max_minutes", "resume", "threads", "lr", "min_lr_fraction",
               "warmup_steps", "schedule", "cooldown_steps", "weight_ema", "checkpoint_every", "log_every", "val_every",
-              "seed", "progress")
+              "seed", "progress", "device")
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--device's check: a device this process can train on (`vqcodec.training.loop.resolve_device`), else a
+    usage error saying what to give instead. Returns the name as given. The default (cpu) imports no torch."""
+    if value == "cpu":
+        return value
+    from vqcodec.training.loop import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
 
 
 def loop_options(*, steps: int, lr: float, lr_help: str = "") -> Callable:
@@ -63,6 +77,9 @@ def loop_options(*, steps: int, lr: float, lr_help: str = "") -> Callable:
                      help="Seed of the initialisation and of the data sampling."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr  [default: when stderr is a terminal]."),
+        click.option("--device", default="cpu", show_default=True, callback=_device,
+                     help="Where the model trains: cpu, cuda or cuda:N (the image trainers; batches are drawn on the "
+                          "CPU and moved there). Not a run setting: a run resumes on any device."),
     ]
 
     def apply(f: Callable) -> Callable:
@@ -205,8 +222,10 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
 @click.option("--loss", type=click.Choice(["mse", "log", "kind"]), default="mse", show_default=True,
               help="mse: the batch's mean squared error; log: the mean of the crops' PSNR; kind: each kind of input's "
                    "MSE relative to its running mean (every quality counts alike).")
+@click.option("--kind-power", default=1.0, show_default=True, type=click.FloatRange(0, 1),
+              help="With --loss kind: divide by the kind's mean MSE to this power (0: plain MSE).")
 def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_path, model_id, dec_blocks, codec_prob,
-                            vq_qualities, refined_qualities, batch_size, crop, tournament, margin, loss,
+                            vq_qualities, refined_qualities, batch_size, crop, tournament, margin, loss, kind_power,
                             **kwargs) -> None:
     """Fine-tune an image model's decoder on the inputs the codec gives it: its encoder, codebooks, and so every
     file's bits, stay fixed (vqcodec.training.image_decoder). The codec inputs are made once, into OUT/codec_inputs."""
@@ -227,7 +246,8 @@ def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_pa
         model_id=model_id, dec_blocks=dec_blocks, codec_prob=codec_prob,
         vq_qualities=qualities(vq_qualities, "--vq-qualities"),
         refined_qualities=qualities(refined_qualities, "--refined-qualities"),
-        batch_size=batch_size, crop=crop, tournament=tournament, margin=margin, loss=loss))
+        batch_size=batch_size, crop=crop, tournament=tournament, margin=margin, loss=loss,
+        kind_power=kind_power))
 
 
 def _range_pair(text: str, option: str) -> tuple[float, float]:

@@ -166,3 +166,19 @@ def test_kind_loss_weighs_each_kind_by_its_running_mse(photos, tmp_path):
     task.kind_mse.fill_(0.0)
     task.load_state_dict(state)
     assert torch.equal(torch.isnan(task.kind_mse), torch.isnan(state["kind_mse"]))
+
+
+def test_kind_power_zero_is_plain_mse(photos, tmp_path):
+    task = ImageDecoderTask(_cfg(photos, tmp_path / "run", batch_size=6, loss="kind", kind_power=0.0))
+    built = task.build(RunContext(0, 1, False, tmp_path / "run"))
+    batch = task.batch(0)
+    loss, metrics = task.loss(built.model, batch)
+    assert float(loss) == pytest.approx(metrics["mse"], rel=1e-5)
+    task.config.kind_power = 0.5
+    half, _ = task.loss(built.model, batch)
+    x, z, depth, mask, kinds = batch
+    with torch.no_grad():
+        x_hat = built.model.decoder(z, depth)
+    per_crop = ((x_hat - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3)
+    want = (per_crop / task.kind_mse[kinds].float() ** 0.5).mean()  # the running means barely moved in one step
+    assert float(half) == pytest.approx(float(want), rel=0.02) and float(half) > float(loss)

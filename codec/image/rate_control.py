@@ -62,7 +62,7 @@ def choose_depths(errors: torch.Tensor, lam: float, stage_bits: float = STAGE_BI
     IEEE arithmetic and one argmin per row, no reduction across rows: given the same errors (the codec's
     come from the exact search, vqcodec.image.analysis), the same depths on any thread count."""
     s = errors.shape[1]
-    rate = torch.arange(s, dtype=errors.dtype) * stage_bits
+    rate = torch.arange(s, dtype=errors.dtype, device=errors.device) * stage_bits
     return (errors + lam * rate).argmin(dim=1) + 1
 
 

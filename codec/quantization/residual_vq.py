@@ -370,8 +370,8 @@ class ResidualVQ(nn.Module):
         """The beam search of `beam_search`, recording its best candidate after every stage: (N, s, s) paths
         (ABSENT-padded) and (N, s) squared errors. beam = 1 is greedy."""
         n, d = x.shape
-        paths_out = torch.full((n, num_stages, num_stages), -1, dtype=torch.int64)
-        errors_out = torch.empty(n, num_stages)
+        paths_out = torch.full((n, num_stages, num_stages), -1, dtype=torch.int64, device=x.device)
+        errors_out = torch.empty(n, num_stages, device=x.device)
         first = self.stages[0].encode(x)
         sums = self.stages[0].lookup(first)[:, None, :]
         paths = first[:, None, None]

@@ -32,7 +32,7 @@ from vqcodec.image.model import ImageModelConfig, ImageVQVAE
 from vqcodec.image.refinement import symbol_levels
 from vqcodec.quantization.scalar_refinement import refinement_values, residual_units, symbols_from_units
 from vqcodec.training.image_model import EXPORT_NAME, export_image_model, psnr, split_holdout
-from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
+from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop, module_device
 
 __all__ = ["TrainImageDecoderConfig", "ImageDecoderTask", "PhotoInputs", "build_codec_inputs", "train_image_decoder",
            "CACHE_DIR"]
@@ -180,6 +180,7 @@ class TrainImageDecoderConfig(LoopConfig):
     linear_lr_scale: float = 0.1
     margin: int = 2
     loss: str = "mse"
+    kind_power: float = 1.0
 
 
 class ImageDecoderTask(Task):
@@ -187,8 +188,9 @@ class ImageDecoderTask(Task):
 
     name = "image-decoder"
     run_defining = ("batch_size", "crop", "tournament", "holdout", "model", "dec_blocks", "codec_prob", "vq1_prob",
-                    "vq_qualities", "refined_qualities", "channels_last", "margin", "loss")
+                    "vq_qualities", "refined_qualities", "channels_last", "margin", "loss", "kind_power")
     progress_keys = ("psnr_train_mixed",)
+    devices = ("cpu", "cuda")
     config: TrainImageDecoderConfig
 
     def build(self, ctx: RunContext) -> Built:
@@ -239,6 +241,7 @@ class ImageDecoderTask(Task):
         if cfg.channels_last:
             model.decoder.to(memory_format=torch.channels_last)
         self.model = model
+        self.cpu_quantizer = released.quantizer  # model's frozen codebooks, kept on the CPU for batch()
         linear = {id(p) for p in model.decoder.linear.parameters()} if model.decoder.linear is not None else set()
         trainable = [p for p in model.decoder.parameters()]
         groups = [{"params": [p for p in trainable if id(p) not in linear], "lr_scale": 1.0},
@@ -276,7 +279,7 @@ class ImageDecoderTask(Task):
         else:
             depth = torch.full((ph, pw), S, dtype=torch.int64)
         chosen = paths.gather(2, (depth - 1)[..., None, None].expand(ph, pw, 1, S))[:, :, 0]  # (ph, pw, S)
-        base = self.model.quantizer.decode(chosen.reshape(-1, S)).view(ph, pw, -1)
+        base = self.cpu_quantizer.decode(chosen.reshape(-1, S)).view(ph, pw, -1)
         if kind.startswith("q") and int(kind[1:]) in inputs.refined:
             q = int(kind[1:])
             units, layers = inputs.refined[q]
@@ -352,7 +355,7 @@ class ImageDecoderTask(Task):
         x, z, depth, mask, kinds = batch
         if self.config.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+        with torch.autocast(module_device(model).type, dtype=torch.bfloat16, enabled=self.config.bf16):
             x_hat = model.decoder(z, depth)
         per_crop = ((x_hat.float() - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * x.shape[1])  # (B,)
         mse = per_crop.mean()
@@ -364,7 +367,8 @@ class ImageDecoderTask(Task):
                 m = float(seen[kinds == k].mean())
                 old = float(self.kind_mse[k])
                 self.kind_mse[k] = m if math.isnan(old) else KIND_MSE_DECAY * old + (1 - KIND_MSE_DECAY) * m
-            loss = (per_crop / self.kind_mse[kinds].clamp(min=LOG_LOSS_FLOOR)).mean()
+            scale = self.kind_mse.to(per_crop.device)[kinds].clamp(min=LOG_LOSS_FLOOR) ** self.config.kind_power
+            loss = (per_crop / scale.to(per_crop.dtype)).mean()
         else:
             loss = mse
         return loss, {"mse": mse.item(), "psnr_train_mixed": 10 * math.log10(1 / max(mse.item(), 1e-10))}
@@ -377,6 +381,7 @@ class ImageDecoderTask(Task):
         codec_mean: the mean over the cached qualities."""
         cfg = self.config
         model.eval()
+        device = module_device(model)
         out = {}
         for kind in self.kinds:
             total = 0.0
@@ -386,7 +391,7 @@ class ImageDecoderTask(Task):
                 y, x = (h - p) // 2, (w - p) // 2
                 top, left, wh, ww = self._window(h, w, y, x, p, VAL_MARGIN)
                 z, depth = self._decoder_input(inputs, kind, top, left, wh, ww)
-                x_hat = model.decoder(z[None], depth[None]).clamp(0, 1)
+                x_hat = model.decoder(z[None].to(device), depth[None].to(device)).clamp(0, 1).cpu()
                 dy, dx = 8 * (y - top), 8 * (x - left)
                 x_hat = x_hat[:, :, dy : dy + 8 * p, dx : dx + 8 * p]
                 total += psnr(x_hat, photo[None, :, 8 * y : 8 * (y + p), 8 * x : 8 * (x + p)].float() / 255.0)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from vqcodec.image.data import RandomCrops, list_images, load_folder, load_rgb
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE, block_pca, load_image_model, pad_to_multiple
 from vqcodec.image.rate_control import QUALITY_MAX, choose_depths, depth_maps, lagrange_multiplier
-from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
+from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop, module_device
 from vqcodec.weights.io import save_weights
 
 __all__ = ["TrainImageConfig", "ImageTask", "train_image", "evaluate_stages", "evaluate_rd", "export_image_model",
@@ -118,30 +118,32 @@ def evaluate_rd(model: ImageVQVAE, images: list[torch.Tensor], stage_counts=VAL_
     images: (3, H, W) uint8. Returns {"stages": [s...], "psnr": [mean dB at every block s stages],
     "qualities": [q...], "rd_psnr": [mean dB], "rd_bpp": [mean raw bits per pixel: 9 bits per present
     index], "usage": [fraction of codes used per stage]} with each block's depth chosen by the encoder's
-    rate-distortion rule at quality q.
+    rate-distortion rule at quality q. The model may be on any device: the images are moved to it, the depth
+    choice runs on the CPU.
     """
     model.eval()
+    device = module_device(model)
     S, K = model.cfg.num_stages, model.cfg.num_codes
     stage_counts = [s for s in stage_counts if s <= S]
     psnrs, rd_psnr, rd_bpp = torch.zeros(len(stage_counts)), torch.zeros(len(qualities)), torch.zeros(len(qualities))
     counts = torch.zeros(S, K)
     bits = math.log2(K)
     for im in images:
-        x = im[None].float() / 255.0
+        x = im[None].to(device).float() / 255.0
         h, w = x.shape[-2:]
         z = model.encoder(pad_to_multiple(x, model.factor))
         lh, lw = z.shape[-2:]
-        paths, errors = model.quantizer.encode_prefixes(model._flatten(z), None, beam=1)
+        paths, errors = (t.cpu() for t in model.quantizer.encode_prefixes(model._flatten(z), None, beam=1))
         full = paths[:, S - 1]  # (N, S) greedy path
         for s in range(S):
             counts[s] += torch.bincount(full[:, s], minlength=K).float()
         for i, s in enumerate(stage_counts):
             idx = full[:, :s].reshape(1, lh, lw, s).permute(0, 3, 1, 2)
-            psnrs[i] += psnr(model.decode_indices(idx)[..., :h, :w], x)
+            psnrs[i] += psnr(model.decode_indices(idx.to(device))[..., :h, :w], x)
         for i, q in enumerate(qualities):
             depths = choose_depths(errors, lagrange_multiplier(q))
             maps = depth_maps(paths, depths, lh, lw)[None]
-            rd_psnr[i] += psnr(model.decode_indices(maps)[..., :h, :w], x)
+            rd_psnr[i] += psnr(model.decode_indices(maps.to(device))[..., :h, :w], x)
             rd_bpp[i] += float(depths.sum()) * bits / (h * w)
     n = max(1, len(images))
     return {"stages": stage_counts, "psnr": (psnrs / n).tolist(), "qualities": list(qualities),
@@ -154,18 +156,19 @@ def evaluate_stages(model: ImageVQVAE, images: list[torch.Tensor]) -> dict:
     """Reconstruct each (3, H, W) uint8 image at every stage count.
 
     Returns {"psnr": [S floats, mean over images], "usage": [S fractions of codes used over all images],
-    "perplexity": [S]}.
+    "perplexity": [S]}. The model may be on any device (the images are moved to it).
     """
     model.eval()
+    device = module_device(model)
     S, K = model.cfg.num_stages, model.cfg.num_codes
     psnrs = torch.zeros(S)
     counts = torch.zeros(S, K)
     for im in images:
-        x = im[None].float() / 255.0
+        x = im[None].to(device).float() / 255.0
         h, w = x.shape[-2:]
         idx = model.encode_indices(pad_to_multiple(x, model.factor))
         for s in range(S):
-            counts[s] += torch.bincount(idx[0, s].reshape(-1), minlength=K).float()
+            counts[s] += torch.bincount(idx[0, s].reshape(-1), minlength=K).float().cpu()
             x_hat = model.decode_indices(idx[:, : s + 1])[..., :h, :w]
             psnrs[s] += psnr(x_hat, x)
     p = counts / counts.sum(1, keepdim=True)
@@ -290,10 +293,10 @@ class RefiningVQVAE(nn.Module):
         quantized = net._unflatten(q.quantized, b, h, w)
         depth = q.active.reshape(b, h, w) if net.cfg.depth_input else None
         st = step.to(z.dtype)[:, None, None, None]
-        if level is None:
-            refined = z.detach() + (torch.rand_like(z) - 0.5) * st
+        if level is None:  # the noise is drawn on the CPU (a stream the checkpoints keep), then moved
+            refined = z.detach() + (torch.rand_like(z, device="cpu").to(z.device) - 0.5) * st
         else:
-            with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
                 flat32 = flat.detach().float()
                 base = net._unflatten(net.quantizer.decode(net.quantizer.encode(flat32, self.base_stages)), b, h, w)
                 refined = (base + torch.round((z.detach().float() - base) / st) * st).to(z.dtype)
@@ -312,6 +315,7 @@ class ImageTask(Task):
                     "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment", "refine_prob",
                     "refine_steps", "refine_level_weights")
     progress_keys = ("psnr_train_mixed", "vq_loss")
+    devices = ("cpu", "cuda")
     config: TrainImageConfig
 
     def build(self, ctx: RunContext) -> Built:
@@ -397,7 +401,10 @@ class ImageTask(Task):
         return x, active, None
 
     def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        """batch: `batch()`'s tensors on the model's device. The refinement draws are made on the CPU (the random
+        streams the checkpoints keep) and moved there."""
         x, active, lam = batch
+        device = module_device(model)
         rule = None
         if lam is not None:
             per_block = lam.repeat_interleave((x.shape[-2] // 8) * (x.shape[-1] // 8))
@@ -408,7 +415,7 @@ class ImageTask(Task):
                 depths = choose_depths(errors, torch.nan_to_num(per_block, nan=0.0)[:, None])
                 return torch.where(full, S, depths)
         cfg = self.config
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             if cfg.refine_prob > 0:  # model: the RefiningVQVAE (under DDP, wrapped)
                 refine = torch.rand(x.shape[0]) < cfg.refine_prob
                 levels = self.model.cfg.refine_levels
@@ -422,7 +429,9 @@ class ImageTask(Task):
                 else:
                     lo, hi = (math.log(v) for v in cfg.refine_steps)
                     level, step = None, torch.exp(lo + (hi - lo) * torch.rand(x.shape[0]))
-                (x_hat, q), refined = model(x, active, rule, refine, step, level), float(refine.float().mean())
+                level = None if level is None else level.to(device)
+                x_hat, q = model(x, active, rule, refine.to(device), step.to(device), level)
+                refined = float(refine.float().mean())
             else:
                 (x_hat, q), refined = model(x, active, rule), 0.0
         mse = F.mse_loss(x_hat.float(), x)
@@ -472,8 +481,9 @@ def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stag
     {"base_stages", "steps", "psnr": [per step], "unquantized"}. Defaults: a model with `refine_levels` R is
     measured at its levels' steps over `REFINE_BASE_STAGES` stages and told each level (the unquantized latent:
     level R); any other at `REFINE_VAL_STEPS` over 4 stages, and a decoder with a depth input is told
-    `base_stages` for every block."""
+    `base_stages` for every block. The model may be on any device (the images are moved to it)."""
     model.eval()
+    device = module_device(model)
     cfg = model.cfg
     levels = cfg.refine_levels
     if base_stages is None:
@@ -483,7 +493,7 @@ def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stag
     level_of = {cfg.refinement_step(j): j for j in range(1, levels + 1)}
     psnrs, clean = torch.zeros(len(steps)), 0.0
     for im in images:
-        x = im[None].float() / 255.0
+        x = im[None].to(device).float() / 255.0
         z = model.encoder(x)
         b, _, h, w = z.shape
         flat = model._flatten(z)
@@ -493,8 +503,8 @@ def evaluate_refinement(model: ImageVQVAE, images: list[torch.Tensor], base_stag
             if not cfg.depth_input:
                 return None
             if levels:
-                return torch.full((b, h, w), cfg.num_stages + level_of.get(step, levels))
-            return torch.full((b, h, w), base_stages)
+                return torch.full((b, h, w), cfg.num_stages + level_of.get(step, levels), device=device)
+            return torch.full((b, h, w), base_stages, device=device)
 
         for i, st in enumerate(steps):
             refined = base + torch.round((flat - base) / st) * st

@@ -7,7 +7,9 @@ gradient-norm clipping), an optional exponential moving average of the weights (
 in place of the live weights), checkpoints (every `checkpoint_every` seconds and when the run
 ends or stops, written atomically), exact resume (model, optimizer, step, elapsed time, Python/NumPy/torch
 random states and the task's own sampler state, one per rank), the JSONL log, the progress bar, the stop
-conditions (`stop_at_step`, `max_minutes`, SIGTERM/SIGINT) and DistributedDataParallel under torchrun.
+conditions (`stop_at_step`, `max_minutes`, SIGTERM/SIGINT), DistributedDataParallel under torchrun and the
+device (`device`: the model, its train module and the weight average live there, each batch is moved there
+after the task drew it on the CPU, checkpoints hold CPU tensors, so a run resumes on any device).
 
 A trainer is a `Task`: it builds its model, draws batches, computes the loss, validates and exports.
 
@@ -24,12 +26,18 @@ A trainer is a `Task`: it builds its model, draws batches, computes the loss, va
 
     result = TrainingLoop(MyTask(MyConfig(out="runs/x", steps=1000))).run()
 
+On a device other than the CPU (`device="cuda"`), `loss`, `validate` and `export` receive the model on that
+device: a task that creates tensors there moves them to `module_device(model)` itself, and lists the device
+types it supports in `Task.devices`.
+
 Files in `config.out`: checkpoint.pt (see `vqcodec.training.checkpoint`), log.jsonl (see
 `vqcodec.training.runlog`) and whatever `Task.export` writes (at every checkpoint).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import logging
 import random
 import sys
@@ -52,7 +60,8 @@ from vqcodec.training.schedule import SCHEDULES, lr_at
 from vqcodec.training.signals import StopRequests
 from vqcodec.training.weight_average import WeightAverage
 
-__all__ = ["LoopConfig", "OptimizerSpec", "Built", "RunContext", "Task", "RunResult", "TrainingLoop"]
+__all__ = ["LoopConfig", "OptimizerSpec", "Built", "RunContext", "Task", "RunResult", "TrainingLoop", "resolve_device",
+           "module_device", "to_device"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +83,8 @@ class LoopConfig:
     schedule unchanged) so a later --resume continues. max_minutes: stop after this much wall time in this
     invocation. checkpoint_every: seconds between checkpoints. log_every / val_every: steps between log
     lines / validations. threads: torch.set_num_threads. progress: progress bar on stderr (None: only
-    when stderr is a terminal).
+    when stderr is a terminal). device: where the model trains ("cpu", "cuda", "cuda:1"; see
+    `resolve_device`); not run-defining: a run checkpointed on one device resumes on another.
     """
 
     out: str | None = None
@@ -94,6 +104,7 @@ class LoopConfig:
     val_every: int = 500
     threads: int | None = None
     progress: bool | None = None
+    device: str = "cpu"
 
     RUN_DEFINING: ClassVar[tuple[str, ...]] = ("seed", "steps", "lr", "warmup_steps", "min_lr_fraction",
                                                "schedule", "cooldown_steps", "weight_ema")
@@ -129,6 +140,10 @@ class LoopConfig:
             bad.append(f"log_every and val_every must be >= 1, got {self.log_every} and {self.val_every}")
         if self.threads is not None and self.threads < 1:
             bad.append(f"threads must be >= 1, got {self.threads}")
+        try:
+            resolve_device(self.device)
+        except ValueError as e:
+            bad.append(str(e))
         if bad:
             raise ValueError("invalid training settings: " + "; ".join(bad))
 
@@ -193,6 +208,9 @@ class Task(ABC):
     """Config fields a resumed run keeps from its checkpoint (with a warning when given differently)."""
     progress_keys: ClassVar[tuple[str, ...]] = ()
     """Scalar metrics shown on the progress bar beside the loss."""
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    """Device types (`torch.device.type`) the task trains on; its loss, validate and export then handle a model
+    on such a device (see the module docstring)."""
 
     def __init__(self, config: LoopConfig) -> None:
         self.config = config
@@ -270,6 +288,55 @@ def _end_reason(step: int, end: int, steps: int) -> str | None:
     return "stop_at_step" if step >= end else None
 
 
+def resolve_device(name: str) -> torch.device:
+    """`torch.device(name)` ("cpu", "cuda", "cuda:1", ...) if this process can train there; else ValueError
+    saying what to give instead."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device {name!r} is not a torch device; give cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else " (a CPU-only build)")
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: {build} sees no CUDA GPU here; train with --device cpu, or on a "
+                             f"machine with an NVIDIA GPU and a CUDA build of torch")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}; give one of those")
+    elif device.type != "cpu":
+        try:
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError):
+            raise ValueError(f"device {name!r}: torch {torch.__version__} cannot use it here; train with --device cpu "
+                             f"or cuda") from None
+    return device
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of `module`'s first parameter (or buffer); the CPU for a module without tensors."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """`value` with every tensor in it moved to `device` (dtype and memory format kept; a tensor already there
+    is returned as is), recursively through dicts (their type and attributes kept, e.g. a state_dict's
+    metadata), lists, tuples and named tuples; any other value is returned unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        out = copy.copy(value)
+        for key, item in value.items():
+            out[key] = to_device(item, device)
+        return out
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(to_device(item, device) for item in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(item, device) for item in value)
+    return value
+
+
 class TrainingLoop:
     """Runs a `Task` for `task.config`. `clock` (seconds, monotonic) can be replaced in tests."""
 
@@ -279,6 +346,7 @@ class TrainingLoop:
     def __init__(self, task: Task, clock: Callable[[], float] = time.monotonic) -> None:
         self.task, self.clock = task, clock
         self.ema: WeightAverage | None = None
+        self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------------------------------ resume
     def _read_checkpoint(self, path: Path) -> dict:
@@ -318,12 +386,15 @@ class TrainingLoop:
         """Write checkpoint + exports (rank 0); collective: every rank must call it."""
         ranks = gather_objects({"rng": capture_rng(), "task": self.task.state_dict()})
         if rank == 0:
-            save_checkpoint(path, {
+            payload = {
                 "format": CHECKPOINT_FORMAT, "task": self.task.name, "step": step, "elapsed_s": elapsed,
                 "cpu_s": cpu_s, "config": plain(asdict(self.task.config)), "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "ranks": ranks,
                 "weight_ema": self.ema.state_dict() if self.ema is not None else None,
-            })
+            }
+            if self.device.type != "cpu":  # CPU tensors: the checkpoint loads anywhere, with or without map_location
+                payload = to_device(payload, "cpu")
+            save_checkpoint(path, payload)
             with self._exported_weights(model):
                 self.task.export(model, path.parent)
         barrier()
@@ -345,6 +416,10 @@ class TrainingLoop:
         """Train until config.steps, stop_at_step, max_minutes or a signal; checkpoint; return."""
         task = self.task
         task.config.check()
+        self.device = resolve_device(task.config.device)
+        if self.device.type not in task.devices:
+            raise ValueError(f"the {task.name} trainer runs on {' or '.join(task.devices)} only, not on "
+                             f"{task.config.device}; leave out --device (or give --device cpu)")
         rank, world = init_distributed()
         if task.config.threads:
             torch.set_num_threads(task.config.threads)
@@ -356,7 +431,9 @@ class TrainingLoop:
 
         _seed_everything(cfg.seed)
         built = task.build(RunContext(rank=rank, world_size=world, resuming=state is not None, out_dir=out))
-        model = built.model
+        model = built.model.to(self.device)  # before the optimizer and the weight average are made over it
+        if built.train_module is not None:
+            built.train_module.to(self.device)
         opt = built.optimizer.make(_param_groups(model, built.param_groups), cfg.lr)
         self.ema = WeightAverage(model, cfg.weight_ema) if cfg.weight_ema > 0 else None
         step, elapsed0, rank_state, cpu0_total = 0, 0.0, None, 0.0
@@ -402,7 +479,7 @@ class TrainingLoop:
                            cooldown_steps=cfg.cooldown_steps)
                 for g in opt.param_groups:
                     g["lr"] = lr * g["lr_scale"]
-                loss, metrics = task.loss(module, task.batch(step))
+                loss, metrics = task.loss(module, to_device(task.batch(step), self.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if clip > 0:

@@ -63,4 +63,6 @@ class WeightAverage:
             raise ValueError(f"the checkpoint's weight average lacks {sorted(missing)[:3]}...; resume with the "
                              f"model settings the run started with")
         self.updates = int(state["updates"])
-        self.shadow = {name: state["shadow"][name].float().clone() for name in self.shadow}
+        # each shadow stays on its parameter's device (a checkpoint holds CPU tensors)
+        self.shadow = {name: state["shadow"][name].to(self.shadow[name].device, torch.float32).clone()
+                       for name in self.shadow}

@@ -30,7 +30,7 @@ def save_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadat
     mode: safetensors alone creates files 0600, and weights are meant to be shared."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}  # no shared storage
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}  # CPU, no shared storage
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
