@@ -243,17 +243,14 @@ class ImageDecoderTask(Task):
         self.model = model
         self.cpu_quantizer = released.quantizer  # model's frozen codebooks, kept on the CPU for batch()
         linear = {id(p) for p in model.decoder.linear.parameters()} if model.decoder.linear is not None else set()
-        trainable = [p for p in model.decoder.parameters()]
+        trainable = list(model.decoder.parameters())
         groups = [{"params": [p for p in trainable if id(p) not in linear], "lr_scale": 1.0},
                   {"params": [p for p in trainable if id(p) in linear], "lr_scale": cfg.linear_lr_scale}]
-        self.kinds = self._kinds()
+        self.codec_kinds = [f"q{q}" for q in cfg.vq_qualities + cfg.refined_qualities]  # the cached qualities
+        self.kinds = self.codec_kinds + [f"level{j}" for j in range(1, model.cfg.refine_levels + 1)] + [
+            "vq1", f"vq{self.stages}"]
         self.kind_mse = torch.full((len(self.kinds),), float("nan"), dtype=torch.float64)  # loss "kind"'s means
         return Built(model, groups, OptimizerSpec("adam", betas=(0.9, 0.99)))
-
-    def _kinds(self) -> list[str]:
-        cfg = self.config
-        return ([f"q{q}" for q in cfg.vq_qualities + cfg.refined_qualities]
-                + [f"level{j}" for j in range(1, self.model.cfg.refine_levels + 1)] + ["vq1", f"vq{self.stages}"])
 
     @property
     def stages(self) -> int:
@@ -303,7 +300,7 @@ class ImageDecoderTask(Task):
     def _draw_kind(self) -> str:
         cfg = self.config
         u = float(torch.rand(1, generator=self.gen))
-        codec = [f"q{q}" for q in cfg.vq_qualities + cfg.refined_qualities]
+        codec = self.codec_kinds
         if u < cfg.codec_prob and codec:
             return codec[int(torch.randint(len(codec), (1,), generator=self.gen))]
         if float(torch.rand(1, generator=self.gen)) < 0.5:
@@ -396,7 +393,7 @@ class ImageDecoderTask(Task):
                 x_hat = x_hat[:, :, dy : dy + 8 * p, dx : dx + 8 * p]
                 total += psnr(x_hat, photo[None, :, 8 * y : 8 * (y + p), 8 * x : 8 * (x + p)].float() / 255.0)
             out[kind] = total / len(self.held)
-        codec = [out[f"q{q}"] for q in cfg.vq_qualities + cfg.refined_qualities]
+        codec = [out[k] for k in self.codec_kinds]
         out["codec_mean"] = sum(codec) / max(1, len(codec))
         log.info("val psnr %s", {k: round(v, 3) for k, v in out.items()})
         return {"val": out}
