@@ -118,10 +118,11 @@ def encode(inputs: tuple[str, ...], output: str, quality: int | None, effort: in
               help="Accept a file that was cut short and decode its complete quality layers (says how many); "
                    "a file cut before its first layer is complete is still an error.")
 @click.option("--decoder", "decoder", metavar="ID|model|FILE", default=None,
-              help="Audio: render the file's indices with this decoder instead of the one the file names: an "
-                   "installed decoder's id (audio-decoder-hn-v1, the default of new files), 'model' (the speech "
-                   "model's own decoder: how files of 0.4.x decode), or a weights file of `vqcodec train "
-                   "audio-decoder`.")
+              help="Render the file's indices with this decoder instead of the one the file names: an "
+                   "installed decoder's id (image-f8-s2-k512-d128-v4-decoder-c1, audio-decoder-hn-v1: the "
+                   "defaults of new files), 'model' (the model's own decoder: how speech files of 0.4.x and "
+                   "image files of 0.6.0 decode), or a weights file of `vqcodec train audio-decoder` / "
+                   "`image-decoder`. The indices are the same; only their rendering changes.")
 @progress_option()
 def decode(inputs: tuple[str, ...], output: str, layers: int | None, force: bool, jobs: int | None,
            partial: bool, decoder: str | None, progress: bool | None) -> None:

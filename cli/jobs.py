@@ -110,7 +110,7 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: P
                 partial: bool = False, decoder: str | None = None) -> str:
     """Decode one .vq file (or '-') to `dst` (or '-'), image or audio by what it holds; returns the summary line.
     partial: a file cut short gives its complete quality layers (`_complete_layers`), named in the line.
-    decoder: audio: a decoder-stage weights file to render with (`api.decode`'s `decoder`)."""
+    decoder: what renders the file's indices instead of the decoder it names (`api.decode`'s `decoder`)."""
     from vqcodec import api
 
     check_writable(dst, force)
@@ -125,10 +125,13 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: P
                        f"{plural(header.layers, 'quality layer')}; decoding all {header.layers}", err=True)
             layers = header.layers
         if header.modality == "image":
-            if decoder is not None:
-                raise BadInput(f"{src}: --decoder applies to audio files; this one holds an image")
             check_image_output(dst, header.mode)  # before decoding: an output type that would lose alpha
-            img = api.decode(data, layers=layers, progress=progress)
+            try:
+                img = api.decode(data, layers=layers, progress=progress, decoder=decoder)
+            except (ValueError, FileNotFoundError) as e:
+                if decoder is None:
+                    raise
+                raise BadInput(f"--decoder {decoder}: {e}") from None
             write_output(dst, image_file_bytes(img, dst), force)
             return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}{note}"
         audio_format(dst)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from vqcodec.registry import InstalledComponent
     from vqcodec.audio.codec import AudioCodec
     from vqcodec.audio.speaker_convert import SpeakerConverter
+    from vqcodec.image.codec import ImageCodec
 
 _log = logging.getLogger(__name__)
 
@@ -253,11 +254,12 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
 
     Args:
         layers: decode only the first `layers` quality layers (None = all in the file).
-        decoder: audio only: what renders the file's indices, instead of the decoder the file names (or,
-            naming none, its model's own decoder): an installed decoder's model id (e.g. "audio-decoder-hn-v1",
-            the default of new files), "model" (the speech model's own decoder, as 0.4.x rendered) or a
-            decoder-stage weights file (`vqcodec train audio-decoder`) trained on the file's model (ValueError
-            otherwise). None: what the file names. FileNotFoundError for anything else.
+        decoder: what renders the file's indices, instead of the decoder the file names (or, naming none, its
+            model's own decoder): an installed decoder's model id of the file's modality (e.g.
+            "audio-decoder-hn-v1"), "model" (the vqvae's own decoder: how speech files of 0.4.x and image files
+            of 0.6.0 render) or a decoder-stage weights file (`vqcodec train audio-decoder` / `image-decoder`)
+            trained on the file's model (ValueError otherwise). None: what the file names. FileNotFoundError for
+            anything else. The indices are the same whichever renders them.
         partial: accept a file that was cut short (a slow download, a cut transfer) and decode its complete
             quality layers (`complete_layers`); the number used is logged, and an image's `info` holds it as
             "vq_layers". A file cut before its first layer is complete still raises VQFormatError.
@@ -271,9 +273,7 @@ def decode(data: bytes, *, layers: int | None = None, progress: Progress | None 
         data, layers, _ = complete_layers(data, layers)
     vqfile = _parse(data)
     if decoder is not None:
-        if vqfile.modality_name != "audio":
-            raise ValueError(f"decoder= applies to audio files; this file holds {vqfile.modality_name}")
-        codec: Codec = _audio_codec_rendering_with(vqfile, decoder)
+        codec: Codec = _codec_rendering_with(vqfile, decoder)
     else:
         codec = codec_for_file(vqfile)
     if vqfile.modality_name == "image":
@@ -322,7 +322,7 @@ def decode_audio_blocks(data: bytes, *, layers: int | None = None, progress: Pro
     if vqfile.modality_name != "audio":
         raise ValueError(f"file holds {vqfile.modality_name}, not audio; use vqcodec.decode")
     if decoder is not None:
-        codec = _audio_codec_rendering_with(vqfile, decoder)
+        codec = cast("AudioCodec", _codec_rendering_with(vqfile, decoder))
     else:
         codec = _audio_codec_for(vqfile)
     return codec.decode_blocks(vqfile, layers, progress)
@@ -333,13 +333,15 @@ def _audio_codec_for(vqfile: VQFile, without_decoder: bool = False) -> "AudioCod
     return cast("AudioCodec", codec_for_file(vqfile, without_decoder))
 
 
-def _audio_codec_rendering_with(vqfile: VQFile, decoder: "str | Path") -> "AudioCodec":
-    """The audio codec of a parsed audio file, rendering with `decoder` whatever decoder the file names: an
-    installed decoder's model id, "model" (the speech model's own decoder) or a decoder weights file
+def _codec_rendering_with(vqfile: VQFile, decoder: "str | Path") -> "AudioCodec | ImageCodec":
+    """The codec of a parsed file, rendering with `decoder` whatever decoder the file names: an installed
+    decoder's model id, "model" (the vqvae's own decoder) or a decoder weights file
     (vqcodec.registry.ModelRegistry.decoder_path)."""
     from vqcodec.registry import default_registry
 
-    return _audio_codec_for(vqfile, without_decoder=True).with_decoder(default_registry().decoder_path(decoder))
+    path = default_registry().decoder_path(decoder, vqfile.modality_name)
+    codec = cast("AudioCodec | ImageCodec", codec_for_file(vqfile, without_decoder=True))
+    return codec.with_decoder(path)
 
 
 # ----------------------------------------------------------------------------------------------- speakers

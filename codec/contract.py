@@ -73,7 +73,7 @@ class Components:
 
     Attributes:
         named: (vqvae, prior[, decoder]) ModelComponents: model id and 16-byte weights hash (`hash_weights`) of
-            each file; a decoder-stage file (role "decoder", audio) when the codec renders with one.
+            each file; a decoder-stage file (role "decoder") when the codec renders with one.
         v1_hash: the format-version-1 name of the pair: hash_weights of the vqvae file's bytes followed by
             the prior file's.
     """

@@ -1,7 +1,7 @@
 """Released models, which codec decodes a file, and the loaded codecs (`default_codec`, `codec_for_file`).
 
-A .vq file names every model component that made it: its role ("vqvae", "prior", and an audio file may name
-a "decoder", an image file with refinement layers a "refinement": `FILE_OPTIONAL_ROLES_OF`), its model id and the
+A .vq file names every model component that made it: its role ("vqvae", "prior", and a file may name a
+"decoder", an image file with refinement layers a "refinement": `FILE_OPTIONAL_ROLES_OF`), its model id and the
 first bytes of the SHA-256 of its weights file (8 in format version 2, 16 in version 1; matched as a
 prefix of the installed file's hash, `vqcodec.bitstream.hash_matches`). This module maps those names to installed weights
 files and builds the codec of the file's modality from them, so
@@ -69,16 +69,17 @@ __all__ = [
 
 MODALITIES = ("image", "audio")
 ROLES = ("vqvae", "prior")
-FILE_OPTIONAL_ROLES_OF = {"audio": ("decoder",), "image": ("refinement",)}
-"""Components a file of a modality may name beside its ROLES. Audio: "decoder", a decoder-stage model (`vqcodec
-train audio-decoder`) that renders the vqvae's indices in place of the vqvae's own decoder; a file that names
-none decodes with the vqvae's decoder (every file of 0.4.x); new files name the default one when one is
-installed. Image: "refinement", the entropy model of scalar refinement layers (`vqcodec train refinement`),
-named by files that have refinement layers (a REFINEMENT chunk); new files are encoded with the default one
-when one is installed. A folder without a manifest holds them as `<modality>_<role>.safetensors`."""
+FILE_OPTIONAL_ROLES_OF = {"audio": ("decoder",), "image": ("refinement", "decoder")}
+"""Components a file of a modality may name beside its ROLES. "decoder" (both modalities): a decoder-stage model
+(`vqcodec train audio-decoder`, `vqcodec train image-decoder`) that renders the vqvae's indices in place of the
+vqvae's own decoder; a file that names none decodes with the vqvae's decoder (every audio file of 0.4.x, every
+image file of 0.6.0 and earlier); new files name the default one when one is installed. Image: "refinement",
+the entropy model of scalar refinement layers (`vqcodec train refinement`), named by files that have refinement
+layers (a REFINEMENT chunk); new files are encoded with the default one when one is installed. A folder without
+a manifest holds them as `<modality>_<role>.safetensors`."""
 FILE_OPTIONAL_ROLES = tuple(r for roles in FILE_OPTIONAL_ROLES_OF.values() for r in roles)
 MODEL_DECODER = "model"
-"""`decoder_path`'s name for an audio model's own decoder (no decoder-stage component)."""
+"""`decoder_path`'s name for a vqvae's own decoder (no decoder-stage component)."""
 
 OPTIONAL_ROLES = ("speaker-decoder",)
 """Components a codec does not need (no file names them): found with `ModelRegistry.optional`. A folder without
@@ -188,14 +189,16 @@ class ModelRegistry:
         found = [c for c in self.components if c.modality == modality and c.role == role and c.path.is_file()]
         return next((c for c in found if c.default), found[0] if found else None)
 
-    def decoder_path(self, name: str | Path) -> Path | None:
-        """The audio decoder `name` asks for (`vqcodec decode --decoder NAME`): MODEL_DECODER -> None (the
-        speech model's own decoder, how files of 0.4.x render); the model id of an installed "decoder"
-        component (e.g. "audio-decoder-hn-v1") -> its file; else `name` as a path to a decoder-stage weights
-        file (`vqcodec train audio-decoder`). FileNotFoundError, listing the choices, when it is none of these."""
+    def decoder_path(self, name: str | Path, modality: str = "audio") -> Path | None:
+        """The `modality` decoder `name` asks for (`vqcodec decode --decoder NAME`): MODEL_DECODER -> None (the
+        vqvae's own decoder: how audio files of 0.4.x and image files of 0.6.0 render); the model id of an
+        installed "decoder" component of `modality` (e.g. "audio-decoder-hn-v1") -> its file; else `name` as a
+        path to a decoder-stage weights file (`vqcodec train audio-decoder` / `image-decoder`).
+        FileNotFoundError, listing the choices, when it is none of these."""
+        _check_modality(modality)
         if str(name) == MODEL_DECODER:
             return None
-        installed = [c for c in self.components if c.modality == "audio" and c.role == "decoder"]
+        installed = [c for c in self.components if c.modality == modality and c.role == "decoder"]
         match = next((c for c in installed if c.model_id == str(name)), None)
         if match is not None:
             _check_present(match)
@@ -203,8 +206,8 @@ class ModelRegistry:
         if Path(name).is_file():
             return Path(name)
         choices = ", ".join([MODEL_DECODER] + [c.model_id for c in installed])
-        raise FileNotFoundError(f"no decoder {str(name)!r}: name an installed one ({choices}) or a decoder weights "
-                                "file (`vqcodec train audio-decoder`)")
+        raise FileNotFoundError(f"no {modality} decoder {str(name)!r}: name an installed one ({choices}) or a "
+                                f"decoder weights file (`vqcodec train {modality}-decoder`)")
 
     def resolve(self, modality: str, names: Iterable[ComponentName], made_by: str = "") -> dict[str, InstalledComponent]:
         """The installed components a file names, role -> component.
@@ -291,7 +294,7 @@ def default_registry() -> ModelRegistry:
 
 @overload
 def load_codec(modality: Literal["image"], vqvae: InstalledComponent, prior: InstalledComponent,
-               decoder: None = None, refinement: InstalledComponent | None = None) -> "ImageCodec": ...
+               decoder: InstalledComponent | None = None, refinement: InstalledComponent | None = None) -> "ImageCodec": ...
 @overload
 def load_codec(modality: Literal["audio"], vqvae: InstalledComponent, prior: InstalledComponent,
                decoder: InstalledComponent | None = None, refinement: None = None) -> "AudioCodec": ...
@@ -302,9 +305,9 @@ def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledCompone
 
 def load_codec(modality: str, vqvae: InstalledComponent, prior: InstalledComponent,
                decoder: InstalledComponent | None = None, refinement: InstalledComponent | None = None) -> Codec:
-    """The `modality` codec of the installed `vqvae` and `prior` components, rendering with `decoder` (audio)
-    and coding refinement layers with `refinement` (image) when given (loaded once per process and set of
-    files; the last 8 are kept)."""
+    """The `modality` codec of the installed `vqvae` and `prior` components, rendering with `decoder` and
+    coding refinement layers with `refinement` (image) when given (loaded once per process and set of files;
+    the last 8 are kept)."""
     _check_modality(modality)
     for role, c in (("decoder", decoder), ("refinement", refinement)):
         if c is not None and role not in FILE_OPTIONAL_ROLES_OF[modality]:
@@ -321,7 +324,8 @@ def _load_codec(modality: str, model_path: str, prior_path: str, prior_id: str, 
     if modality == "image":
         from vqcodec.image.codec import ImageCodec
 
-        return ImageCodec(Path(model_path), Path(prior_path), prior_id=prior_id, refinement_path=refinement_path)
+        return ImageCodec(Path(model_path), Path(prior_path), prior_id=prior_id, refinement_path=refinement_path,
+                          decoder_path=decoder_path)
     from vqcodec.audio.codec import AudioCodec
 
     return AudioCodec(Path(model_path), Path(prior_path), prior_id=prior_id, decoder_path=decoder_path)

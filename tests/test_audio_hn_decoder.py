@@ -260,7 +260,7 @@ def test_files_name_the_default_decoder_and_decode_with_it(tiny_audio_weights, t
     assert np.array_equal(vqcodec.decode(old, decoder="audio-decoder-hn-test")[0], rendered)
     assert np.array_equal(vqcodec.decode(new, decoder="model")[0], own)
     assert np.array_equal(np.concatenate(list(vqcodec.api.decode_audio_blocks(new, decoder="model")[3])), own)
-    with pytest.raises(FileNotFoundError, match=r"no decoder 'hn'.*\(model, audio-decoder-hn-test\)"):
+    with pytest.raises(FileNotFoundError, match=r"no audio decoder 'hn'.*\(model, audio-decoder-hn-test\)"):
         vqcodec.decode(new, decoder="hn")
 
     use_weights(plain)  # an install without the decoder component

@@ -14,7 +14,8 @@ from vqcodec.image.codec import ImageCodec
 from vqcodec.image.model import load_image_model
 from vqcodec.image.refinement import decode_layers, encode_layers, layer_symbols, symbol_levels
 from vqcodec.registry import default_registry
-from vqcodec.training.image_decoder import CACHE_DIR, ImageDecoderTask, PhotoInputs, TrainImageDecoderConfig
+from vqcodec.training.image_decoder import (CACHE_DIR, DECODER_EXPORT_NAME, ImageDecoderTask, PhotoInputs,
+                                            TrainImageDecoderConfig)
 from vqcodec.training.image_model import split_holdout
 from vqcodec.training.loop import RunContext
 
@@ -111,6 +112,18 @@ def test_only_the_decoder_trains_and_a_run_resumes(photos, tmp_path):
         if k.startswith(("encoder.", "quantizer.")) and v.is_floating_point():
             assert torch.equal(state[k].float(), v.float()), k
     assert not torch.equal(state["decoder.from_latent.weight"].float(), source["decoder.from_latent.weight"].float())
+    # the run's decoder-stage component renders the shipped model's files: the same indices, other pixels
+    c = default_registry().defaults("image")
+    base = ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path)
+    tuned = ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path,
+                       decoder_path=out / DECODER_EXPORT_NAME)
+    assert tuned.decoder_id == "test-decoder" and tuned.model.cfg.dec_blocks == 3  # the grown decoder renders
+    assert len(tuned.model.decoder.blocks) == 4
+    rgb = np.asarray(Image.open(photos / "p0.png"))
+    data = tuned.encode(rgb, quality=40)
+    assert "decoder" in {c.role for c in tuned.components}
+    assert torch.equal(tuned.decode_indices(data), base.decode_indices(base.encode(rgb, quality=40)))
+    assert not np.array_equal(tuned.decode(data), base.decode(base.encode(rgb, quality=40)))
 
 
 def test_crops_come_with_context_the_loss_leaves_out(photos, tmp_path):

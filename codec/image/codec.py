@@ -22,6 +22,7 @@ pixels come from a float decoder network and so may differ across machines by fl
 """
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -49,6 +50,7 @@ from vqcodec.contract import Progress, check_file, check_layers, check_weight_fi
 from vqcodec.image.input import PreparedImage, plain_rgb
 from vqcodec.image.layout import read_side_info, side_chunks
 from vqcodec.image.analysis import analyse_image
+from vqcodec.image.decoder_stage import load_image_decoder
 from vqcodec.image.model import load_image_model
 from vqcodec.image.rate_control import (EFFORTS, QUALITY_MAX, BlockCandidates, RefinedPlan, RefinementScale,
                                         check_effort, check_quality, choose_depths, depth_maps, lagrange_multiplier,
@@ -98,17 +100,24 @@ class ImageCodec:
             the quality scale then runs over VQ depths and scalar refinement layers (`RefinementScale`), and
             files with refinement layers name it. None: VQ stages only (every file of 0.4.x). Left out: the
             shipped refinement model (DEFAULT_REFINEMENT_PATH) when `model_path` is the shipped model, else None.
+        decoder_path: a decoder-stage file of the image model (role "decoder", `vqcodec.image.decoder_stage`,
+            `vqcodec train image-decoder`): it renders in place of the model's own decoder net, and the files
+            this codec writes name it. None (the default): the model's own decoder (every file of 0.6.0 and
+            earlier). Indices and bits never depend on it.
     """
 
     modality = "image"
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH,
-                 *, prior_id: str | None = None, refinement_path: str | Path | None = _SHIPPED) -> None:
+                 *, prior_id: str | None = None, refinement_path: str | Path | None = _SHIPPED,
+                 decoder_path: str | Path | None = None) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
         if refinement_path is _SHIPPED:
             refinement_path = DEFAULT_REFINEMENT_PATH if model_path == DEFAULT_MODEL_PATH else None
         check_weight_files((model_path, prior_path), "`vqcodec train image` and `vqcodec train prior`")
         self.model, self.model_id = load_image_model(model_path)
+        self.model_path = model_path
+        self._own_decoder = self.model.decoder  # the model's own decoder net, whatever renders (with_decoder)
         self.prior = load_integer_prior(prior_path)
         if self.prior.num_stages > self.model.cfg.num_stages or self.prior.codebook_size != self.model.cfg.num_codes:
             raise ValueError(f"prior {prior_path} does not match the image model {model_path} (more stages than the "
@@ -125,9 +134,35 @@ class ImageCodec:
                 raise ValueError(f"refinement model {refinement_path} does not fit the image model {model_path} "
                                  f"(latent dimensions or stages differ)")
             refinement = (refinement_path, self.refinement.model_id or f"image-refinement-{refinement_path.stem}")
-        named = read_components(model_path, self.model_id, prior_path, prior_id, refinement=refinement)
+        self.decoder_id: str | None = None
+        decoder = None
+        if decoder_path is not None:
+            decoder_path = Path(decoder_path)
+            check_weight_files((decoder_path,), "`vqcodec train image-decoder`")
+            self.model.decoder, self.decoder_id = load_image_decoder(decoder_path, model_path, self.model.cfg)
+            decoder = (decoder_path, self.decoder_id)
+        self.decoder_override = False  # with_decoder: render files whatever decoder they name
+        named = read_components(model_path, self.model_id, prior_path, prior_id, decoder=decoder,
+                                refinement=refinement)
         self.components = named.named
         self.v1_weights_hash = named.v1_hash  # format-version-1 files named one hash of both files together
+
+    def with_decoder(self, decoder_path: str | Path | None) -> "ImageCodec":
+        """A copy of this codec (sharing its prior, encoder and codebooks) that renders with a decoder-stage
+        file (`vqcodec.image.decoder_stage`) trained on this model's latents, or with the model's own decoder
+        (`decoder_path` None: how every file of 0.6.0 and earlier renders), for decoding: it renders every file
+        of this model, prior and refinement model, whatever decoder the file names. ValueError for a decoder of
+        another base model, FileNotFoundError for a missing file."""
+        other = copy.copy(self)
+        other.model = copy.copy(self.model)
+        other.model._modules = dict(self.model._modules)  # a decoder of its own; this codec's model is untouched
+        if decoder_path is None:
+            other.model.decoder, other.decoder_id = self._own_decoder, None
+        else:
+            check_weight_files((Path(decoder_path),), "`vqcodec train image-decoder`")
+            other.model.decoder, other.decoder_id = load_image_decoder(decoder_path, self.model_path, self.model.cfg)
+        other.decoder_override = True
+        return other
 
     @property
     def max_quality(self) -> int:
@@ -379,7 +414,8 @@ class ImageCodec:
         if refined and self.refinement is None:
             raise VQFormatError("file has refinement layers, which this codec has no refinement model for; decode "
                                 "it with vqcodec.decode, which finds the installed model the file names")
-        check_file(vqfile, self, self.v1_weights_hash, ignore_roles=() if refined else ("refinement",))
+        ignore = (() if refined else ("refinement",)) + (("decoder",) if self.decoder_override else ())
+        check_file(vqfile, self, self.v1_weights_hash, ignore_roles=ignore)
         check_decode_size(vqfile.geometry)
         if refined and (vqfile.refinement_base > self.vq_stages
                         or vqfile.layers - vqfile.refinement_base > self.refinement.layers):

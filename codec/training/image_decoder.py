@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from vqcodec.image.data import RandomCrops, load_rgb
+from vqcodec.image.decoder_stage import save_image_decoder
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE
 from vqcodec.image.refinement import symbol_levels
 from vqcodec.quantization.scalar_refinement import refinement_values, residual_units, symbols_from_units
@@ -35,17 +36,19 @@ from vqcodec.training.image_model import EXPORT_NAME, export_image_model, psnr, 
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop, module_device
 
 __all__ = ["TrainImageDecoderConfig", "ImageDecoderTask", "PhotoInputs", "build_codec_inputs", "train_image_decoder",
-           "CACHE_DIR"]
+           "CACHE_DIR", "DECODER_EXPORT_NAME"]
 
 log = logging.getLogger(__name__)
+DECODER_EXPORT_NAME = "image_decoder.safetensors"
+"""The run's decoder-stage component (`vqcodec.image.decoder_stage`), beside the whole model's EXPORT_NAME."""
 CACHE_DIR = "codec_inputs"
 """Folder of the run holding each photo's codec inputs (`build_codec_inputs`)."""
 CACHE_VERSION = 1
-VAL_MARGIN = 4
 LOG_LOSS_FLOOR = 1e-6
 """Added to a crop's mean squared error before its log (a flat crop decoded perfectly has none)."""
 KIND_MSE_DECAY = 0.99
 """Decay per step of loss "kind"'s running mean of each kind's MSE."""
+VAL_MARGIN = 4
 """Latents of context around a validation window (a cut latent grid decodes worse near the cut: with 4, the
 window's PSNR is within 0.01 dB of the whole photo's decode there)."""
 
@@ -204,6 +207,7 @@ class ImageDecoderTask(Task):
         paths = {role: Path(getattr(cfg, role) or defaults[key].path)
                  for role, key in (("model", "vqvae"), ("prior", "prior"), ("refinement", "refinement"))}
         codec = ImageCodec(paths["model"], paths["prior"], refinement_path=paths["refinement"])
+        self.base_path, self.base_model_id = paths["model"], codec.model_id
         self.refinement = codec.refinement
         assert self.refinement is not None
         train_files, held_files = split_holdout(cfg.data, cfg.holdout)
@@ -399,7 +403,11 @@ class ImageDecoderTask(Task):
         return {"val": out}
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
+        """The whole model (EXPORT_NAME, float32) and the decoder-stage component (DECODER_EXPORT_NAME, float16:
+        what a release ships and what `ImageCodec(decoder_path=...)` renders with)."""
         export_image_model(model, out_dir / EXPORT_NAME, self.config.model_id)
+        save_image_decoder(out_dir / DECODER_EXPORT_NAME, model.decoder, model.cfg, self.config.model_id,
+                           self.base_path, self.base_model_id)
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "kind_mse": self.kind_mse.clone()}
