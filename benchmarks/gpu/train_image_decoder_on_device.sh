@@ -15,7 +15,9 @@
 # checkpoint to end before VQ_TIME_LIMIT_S (540 s; SIGTERM then).
 #
 # Machine, preparation, call and what comes back: as benchmarks/gpu/train_image_on_device.sh says, with this script:
+#   bash benchmarks/gpu/slim_tree.sh on     # the working tree must fit beside gpu_pack/ (64 MiB together)
 #   run(command="bash benchmarks/gpu/train_image_decoder_on_device.sh", carry=["gpu_pack"], timeout_s=600)
+#   bash benchmarks/gpu/slim_tree.sh off
 # Environment: as there (VQ_THREADS default 16, VQ_MAX_MINUTES default 4). Smoke test here:
 #   VQ_DEVICE=cpu VQ_DATA=DIR OUT=/tmp/x bash benchmarks/gpu/train_image_decoder_on_device.sh --holdout 1 --steps 2 \
 #       --batch-size 2 --crop 32 --vq-qualities 6 --refined-qualities 26

@@ -23,8 +23,12 @@
 #   python benchmarks/gpu/pack_photos.py --data ../shared/data/photos --out gpu_pack/photos --max-mib 40
 #   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d gpu_pack/wheels constriction==0.5.0
-# (gpu_pack/ is git-ignored; the working tree and the carried paths travel together, at most 64 MiB.) The call:
+# (gpu_pack/ is git-ignored; the working tree and the carried paths travel together, at most 64 MiB, and the tracked
+# tree alone is 83 MiB: `bash benchmarks/gpu/slim_tree.sh on` leaves out what a training call does not need, about
+# 13 MiB stay; `slim_tree.sh size` checks the total, `slim_tree.sh off` after the call.) The call:
+#   bash benchmarks/gpu/slim_tree.sh on
 #   run(command="bash benchmarks/gpu/train_image_on_device.sh", carry=["gpu_pack"], timeout_s=600)
+#   bash benchmarks/gpu/slim_tree.sh off
 # What comes back, in $OUT/run (at most 8 files of 16 MiB, 64 MiB in all): train.log (this script's output: the
 # environment, nvidia-smi, the trainer's log lines), log.jsonl (the run's log: losses, samples_per_s, validation),
 # image_model.safetensors (the exported weights: the weight average; a file over 15 MiB comes as .part1, .part2...),
