@@ -224,9 +224,14 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
                    "MSE relative to its running mean (every quality counts alike).")
 @click.option("--kind-power", default=1.0, show_default=True, type=click.FloatRange(0, 1),
               help="With --loss kind: divide by the kind's mean MSE to this power (0: plain MSE).")
+@click.option("--border-prob", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Per axis, the share of crops put against the photo's edge (its border is otherwise rarely seen).")
+@click.option("--init-decoder", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start the decoder from this decoder-stage file of --model (e.g. a shipped one, "
+                   "codec/weights/image_decoder_v4_c1.safetensors) instead of the model's own decoder.")
 def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_path, model_id, dec_blocks, codec_prob,
                             vq_qualities, refined_qualities, batch_size, crop, tournament, margin, loss, kind_power,
-                            **kwargs) -> None:
+                            border_prob, init_decoder, **kwargs) -> None:
     """Fine-tune an image model's decoder on the inputs the codec gives it: its encoder, codebooks, and so every
     file's bits, stay fixed (vqcodec.training.image_decoder). The codec inputs are made once, into OUT/codec_inputs."""
     from vqcodec.training.image_decoder import TrainImageDecoderConfig, train_image_decoder
@@ -247,7 +252,7 @@ def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_pa
         vq_qualities=qualities(vq_qualities, "--vq-qualities"),
         refined_qualities=qualities(refined_qualities, "--refined-qualities"),
         batch_size=batch_size, crop=crop, tournament=tournament, margin=margin, loss=loss,
-        kind_power=kind_power))
+        kind_power=kind_power, border_prob=border_prob, init_decoder=init_decoder))
 
 
 def _range_pair(text: str, option: str) -> tuple[float, float]:

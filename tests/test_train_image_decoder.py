@@ -195,3 +195,34 @@ def test_kind_power_zero_is_plain_mse(photos, tmp_path):
     per_crop = ((x_hat - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3)
     want = (per_crop / task.kind_mse[kinds].float() ** 0.5).mean()  # the running means barely moved in one step
     assert float(half) == pytest.approx(float(want), rel=0.02) and float(half) > float(loss)
+
+
+def test_border_prob_puts_crops_against_the_photos_edges(photos, tmp_path):
+    """border_prob 1: every crop touches an edge on both axes (its band there counts in the loss); 0: some do not."""
+    def touching(border_prob, run):
+        task = ImageDecoderTask(_cfg(photos, tmp_path / run, batch_size=32, margin=2, border_prob=border_prob))
+        task.build(RunContext(0, 1, False, tmp_path / run))
+        mask = task.batch(0)[3][:, 0]  # (B, 64, 64)
+        rows = (mask[:, 0, :].amax(1) > 0) | (mask[:, -1, :].amax(1) > 0)
+        cols = (mask[:, :, 0].amax(1) > 0) | (mask[:, :, -1].amax(1) > 0)
+        return rows & cols
+
+    assert bool(touching(1.0, "edges").all())
+    assert not bool(touching(0.0, "free").all())
+
+
+def test_init_decoder_starts_from_a_decoder_stage_file(photos, tmp_path, codec):
+    from vqcodec.image.decoder_stage import save_image_decoder
+
+    released = codec.model
+    path = tmp_path / "dec.safetensors"
+    decoder = type(released.decoder)(released.cfg)
+    decoder.load_state_dict(released.decoder.state_dict())
+    with torch.no_grad():
+        decoder.from_latent.bias.add_(0.25)
+    save_image_decoder(path, decoder, released.cfg, "start", codec.model_path, codec.model_id)
+    task = ImageDecoderTask(_cfg(photos, tmp_path / "run", init_decoder=str(path)))
+    model = task.build(RunContext(0, 1, False, tmp_path / "run")).model
+    want = decoder.from_latent.bias.half().float()  # the file holds float16
+    assert torch.equal(model.decoder.from_latent.bias.detach(), want)
+    assert not torch.equal(model.decoder.from_latent.bias.detach(), released.decoder.from_latent.bias)

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from vqcodec.image.data import RandomCrops, load_rgb
-from vqcodec.image.decoder_stage import save_image_decoder
+from vqcodec.image.decoder_stage import load_image_decoder, save_image_decoder
 from vqcodec.image.model import ImageModelConfig, ImageVQVAE
 from vqcodec.image.refinement import symbol_levels
 from vqcodec.quantization.scalar_refinement import refinement_values, residual_units, symbols_from_units
@@ -156,7 +156,10 @@ class TrainImageDecoderConfig(LoopConfig):
     codec's inputs at one of the cached qualities (drawn evenly); the rest keep the image recipe: half refined
     whole to a level drawn evenly (told each block's level as the codec computes it), half VQ (depth 1 with
     probability vq1_prob, else all stages). margin: latents of context around each crop, decoded but left out of
-    the loss (see `ImageDecoderTask.batch`). loss: "mse" (the batch's mean squared error: crops with large errors,
+    the loss (see `ImageDecoderTask.batch`). border_prob: per axis, the share of crops put against the photo's
+    edge (either side, evenly), whose border a uniform draw rarely reaches. init_decoder: a decoder-stage file of
+    `model` (`vqcodec.image.decoder_stage`, e.g. a shipped one) the decoder starts from instead of `model`'s own.
+    loss: "mse" (the batch's mean squared error: crops with large errors,
     the coarse qualities, dominate) or "log" (the mean of the crops' log MSE, i.e. of their PSNR, which is how
     qualities are compared: every crop counts by its relative error, fine refinement levels included)."""
 
@@ -184,6 +187,8 @@ class TrainImageDecoderConfig(LoopConfig):
     margin: int = 2
     loss: str = "mse"
     kind_power: float = 1.0
+    border_prob: float = 0.0
+    init_decoder: str | None = None
 
 
 class ImageDecoderTask(Task):
@@ -191,7 +196,8 @@ class ImageDecoderTask(Task):
 
     name = "image-decoder"
     run_defining = ("batch_size", "crop", "tournament", "holdout", "model", "dec_blocks", "codec_prob", "vq1_prob",
-                    "vq_qualities", "refined_qualities", "channels_last", "margin", "loss", "kind_power")
+                    "vq_qualities", "refined_qualities", "channels_last", "margin", "loss", "kind_power", "border_prob",
+                    "init_decoder")
     progress_keys = ("psnr_train_mixed",)
     devices = ("cpu", "cuda")
     config: TrainImageDecoderConfig
@@ -201,8 +207,8 @@ class ImageDecoderTask(Task):
         from vqcodec.registry import default_registry
 
         cfg = self.config
-        if not 0 <= cfg.codec_prob <= 1 or not 0 <= cfg.vq1_prob <= 1:
-            raise ValueError("codec_prob and vq1_prob are probabilities (0..1)")
+        if not all(0 <= v <= 1 for v in (cfg.codec_prob, cfg.vq1_prob, cfg.border_prob)):
+            raise ValueError("codec_prob, vq1_prob and border_prob are probabilities (0..1)")
         defaults = default_registry().defaults("image")
         paths = {role: Path(getattr(cfg, role) or defaults[key].path)
                  for role, key in (("model", "vqvae"), ("prior", "prior"), ("refinement", "refinement"))}
@@ -238,6 +244,12 @@ class ImageDecoderTask(Task):
         missing, unexpected = model.load_state_dict(released.state_dict(), strict=False)
         if unexpected or any(not k.startswith("decoder.blocks.") for k in missing):
             raise ValueError(f"cannot start from {paths['model']}: missing {missing}, unexpected {unexpected}")
+        if cfg.init_decoder is not None:  # a decoder-stage file of this model (e.g. a shipped one) to go on from
+            decoder, _ = load_image_decoder(cfg.init_decoder, paths["model"], released.cfg)
+            if len(decoder.blocks) != len(model.decoder.blocks):
+                raise ValueError(f"{cfg.init_decoder} has {len(decoder.blocks)} decoder blocks; give --dec-blocks "
+                                 f"{len(decoder.blocks)}")
+            model.decoder.load_state_dict(decoder.state_dict())
         if not model.cfg.depth_input or not model.cfg.refine_levels:
             raise ValueError("the decoder must be told depths and refinement levels (a model with refine_levels)")
         for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
@@ -317,6 +329,14 @@ class ImageDecoderTask(Task):
         top, left = max(0, y - margin), max(0, x - margin)
         return top, left, min(h, y + p + margin) - top, min(w, x + p + margin) - left
 
+    @staticmethod
+    def _edge(last: int, r: float) -> int | None:
+        """A window position snapped to an edge of an axis whose positions run 0..last: for a uniform draw r over
+        [0, 1 / border_prob), 0 when r < 0.5, `last` when 0.5 <= r < 1, None (draw freely) otherwise."""
+        if r >= 1.0:
+            return None
+        return 0 if r < 0.5 else max(0, last)
+
     def batch(self, step: int) -> tuple[torch.Tensor, ...]:
         """Pixels (B, 3, 8Q, 8Q) float32, decoder inputs (B, D, Q, Q) float32, depths (B, Q, Q) int64, the loss
         mask (B, 1, 8Q, 8Q) float32 and each crop's kind of input (B,) int64 (an index of `kinds`), Q = crop/8 +
@@ -332,9 +352,15 @@ class ImageDecoderTask(Task):
             photo, inputs = self.train[i]
             h, w = inputs.latents.shape[:2]
             best, best_detail = (0, 0), -1.0
+            # a share of the windows is put against the photo's edges (border_prob per axis, either side): the
+            # photo's own border, where the decoder net's padding meets real pixels, is otherwise rarely drawn
+            snap_y, snap_x = None, None
+            if cfg.border_prob > 0:
+                r = torch.rand(2, generator=self.gen) / cfg.border_prob
+                snap_y, snap_x = self._edge(h - q, float(r[0])), self._edge(w - q, float(r[1]))
             for _ in range(cfg.tournament):  # the window's top-left corner, the photo's border included
-                y = int(torch.randint(0, max(1, h - q + 1), (1,), generator=self.gen))
-                x = int(torch.randint(0, max(1, w - q + 1), (1,), generator=self.gen))
+                y = int(torch.randint(0, max(1, h - q + 1), (1,), generator=self.gen)) if snap_y is None else snap_y
+                x = int(torch.randint(0, max(1, w - q + 1), (1,), generator=self.gen)) if snap_x is None else snap_x
                 detail = RandomCrops.detail(photo[:, 8 * (y + m) : 8 * (y + m + p), 8 * (x + m) : 8 * (x + m + p)])
                 if detail > best_detail:
                     best, best_detail = (y, x), detail
