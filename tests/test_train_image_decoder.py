@@ -104,7 +104,7 @@ def test_only_the_decoder_trains_and_a_run_resumes(photos, tmp_path):
     result = CliRunner().invoke(cli, args + ["--steps", "4", "--resume"])
     assert result.exit_code == 0, result.output
     lines = (out / "log.jsonl").read_text()
-    assert '"step": 4' in lines and '"codec_mean"' in lines and '"q26"' in lines
+    assert '"step": 4' in lines and '"codec_mean"' in lines and '"q26"' in lines and '"edge_level5"' in lines
     model, model_id = load_image_model(out / "image_model.safetensors")
     assert model_id == "test-decoder" and model.cfg.dec_blocks == 4
     state = model.state_dict()

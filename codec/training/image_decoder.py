@@ -48,6 +48,9 @@ LOG_LOSS_FLOOR = 1e-6
 """Added to a crop's mean squared error before its log (a flat crop decoded perfectly has none)."""
 KIND_MSE_DECAY = 0.99
 """Decay per step of loss "kind"'s running mean of each kind's MSE."""
+EDGE_VAL_KINDS = ("q30", "level5")
+"""Kinds of decoder input whose validation also reports the photos' edges (`ImageDecoderTask._edge_psnr`)."""
+EDGE_VAL_PIXELS = 8
 VAL_MARGIN = 4
 """Latents of context around a validation window (a cut latent grid decodes worse near the cut: with 4, the
 window's PSNR is within 0.01 dB of the whole photo's decode there)."""
@@ -425,8 +428,38 @@ class ImageDecoderTask(Task):
             out[kind] = total / len(self.held)
         codec = [out[k] for k in self.codec_kinds]
         out["codec_mean"] = sum(codec) / max(1, len(codec))
+        for kind in (k for k in EDGE_VAL_KINDS if k in self.kinds):
+            out[f"edge_{kind}"] = self._edge_psnr(model, kind)
         log.info("val psnr %s", {k: round(v, 3) for k, v in out.items()})
         return {"val": out}
+
+    @torch.no_grad()
+    def _edge_psnr(self, model: nn.Module, kind: str) -> float:
+        """Mean PSNR (dB) over the held-out photos of their outer EDGE_VAL_PIXELS-wide band along the top and left
+        edges of the top-left corner window and the bottom and right edges of the bottom-right one (val_crop
+        each, decoded with their context inside the photo): where the decoder net's padding meets the picture."""
+        cfg, device = self.config, module_device(model)
+        e, total = EDGE_VAL_PIXELS, 0.0
+        for photo, inputs in self.held:
+            h, w = inputs.latents.shape[:2]
+            p = min(cfg.val_crop // 8, h, w)
+            errors = []
+            for y, x in ((0, 0), (h - p, w - p)):
+                top, left, wh, ww = self._window(h, w, y, x, p, VAL_MARGIN)
+                z, depth = self._decoder_input(inputs, kind, top, left, wh, ww)
+                x_hat = model.decoder(z[None].to(device), depth[None].to(device)).clamp(0, 1).cpu()[0]
+                dy, dx = 8 * (y - top), 8 * (x - left)
+                x_hat = x_hat[:, dy : dy + 8 * p, dx : dx + 8 * p]
+                ref = photo[:, 8 * y : 8 * (y + p), 8 * x : 8 * (x + p)].float() / 255.0
+                band = torch.zeros(8 * p, 8 * p, dtype=torch.bool)
+                if y == 0:
+                    band[:e], band[:, :e] = True, True
+                else:
+                    band[-e:], band[:, -e:] = True, True
+                errors.append(((x_hat - ref) ** 2)[:, band].flatten())
+            mse = float(torch.cat(errors).mean())
+            total += 10 * math.log10(1.0 / max(mse, 1e-12))
+        return total / len(self.held)
 
     def export(self, model: nn.Module, out_dir: Path) -> None:
         """The whole model (EXPORT_NAME, float32) and the decoder-stage component (DECODER_EXPORT_NAME, float16:
