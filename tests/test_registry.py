@@ -21,8 +21,9 @@ from vqcodec.weights.io import WEIGHTS_DIR
 def test_shipped_manifest_matches_the_files():
     reg = ModelRegistry(WEIGHTS_DIR)
     defaults = reg.defaults("image")
-    assert set(defaults) == {"vqvae", "prior", "refinement"}
+    assert set(defaults) == {"vqvae", "prior", "refinement", "decoder"}
     assert defaults["vqvae"].model_id == "image-f8-s2-k512-d128-v4"
+    assert defaults["decoder"].model_id == "image-f8-s2-k512-d128-v4-decoder-c1"
     for c in reg.components:
         assert _file_hash(c.path) == c.weights_hash, f"{c.path.name}: MANIFEST.json hash is stale"
 

@@ -25,7 +25,12 @@ def test_weights_within_budget():
 
 @pytest.fixture(scope="module")
 def codec() -> ImageCodec:
-    return ImageCodec()
+    """The codec new files are made with: the shipped defaults, its decoder component included."""
+    from vqcodec.registry import default_codec
+
+    c = default_codec("image")
+    assert c.decoder_id == "image-f8-s2-k512-d128-v4-decoder-c1"
+    return c
 
 
 @pytest.fixture(scope="module")

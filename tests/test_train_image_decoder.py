@@ -23,7 +23,7 @@ from vqcodec.training.loop import RunContext
 @pytest.fixture(scope="module")
 def codec() -> ImageCodec:
     c = default_registry().defaults("image")
-    return ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path)
+    return ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path, decoder_path=None)
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_only_the_decoder_trains_and_a_run_resumes(photos, tmp_path):
     assert not torch.equal(state["decoder.from_latent.weight"].float(), source["decoder.from_latent.weight"].float())
     # the run's decoder-stage component renders the shipped model's files: the same indices, other pixels
     c = default_registry().defaults("image")
-    base = ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path)
+    base = ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path, decoder_path=None)
     tuned = ImageCodec(c["vqvae"].path, c["prior"].path, refinement_path=c["refinement"].path,
                        decoder_path=out / DECODER_EXPORT_NAME)
     assert tuned.decoder_id == "test-decoder" and tuned.model.cfg.dec_blocks == 3  # the grown decoder renders

@@ -53,6 +53,7 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "vqcodec/weights/image_vqvae.safetensors" in names
     assert "vqcodec/weights/image_vqvae_v4.safetensors" in names
+    assert "vqcodec/weights/image_decoder_v4_c1.safetensors" in names
     assert not [n for n in names if n.endswith("_float.safetensors")], "the float priors are not shipped"
     env_dir = tmp_path / "venv"
     # An isolated venv that sees the dependencies of the environment running the tests, never those of
@@ -72,7 +73,7 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
         "assert 'site-packages' in vqcodec.__file__, vqcodec.__file__;"
         "assert pathlib.Path(vqcodec.bitstream.__file__).with_name('FORMAT.md').is_file();"
         "assert ic.DEFAULT_MODEL_PATH.is_file() and ic.DEFAULT_PRIOR_PATH.is_file();"
-        "assert ic.DEFAULT_REFINEMENT_PATH.is_file();"
+        "assert ic.DEFAULT_REFINEMENT_PATH.is_file() and ic.DEFAULT_DECODER_PATH.is_file();"
         "import json, vqcodec.weights.io as wio;"
         "listed = [c['file'] for c in json.loads((wio.WEIGHTS_DIR / 'MANIFEST.json').read_text())['components']];"
         "assert all((wio.WEIGHTS_DIR / f).is_file() for f in listed), listed;"

@@ -64,18 +64,19 @@ from vqcodec.limits import MAX_PIXELS, MAX_SIDE, check_decode_size
 from vqcodec.version import __version__
 from vqcodec.weights.io import WEIGHTS_DIR
 
-__all__ = ["ImageCodec", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH", "DEFAULT_REFINEMENT_PATH"]
+__all__ = ["ImageCodec", "DEFAULT_MODEL_PATH", "DEFAULT_PRIOR_PATH", "DEFAULT_REFINEMENT_PATH", "DEFAULT_DECODER_PATH"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae_v4.safetensors"
 DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior_v5.safetensors"
 DEFAULT_REFINEMENT_PATH = WEIGHTS_DIR / "image_refinement_v1.safetensors"
+DEFAULT_DECODER_PATH = WEIGHTS_DIR / "image_decoder_v4_c1.safetensors"
 """The shipped image model (the registry's defaults for new files; MANIFEST.json also lists the earlier ones)."""
 RESIDUAL_CHUNK = 1 << 15
 """Latent positions per chunk of the encoder's refinement residual (`ImageCodec._residual`): 32 MB of int64 at
 128 dimensions."""
-_SHIPPED: Any = object()  # the default of ImageCodec's refinement_path: the shipped one for the shipped model
+_SHIPPED: Any = object()  # ImageCodec's refinement_path / decoder_path default: the shipped one for the shipped model
 
 
 class _Coded(NamedTuple):
@@ -102,18 +103,21 @@ class ImageCodec:
             shipped refinement model (DEFAULT_REFINEMENT_PATH) when `model_path` is the shipped model, else None.
         decoder_path: a decoder-stage file of the image model (role "decoder", `vqcodec.image.decoder_stage`,
             `vqcodec train image-decoder`): it renders in place of the model's own decoder net, and the files
-            this codec writes name it. None (the default): the model's own decoder (every file of 0.6.0 and
-            earlier). Indices and bits never depend on it.
+            this codec writes name it. None: the model's own decoder (every file of 0.6.0 and earlier). Left
+            out: the shipped decoder (DEFAULT_DECODER_PATH) when `model_path` is the shipped model, else None.
+            Indices and bits never depend on it.
     """
 
     modality = "image"
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL_PATH, prior_path: str | Path = DEFAULT_PRIOR_PATH,
                  *, prior_id: str | None = None, refinement_path: str | Path | None = _SHIPPED,
-                 decoder_path: str | Path | None = None) -> None:
+                 decoder_path: str | Path | None = _SHIPPED) -> None:
         model_path, prior_path = Path(model_path), Path(prior_path)
         if refinement_path is _SHIPPED:
             refinement_path = DEFAULT_REFINEMENT_PATH if model_path == DEFAULT_MODEL_PATH else None
+        if decoder_path is _SHIPPED:
+            decoder_path = DEFAULT_DECODER_PATH if model_path == DEFAULT_MODEL_PATH else None
         check_weight_files((model_path, prior_path), "`vqcodec train image` and `vqcodec train prior`")
         self.model, self.model_id = load_image_model(model_path)
         self.model_path = model_path

@@ -215,7 +215,7 @@ class ImageDecoderTask(Task):
         defaults = default_registry().defaults("image")
         paths = {role: Path(getattr(cfg, role) or defaults[key].path)
                  for role, key in (("model", "vqvae"), ("prior", "prior"), ("refinement", "refinement"))}
-        codec = ImageCodec(paths["model"], paths["prior"], refinement_path=paths["refinement"])
+        codec = ImageCodec(paths["model"], paths["prior"], refinement_path=paths["refinement"], decoder_path=None)
         self.base_path, self.base_model_id = paths["model"], codec.model_id
         self.refinement = codec.refinement
         assert self.refinement is not None
