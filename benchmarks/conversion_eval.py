@@ -37,7 +37,7 @@ in the model's speaker table: they were never trained on.
 6. Naturalness: DNSMOS P.835 overall (`speech_metrics.Dnsmos`), mean over the converted clips against the
    mean over their (unique) unconverted sources; also for the baseline.
 7. f0: the median log2 f0 over the voiced points of each converted clip (the model's own pitch labels:
-   `vqcodec.training.audio_decoder.pitch_labels`) against the target's log2-f0 mean (the table's row, or the
+   `vqcodec.audio.pitch.pitch_labels`) against the target's log2-f0 mean (the table's row, or the
    reference's stats) and the source's (its pitch labels): the fraction of pairs closer to the target.
 
 Metrics whose packages are missing (or named in `--skip`) are left out with a note. Outputs in --out (default
@@ -297,7 +297,7 @@ def load_clip(path: Path, method: str) -> tuple[torch.Tensor, torch.Tensor, torc
     """(samples (T,) float32 16 kHz cut to whole pitch points, f0 (T / 80,) Hz, voiced (T / 80,) float); the
     pitch track by `method` (the conversion model's `cfg.pitch`: its sources are tracked as it was trained)."""
     from vqcodec.audio.data import load_audio
-    from vqcodec.training.audio_decoder import PITCH_HOP, pitch_labels
+    from vqcodec.audio.pitch import PITCH_HOP, pitch_labels
 
     x = load_audio(path)
     x = x[: x.numel() // PITCH_HOP * PITCH_HOP]
@@ -308,7 +308,7 @@ def load_clip(path: Path, method: str) -> tuple[torch.Tensor, torch.Tensor, torc
 def median_log2_f0(y: torch.Tensor, method: str) -> float | None:
     """Median log2 f0 (octaves) over the voiced pitch-label points (`method`) of (T,) 16 kHz audio; None under
     10 voiced."""
-    from vqcodec.training.audio_decoder import PITCH_HOP, pitch_labels
+    from vqcodec.audio.pitch import PITCH_HOP, pitch_labels
 
     y = y[: y.numel() // PITCH_HOP * PITCH_HOP]
     if y.numel() < 10 * PITCH_HOP:
@@ -558,7 +558,7 @@ def run(args, tools: Tools | None = None) -> dict:
                   "wer": "pocketsphinx Decoder, default config (bundled en-us)",
                   "dnsmos": "speech_metrics.Dnsmos (DNSMOS P.835 OVRL)",
                   "baseline": "pyworld DIO+StoneMask (5 ms), CheapTrick, D4C, synthesize; log2 f0 mean/std moved",
-                  "f0": f"vqcodec.training.audio_decoder.pitch_labels ({model.cfg.pitch}, the model's tracker), "
+                  "f0": f"vqcodec.audio.pitch.pitch_labels ({model.cfg.pitch}, the model's tracker), "
                         "median log2 f0 of voiced points"},
         "skipped": tools.notes,
         "references": {s: {"file": rel(r["file"]), "f0_log2": list(r["stats"])} for s, r in references.items()},

@@ -445,8 +445,9 @@ def train_audio_prior_cmd(data, model_path, batch_size, holdout, prior_json, ini
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def speaker_decoder_command(data, base, batch_size, crop_frames, speaker_dim, tuned_blocks, full_rate_prob, no_bf16,
                             **kwargs) -> None:
-    """Train the speaker-conditioned decoder (for `vqcodec convert`) on --data's utterances, with each
-    utterance's own speaker id; the base model's encoder and quantizer stay frozen.
+    """Train the speaker-conditioned decoder (the earlier speaker experiment; `vqcodec convert` uses the conversion
+    model of `vqcodec train conversion` instead) on --data's utterances, with each utterance's own speaker id; the
+    base model's encoder and quantizer stay frozen.
 
     The exported OUT/audio_speaker_decoder.safetensors is an optional weights component (role
     "speaker-decoder"); the codec itself never needs it.
@@ -557,7 +558,9 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
 def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker, batch_size, crop_frames, jitter,
                        model_json, loss_json, pitch, no_bf16, **kwargs) -> None:
     """Train the speaker-conversion model (issue 23): content encoder, low-rate VQ code and a speaker-conditioned
-    harmonic-plus-noise decoder, jointly; exports OUT/conversion_model.safetensors with its speaker table."""
+    harmonic-plus-noise decoder, jointly; exports OUT/conversion_model.safetensors with its speaker table. For
+    `vqcodec convert`, copy it as audio_conversion.safetensors into a weights folder without a manifest (beside
+    audio_vqvae.safetensors and audio_prior.safetensors) and point $VQCODEC_WEIGHTS_DIR at that folder."""
     from vqcodec.training.conversion import TrainConversionConfig, train_conversion
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from vqcodec.registry import InstalledComponent
     from vqcodec.audio.codec import AudioCodec
-    from vqcodec.audio.speaker_convert import SpeakerConverter
+    from vqcodec.audio.converter import Converter, Target
     from vqcodec.image.codec import ImageCodec
 
 _log = logging.getLogger(__name__)
@@ -345,64 +345,124 @@ def _codec_rendering_with(vqfile: VQFile, decoder: "str | Path") -> "AudioCodec 
 
 
 # ----------------------------------------------------------------------------------------------- speakers
-_NO_SPEAKER_DECODER = ("no speaker decoder is installed in {folder}: speaker conversion needs the optional weights "
-                       "component audio_speaker_decoder.safetensors (role speaker-decoder); reinstall vqcodec, or "
-                       "train one with `vqcodec train speaker-decoder --data LIBRISPEECH_DIR --out RUN` and point "
-                       "$VQCODEC_WEIGHTS_DIR at a folder holding it. Coding does not need it.")
+Speaker = str | int | Path | tuple[np.ndarray, int]
+"""What `convert_speaker` converts to: a speaker id of the conversion model's table (str or int; `list_speakers`),
+or a reference recording of any voice: a path to an audio file (a str naming an existing file counts as one) or
+(samples float (T,) or (T, C), sample rate in Hz)."""
+
+_NO_CONVERSION_MODEL = (
+    "no speaker conversion model is installed in {folder}: speaker conversion (`vqcodec convert`, "
+    "vqcodec.convert_speaker) needs the optional weights component audio_conversion.safetensors (role conversion), "
+    "which this release does not ship. Train one with `vqcodec train "
+    "conversion --data SPEECH_DIR --out RUN` and point $VQCODEC_WEIGHTS_DIR at a folder holding "
+    "RUN/conversion_model.safetensors renamed to audio_conversion.safetensors (with the audio model's "
+    "audio_vqvae.safetensors and audio_prior.safetensors beside it to convert .vq files). Coding does not need it.")
 
 
-def _speaker_component() -> "InstalledComponent":
+def _conversion_component() -> "InstalledComponent":
     from vqcodec.registry import default_registry
 
     registry = default_registry()
-    component = registry.optional("audio", "speaker-decoder")
+    component = registry.optional("audio", "conversion")
     if component is None:
-        raise FileNotFoundError(_NO_SPEAKER_DECODER.format(folder=registry.folder))
+        raise FileNotFoundError(_NO_CONVERSION_MODEL.format(folder=registry.folder))
     return component
 
 
 @functools.lru_cache(maxsize=2)
-def _load_converter(path: str, codec: "AudioCodec") -> "SpeakerConverter":
-    from vqcodec.audio.speaker_convert import SpeakerConverter
+def _load_converter(path: str, mtime: float) -> "Converter":
+    from vqcodec.audio.converter import Converter
 
-    return SpeakerConverter(codec, path)
-
-
-def list_speakers() -> list[tuple[str, str]]:
-    """The speakers `convert_speaker` can speak as: [(speaker id, "F" | "M" | "?"), ...] (LibriSpeech
-    train-clean-100 reader ids). Raises FileNotFoundError when the optional speaker decoder is not installed."""
-    from vqcodec.audio.speaker_model import read_speaker_config
-
-    spk, _ = read_speaker_config(_speaker_component().path)
-    return list(zip(spk.speakers, spk.sexes or ("?",) * len(spk.speakers)))
+    return Converter.load(path)
 
 
-def convert_speaker(data: bytes, speaker: "str | int", *, layers: int | None = None, stages: int | None = None,
+def _converter() -> "Converter":
+    """The installed conversion model's converter (loaded once per process and file)."""
+    path = _conversion_component().path
+    return _load_converter(str(path), path.stat().st_mtime)
+
+
+def list_speakers() -> list[tuple[str, float]]:
+    """The speaker table of the installed conversion model: [(speaker id, median pitch in Hz), ...], the ids
+    `convert_speaker` takes (the median is 2 ** the speaker's mean log2 f0). Raises FileNotFoundError, saying how
+    to get one, when no conversion model is installed."""
+    return _converter().speakers
+
+
+def convert_speaker(source: "bytes | bytearray | memoryview | np.ndarray", speaker: Speaker, *,
+                    sample_rate: int | None = None, layers: int | None = None,
                     progress: Progress | None = None) -> tuple[np.ndarray, int]:
-    """Decode an audio .vq file in the voice of another training speaker (the VQ-VAE paper's speaker
-    conversion): its first `layers` quality layers through the speaker-conditioned decoder.
+    """Speak `source` in another voice, with the installed conversion model (`vqcodec.audio.conversion`).
+
+    Each channel is resampled to 16 kHz, pitch-tracked (pyworld), its pitch contour moved into the target's range,
+    re-synthesised from the model's low-rate content code in the target's voice, resampled back and cut to the
+    source's length. Long inputs are rendered in chunks (`vqcodec.audio.converter`).
 
     Args:
-        speaker: a training speaker id, e.g. "1088" or 1088 (`list_speakers()`).
-        layers: quality layers decoded (None: the decoder's default, the count that converted best in
-            benchmarks/speaker_conversion.py; fewer layers carry less of the source's voice).
-        stages: the former name of `layers` (give one of them).
+        source: .vq bytes of audio (decoded first, as `decode`), or float samples (T,) or (T, C) nominally in
+            [-1, 1], with `sample_rate`.
+        speaker: a speaker id of the model's table (`list_speakers()`, e.g. "ls103"), or a reference recording of
+            any voice: a path to an audio file (a str naming an existing file is a path), or (samples (T,) or
+            (T, C), sample rate in Hz). A reference gives the target's embedding and pitch range (its first
+            minute is used).
+        sample_rate: Hz of array samples (required for them; not allowed with .vq bytes, which carry theirs).
+        layers: .vq bytes only: decode only the first `layers` quality layers (None: all).
+        progress: progress(done, total) as chunks are rendered.
     Returns:
-        (samples float32 (T, C), sample_rate in Hz), the file's length and rate.
+        (samples float32 (T, C) in [-1, 1], sample rate in Hz): the source's rate, channel count and length.
     Raises:
-        FileNotFoundError: the optional speaker decoder is not installed.
-        ValueError: unknown speaker (the message lists the valid ids), stages out of range, or a file made
-            with an audio model other than the one the speaker decoder was trained on.
-        VQFormatError: not a valid audio .vq file.
+        FileNotFoundError: no conversion model is installed (the message says how to get one), or a reference
+            path that does not exist.
+        ModuleNotFoundError: pyworld, which tracks pitch, is not installed (pip install pyworld-prebuilt).
+        ValueError: an unknown speaker id (the message names a few), a reference that is too short or unreadable,
+            an image file, bad samples or arguments.
+        VQFormatError: bytes that are not a valid audio .vq file of an installed model.
     """
-    if layers is not None and stages is not None:
-        raise ValueError("give layers (or its former name, stages), not both")
-    vqfile = _parse(data)
-    if vqfile.modality_name != "audio":
-        raise ValueError(f"file holds {vqfile.modality_name}, not audio; speaker conversion is for speech")
-    component = _speaker_component()
-    converter = _load_converter(str(component.path), _audio_codec_for(vqfile))
-    return converter.convert(vqfile, speaker, layers if stages is None else stages, progress)
+    converter = _converter()
+    target = _target(converter, speaker)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if sample_rate is not None:
+            raise ValueError("sample_rate is for sample arrays; a .vq file carries its own rate")
+        if _parse(source).modality_name != "audio":
+            raise ValueError("file holds an image, not audio; speaker conversion is for speech")
+        samples, rate = cast("tuple[np.ndarray, int]", decode(bytes(source), layers=layers, progress=None))
+    else:
+        if layers is not None:
+            raise ValueError("layers is for .vq bytes; sample arrays have no quality layers")
+        if sample_rate is None:
+            raise ValueError("give sample_rate (Hz) with sample arrays")
+        samples, rate = source, int(sample_rate)
+    return converter.convert(samples, rate, target, progress), rate
+
+
+def _target(converter: "Converter", speaker: Speaker) -> "Target":
+    """The `Target` a `Speaker` names (see `convert_speaker`)."""
+    if isinstance(speaker, tuple):
+        if len(speaker) != 2:
+            raise ValueError("a reference recording as a tuple is (samples, sample rate in Hz)")
+        samples, rate = speaker
+        return converter.reference_target(np.asarray(samples), int(rate), "reference samples")
+    if isinstance(speaker, Path) or (isinstance(speaker, str) and Path(speaker).is_file()):
+        return converter.reference_target(*_read_reference(Path(speaker)), str(speaker))
+    if isinstance(speaker, (str, int)) and not isinstance(speaker, bool):
+        return converter.table_target(speaker)
+    raise TypeError(f"speaker must be an id (str or int), a path or (samples, rate), got {type(speaker).__name__}")
+
+
+def _read_reference(path: Path) -> tuple[np.ndarray, int]:
+    """A reference recording's (float32 (T, C) samples, rate in Hz); its first MAX_REFERENCE_SECONDS only."""
+    import soundfile as sf
+
+    from vqcodec.audio.converter import MAX_REFERENCE_SECONDS
+
+    if not path.is_file():
+        raise FileNotFoundError(f"reference recording not found: {path}")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames = int(MAX_REFERENCE_SECONDS * f.samplerate) + 1
+            return f.read(frames, dtype="float32", always_2d=True), int(f.samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable audio file ({e}); give a WAV, FLAC or OGG recording of the voice") from None
 
 
 def decode_indices(data: bytes, *, layers: int | None = None) -> "torch.Tensor":

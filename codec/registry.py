@@ -81,9 +81,12 @@ FILE_OPTIONAL_ROLES = tuple(r for roles in FILE_OPTIONAL_ROLES_OF.values() for r
 MODEL_DECODER = "model"
 """`decoder_path`'s name for a vqvae's own decoder (no decoder-stage component)."""
 
-OPTIONAL_ROLES = ("speaker-decoder",)
+OPTIONAL_ROLES = ("conversion", "speaker-decoder")
 """Components a codec does not need (no file names them): found with `ModelRegistry.optional`. A folder without
-a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`."""
+a manifest holds them as `<modality>_<role with '_' for '-'>.safetensors`. Audio: "conversion", the speaker
+conversion model (`vqcodec.audio.conversion`, `vqcodec train conversion`; `audio_conversion.safetensors`) that
+`vqcodec.convert_speaker` uses; "speaker-decoder", the earlier speaker-conditioned decoder of the codec's indices
+(`vqcodec train speaker-decoder`), which nothing in the API uses any more."""
 WEIGHTS_ENV = "VQCODEC_WEIGHTS_DIR"
 MANIFEST = "MANIFEST.json"
 
@@ -181,7 +184,7 @@ class ModelRegistry:
         return chosen
 
     def optional(self, modality: str, role: str) -> InstalledComponent | None:
-        """The default installed component of an optional role (OPTIONAL_ROLES, e.g. "speaker-decoder"), or
+        """The default installed component of an optional role (OPTIONAL_ROLES, e.g. "conversion"), or
         None when none is installed (its file missing counts as not installed)."""
         _check_modality(modality)
         if role not in OPTIONAL_ROLES:

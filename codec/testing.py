@@ -17,7 +17,7 @@ import torch
 
 __all__ = ["smooth_image", "speechlike", "TINY_IMAGE_MODEL", "TINY_AUDIO_MODEL", "write_tiny_image_weights",
            "write_tiny_audio_weights", "write_tiny_weights", "use_weights_folder", "write_tiny_speaker_decoder",
-           "write_speaker_folder"]
+           "write_speaker_folder", "TINY_CONVERSION_MODEL", "write_tiny_conversion_model"]
 
 TINY_IMAGE_MODEL = dict(latent_dim=8, num_stages=3, num_codes=32, width_low=16, width_mid=8, width_high=8,
                         enc_blocks=1, dec_blocks=1)
@@ -26,6 +26,9 @@ TINY_IMAGE_PRIOR = dict(num_stages=3, codebook_size=32, ar_channels=16, ar_layer
 TINY_AUDIO_MODEL = dict(hop=80, latent_dim=8, num_stages=3, num_codes=32, width=32, mlp_ratio=2.0, kernel=3,
                         enc_blocks=1, dec_blocks=1, enc_stft_hop=40, enc_n_fft=80, istft_hop=40, istft_n_fft=80,
                         ratios=(4, 4, 5))
+TINY_CONVERSION_MODEL = dict(hop=80, content_stride=2, latent_dim=8, num_codes=16, width=16, mlp_ratio=2.0, kernel=3,
+                             enc_blocks=1, dec_blocks=1, ref_blocks=1, enc_stft_hop=40, enc_n_fft=80, istft_hop=40,
+                             istft_n_fft=80, speaker_dim=8, ref_n_fft=256, ref_hop=64, ref_n_mels=8, env_init=-2.0)
 TINY_AUDIO_PRIOR = dict(num_stages=3, codebook_size=32, ar_channels=8, ar_skip_channels=8, ar_dilation_levels=3,
                         ar_cycles=1, cond_channels=8, cond_blocks=1, segment_frames=50)
 
@@ -120,6 +123,38 @@ def write_tiny_speaker_decoder(folder: Path, speakers: tuple[str, ...] = ("11", 
                 lin.weight.normal_(0, film_std)
     path = folder / "audio_speaker_decoder.safetensors"
     save_speaker_decoder(path, model, "tiny-speaker")
+    return path
+
+
+def write_tiny_conversion_model(folder: Path, speakers: tuple[str, ...] = ("11", "22", "33"),
+                                f0_hz: tuple[float, ...] = (110.0, 180.0, 250.0), film_std: float = 0.5,
+                                name: str = "audio_conversion.safetensors") -> Path:
+    """A tiny conversion model (`vqcodec.audio.conversion`, TINY_CONVERSION_MODEL: about 10 thousand parameters)
+    with a speaker table of `speakers` (random unit embeddings; log2-f0 mean log2(f0_hz), std 0.1 octave) in
+    `folder`/`name` (the registry's optional "conversion" component of a folder without a manifest). film_std:
+    random FiLM weights, so that the speaker embedding changes the output (0: the untrained decoder, which
+    ignores it)."""
+    from vqcodec.audio.conversion import ConversionConfig, ConversionModel, save_conversion_model
+    from vqcodec.audio.harmonic import HarmonicConfig
+
+    if len(f0_hz) < len(speakers):
+        raise ValueError(f"need one f0 per speaker: {len(speakers)} speakers, {len(f0_hz)} f0 values")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(2)
+    cfg = ConversionConfig(**TINY_CONVERSION_MODEL, harmonic=HarmonicConfig(max_harmonics=8, n_env=16))
+    model = ConversionModel(cfg).train()
+    with torch.no_grad():  # data-dependent codebook init, so the content codes differ over time
+        z = model.encoder(torch.from_numpy(speechlike(1.0, seed=3)[: 100 * cfg.content_hop, 0])[None])
+        model.quantizer(z.reshape(-1, cfg.latent_dim))
+        if film_std:
+            for lin in model.decoder.film:
+                lin.weight.normal_(0, film_std)
+    s = len(speakers)
+    f0 = torch.tensor([[float(np.log2(f)), 0.1] for f in f0_hz[:s]])
+    model.set_speakers(speakers, torch.randn(s, cfg.speaker_dim), f0)
+    path = folder / name
+    save_conversion_model(path, model.eval(), "tiny-conversion")
     return path
 
 

@@ -199,3 +199,73 @@ def test_quality_scale_quick(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:] + p.stdout[-2000:]
     rows = json.loads((tmp_path / "p" / "quality_scale.json").read_text())["rows"]
     assert rows[0]["point"] == [1, 0.0] and rows[0]["bpp"] < rows[1]["bpp"]
+
+
+def test_conversion_listening_quick(tmp_path, tiny_audio_weights):
+    """The conversion listening page (issue 23) with a tiny conversion model on a synthetic speechocean762-like
+    folder and an LJSpeech-like one: every kind of row, WAVs as long as their sources, a page linking them all."""
+    import csv
+    import os
+    import shutil
+    from html.parser import HTMLParser
+
+    import pytest
+    import soundfile as sf
+
+    from vqcodec.testing import speechlike, write_tiny_conversion_model
+
+    pytest.importorskip("pyworld")  # conversion tracks the source's pitch
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for name in ("audio_vqvae.safetensors", "audio_prior.safetensors"):
+        shutil.copy(tiny_audio_weights / name, weights / name)
+    write_tiny_conversion_model(weights, ("tr_f1", "tr_m1", "tr_f2"))
+    corpus = tmp_path / "data" / "speechocean762"
+    rows = []
+    for k, (spk, g) in enumerate({"tr_f1": "f", "tr_f2": "f", "tr_m1": "m", "new_f": "f", "new_m": "m"}.items()):
+        (corpus / spk).mkdir(parents=True)
+        for u in range(3):
+            sf.write(corpus / spk / f"{spk}_{u}.flac", speechlike(0.8 + 0.2 * u, seed=10 * k + u)[:, 0], 16000)
+            rows.append((f"{spk}/{spk}_{u}.flac", spk, g))
+    with (corpus / "MANIFEST.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "speaker", "gender"])
+        w.writerows(rows)
+    lj = tmp_path / "data" / "ljspeech"
+    lj.mkdir()
+    for i in range(2):
+        sf.write(lj / f"LJ900-000{i}.wav", speechlike(1.1, 22050, seed=100 + i)[:, 0], 22050)
+    (lj / "metadata.csv").write_text("LJ900-0000|Hello, world!|Hello, world!\nLJ900-0001|Once more.|Once more.\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("VQCODEC_WEIGHTS_DIR", None)
+    p = subprocess.run([sys.executable, str(BENCH / "conversion_listening.py"), "--weights", str(weights), "--data",
+                        str(tmp_path / "data"), "--exclude-speakers", "new_f,new_m", "--quick", "--rows", "3",
+                        "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == str(out)
+    res = json.loads((out / "listening.json").read_text())
+    assert res["model"]["id"] == "tiny-conversion" and len(res["model"]["weights_hash"]) == 32
+    assert [r["kind"] for r in res["rows"]] == ["by_id", "by_reference", "native_english"]
+    assert res["rows"][2]["transcript"] in ("Hello, world!", "Once more.")
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.src = set()
+
+        def handle_starttag(self, tag, attrs):
+            self.src |= {v for k, v in attrs if k in ("src", "href") and v}
+
+    page = (out / "index.html").read_text()
+    links = Links()
+    links.feed(page)
+    media = {f"media/{f.name}" for f in (out / "media").iterdir()}
+    assert media and media <= links.src and all((out / s).is_file() for s in links.src)
+    assert "No listening test was run" in page and res["model"]["weights_hash"] in page
+    for r in res["rows"]:
+        src, conv = sf.info(str(out / r["source"]["wav"])), sf.info(str(out / r["converted"]["wav"]))
+        assert (conv.frames, conv.samplerate) == (src.frames, src.samplerate) and conv.subtype == "PCM_16"
+        assert sf.info(str(out / r["reference"]["wav"])).frames > 0
+        assert r["source"]["median_f0_hz"] > 0
+    assert res["rows"][2]["source"]["rate"] == 22050 and res["rows"][1]["reference"]["given_to_model"]

@@ -116,6 +116,7 @@ def test_unknown_speaker_gets_a_short_hint():
         _check_speaker("9", known)
     message = e.value.format_message()
     assert len(message) < 200 and "1000, 1001" in message and "--list-speakers" in message, message
+    assert "not a file" in message and "recording" in message  # --speaker also takes a reference recording
 
 
 # ------------------------------------------------------------------------------------------------ item 6
@@ -173,18 +174,27 @@ def test_info_of_a_file_that_records_no_settings(run, tmp_path):
     assert "not recorded" in run("info", str(old))[1]
 
 
-def test_convert_layers_above_the_files_count_warns_and_converts(tmp_path, make_audio):
-    """With the shipped audio model and speaker decoder (the tiny models have no speaker decoder)."""
+def test_convert_layers_above_the_files_count_warns_and_converts(tiny_audio_weights, tmp_path, make_audio):
+    """With the tiny audio model and a tiny conversion model (the shipped weights have no conversion model)."""
+    import shutil
+
+    from vqcodec.testing import write_tiny_conversion_model
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for name in ("audio_vqvae.safetensors", "audio_prior.safetensors"):
+        shutil.copy(tiny_audio_weights / name, folder / name)
+    write_tiny_conversion_model(folder)
     sf.write(tmp_path / "s.wav", make_audio(0.5, 16000, 1, 0), 16000)
-    env = {k: v for k, v in os.environ.items() if k != "VQCODEC_WEIGHTS_DIR"}
+    env = {**os.environ, "VQCODEC_WEIGHTS_DIR": str(folder), "OMP_NUM_THREADS": "1"}
 
     def run(*args):
         p = subprocess.run([sys.executable, "-m", "vqcodec.cli.main", *args], cwd=tmp_path, capture_output=True,
-                           env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
+                           env=env, timeout=300)
         return p.returncode, p.stderr.decode()
 
     assert run("encode", "s.wav", "-o", "s.vq", "-q", "2")[0] == 0
-    code, err = run("convert", "s.vq", "--speaker", "1088", "--layers", "20", "-o", "c.wav")
+    code, err = run("convert", "s.vq", "--speaker", "22", "--layers", "20", "-o", "c.wav")
     assert code == 0, err
     assert "holds 2 quality layers; converting all 2" in err and (tmp_path / "c.wav").is_file()
     code, err = run("convert", "s.vq", "--speaker", "99999", "-o", "d.wav")

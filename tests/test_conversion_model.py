@@ -135,7 +135,7 @@ def test_trains_resumes_exactly_exports_and_converts(tmp_path, speech_folder):
     assert torch.allclose(model.speaker_embeddings.norm(dim=-1), torch.ones(3), atol=1e-2)  # float16 file
     assert bool(((model.speaker_f0[:, 0] > 6) & (model.speaker_f0[:, 0] < 8)).all())  # 64..256 Hz
     x = torch.from_numpy(speechlike(1.0, 16000, 1, seed=99)[:, 0])[: 16000 - 240]  # not whole content frames
-    from vqcodec.training.audio_decoder import pitch_labels
+    from vqcodec.audio.pitch import pitch_labels
 
     f0, voiced = pitch_labels(x)
     y = model.convert(x[None], f0[None], voiced[None].float(), "33")
@@ -158,7 +158,7 @@ def test_excluded_speakers_are_not_trained_or_exported(tmp_path, speech_folder):
 def test_pitch_tracker_is_recorded_and_a_resume_with_another_relabels(tmp_path, speech_folder):
     """The exported model names the tracker its pitch inputs came from (files before the field: DIO); a run
     resumed with another --pitch keeps its cached audio and gets new labels."""
-    from vqcodec.training.audio_decoder import pitch_labels
+    from vqcodec.audio.pitch import pitch_labels
     from vqcodec.training.conversion import _to_float
 
     train_conversion(_train_config(tmp_path, speech_folder, "p", steps=3, stop_at_step=1, pitch="dio"))

@@ -1,19 +1,17 @@
-"""The speaker-conditioned decoder (vqcodec.audio.speaker_model), `vqcodec.convert_speaker`, `vqcodec convert` and
-`vqcodec train speaker-decoder`, on the tiny audio model (tests/conftest.py) and a synthetic speaker folder."""
+"""The speaker-conditioned decoder (vqcodec.audio.speaker_model), its registry role and `vqcodec train
+speaker-decoder`, on the tiny audio model (tests/conftest.py) and a synthetic speaker folder. `vqcodec convert` and
+`vqcodec.convert_speaker` use the conversion model instead (tests/test_convert_model.py)."""
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import vqcodec
 from vqcodec.audio.model import load_audio_model
 from vqcodec.audio.speaker_model import (SpeakerDecoderConfig, build_speaker_decoder, heldout_start,
                                          load_speaker_decoder, speaker_of)
-from vqcodec.cli.main import cli
 from vqcodec.testing import write_speaker_folder, write_tiny_speaker_decoder
 
 
@@ -25,13 +23,6 @@ def _folder(src: Path, dst: Path, film_std: float | None = 0.5) -> Path:
     if film_std is not None:
         write_tiny_speaker_decoder(dst, film_std=film_std)
     return dst
-
-
-@pytest.fixture()
-def speaker_weights(tiny_audio_weights, tmp_path, use_weights):
-    folder = _folder(tiny_audio_weights, tmp_path / "w")
-    use_weights(folder)
-    return folder
 
 
 def test_names_and_split():
@@ -82,73 +73,6 @@ def test_file_holds_only_the_tuned_tensors_and_names_its_base(tiny_audio_weights
         load_speaker_decoder(folder / "audio_vqvae.safetensors", base)
 
 
-def test_convert_any_audio_file(speaker_weights, make_audio):
-    x = make_audio(0.7, rate=22050, channels=2)
-    data = vqcodec.encode_audio(x, 22050)
-    y, rate = vqcodec.convert_speaker(data, "22", stages=3)
-    assert rate == 22050 and y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
-    y1, _ = vqcodec.convert_speaker(data, 11, stages=3)
-    assert not np.array_equal(y, y1)
-    default, _ = vqcodec.convert_speaker(data, "22")  # the decoder's default_stages (2)
-    two, _ = vqcodec.convert_speaker(data, "22", stages=2)
-    assert np.array_equal(default, two)
-    assert vqcodec.list_speakers() == [("11", "F"), ("22", "M"), ("33", "F")]
-    with pytest.raises(ValueError, match="unknown speaker"):
-        vqcodec.convert_speaker(data, "99")
-    with pytest.raises(ValueError, match="stages must be 1..3"):
-        vqcodec.convert_speaker(data, "22", stages=4)
-    with pytest.raises(vqcodec.VQFormatError):
-        vqcodec.convert_speaker(b"not a file", "22")
-
-
-def test_untrained_conversion_equals_ordinary_decoding(tiny_audio_weights, tmp_path, use_weights, make_audio):
-    use_weights(_folder(tiny_audio_weights, tmp_path / "w", film_std=0.0))
-    data = vqcodec.encode_audio(make_audio(0.5), 16000, quality=2)
-    y, _ = vqcodec.convert_speaker(data, "33", stages=2)
-    ref, _ = vqcodec.decode(data)
-    np.testing.assert_allclose(y, ref, atol=2e-3)  # the same path; the file stores the tuned tensors as float16
-
-
-def test_absent_speaker_decoder_is_a_clear_error(tiny_audio_weights, tmp_path, use_weights, make_audio):
-    use_weights(_folder(tiny_audio_weights, tmp_path / "w", film_std=None))
-    data = vqcodec.encode_audio(make_audio(0.3), 16000)
-    assert vqcodec.decode(data)[0].shape[0] == 4800  # coding does not need it
-    with pytest.raises(FileNotFoundError, match="vqcodec train speaker-decoder"):
-        vqcodec.convert_speaker(data, "11")
-    with pytest.raises(FileNotFoundError, match="speaker decoder"):
-        vqcodec.list_speakers()
-
-
-def test_convert_cli(speaker_weights, tmp_path, make_audio, monkeypatch):
-    import soundfile as sf
-
-    src = tmp_path / "in.vq"
-    src.write_bytes(vqcodec.encode_audio(make_audio(0.5), 16000))
-    out = tmp_path / "out" / "x.wav"
-    out.parent.mkdir()
-    runner = CliRunner()
-    r = runner.invoke(cli, ["convert", str(src), "--speaker", "33", "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    y, rate = sf.read(out)
-    assert rate == 16000 and len(y) == 8000
-    assert [p.name for p in out.parent.iterdir()] == ["x.wav"]  # no temporary file left
-    r = runner.invoke(cli, ["convert", str(src), "--speaker", "33", "-o", str(out)])
-    assert r.exit_code == 1 and "--force" in r.output
-    r = runner.invoke(cli, ["convert", str(src), "--speaker", "404", "-o", str(tmp_path / "y.wav")])
-    assert r.exit_code == 1 and "11, 22, 33" in r.output and not (tmp_path / "y.wav").exists()
-    r = runner.invoke(cli, ["convert", str(src), "-o", str(tmp_path / "y.wav")])
-    assert r.exit_code == 2 and "--speaker" in r.output
-    r = runner.invoke(cli, ["convert", "--list-speakers"])
-    assert r.exit_code == 0 and r.output.split("\n")[:3] == ["11 F", "22 M", "33 F"]
-
-    def fail(*args, **kwargs):  # the write is atomic: a failure while writing leaves nothing behind
-        raise OSError("disk full")
-
-    monkeypatch.setattr("soundfile.SoundFile.write", fail)
-    r = runner.invoke(cli, ["convert", str(src), "--speaker", "11", "-o", str(tmp_path / "z.wav")])
-    assert r.exit_code != 0 and not list(tmp_path.glob("z.wav*")) and not list(tmp_path.glob(".z.wav*"))
-
-
 def test_registry_finds_the_optional_component(tiny_audio_weights, tmp_path):
     from vqcodec.registry import ModelRegistry
 
@@ -161,18 +85,25 @@ def test_registry_finds_the_optional_component(tiny_audio_weights, tmp_path):
         with_it.optional("audio", "vqvae")
 
 
-def test_shipped_manifest_speaker_decoder_if_any():
-    """The shipped speaker decoder (when installed) decodes the shipped model's indices."""
+def test_conversion_no_longer_uses_the_speaker_decoder(tiny_audio_weights, tmp_path, use_weights, make_audio):
+    """A folder holding the speaker decoder but no conversion model: conversion asks for the conversion model."""
+    use_weights(_folder(tiny_audio_weights, tmp_path / "w"))
+    with pytest.raises(FileNotFoundError, match="audio_conversion.safetensors"):
+        vqcodec.convert_speaker(vqcodec.encode_audio(make_audio(0.3), 16000), "11")
+    with pytest.raises(FileNotFoundError, match="vqcodec train conversion"):
+        vqcodec.list_speakers()
+
+
+def test_shipped_speaker_decoder_is_retired():
+    """0.7.0 retired audio-speaker-decoder-v1 (no file names it: `convert` used it, and now uses the conversion
+    model): it is not installed, and the manifest's retired list says which releases shipped it."""
     from vqcodec.registry import ModelRegistry
     from vqcodec.weights.io import WEIGHTS_DIR
 
     reg = ModelRegistry(WEIGHTS_DIR)
-    comp = reg.optional("audio", "speaker-decoder")
-    if comp is None:
-        pytest.skip("no speaker decoder shipped")
-    base = reg.defaults("audio")["vqvae"]
-    model, _ = load_speaker_decoder(comp.path, load_audio_model(base.path)[0], base.weights_hash)
-    assert len(model.config.speakers) == 251 and comp.path.stat().st_size < 4.5e6
+    assert reg.optional("audio", "speaker-decoder") is None
+    assert not (WEIGHTS_DIR / "audio_speaker_decoder.safetensors").exists()
+    assert any(r["model_id"] == "audio-speaker-decoder-v1" and r["releases"] == "0.4.0..0.6.0" for r in reg.retired)
 
 
 def test_training_runs_and_resumes(tiny_audio_weights, tmp_path):

@@ -8,8 +8,9 @@ import torch
 from vqcodec.audio.decoders import load_audio_decoder
 from vqcodec.audio.hn_decoder import HNDecoder
 from vqcodec.audio.model import load_audio_model
+from vqcodec.audio.pitch import pitch_labels
+from vqcodec.training.audio_decoder import EXPORT_NAME, TrainDecoderConfig, train_audio_decoder
 from vqcodec.weights.io import save_weights
-from vqcodec.training.audio_decoder import EXPORT_NAME, TrainDecoderConfig, pitch_labels, train_audio_decoder
 
 
 

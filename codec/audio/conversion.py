@@ -67,7 +67,7 @@ class ConversionConfig:
     oscillator bank (its ctrl_hop is the f0 control-point spacing). env_init: initial natural-log harmonic
     envelope (the harmonic branch starts quiet). f0_ref: Hz; the decoder's pitch feature is log2(f0 / f0_ref).
     speakers: ids of the rows of the speaker table (empty until a trainer exports one). pitch: the pitch
-    tracker its f0 inputs and speaker pitch statistics come from (`vqcodec.training.audio_decoder.pitch_labels`
+    tracker its f0 inputs and speaker pitch statistics come from (`vqcodec.audio.pitch.pitch_labels`
     methods): a source must be tracked the same way.
     """
 
@@ -532,7 +532,7 @@ class ConversionModel(nn.Module):
         """Speak `x` in the target's voice and pitch range.
 
         x (B, T) samples, T a multiple of ctrl_hop (padded here to whole content frames and cut back); f0, voiced
-        (B, T / ctrl_hop): the source's pitch track (e.g. `vqcodec.training.audio_decoder.pitch_labels`). target:
+        (B, T / ctrl_hop): the source's pitch track (e.g. `vqcodec.audio.pitch.pitch_labels`). target:
         a table speaker id, or an embedding (speaker_dim,) / (B, speaker_dim) with `target_f0` its log2-f0
         (mean, std), shaped (2,) or (B, 2). The source contour is re-scaled by its own `pitch_stats` (`retarget_f0`).
         Returns (B, T) float32 samples in [-1, 1].

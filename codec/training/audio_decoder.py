@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,19 +35,18 @@ from vqcodec.audio.data import list_audio, load_audio, split_holdout
 from vqcodec.audio.harmonic import HarmonicConfig
 from vqcodec.audio.hn_decoder import HNDecoder, HNDecoderConfig
 from vqcodec.audio.model import SAMPLE_RATE, AudioModelConfig, ISTFTDecoder, load_audio_model
+from vqcodec.audio.pitch import PITCH_HOP, pitch_labels
 from vqcodec.files import atomic_write
 from vqcodec.quantization.residual_vq import ResidualVQ
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
 from vqcodec.weights.io import load_weights, save_weights, weights_hash
 
-__all__ = ["TrainDecoderConfig", "AudioDecoderTask", "DecoderOnIndices", "train_audio_decoder", "pitch_labels",
-           "PITCH_METHODS", "EXPORT_NAME"]
+__all__ = ["TrainDecoderConfig", "AudioDecoderTask", "DecoderOnIndices", "train_audio_decoder", "EXPORT_NAME"]
 
 log = logging.getLogger(__name__)
 EXPORT_NAME = "audio_decoder.safetensors"
 CACHE = "train_cache.pt"
-PITCH_HOP = 80  # samples between pitch labels (5 ms at 16 kHz)
 
 
 @dataclass(kw_only=True)
@@ -88,43 +86,6 @@ class TrainDecoderConfig(LoopConfig):
     model: dict = field(default_factory=dict)  # AudioModelConfig decoder fields to change
     harmonic: dict = field(default_factory=dict)  # HarmonicConfig fields ("hn")
     loss: dict = field(default_factory=dict)  # AudioLossConfig fields
-
-
-PITCH_METHODS = ("harvest", "dio")
-PITCH_FLOOR_HZ = {"harvest": 70.0, "dio": 50.0}
-"""Lowest f0 each label method searches. Harvest's 70 Hz stays above 50/60 Hz mains hum, which some training
-recordings carry (DIO from 50 Hz labelled one LibriSpeech utterance's speech 60 Hz throughout); "dio" keeps
-the floor the runs before the method became a setting were labelled with."""
-
-
-def pitch_labels(audio: torch.Tensor, method: str = "harvest") -> tuple[torch.Tensor, torch.Tensor]:
-    """(T,) float32 16 kHz, T a multiple of PITCH_HOP -> (f0 (M,) float32 Hz, voiced (M,) bool), M = T / PITCH_HOP.
-
-    Point j is centred on sample j * PITCH_HOP. method: "harvest" (WORLD's Harvest, 70..700 Hz: robust
-    voicing, about 6x real time on one core) or "dio" (DIO + StoneMask, 50..700 Hz: 150x real time, but it
-    calls most frames voiced and locks onto mains hum). Unvoiced points get f0 by linear interpolation of
-    log f0 between the voiced ones (held at the ends; 100 Hz when nothing is voiced), so an oscillator
-    driven by the track glides instead of jumping."""
-    import pyworld  # training-only dependency
-
-    if method not in PITCH_METHODS:
-        raise ValueError(f"pitch method {method!r}: expected one of {', '.join(PITCH_METHODS)}")
-    x = audio.double().numpy()
-    period = 1000.0 * PITCH_HOP / SAMPLE_RATE
-    if method == "harvest":
-        f0, _ = pyworld.harvest(x, SAMPLE_RATE, f0_floor=PITCH_FLOOR_HZ[method], f0_ceil=700.0, frame_period=period)
-    else:
-        coarse, t = pyworld.dio(x, SAMPLE_RATE, f0_floor=PITCH_FLOOR_HZ[method], f0_ceil=700.0, frame_period=period)
-        f0 = pyworld.stonemask(x, coarse, t, SAMPLE_RATE)
-    m = audio.numel() // PITCH_HOP
-    f0 = np.pad(f0, (0, max(0, m - len(f0))))[:m]
-    voiced = f0 > 0
-    if voiced.any():
-        idx = np.arange(m)
-        filled = np.exp(np.interp(idx, idx[voiced], np.log(f0[voiced])))
-    else:
-        filled = np.full(m, 100.0)
-    return torch.from_numpy(filled.astype(np.float32)), torch.from_numpy(voiced)
 
 
 RESIDUAL_LOSS = {"sc": 0.0, "logmag": 0.0, "mel": 0.0, "complex": 25.0, "wave": 1.0}

@@ -12,7 +12,7 @@ has fewer than that plus one) are held out for validation, chosen by a CRC of th
 `vqcodec.audio.data.split_holdout`: the same choice everywhere).
 
 Training utterances are loaded once (16 kHz, cut to whole frames) with their pitch labels
-(`vqcodec.training.audio_decoder.pitch_labels`: f0 and voicing every 80 samples) and cached in
+(`vqcodec.audio.pitch.pitch_labels`: f0 and voicing every 80 samples) and cached in
 OUT/train_cache.pt (audio as int16, lossless for 16-bit sources; recomputed when the file list changes).
 
 A step. `batch_size` crops of `crop_frames` frames from the training utterances (chosen in proportion to their
@@ -48,9 +48,9 @@ from vqcodec.audio.conversion import CONVERSION_MODEL_ID, ConversionConfig, Conv
     retarget_f0, save_conversion_model
 from vqcodec.audio.data import AUDIO_SUFFIXES, list_audio, load_audio, split_holdout
 from vqcodec.audio.model import SAMPLE_RATE
+from vqcodec.audio.pitch import PITCH_HOP, pitch_labels
 from vqcodec.audio.speaker_model import speaker_of
 from vqcodec.files import atomic_write
-from vqcodec.training.audio_decoder import PITCH_HOP, pitch_labels
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
 
