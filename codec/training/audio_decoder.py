@@ -40,6 +40,7 @@ from vqcodec.files import atomic_write
 from vqcodec.quantization.residual_vq import ResidualVQ
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
+from vqcodec.training.pitch_cache import labels_as_asked
 from vqcodec.weights.io import load_weights, save_weights, weights_hash
 
 __all__ = ["TrainDecoderConfig", "AudioDecoderTask", "DecoderOnIndices", "train_audio_decoder", "EXPORT_NAME"]
@@ -305,19 +306,7 @@ def _cached(path: Path, base, files: list[Path], rank: int, hop: int, pitch: str
     if path.is_file():
         cache = torch.load(path, weights_only=True)
         if cache["files"] == names:
-            cache.setdefault("pitch", "dio")
-            if pitch is None or cache["pitch"] == pitch:
-                return cache
-            if rank != 0:
-                raise RuntimeError(f"{path} has {cache.get('pitch', 'dio')} pitch labels; relabel it with one "
-                                   f"process first")
-            t0 = time.perf_counter()
-            labels = [pitch_labels(clip, pitch) for clip in cache["audio"]]
-            cache.update(pitch=pitch, f0=[f for f, _ in labels], voiced=[v for _, v in labels])
-            atomic_write(path, lambda tmp: torch.save(cache, tmp))
-            log.info("relabelled the pitch of %d training utterances with %s in %.0f s", len(labels), pitch,
-                     time.perf_counter() - t0)
-            return cache
+            return labels_as_asked(path, cache, pitch, rank, lambda clip: clip)
         log.warning("%s does not match --data; recomputing it", path)
     if rank != 0:
         raise RuntimeError(f"{path} is missing; start the run with one process first")

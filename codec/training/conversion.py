@@ -53,6 +53,7 @@ from vqcodec.audio.speaker_model import speaker_of
 from vqcodec.files import atomic_write
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
+from vqcodec.training.pitch_cache import labels_as_asked
 
 __all__ = ["TrainConversionConfig", "ConversionTask", "train_conversion", "read_speaker_files", "EXPORT_NAME",
            "PHASE_FREE_LOSS"]
@@ -376,18 +377,7 @@ def _cached(path: Path, items: list[tuple[Path, str]], data: Path, rank: int, ho
     if path.is_file():
         cache = torch.load(path, weights_only=True)
         if cache.get("key") == key:
-            cache.setdefault("pitch", "dio")  # caches written before the field: DIO, the only method then
-            if pitch is None or cache["pitch"] == pitch:
-                return cache
-            if rank != 0:
-                raise RuntimeError(f"{path} has {cache.get('pitch', 'dio')} pitch labels; relabel it with one process first")
-            t0 = time.perf_counter()
-            labels = [pitch_labels(_to_float(a), pitch) for a in cache["audio"]]
-            cache.update(pitch=pitch, f0=[f for f, _ in labels], voiced=[v for _, v in labels])
-            atomic_write(path, lambda tmp: torch.save(cache, tmp))
-            log.info("relabelled the pitch of %d training utterances with %s in %.0f s", len(labels), pitch,
-                     time.perf_counter() - t0)
-            return cache
+            return labels_as_asked(path, cache, pitch, rank, _to_float)
         log.warning("%s does not match the data; recomputing it", path)
     if rank != 0:
         raise RuntimeError(f"{path} is missing; start the run with one process first")
