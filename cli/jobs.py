@@ -128,6 +128,8 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: P
             check_image_output(dst, header.mode)  # before decoding: an output type that would lose alpha
             try:
                 img = api.decode(data, layers=layers, progress=progress, decoder=decoder)
+            except api.VQFormatError:
+                raise  # the file's own fault: reported with its name below
             except (ValueError, FileNotFoundError) as e:
                 if decoder is None:
                     raise
@@ -138,6 +140,8 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: P
         try:
             rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress,
                                                                           decoder=decoder)
+        except api.VQFormatError:
+            raise  # the file's own fault: reported with its name below
         except (ValueError, FileNotFoundError) as e:
             if decoder is None:
                 raise

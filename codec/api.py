@@ -352,11 +352,11 @@ or a reference recording of any voice: a path to an audio file (a str naming an 
 
 _NO_CONVERSION_MODEL = (
     "no speaker conversion model is installed in {folder}: speaker conversion (`vqcodec convert`, "
-    "vqcodec.convert_speaker) needs the optional weights component audio_conversion.safetensors (role conversion), "
-    "which this release does not ship. Train one with `vqcodec train "
-    "conversion --data SPEECH_DIR --out RUN` and point $VQCODEC_WEIGHTS_DIR at a folder holding "
-    "RUN/conversion_model.safetensors renamed to audio_conversion.safetensors (with the audio model's "
-    "audio_vqvae.safetensors and audio_prior.safetensors beside it to convert .vq files). Coding does not need it.")
+    "vqcodec.convert_speaker) needs the optional weights component of role conversion, which vqcodec ships "
+    "(audio_conversion_v1.safetensors): reinstall vqcodec, or unset $VQCODEC_WEIGHTS_DIR, or copy that file into "
+    "this folder as audio_conversion.safetensors (a folder without a manifest), or train one with `vqcodec train "
+    "conversion --data SPEECH_DIR --out RUN` and put RUN/conversion_model.safetensors there under that name. "
+    "Coding does not need it.")
 
 
 def _conversion_component() -> "InstalledComponent":
@@ -412,7 +412,7 @@ def convert_speaker(source: "bytes | bytearray | memoryview | np.ndarray", speak
         (samples float32 (T, C) in [-1, 1], sample rate in Hz): the source's rate, channel count and length.
     Raises:
         FileNotFoundError: no conversion model is installed (the message says how to get one), or a reference
-            path that does not exist.
+            given as a Path that does not exist (a str naming no file is taken as a speaker id).
         ModuleNotFoundError: pyworld, which tracks pitch, is not installed (pip install pyworld-prebuilt).
         ValueError: an unknown speaker id (the message names a few), a reference that is too short or unreadable,
             an image file, bad samples or arguments.

@@ -349,3 +349,14 @@ def test_the_shipped_conversion_model():
     a = converter.convert(clip[:rate], rate, converter.table_target("ls1088"))
     b = converter.convert(clip[:rate], rate, converter.table_target(ids[-1]))
     assert a.shape == b.shape == (rate, 1) and _differ(a, b) > 1e-3
+
+
+def test_transposed_silent_and_tiny_inputs(weights, make_audio):
+    """A (C, T) array is refused with the fix in the message, a reference without voiced speech too, and a source
+    too short to resample to 16 kHz converts to silence of its own length."""
+    with pytest.raises(ValueError, match=r"2000 channels.*samples\.T"):
+        vqcodec.convert_speaker(np.zeros((2, 2000), np.float32), "11", sample_rate=16000)
+    with pytest.raises(ValueError, match="no voiced speech"):
+        vqcodec.convert_speaker(make_audio(0.5), (np.zeros(16000, np.float32), 16000), sample_rate=16000)
+    out, rate = vqcodec.convert_speaker(np.full(1, 0.1, np.float32), "11", sample_rate=44100)
+    assert rate == 44100 and out.shape == (1, 1)

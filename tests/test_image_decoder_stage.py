@@ -102,7 +102,7 @@ def test_a_decoder_of_another_model_or_config_is_refused(weights_with_decoder, t
     from vqcodec.weights.io import save_weights
 
     save_weights(other / "image_vqvae.safetensors", model.release_state(), "tiny-image-2", model.cfg.to_dict())
-    with pytest.raises(ValueError, match="renders the latents of image model 'tiny-image'"):
+    with pytest.raises(ValueError, match="renders the latents of model 'tiny-image'"):
         ImageCodec(other / "image_vqvae.safetensors", folder / "image_prior.safetensors",
                    decoder_path=folder / "image_decoder.safetensors")
     wide = _write_decoder(tmp_path, folder / "image_vqvae.safetensors", "wide.safetensors", width_high=16)
@@ -148,3 +148,42 @@ def test_any_decoder_renders_a_file_on_request(weights_with_decoder, use_weights
     result = CliRunner().invoke(cli, ["decode", str(tmp_path / "old.vq"), "-o", str(tmp_path / "x.png"),
                                       "--decoder", "audio-decoder-hn-v1"])
     assert result.exit_code == 1 and "no image decoder 'audio-decoder-hn-v1'" in result.output
+
+
+def test_a_codec_says_when_only_the_decoder_differs_and_with_decoder_names_its_own(weights_with_decoder, make_image,
+                                                                                   tmp_path):
+    folder = weights_with_decoder
+    base = ImageCodec(folder / "image_vqvae.safetensors", folder / "image_prior.safetensors")
+    tuned = ImageCodec(folder / "image_vqvae.safetensors", folder / "image_prior.safetensors",
+                       decoder_path=folder / "image_decoder.safetensors")
+    old = base.encode(make_image(24, 32), quality=40)
+    with pytest.raises(VQFormatError, match="the model's own decoder .it names no decoder.*with_decoder"):
+        tuned.decode(old)
+    own = tuned.with_decoder(None)  # renders any file with the model's own decoder; its files name no decoder
+    assert np.array_equal(own.decode(old), base.decode(old))
+    assert [c.role for c in own.components] == [c.role for c in base.components]
+    assert "decoder" in {c.role for c in read_file(tuned.encode(make_image(24, 32), quality=40)).components}
+    assert "decoder" not in {c.role for c in read_file(own.encode(make_image(24, 32), quality=40)).components}
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("not weights")
+    with pytest.raises(ValueError, match="not a vqcodec weights file"):
+        base.with_decoder(junk)
+
+
+def test_cli_decoder_errors_name_the_file_or_the_decoder(weights_with_decoder, use_weights, make_image, tmp_path):
+    from click.testing import CliRunner
+
+    from vqcodec.cli.main import cli
+
+    folder = weights_with_decoder
+    use_weights(folder)
+    src = tmp_path / "new.vq"
+    src.write_bytes(vqcodec.encode_image(make_image(24, 32), quality=40))
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not weights")
+    r = CliRunner().invoke(cli, ["decode", str(src), "-o", str(tmp_path / "a.png"), "--decoder", str(junk)])
+    assert r.exit_code == 1 and "--decoder" in r.output and "not a vqcodec weights file" in r.output
+    (folder / "image_prior.safetensors").rename(folder / "moved.safetensors")  # the file's prior goes missing
+    use_weights(folder)
+    r = CliRunner().invoke(cli, ["decode", str(src), "-o", str(tmp_path / "b.png"), "--decoder", "model"])
+    assert r.exit_code == 1 and str(src) in r.output and not (tmp_path / "b.png").exists()

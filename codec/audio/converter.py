@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vqcodec.audio.codec import MAX_CHANNELS, MAX_SAMPLE_RATE
 from vqcodec.audio.conversion import ConversionModel, load_conversion_model, pitch_stats, retarget_f0
 from vqcodec.audio.pitch import PITCH_HOP, SAMPLE_RATE, pitch_track
 from vqcodec.contract import Progress
@@ -137,6 +138,9 @@ class Converter:
         x16 = torch.from_numpy(np.ascontiguousarray(_resample(x, sample_rate, SAMPLE_RATE)))
         x16 = x16[: int(MAX_REFERENCE_SECONDS * SAMPLE_RATE)]
         f0, voiced = pitch_track(x16, self.model.cfg.pitch)
+        if not bool(voiced.any()):
+            raise ValueError(f"the reference recording {name} holds no voiced speech (silence or noise); give a few "
+                             "seconds of the voice speaking")
         mean, std = pitch_stats(f0, voiced)
         emb = self.model.embed_speaker(x16[None])[0]
         return Target(emb.float(), torch.stack([mean, std]).float(), name)
@@ -194,6 +198,9 @@ class Converter:
         for k in range(c):
             x16 = torch.from_numpy(np.ascontiguousarray(_resample(np.ascontiguousarray(x[:, k]), sample_rate,
                                                                   SAMPLE_RATE)))
+            if x16.numel() == 0:  # a few samples at a high rate resample to none: nothing to speak
+                out[:, k] = 0.0
+                continue
             report = None if progress is None else (lambda done, total, k=k: progress(k * total + done, c * total))
             y = _resample(self.convert_16k(x16, target, report).numpy(), SAMPLE_RATE, sample_rate)[:t]
             out[:len(y), k] = y
@@ -211,8 +218,11 @@ def _as_channels(samples: np.ndarray, sample_rate: int, what: str) -> np.ndarray
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"expected float {what} samples (nominally in [-1, 1]), got {x.dtype}; divide integer PCM "
                          "by its full scale first")
-    if int(sample_rate) != sample_rate or sample_rate < 1:
-        raise ValueError(f"sample rate must be a positive whole number of Hz, got {sample_rate}")
+    if int(sample_rate) != sample_rate or not 1 <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample rate must be a whole number of Hz in 1..{MAX_SAMPLE_RATE}, got {sample_rate}")
+    if x.shape[1] > MAX_CHANNELS:
+        raise ValueError(f"{what} of {x.shape[1]} channels ({x.shape[0]} samples each); vqcodec converts 1.."
+                         f"{MAX_CHANNELS}: samples are (T, C), time first (pass samples.T for a (C, T) array)")
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise ValueError(f"the {what} holds NaN or infinite samples")

@@ -35,9 +35,11 @@ from vqcodec.bitstream import (
     Chunk,
     ImageGeometry,
     Modality,
+    ModelComponent,
     StageSyntax,
     VQFile,
     VQFormatError,
+    hash_weights,
     read_file,
     refinement_chunk,
     settings_chunk,
@@ -105,7 +107,7 @@ class ImageCodec:
             `vqcodec train image-decoder`): it renders in place of the model's own decoder net, and the files
             this codec writes name it. None: the model's own decoder (every file of 0.6.0 and earlier). Left
             out: the shipped decoder (DEFAULT_DECODER_PATH) when `model_path` is the shipped model, else None.
-            Indices and bits never depend on it.
+            At a given quality the indices and streams do not depend on it (the header names it: 56 bytes).
     """
 
     modality = "image"
@@ -160,11 +162,14 @@ class ImageCodec:
         other = copy.copy(self)
         other.model = copy.copy(self.model)
         other.model._modules = dict(self.model._modules)  # a decoder of its own; this codec's model is untouched
+        named = tuple(c for c in self.components if c.role != "decoder")
         if decoder_path is None:
             other.model.decoder, other.decoder_id = self._own_decoder, None
         else:
             check_weight_files((Path(decoder_path),), "`vqcodec train image-decoder`")
             other.model.decoder, other.decoder_id = load_image_decoder(decoder_path, self.model_path, self.model.cfg)
+            named += (ModelComponent("decoder", other.decoder_id, hash_weights(Path(decoder_path).read_bytes())),)
+        other.components = named  # what the files it writes name
         other.decoder_override = True
         return other
 
@@ -419,7 +424,19 @@ class ImageCodec:
             raise VQFormatError("file has refinement layers, which this codec has no refinement model for; decode "
                                 "it with vqcodec.decode, which finds the installed model the file names")
         ignore = (() if refined else ("refinement",)) + (("decoder",) if self.decoder_override else ())
-        check_file(vqfile, self, self.v1_weights_hash, ignore_roles=ignore)
+        try:
+            check_file(vqfile, self, self.v1_weights_hash, ignore_roles=ignore)
+        except VQFormatError:
+            if "decoder" in ignore or vqfile.version == 1:
+                raise
+            check_file(vqfile, self, self.v1_weights_hash, ignore_roles=ignore + ("decoder",))  # the rest differs?
+            theirs = next((c.model_id for c in vqfile.components if c.role == "decoder"), None)
+            own = "the model's own decoder"
+            raise VQFormatError(  # only the decoder differs: say which, and how to render it anyway
+                f"file is rendered by {f'decoder {theirs}' if theirs else own + ' (it names no decoder)'}, this "
+                f"codec by {f'decoder {self.decoder_id}' if self.decoder_id else own}: decode it with vqcodec.decode, "
+                "which finds the decoder the file names, or with codec.with_decoder(...) to choose one (None: the "
+                "model's own)") from None
         check_decode_size(vqfile.geometry)
         if refined and (vqfile.refinement_base > self.vq_stages
                         or vqfile.layers - vqfile.refinement_base > self.refinement.layers):

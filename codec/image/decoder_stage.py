@@ -4,8 +4,9 @@ one vqvae file.
 A decoder-stage file holds the tensors of a `vqcodec.image.model.Decoder` (float16 or float32; computed in
 float32), its model id, and a config: the image model config it was built with, plus `base_model_id` and
 `base_weights_hash` (32 hex digits), the vqvae file whose encoder and codebooks made the latents it renders
-(`vqcodec train image-decoder` trains one with both frozen). A file's indices, bits and sizes never depend on it:
-it only renders them. A file that names no decoder renders with its vqvae's own decoder (every file of 0.6.0 and
+(`vqcodec train image-decoder` trains one with both frozen). At a given quality a file's indices and streams do
+not depend on it (it only renders them); the file names it in its header (56 bytes), so a size target
+(`max_bytes`) can land on another quality. A file that names no decoder renders with its vqvae's own decoder (every file of 0.6.0 and
 earlier).
 """
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _load_cached(path: str, stamp: tuple, base_path: str, base_stamp: tuple, bas
         raise ValueError(f"{path} is not an image decoder-stage file (its config names no base model); "
                          "write one with `vqcodec train image-decoder`")
     if base_hash != weights_hash(base_path).hex():
-        raise ValueError(f"{path} renders the latents of image model {base_id!r}, not those of {base_path}; "
+        raise ValueError(f"{path} renders the latents of model {base_id!r}, not those of the image model {base_path}; "
                          "use it with the model it was trained on")
     if _interface(config) != _interface(dict(base_cfg)):
         raise ValueError(f"{path} was built for another image model config than {base_path}'s")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from vqcodec.files import atomic_write
@@ -51,12 +51,16 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     tensors = {}
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        for k in f.keys():
-            t = f.get_tensor(k)
-            tensors[k] = t.float() if t.dtype == torch.float16 else t  # half storage, float32 compute
-    return tensors, meta.get("model_id", ""), json.loads(meta.get("config", "{}"))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            for k in f.keys():
+                t = f.get_tensor(k)
+                tensors[k] = t.float() if t.dtype == torch.float16 else t  # half storage, float32 compute
+        config = json.loads(meta.get("config", "{}"))
+    except (SafetensorError, ValueError) as e:
+        raise ValueError(f"{path} is not a vqcodec weights file (safetensors with a model config): {e}") from None
+    return tensors, meta.get("model_id", ""), config
 
 
 def load_release(path: str | Path, build: Callable[[dict[str, torch.Tensor], dict], _M]) -> tuple[_M, str]:
