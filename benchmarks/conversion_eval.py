@@ -576,7 +576,11 @@ def run(args, tools: Tools | None = None) -> dict:
 
 def wer_part(args, model, tools: Tools, table_targets: list[str], genders: dict, dnsmos, rel, notes: list[str]
              ) -> dict:
-    """Originals and conversions by id of `--wer-clips` transcribed clips: WER of each, and DNSMOS."""
+    """Originals and conversions by id of `--wer-clips` transcribed clips: WER of each, and DNSMOS. Also each clip
+    converted into its corpus's own voice (the reference: the next clip, cyclically; the corpus is one speaker, as
+    LJSpeech is): the words the content path keeps whatever the target (`wer_own_voice`, not in the target)."""
+    from vqcodec.audio.conversion import pitch_stats
+
     transcripts = read_transcripts(args.wer_data)
     if not transcripts:
         notes.append(f"no transcribed clips (metadata.csv) in {args.wer_data}: content (WER) not measured")
@@ -595,7 +599,7 @@ def wer_part(args, model, tools: Tools, table_targets: list[str], genders: dict,
         if unknown:
             raise SystemExit(f"--wer-speakers: {unknown} are not speakers of the model's table")
     rows, edits, words = [], Counter(), Counter()
-    for path in files:
+    for i, path in enumerate(files):
         x, f0, voiced = load_clip(path, model.cfg.pitch)
         text = transcripts[path]
         row = {"clip": rel(path), "text": normalise_text(text), "seconds": round(x.numel() / RATE, 2),
@@ -604,13 +608,19 @@ def wer_part(args, model, tools: Tools, table_targets: list[str], genders: dict,
         for t in targets:
             outs[t] = model.convert(x[None], f0[None], voiced[None], t)[0]
             row["converted"][t] = {"dnsmos": dnsmos(outs[t].numpy())}
+        if len(files) > 1:  # its own voice, given by another clip of the corpus
+            rx, rf0, rvoiced = load_clip(files[(i + 1) % len(files)], model.cfg.pitch)
+            emb = model.embed_speaker(rx[None])[0]
+            stats = torch.stack(pitch_stats(rf0, rvoiced))
+            outs["own voice"] = model.convert(x[None], f0[None], voiced[None], emb, stats)[0]
+            row["own_voice"] = {"reference": rel(files[(i + 1) % len(files)])}
         if tools.transcribe is not None:
             for key, y in outs.items():
                 hyp = tools.transcribe(y.numpy())
                 e, n = word_errors(text, hyp)
-                slot = row["original"] if key == "original" else row["converted"][key]
+                group = {"original": "original", "own voice": "own_voice"}.get(key, "converted")
+                slot = row[group] if group != "converted" else row["converted"][key]
                 slot.update(hypothesis=normalise_text(hyp), errors=e, words=n)
-                group = "original" if key == "original" else "converted"
                 edits[group] += e
                 words[group] += n
         rows.append(row)
@@ -619,6 +629,8 @@ def wer_part(args, model, tools: Tools, table_targets: list[str], genders: dict,
         out["wer_original"] = edits["original"] / words["original"]
         out["wer_converted"] = edits["converted"] / max(words["converted"], 1)
         out["increase_points"] = 100 * (out["wer_converted"] - out["wer_original"])
+        if words["own_voice"]:
+            out["wer_own_voice"] = edits["own_voice"] / words["own_voice"]
     return out
 
 
@@ -768,6 +780,9 @@ def markdown(res: dict) -> str:
     lines.append(f"| transcribed clips: original | {pct(wer_o)} | {fmt(nat['wer_clips']['source'])} | | | |")
     lines.append(f"| transcribed clips: converted | {pct(wer_c)} | | {fmt(nat['wer_clips']['converted'])} "
                  f"| {fmt(nat['wer_clips']['difference'], '+.2f')} | |")
+    if w.get("wer_own_voice") is not None:
+        lines.append(f"| transcribed clips: in their own voice (the next clip as reference: the content path alone) "
+                     f"| {pct(w['wer_own_voice'])} | | | | |")
     for key, label in (("by_id", "by-id pairs"), ("by_reference", "by-reference pairs"), ("all", "all conversions")):
         v = nat[key]
         lines.append(f"| {label} | | {fmt(v['source'])} | {fmt(v['converted'])} | {fmt(v['difference'], '+.2f')} "

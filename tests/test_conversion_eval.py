@@ -124,11 +124,14 @@ def test_whole_evaluation_with_fake_scorers(setup, tmp_path):
     w = res["wer"]
     assert len(w["clips"]) == 2 and len(w["targets"]) == 2 and w["wer_original"] == pytest.approx(1 / 3)
     assert w["increase_points"] == pytest.approx(0.0)  # the fake recogniser says the same for everything
+    assert w["wer_own_voice"] == pytest.approx(1 / 3)  # each clip in its corpus's voice, given by the other clip
+    assert [c["own_voice"]["reference"] for c in w["clips"]] == [w["clips"][1]["clip"], w["clips"][0]["clip"]]
     assert res["goals"][4]["met"] is True and all(g["met"] is not None for g in res["goals"])
     assert res["naturalness"]["all"]["difference"] is not None
     json.dumps(res, default=str)
     text = ce.markdown(res)
     assert "| by id | model | 4 (2 same) |" in text and "f0 closer" in text and "top-1" in text
+    assert "in their own voice" in text
     assert ce.summary_line(res).startswith("conversion_eval: by id ")
 
 
