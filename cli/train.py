@@ -117,6 +117,9 @@ def train() -> None:
 @click.option("--crop", default=128, show_default=True, type=click.IntRange(min=8),
               help="Training crop size in pixels.")
 @click.option("--decoder-only", is_flag=True, help="Freeze encoder and codebooks; fine-tune the decoder only.")
+@click.option("--freeze-codebooks", is_flag=True,
+              help="Train encoder and decoder through the codebooks as they are (no EMA, no restarts): the code "
+                   "alphabet, and so a prior's and refinement tables' meaning, stays.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start from released weights (e.g. codec/weights/image_vqvae.safetensors) instead of scratch.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
@@ -160,7 +163,7 @@ def train() -> None:
               help="With --refine-levels: how often each level is drawn, as W1,W2,... (default: evenly).")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
-def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, no_bf16, ema_decay, restart_after,
+def train_image_cmd(data, val_data, batch_size, crop, decoder_only, freeze_codebooks, init_from, no_bf16, ema_decay, restart_after,
                     tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
                     encoder_lr_scale, commitment, refine_prob, refine_steps, refine_levels, refine_level_weights,
                     checkpoint_minutes,
@@ -187,7 +190,7 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, init_from, n
                                      param_hint="--refine-level-weights") from None
     train_image(TrainImageConfig(
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
-        init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
+        freeze_codebooks=freeze_codebooks, init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
         depth_mode=depth_mode, holdout=holdout, val_crop=val_crop, model=model, channels_last=channels_last,
         encoder_lr_scale=encoder_lr_scale, commitment=commitment, refine_prob=refine_prob,
         refine_steps=_range_pair(refine_steps, "--refine-steps"), **extra,

@@ -275,3 +275,22 @@ def test_truncated_decoder_only_refinement_run(image_folder, tmp_path):
     assert not torch.equal(small.decoder.depth_embedding.weight, start.decoder.depth_embedding.weight)  # trained
     with pytest.raises(ValueError, match="refine_level_weights"):
         train_image(_cfg(image_folder, tmp_path / "bad", 1, **{**kw, "refine_level_weights": (1.0,)}))
+
+
+def test_freeze_codebooks_trains_encoder_and_decoder_through_fixed_codebooks(image_folder, tmp_path):
+    """--freeze-codebooks: the codebooks (and their EMA statistics) stay as the released model's, encoder and
+    decoder train, so the code alphabet that a prior and refinement tables were fitted to keeps its meaning."""
+    released = train_image(_cfg(image_folder, tmp_path / "src", 2))
+    export_image_model(released, tmp_path / "src.safetensors")
+    old, _ = load_image_model(tmp_path / "src.safetensors")
+    tuned = train_image(_cfg(image_folder, tmp_path / "frozen", 4, init_from=str(tmp_path / "src.safetensors"),
+                             freeze_codebooks=True, restart_after=1))
+    for a, b in zip(tuned.quantizer.stages, old.quantizer.stages):
+        assert torch.equal(a.codebook, b.codebook)
+    state, before = tuned.state_dict(), old.state_dict()
+    changed = lambda prefix: any(not torch.equal(state[k], before[k]) for k in before  # noqa: E731
+                                 if k.startswith(prefix) and before[k].is_floating_point())
+    assert changed("encoder.") and changed("decoder.")
+    free = train_image(_cfg(image_folder, tmp_path / "free", 4, init_from=str(tmp_path / "src.safetensors"),
+                            restart_after=1))
+    assert any(not torch.equal(a.codebook, b.codebook) for a, b in zip(free.quantizer.stages, old.quantizer.stages))

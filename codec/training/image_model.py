@@ -64,6 +64,7 @@ class TrainImageConfig(LoopConfig):
     full_rate_prob: float = 0.5  # quantizer dropout: all S stages with this probability, else uniform 1..S
     init_from: str | None = None  # start (not resume) from released weights, e.g. the shipped model
     decoder_only: bool = False  # freeze encoder + codebooks, train the decoder (indices stay fixed)
+    freeze_codebooks: bool = False  # train encoder and decoder through fixed codebooks (the code alphabet stays)
     linear_lr_scale: float = 0.1  # learning rate of the linear block paths, relative to lr
     encoder_lr_scale: float = 1.0  # learning rate of the encoder's conv net, relative to lr (0: encoder frozen)
     commitment: str = "full"  # commit the encoder to the sum of all stages ("full") or of each row's active ones
@@ -313,7 +314,7 @@ class ImageTask(Task):
     # shape the random streams, the codebook updates and what trains: a resumed run keeps the checkpoint's
     run_defining = ("batch_size", "crop", "tournament", "ema_decay", "restart_after", "model", "decoder_only",
                     "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment", "refine_prob",
-                    "refine_steps", "refine_level_weights")
+                    "refine_steps", "refine_level_weights", "freeze_codebooks")
     progress_keys = ("psnr_train_mixed", "vq_loss")
     devices = ("cpu", "cuda")
     config: TrainImageConfig
@@ -344,6 +345,9 @@ class ImageTask(Task):
         if cfg.decoder_only:
             for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
                 p.requires_grad_(False)
+        if cfg.freeze_codebooks:  # the encoder learns to use the codebooks as they are (no EMA, no restarts)
+            for p in model.quantizer.parameters():
+                p.requires_grad_(False)
         if cfg.encoder_lr_scale == 0:  # a frozen encoder; the codebooks still follow its latents (EMA)
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
@@ -373,7 +377,8 @@ class ImageTask(Task):
         model.train()
         if self.config.decoder_only:
             model.encoder.eval()
-            model.quantizer.eval()  # no EMA updates, no restarts: indices stay fixed
+        if self.config.decoder_only or self.config.freeze_codebooks:
+            model.quantizer.eval()  # no EMA updates, no restarts: the codebooks stay as they are
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Crops (B, 3, P, P) float32 in [0, 1], active stage counts and per-crop Lagrange multipliers.
