@@ -117,6 +117,9 @@ def train() -> None:
 @click.option("--crop", default=128, show_default=True, type=click.IntRange(min=8),
               help="Training crop size in pixels.")
 @click.option("--decoder-only", is_flag=True, help="Freeze encoder and codebooks; fine-tune the decoder only.")
+@click.option("--commitment-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the commitment loss that pulls the encoder's latents to their codes (default 0.25, "
+                   "as the paper; 0: only the reconstruction moves the encoder).")
 @click.option("--freeze-codebooks", is_flag=True,
               help="Train encoder and decoder through the codebooks as they are (no EMA, no restarts): the code "
                    "alphabet, and so a prior's and refinement tables' meaning, stays.")
@@ -163,8 +166,8 @@ def train() -> None:
               help="With --refine-levels: how often each level is drawn, as W1,W2,... (default: evenly).")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0), default=None, hidden=True,
               help="Deprecated: --checkpoint-every SECONDS.")
-def train_image_cmd(data, val_data, batch_size, crop, decoder_only, freeze_codebooks, init_from, no_bf16, ema_decay, restart_after,
-                    tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
+def train_image_cmd(data, val_data, batch_size, crop, decoder_only, commitment_weight, freeze_codebooks, init_from,
+                    no_bf16, ema_decay, restart_after, tournament, depth_mode, holdout, val_crop, num_stages, depth_input, latent_dim, model_id, channels_last,
                     encoder_lr_scale, commitment, refine_prob, refine_steps, refine_levels, refine_level_weights,
                     checkpoint_minutes,
                     **kwargs) -> None:
@@ -190,7 +193,7 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, freeze_codeb
                                      param_hint="--refine-level-weights") from None
     train_image(TrainImageConfig(
         **loop, data=data, val_data=val_data, batch_size=batch_size, crop=crop, decoder_only=decoder_only,
-        freeze_codebooks=freeze_codebooks, init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
+        freeze_codebooks=freeze_codebooks, commitment_weight=commitment_weight, init_from=init_from, bf16=not no_bf16, ema_decay=ema_decay, restart_after=restart_after, tournament=tournament,
         depth_mode=depth_mode, holdout=holdout, val_crop=val_crop, model=model, channels_last=channels_last,
         encoder_lr_scale=encoder_lr_scale, commitment=commitment, refine_prob=refine_prob,
         refine_steps=_range_pair(refine_steps, "--refine-steps"), **extra,

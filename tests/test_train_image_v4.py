@@ -294,3 +294,19 @@ def test_freeze_codebooks_trains_encoder_and_decoder_through_fixed_codebooks(ima
     free = train_image(_cfg(image_folder, tmp_path / "free", 4, init_from=str(tmp_path / "src.safetensors"),
                             restart_after=1))
     assert any(not torch.equal(a.codebook, b.codebook) for a, b in zip(free.quantizer.stages, old.quantizer.stages))
+
+
+def test_commitment_weight_zero_leaves_only_the_reconstruction(image_folder, tmp_path):
+    """--commitment-weight 0: the quantizer's loss (EMA codebooks: the commitment term alone) is 0, so only the
+    reconstruction moves the encoder; the default weight gives a positive one; a negative weight is refused."""
+    import json
+
+    def vq_losses(out, **kw):
+        train_image(_cfg(image_folder, out, 3, log_every=1, **kw))
+        return [json.loads(line)["vq_loss"] for line in (out / "log.jsonl").read_text().splitlines()
+                if '"vq_loss"' in line]
+
+    assert all(v == 0.0 for v in vq_losses(tmp_path / "zero", commitment_weight=0.0))
+    assert all(v > 0.0 for v in vq_losses(tmp_path / "default"))
+    with pytest.raises(ValueError, match="commitment_weight"):
+        train_image(_cfg(image_folder, tmp_path / "bad", 1, commitment_weight=-1.0))

@@ -65,6 +65,7 @@ class TrainImageConfig(LoopConfig):
     init_from: str | None = None  # start (not resume) from released weights, e.g. the shipped model
     decoder_only: bool = False  # freeze encoder + codebooks, train the decoder (indices stay fixed)
     freeze_codebooks: bool = False  # train encoder and decoder through fixed codebooks (the code alphabet stays)
+    commitment_weight: float | None = None  # beta of the commitment loss (None: the quantizer's, 0.25 as the paper)
     linear_lr_scale: float = 0.1  # learning rate of the linear block paths, relative to lr
     encoder_lr_scale: float = 1.0  # learning rate of the encoder's conv net, relative to lr (0: encoder frozen)
     commitment: str = "full"  # commit the encoder to the sum of all stages ("full") or of each row's active ones
@@ -314,7 +315,7 @@ class ImageTask(Task):
     # shape the random streams, the codebook updates and what trains: a resumed run keeps the checkpoint's
     run_defining = ("batch_size", "crop", "tournament", "ema_decay", "restart_after", "model", "decoder_only",
                     "depth_mode", "holdout", "channels_last", "encoder_lr_scale", "commitment", "refine_prob",
-                    "refine_steps", "refine_level_weights", "freeze_codebooks")
+                    "refine_steps", "refine_level_weights", "freeze_codebooks", "commitment_weight")
     progress_keys = ("psnr_train_mixed", "vq_loss")
     devices = ("cpu", "cuda")
     config: TrainImageConfig
@@ -329,6 +330,11 @@ class ImageTask(Task):
         if cfg.commitment not in ("full", "active"):
             raise ValueError(f"commitment must be 'full' or 'active', got {cfg.commitment!r}")
         model.quantizer.commit_to_active = cfg.commitment == "active"
+        if cfg.commitment_weight is not None:  # a training setting: weights files do not hold it
+            if cfg.commitment_weight < 0:
+                raise ValueError(f"commitment_weight must be >= 0, got {cfg.commitment_weight}")
+            for vq in model.quantizer.stages:
+                vq.beta = float(cfg.commitment_weight)
         train_files, held_files = split_holdout(cfg.data, cfg.holdout)
         images = [load_rgb(f) for f in train_files]
         log.info("training on %d images of %s (%d held out)", len(images), cfg.data, len(held_files))
