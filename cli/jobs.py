@@ -6,8 +6,9 @@ soundfile reads); `decode_file` follows the .vq file's header.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import click
 
@@ -126,31 +127,35 @@ def decode_file(src: str, dst: str, layers: int | None, force: bool, progress: P
             layers = header.layers
         if header.modality == "image":
             check_image_output(dst, header.mode)  # before decoding: an output type that would lose alpha
-            try:
+            with _blamed_on_decoder(decoder):
                 img = api.decode(data, layers=layers, progress=progress, decoder=decoder)
-            except api.VQFormatError:
-                raise  # the file's own fault: reported with its name below
-            except (ValueError, FileNotFoundError) as e:
-                if decoder is None:
-                    raise
-                raise BadInput(f"--decoder {decoder}: {e}") from None
             write_output(dst, image_file_bytes(img, dst), force)
             return f"{src} -> {dst}: {img.width}x{img.height} {img.mode}{note}"
         audio_format(dst)
-        try:
+        with _blamed_on_decoder(decoder):
             rate, channels, num_samples, blocks = api.decode_audio_blocks(data, layers=layers, progress=progress,
                                                                           decoder=decoder)
-        except api.VQFormatError:
-            raise  # the file's own fault: reported with its name below
-        except (ValueError, FileNotFoundError) as e:
-            if decoder is None:
-                raise
-            raise BadInput(f"--decoder {decoder}: {e}") from None
         del data  # parsed: the file's streams are held once, not twice
         write_audio(dst, blocks, rate, channels, force, num_samples)  # rendered block by block while written
     except api.VQFormatError as e:
         raise BadInput(f"{src}: {e}") from None
     return f"{src} -> {dst}: {num_samples / rate:.2f} s at {rate} Hz, {channels} ch{note}"
+
+
+@contextlib.contextmanager
+def _blamed_on_decoder(decoder: str | None) -> Iterator[None]:
+    """With `--decoder`, a ValueError or FileNotFoundError inside is the decoder's: BadInput naming it. A
+    VQFormatError stays the file's own (reported with the file's name by the caller)."""
+    from vqcodec import api
+
+    try:
+        yield
+    except api.VQFormatError:
+        raise
+    except (ValueError, FileNotFoundError) as e:
+        if decoder is None:
+            raise
+        raise BadInput(f"--decoder {decoder}: {e}") from None
 
 
 def _complete_layers(data: bytes, layers: int | None) -> tuple[bytes, int | None, str]:
