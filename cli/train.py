@@ -560,9 +560,13 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
               help="Pitch labels (and the tracker the model's sources need): WORLD's Harvest (70-700 Hz) or DIO "
                    "(50-700 Hz; the method before 0.5). Default: harvest for a new run, the run's own method on "
                    "resume; resuming with another method relabels the run's cache.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Start a new run from a conversion weights file (e.g. codec/weights/audio_conversion_v1"
+                   ".safetensors): its tensors of the same names and shapes; with --model '{\"content_stages\": 2}' "
+                   "the added content stage starts fresh.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker, batch_size, crop_frames, jitter,
-                       model_json, loss_json, pitch, no_bf16, **kwargs) -> None:
+                       model_json, loss_json, pitch, init_from, no_bf16, **kwargs) -> None:
     """Train the speaker-conversion model (issue 23): content encoder, low-rate VQ code and a speaker-conditioned
     harmonic-plus-noise decoder, jointly; exports OUT/conversion_model.safetensors with its speaker table. For
     `vqcodec convert`, copy it as audio_conversion.safetensors into a weights folder without a manifest (beside
@@ -575,4 +579,4 @@ def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker
     train_conversion(TrainConversionConfig(
         **loop, data=data, speakers_csv=speakers_csv, exclude_speakers=excluded,
         holdout_per_speaker=holdout_per_speaker, batch_size=batch_size, crop_frames=crop_frames, jitter=jitter,
-        model=model_json or {}, loss=loss_json or {}, pitch=pitch, bf16=not no_bf16))
+        model=model_json or {}, loss=loss_json or {}, pitch=pitch, init_from=init_from, bf16=not no_bf16))

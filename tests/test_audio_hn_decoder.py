@@ -1,5 +1,5 @@
-"""The harmonic-plus-noise decoder: chunked rendering with halos equals one whole pass bit for bit (the
-oscillator phase carried from chunk to chunk), its receptive field is what `input_range` says, and a file
+"""The harmonic-plus-noise decoder: chunked rendering with halos equals one whole pass up to float rounding (the
+oscillator phase carried from chunk to chunk; see `_assert_same_samples`), its receptive field is what `input_range` says, and a file
 of its weights round-trips."""
 import numpy as np
 import pytest
@@ -25,6 +25,13 @@ def _decoder(hop: int = 160, noise: str = "filtered", residual: bool = False) ->
     return dec
 
 
+def _assert_same_samples(parts: torch.Tensor, whole: torch.Tensor) -> None:
+    """Chunked output equals the whole pass up to float rounding: bit for bit where the convolution kernels round
+    alike for every span length (AVX2), within 1 ulp of the largest sample where they do not (AVX-512: seen
+    1.2e-7 of samples up to 26). A halo too short, or a phase not carried, differs by orders of magnitude more."""
+    torch.testing.assert_close(parts, whole, rtol=0, atol=1e-6 * max(1.0, float(whole.abs().max())))
+
+
 def _context(dec: HNDecoder) -> tuple[int, int]:
     f, hop = 1000, dec.cfg.hop
     lo, hi = dec.input_range(f * hop, (f + 1) * hop - 1)
@@ -44,7 +51,7 @@ def test_chunks_with_halos_equal_one_pass(cuts, noise):
             lo, hi = max(0, a - left), min(20, b + right)
             y, phase = dec.render_span(z[:, lo:hi], (a - lo, b - lo), phase, start_frame=lo)
             parts.append(y)
-    assert torch.equal(torch.cat(parts, 1), whole)
+    _assert_same_samples(torch.cat(parts, 1), whole)
     assert whole.abs().max() > 0.05  # the harmonic branch is audible, so the test can see its phase
 
 
@@ -61,7 +68,7 @@ def test_residual_branch_chunks_equal_one_pass_and_follow_the_stage_count(cuts):
             lo, hi = max(0, a - left), min(20, b + right)
             y, phase = dec.render_span(z[:, lo:hi], (a - lo, b - lo), phase, start_frame=lo, stages=stages[:, lo:hi])
             parts.append(y)
-        assert torch.equal(torch.cat(parts, 1), whole)
+        _assert_same_samples(torch.cat(parts, 1), whole)
         assert not torch.equal(dec(z, (stages + 1).clamp(max=dec.cfg.num_stages)), whole)  # the gate reads them
         h = dec.hidden(z)
         dec.res_gate[0] = -2.0  # a stage count whose gate is shut (logit -50) renders no residual

@@ -1,12 +1,13 @@
 """Voice conversion by a low-rate content code and a speaker-conditioned decoder (the VQ-VAE paper's
 speaker-conversion experiment, van den Oord et al. 2017, trained end to end).
 
-    source samples x (B, T) --ContentEncoder--> (B, Nc, D) --VectorQuantizer--> content indices (B, Nc)
+    source samples x (B, T) --ContentEncoder--> (B, Nc, D) --residual VQ--> content indices (B, Nc, S)
     any utterance of a voice --ReferenceEncoder--> speaker embedding (B, speaker_dim), unit length
     content codes + speaker embedding + f0 / voicing per control point --ConversionDecoder--> samples (B, T)
 
 The content code is one index of K = `num_codes` every `hop * content_stride` samples (default 640 samples,
-25 Hz: 9 bits x 25 = 225 bit/s). At that rate the code cannot carry the voice, so the decoder has to take it
+25 Hz: 9 bits x 25 = 225 bit/s), or `content_stages` indices of a residual VQ (each stage quantizes what the
+stages before it left; 2 stages: 450 bit/s). At that rate the code cannot carry the voice, so the decoder has to take it
 from the speaker embedding, which is trained from *another* utterance of the same speaker (the trainer,
 `vqcodec.training.conversion`). Pitch is not left to the code or the embedding: the decoder is given an f0
 contour and voicing per control point and renders the harmonics at exactly that f0 with an oscillator bank
@@ -58,7 +59,8 @@ class ConversionConfig:
     """Hyper-parameters of the conversion model (stored beside its weights). Units: samples at `sample_rate`.
 
     hop: samples per frame of the encoder and decoder (320: 50 Hz). content_stride: frames merged into one
-    content code (2: 25 Hz). latent_dim, num_codes: D and K of the content codebook. width, mlp_ratio, kernel:
+    content code (2: 25 Hz). latent_dim, num_codes: D and K of the content codebooks. content_stages: S, the
+    residual-VQ stages of the content code (S indices per content frame; models before the field have 1). width, mlp_ratio, kernel:
     the ConvNeXt blocks (all three networks). enc_blocks / dec_blocks / ref_blocks: blocks of the content encoder,
     the decoder and the reference encoder. enc_stft_hop, enc_n_fft: the content encoder's STFT features (as the
     codec's STFT encoder); istft_hop, istft_n_fft: the decoder's inverse-STFT noise branch. speaker_dim: length of
@@ -76,6 +78,7 @@ class ConversionConfig:
     content_stride: int = 2
     latent_dim: int = 64
     num_codes: int = 512
+    content_stages: int = 1
     width: int = 256
     mlp_ratio: float = 3.0
     kernel: int = 7
@@ -99,7 +102,8 @@ class ConversionConfig:
 
     def __post_init__(self) -> None:
         bad = []
-        for name in ("sample_rate", "hop", "content_stride", "latent_dim", "num_codes", "width", "speaker_dim",
+        for name in ("sample_rate", "hop", "content_stride", "latent_dim", "num_codes", "content_stages", "width",
+                     "speaker_dim",
                      "enc_stft_hop", "enc_n_fft", "istft_hop", "istft_n_fft", "ref_n_fft", "ref_hop", "ref_n_mels"):
             if getattr(self, name) < 1:
                 bad.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -140,7 +144,7 @@ class ConversionConfig:
     @property
     def bits_per_second(self) -> float:
         """Raw rate of the content code before entropy coding, bit/s."""
-        return self.content_rate * math.log2(self.num_codes)
+        return self.content_rate * self.content_stages * math.log2(self.num_codes)
 
     def audio_config(self, latent_dim: int) -> AudioModelConfig:
         """The codec's model config with this model's frame, block and STFT fields (for `STFTEncoder` and
@@ -379,7 +383,8 @@ class ConversionDecoder(ISTFTDecoder):
         chunk's first sample (int, or (B,) int64), which keys the noise.
 
         When b < n the control point at frame b's start continues the interpolation of the last samples, so
-        consecutive chunks give the samples of one pass over all frames bit for bit (CPU); at b == n (the
+        consecutive chunks give the samples of one pass over all frames up to float rounding (bit for bit where the
+        CPU's convolution kernels round alike for every span length; 1 ulp off with AVX-512); at b == n (the
         signal's end) the last control point is held.
         """
         a, b = own
@@ -428,7 +433,11 @@ class ConversionDecoder(ISTFTDecoder):
 # ------------------------------------------------------------------------------------------ model
 
 class ConversionModel(nn.Module):
-    """Content encoder + content codebook + reference encoder + speaker-conditioned decoder + a speaker table.
+    """Content encoder + content codebooks + reference encoder + speaker-conditioned decoder + a speaker table.
+
+    The content code's stage 1 is `quantizer`, stages 2..S are `residual_quantizers` (each quantizes the residual
+    the stages before it left; the commitment loss binds the encoder output to the sum of all S stages, as
+    `vqcodec.quantization.residual_vq.ResidualVQ`'s does).
 
     Buffers of the speaker table (S rows, one per id in `cfg.speakers`): `speaker_embeddings` (S, speaker_dim)
     float32 (unit rows) and `speaker_f0` (S, 2) float32 log2-f0 mean and std over the speaker's voiced points.
@@ -439,6 +448,8 @@ class ConversionModel(nn.Module):
         self.cfg = cfg or ConversionConfig()
         self.encoder = ContentEncoder(self.cfg)
         self.quantizer = VectorQuantizer(self.cfg.num_codes, self.cfg.latent_dim)
+        self.residual_quantizers = nn.ModuleList(VectorQuantizer(self.cfg.num_codes, self.cfg.latent_dim)
+                                                 for _ in range(self.cfg.content_stages - 1))
         self.reference = ReferenceEncoder(self.cfg)
         self.decoder = ConversionDecoder(self.cfg)
         s = len(self.cfg.speakers)
@@ -452,6 +463,40 @@ class ConversionModel(nn.Module):
     def content_hop(self) -> int:
         """Samples per content code."""
         return self.cfg.content_hop
+
+    @property
+    def content_quantizers(self) -> list[VectorQuantizer]:
+        """The S content codebooks' quantizers, stage 1 first."""
+        return [self.quantizer, *self.residual_quantizers]
+
+    def quantize_content(self, z: torch.Tensor) -> VQOutput:
+        """(N, D) float pre-quantization latents -> the residual VQ's output (`VQOutput`): quantized (N, D), the
+        sum of the S stages' codes with the straight-through gradient; indices (N, S) int64; loss: beta times the
+        commitment of z to that sum; perplexity and usage of stage 1. Updates the codebooks when training."""
+        first = self.quantizer(z)
+        if not self.residual_quantizers:
+            return VQOutput(first.quantized, first.indices[:, None], first.loss, first.codebook_loss,
+                            first.perplexity, first.usage)
+        total = first.quantized.detach()  # the value of stage 1's codes
+        indices = [first.indices]
+        for vq in self.residual_quantizers:
+            out = vq(z.detach() - total)
+            total = total + out.quantized.detach()
+            indices.append(out.indices)
+        commitment = F.mse_loss(z, total)
+        return VQOutput(z + (total - z).detach(), torch.stack(indices, 1), self.quantizer.beta * commitment,
+                        first.codebook_loss, first.perplexity, first.usage)
+
+    def content_lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """(..., S) int64 content indices -> (..., D) float, the sum of the S stages' code vectors."""
+        s = self.cfg.content_stages
+        if indices.dim() < 1 or indices.shape[-1] != s:
+            raise ValueError(f"expected content indices of shape (..., {s}) (one per content stage), got "
+                             f"{tuple(indices.shape)}")
+        out = self.quantizer.lookup(indices[..., 0].long())
+        for k, vq in enumerate(self.residual_quantizers, start=1):
+            out = out + vq.lookup(indices[..., k].long())
+        return out
 
     # --------------------------------------------------------------------------- speaker table
     def set_speakers(self, ids: list[str] | tuple[str, ...], embeddings: torch.Tensor, f0_stats: torch.Tensor) -> None:
@@ -489,11 +534,12 @@ class ConversionModel(nn.Module):
         utterances), reference_lengths (B,) valid samples per row (None: all); f0, voiced (B, T / ctrl_hop);
         positions (B, T / content_hop) int64: content position i reads the code at positions[:, i] (time jitter;
         None: itself); start: absolute first sample per row ((B,) int64 or int; keys the decoder's noise).
-        Returns (reconstruction (B, T) float32, the quantizer's output, flat over B * Nc).
+        Returns (reconstruction (B, T) float32, the content quantizer's output (`quantize_content`), flat over
+        B * Nc).
         """
         z = self.encoder(x)
         b, n, d = z.shape
-        q = self.quantizer(z.reshape(b * n, d).float())
+        q = self.quantize_content(z.reshape(b * n, d).float())
         zq = q.quantized.reshape(b, n, d)
         if positions is not None:
             if positions.shape != (b, n):
@@ -504,10 +550,17 @@ class ConversionModel(nn.Module):
 
     @torch.no_grad()
     def encode_content(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T) float samples, T a multiple of content_hop -> (B, T / content_hop) int64 indices in [0, K)."""
+        """(B, T) float samples, T a multiple of content_hop -> (B, T / content_hop, S) int64 indices in [0, K),
+        greedy stage by stage."""
         z = self.encoder(x).float()
         b, n, d = z.shape
-        return self.quantizer.encode(z.reshape(b * n, d)).reshape(b, n)
+        residual = z.reshape(b * n, d)
+        indices = []
+        for vq in self.content_quantizers:
+            idx = vq.encode(residual)
+            residual = residual - vq.lookup(idx)
+            indices.append(idx)
+        return torch.stack(indices, 1).reshape(b, n, len(indices))
 
     @torch.no_grad()
     def embed_speaker(self, reference: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -517,13 +570,14 @@ class ConversionModel(nn.Module):
     @torch.no_grad()
     def decode(self, indices: torch.Tensor, speaker_embedding: torch.Tensor, f0: torch.Tensor, voiced: torch.Tensor
                ) -> torch.Tensor:
-        """(B, Nc) int64 content indices, speaker embedding (B, speaker_dim) or (speaker_dim,), f0 / voiced
+        """(B, Nc, S) int64 content indices, speaker embedding (B, speaker_dim) or (speaker_dim,), f0 / voiced
         (B, Nc * content_hop / ctrl_hop) -> (B, Nc * content_hop) float32 samples in [-1, 1]."""
-        if indices.dim() != 2:
-            raise ValueError(f"expected content indices of shape (B, Nc), got {tuple(indices.shape)}")
+        if indices.dim() != 3:
+            raise ValueError(f"expected content indices of shape (B, Nc, {self.cfg.content_stages}), got "
+                             f"{tuple(indices.shape)}")
         if speaker_embedding.dim() == 1:
             speaker_embedding = speaker_embedding.expand(indices.shape[0], -1)
-        z = self.quantizer.lookup(indices.long())
+        z = self.content_lookup(indices)
         return self.decoder(z, speaker_embedding.float(), f0, voiced).clamp(-1.0, 1.0)
 
     @torch.no_grad()
@@ -585,5 +639,6 @@ def load_conversion_model(path: str | Path) -> tuple[ConversionModel, str]:
     if missing or unexpected:
         raise ValueError(f"{path}: the weights do not match its config (missing {missing[:4]}, unexpected "
                          f"{unexpected[:4]}); the file is damaged")
-    model.quantizer.reset_training_state()
+    for vq in model.content_quantizers:
+        vq.reset_training_state()
     return model.eval(), model_id

@@ -164,7 +164,7 @@ class Converter:
         pad = n * per - m  # points of the padding: the last f0 held, unvoiced (as ConversionModel.convert)
         f = torch.cat([f, f[:, -1:].expand(1, pad)], 1)
         v = F.pad(v, (0, pad))
-        z = model.quantizer.lookup(self._content(xp, n))[None]  # (1, n, D)
+        z = model.content_lookup(self._content(xp, n))[None]  # (1, n, D)
         emb = target.embedding.float()[None]
         left, right = self.dec_context
         out = torch.empty(n * ch)
@@ -179,9 +179,9 @@ class Converter:
         return out[:t]
 
     def _content(self, xp: torch.Tensor, n: int) -> torch.Tensor:
-        """(n * content_hop,) samples -> (n,) int64 content indices, chunk by chunk with the encoder's halo."""
+        """(n * content_hop,) samples -> (n, S) int64 content indices, chunk by chunk with the encoder's halo."""
         ch, halo = self.model.cfg.content_hop, self.enc_halo
-        idx = torch.empty(n, dtype=torch.long)
+        idx = torch.empty(n, self.model.cfg.content_stages, dtype=torch.long)
         for a, b in _chunks(n, self.chunk):
             lo, hi = max(0, a - halo), min(n, b + halo)
             idx[a:b] = self.model.encode_content(xp[None, lo * ch:hi * ch])[0, a - lo:b - lo]

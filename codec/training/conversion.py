@@ -51,9 +51,11 @@ from vqcodec.audio.model import SAMPLE_RATE
 from vqcodec.audio.pitch import PITCH_HOP, pitch_labels
 from vqcodec.audio.speaker_model import speaker_of
 from vqcodec.files import atomic_write
+from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
 from vqcodec.training.pitch_cache import labels_as_asked
+from vqcodec.weights.io import load_weights
 
 __all__ = ["TrainConversionConfig", "ConversionTask", "train_conversion", "read_speaker_files", "EXPORT_NAME",
            "PHASE_FREE_LOSS"]
@@ -100,6 +102,7 @@ class TrainConversionConfig(LoopConfig):
     grad_clip: float = 10.0
     model: dict = field(default_factory=dict)
     loss: dict = field(default_factory=dict)
+    init_from: str | None = None  # a conversion weights file whose same-named, same-shaped tensors start a new run
     pitch: str | None = None  # pitch-label method (`pitch_labels`): None = "harvest" for a new run, the cache's
     # on resume; a method other than the cache's relabels it
 
@@ -186,7 +189,7 @@ class ConversionTask(Task):
 
     name = "audio-conversion"
     run_defining = ("speakers_csv", "holdout_per_speaker", "exclude_speakers", "batch_size", "crop_frames",
-                    "ref_seconds", "jitter", "model", "loss")
+                    "ref_seconds", "jitter", "model", "loss", "init_from")
     progress_keys = ("mel", "usage")
     config: TrainConversionConfig
 
@@ -238,10 +241,32 @@ class ConversionTask(Task):
         self.val = _val_set(held, c, self.utts_of, self.mcfg, cfg, self.ref_len) if ctx.rank == 0 else []
         torch.manual_seed(cfg.seed)  # the model's init does not depend on whether the cache existed
         self.model = ConversionModel(self.mcfg)
+        if cfg.init_from and not ctx.resuming:
+            self._init_from(cfg.init_from)
         self.loss_fn = AudioLoss(AudioLossConfig(**{**PHASE_FREE_LOSS, **cfg.loss}))
         log.info("conversion: %d training utterances of %d speakers, %d held out; content code %.0f bit/s",
                  len(c["audio"]), len(self.speakers), len(held), self.mcfg.bits_per_second)
         return Built(self.model, None, OptimizerSpec("adamw", betas=(0.8, 0.99), grad_clip=cfg.grad_clip))
+
+    def _init_from(self, path: str) -> None:
+        """Start the model from a conversion weights file (e.g. a shipped model): every tensor whose name and shape
+        match is taken, the speaker table is left out (the export makes the run's own); a stage the file lacks
+        (a run with more `content_stages`) starts fresh (k-means on its first batch). ValueError when any other
+        tensor of the model is missing from the file or shaped otherwise."""
+        tensors, model_id, _ = load_weights(path)
+        own = self.model.state_dict()
+        skip = ("speaker_embeddings", "speaker_f0", *TRAINING_ONLY_BUFFERS)
+        taken = {k: v.float() for k, v in tensors.items()
+                 if k in own and own[k].shape == v.shape and not k.endswith(skip)}
+        fresh = sorted(k for k in own if k not in taken and not k.endswith(skip))
+        if any(not k.startswith("residual_quantizers.") for k in fresh):
+            raise ValueError(f"--init-from {path} ({model_id}) does not match this run's model: "
+                             f"{[k for k in fresh if not k.startswith('residual_quantizers.')][:4]} are missing or "
+                             "shaped otherwise; give the model settings of the file (--model) or start from scratch")
+        self.model.load_state_dict(taken, strict=False)
+        self.model.quantizer.reset_training_state()  # stage 1's codebook as loaded; new stages stay uninitialised
+        log.info("conversion: %d tensors start from %s (%s); fresh: %s", len(taken), path, model_id,
+                 ", ".join(fresh) or "none")
 
     def _reference(self, i: int, start: int, stop: int) -> torch.Tensor:
         """A reference crop (float32, at most ref_len samples) for the crop [start, stop) of utterance i."""
@@ -296,7 +321,7 @@ class ConversionTask(Task):
         return rec + q.loss, metrics
 
     def log_fields(self, model: nn.Module) -> dict:
-        return {"restarts": self.model.quantizer.restarts}
+        return {"restarts": [vq.restarts for vq in self.model.content_quantizers]}
 
     # ------------------------------------------------------------------------------------------ validation, export
     @torch.no_grad()
@@ -313,7 +338,7 @@ class ConversionTask(Task):
         for v in self.val:
             clip, f0, voiced, s = v["audio"], v["f0"][None], v["voiced"][None], v["speaker"]
             idx = m.encode_content(clip[None])
-            codes.append(idx.reshape(-1))
+            codes.append(idx[..., 0].reshape(-1))  # stage 1's usage
             y = m.decode(idx, refs[s], f0, voiced)[0]
             own += mel_distance(clip, y, SAMPLE_RATE) / len(self.val)
             if len(val_speakers) > 1:
