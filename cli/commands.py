@@ -119,7 +119,7 @@ def encode(inputs: tuple[str, ...], output: str, quality: int | None, effort: in
                    "a file cut before its first layer is complete is still an error.")
 @click.option("--decoder", "decoder", metavar="ID|model|FILE", default=None,
               help="Render the file's indices with this decoder instead of the one the file names: an "
-                   "installed decoder's id (image-f8-s2-k512-d128-v4-decoder-c1, audio-decoder-hn-v1: the "
+                   "installed decoder's id (image-f8-s2-k512-d128-v4-decoder-c2, audio-decoder-hn-v1: the "
                    "defaults of new files), 'model' (the model's own decoder: how speech files of 0.4.x and "
                    "image files of 0.6.0 decode), or a weights file of `vqcodec train audio-decoder` / "
                    "`image-decoder`. The indices are the same; only their rendering changes.")

@@ -234,7 +234,7 @@ def train_image_cmd(data, val_data, batch_size, crop, decoder_only, commitment_w
               help="Per axis, the share of crops put against the photo's edge (its border is otherwise rarely seen).")
 @click.option("--init-decoder", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start the decoder from this decoder-stage file of --model (e.g. a shipped one, "
-                   "codec/weights/image_decoder_v4_c1.safetensors) instead of the model's own decoder.")
+                   "codec/weights/image_decoder_v4_c2.safetensors) instead of the model's own decoder.")
 def train_image_decoder_cmd(data, holdout, model_path, prior_path, refinement_path, model_id, dec_blocks, codec_prob,
                             vq_qualities, refined_qualities, batch_size, crop, tournament, margin, loss, kind_power,
                             border_prob, init_decoder, **kwargs) -> None:
@@ -561,7 +561,7 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
                    "(50-700 Hz; the method before 0.5). Default: harvest for a new run, the run's own method on "
                    "resume; resuming with another method relabels the run's cache.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start a new run from a conversion weights file (e.g. codec/weights/audio_conversion_v1"
+              help="Start a new run from a conversion weights file (e.g. codec/weights/audio_conversion_v2"
                    ".safetensors): its tensors of the same names and shapes; with --model '{\"content_stages\": 2}' "
                    "the added content stage starts fresh.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")

@@ -161,7 +161,7 @@ def test_trains_resumes_exactly_exports_and_converts(tmp_path, speech_folder):
     assert '"mel_own"' in log and '"mel_swap"' in log and '"usage"' in log
 
     model, model_id = load_conversion_model(tmp_path / "a" / EXPORT_NAME)
-    assert model_id == "audio-conversion-v1" and model.cfg.speakers == ("11", "22", "33")
+    assert model_id == "audio-conversion-v2" and model.cfg.speakers == ("11", "22", "33")
     assert model.speaker_embeddings.shape == (3, 8) and model.speaker_f0.shape == (3, 2)
     assert torch.allclose(model.speaker_embeddings.norm(dim=-1), torch.ones(3), atol=1e-2)  # float16 file
     assert bool(((model.speaker_f0[:, 0] > 6) & (model.speaker_f0[:, 0] < 8)).all())  # 64..256 Hz

@@ -331,18 +331,22 @@ def test_a_bare_librispeech_id_of_0_6_is_pointed_to_its_ls_name(tiny_audio_weigh
 
 
 def test_the_shipped_conversion_model():
-    """0.7.0 ships audio-conversion-v1 (optional role "conversion"): float16, its 279-speaker table, and it converts
-    a clip to two table speakers differently, keeping the clip's rate and length."""
+    """0.8.0 ships audio-conversion-v2 (optional role "conversion"; v1 of 0.7.0 is retired, no file names it):
+    float16, a 2-stage content code, its 279-speaker table, and it converts a clip to two table speakers
+    differently, keeping the clip's rate and length."""
     from safetensors import safe_open
 
     from vqcodec.registry import ModelRegistry
     from vqcodec.weights.io import WEIGHTS_DIR
 
-    comp = ModelRegistry(WEIGHTS_DIR).optional("audio", "conversion")
-    assert comp is not None and comp.model_id == "audio-conversion-v1" and comp.path.stat().st_size < 12e6
+    registry = ModelRegistry(WEIGHTS_DIR)
+    comp = registry.optional("audio", "conversion")
+    assert comp is not None and comp.model_id == "audio-conversion-v2" and comp.path.stat().st_size < 12e6
+    assert any(r["model_id"] == "audio-conversion-v1" and r["releases"] == "0.7.0" for r in registry.retired)
     with safe_open(str(comp.path), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
     converter = Converter.load(comp.path)
+    assert converter.model.cfg.content_stages == 2
     ids = [sid for sid, _ in converter.speakers]
     assert len(ids) == 279 and "ls1088" in ids and sum(i.startswith("so762_") for i in ids) == 28
     clip, rate = sf.read(Path(__file__).resolve().parents[1] / "data/speech/ljspeech/LJ001-0002.wav", dtype="float32")

@@ -23,7 +23,7 @@ def test_shipped_manifest_matches_the_files():
     defaults = reg.defaults("image")
     assert set(defaults) == {"vqvae", "prior", "refinement", "decoder"}
     assert defaults["vqvae"].model_id == "image-f8-s2-k512-d128-v4"
-    assert defaults["decoder"].model_id == "image-f8-s2-k512-d128-v4-decoder-c1"
+    assert defaults["decoder"].model_id == "image-f8-s2-k512-d128-v4-decoder-c2"
     for c in reg.components:
         assert _file_hash(c.path) == c.weights_hash, f"{c.path.name}: MANIFEST.json hash is stale"
 

@@ -29,7 +29,7 @@ def codec() -> ImageCodec:
     from vqcodec.registry import default_codec
 
     c = default_codec("image")
-    assert c.decoder_id == "image-f8-s2-k512-d128-v4-decoder-c1"
+    assert c.decoder_id == "image-f8-s2-k512-d128-v4-decoder-c2"
     return c
 
 

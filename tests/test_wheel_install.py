@@ -53,7 +53,8 @@ def test_wheel_installs_and_imports_outside_repo(tmp_path):
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "vqcodec/weights/image_vqvae.safetensors" in names
     assert "vqcodec/weights/image_vqvae_v4.safetensors" in names
-    assert "vqcodec/weights/image_decoder_v4_c1.safetensors" in names
+    assert "vqcodec/weights/image_decoder_v4_c1.safetensors" in names  # 0.7.0 files name it
+    assert "vqcodec/weights/image_decoder_v4_c2.safetensors" in names
     assert not [n for n in names if n.endswith("_float.safetensors")], "the float priors are not shipped"
     env_dir = tmp_path / "venv"
     # An isolated venv that sees the dependencies of the environment running the tests, never those of

@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_PATH = WEIGHTS_DIR / "image_vqvae_v4.safetensors"
 DEFAULT_PRIOR_PATH = WEIGHTS_DIR / "image_prior_v5.safetensors"
 DEFAULT_REFINEMENT_PATH = WEIGHTS_DIR / "image_refinement_v1.safetensors"
-DEFAULT_DECODER_PATH = WEIGHTS_DIR / "image_decoder_v4_c1.safetensors"
+DEFAULT_DECODER_PATH = WEIGHTS_DIR / "image_decoder_v4_c2.safetensors"
 """The shipped image model (the registry's defaults for new files; MANIFEST.json also lists the earlier ones)."""
 RESIDUAL_CHUNK = 1 << 15
 """Latent positions per chunk of the encoder's refinement residual (`ImageCodec._residual`): 32 MB of int64 at

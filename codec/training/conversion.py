@@ -189,7 +189,7 @@ class ConversionTask(Task):
 
     name = "audio-conversion"
     run_defining = ("speakers_csv", "holdout_per_speaker", "exclude_speakers", "batch_size", "crop_frames",
-                    "ref_seconds", "jitter", "model", "loss", "init_from")
+                    "ref_seconds", "jitter", "model", "loss")  # init_from only starts a run: a resume ignores it
     progress_keys = ("mel", "usage")
     config: TrainConversionConfig
 
