@@ -174,7 +174,7 @@ def test_kind_loss_weighs_each_kind_by_its_running_mse(photos, tmp_path):
     per_crop = ((x_hat - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3)
     means = {int(k): float(per_crop[kinds == k].mean()) for k in seen}
     want = sum(float(per_crop[i]) / means[int(kinds[i])] for i in range(8)) / 8
-    assert float(loss) == pytest.approx(want, rel=1e-3)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-3)
     state = task.state_dict()
     task.kind_mse.fill_(0.0)
     task.load_state_dict(state)
@@ -186,7 +186,7 @@ def test_kind_power_zero_is_plain_mse(photos, tmp_path):
     built = task.build(RunContext(0, 1, False, tmp_path / "run"))
     batch = task.batch(0)
     loss, metrics = task.loss(built.model, batch)
-    assert float(loss) == pytest.approx(metrics["mse"], rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(metrics["mse"], rel=1e-5)
     task.config.kind_power = 0.5
     half, _ = task.loss(built.model, batch)
     x, z, depth, mask, kinds = batch
@@ -194,7 +194,7 @@ def test_kind_power_zero_is_plain_mse(photos, tmp_path):
         x_hat = built.model.decoder(z, depth)
     per_crop = ((x_hat - x) ** 2 * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3)
     want = (per_crop / task.kind_mse[kinds].float() ** 0.5).mean()  # the running means barely moved in one step
-    assert float(half) == pytest.approx(float(want), rel=0.02) and float(half) > float(loss)
+    assert float(half.detach()) == pytest.approx(float(want), rel=0.02) and float(half.detach()) > float(loss.detach())
 
 
 def test_border_prob_puts_crops_against_the_photos_edges(photos, tmp_path):
