@@ -264,7 +264,10 @@ class ConversionTask(Task):
                              f"{[k for k in fresh if not k.startswith('residual_quantizers.')][:4]} are missing or "
                              "shaped otherwise; give the model settings of the file (--model) or start from scratch")
         self.model.load_state_dict(taken, strict=False)
-        self.model.quantizer.reset_training_state()  # stage 1's codebook as loaded; new stages stay uninitialised
+        prefixes = ["quantizer.", *(f"residual_quantizers.{i}." for i in range(len(self.model.residual_quantizers)))]
+        for prefix, vq in zip(prefixes, self.model.content_quantizers):
+            if prefix + "codebook" in taken:  # as loaded; a stage the file lacks stays uninitialised (k-means)
+                vq.reset_training_state()
         log.info("conversion: %d tensors start from %s (%s); fresh: %s", len(taken), path, model_id,
                  ", ".join(fresh) or "none")
 
