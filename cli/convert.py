@@ -40,7 +40,7 @@ def convert(input_path: str | None, output: str | None, speaker: str | None, lay
     `vqcodec convert speech.wav --speaker ls103 -o out.wav` or `vqcodec convert speech.vq --speaker
     voice.wav -o out.wav`.
 
-    Uses the optional conversion model (shipped since 0.7.0; 0.8.0's is audio-conversion-v2; `vqcodec train conversion` makes
+    Uses the optional conversion model (shipped since 0.7.0; 0.9.0's is audio-conversion-v3; `vqcodec train conversion` makes
     others) and pyworld (pip install pyworld-prebuilt); coding needs neither. The pitch follows the source's
     contour moved into the target's range; the voice is the model's rendering of the target. An experiment: it
     keeps the voice better than the words, see codec/audio/MODEL_CARD.md.

@@ -552,6 +552,9 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
               help="Frames per training crop (50 frames = 1 s; a multiple of the content stride).")
 @click.option("--jitter", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Probability that a content code position reads a neighbour's code (time jitter).")
+@click.option("--adversary", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of a speaker classifier on the content code trained through a reversed gradient, so "
+                   "that the encoder leaves the voice out of the code (0: off).")
 @click.option("--model", "model_json", default=None, callback=_json_object,
               help="ConversionConfig fields as JSON, e.g. '{\"content_stride\": 4}'.")
 @click.option("--loss", "loss_json", default=None, callback=_json_object,
@@ -561,12 +564,12 @@ def audio_decoder_command(data, base, decoder, model_id, batch_size, crop_frames
                    "(50-700 Hz; the method before 0.5). Default: harvest for a new run, the run's own method on "
                    "resume; resuming with another method relabels the run's cache.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Start a new run from a conversion weights file (e.g. codec/weights/audio_conversion_v2"
+              help="Start a new run from a conversion weights file (e.g. codec/weights/audio_conversion_v3"
                    ".safetensors): its tensors of the same names and shapes; with --model '{\"content_stages\": 2}' "
                    "the added content stage starts fresh.")
 @click.option("--no-bf16", is_flag=True, help="Train in float32 instead of bfloat16 autocast.")
 def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker, batch_size, crop_frames, jitter,
-                       model_json, loss_json, pitch, init_from, no_bf16, **kwargs) -> None:
+                       adversary, model_json, loss_json, pitch, init_from, no_bf16, **kwargs) -> None:
     """Train the speaker-conversion model (issue 23): content encoder, low-rate VQ code and a speaker-conditioned
     harmonic-plus-noise decoder, jointly; exports OUT/conversion_model.safetensors with its speaker table. For
     `vqcodec convert`, copy it as audio_conversion.safetensors into a weights folder without a manifest (beside
@@ -579,4 +582,4 @@ def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker
     train_conversion(TrainConversionConfig(
         **loop, data=data, speakers_csv=speakers_csv, exclude_speakers=excluded,
         holdout_per_speaker=holdout_per_speaker, batch_size=batch_size, crop_frames=crop_frames, jitter=jitter,
-        model=model_json or {}, loss=loss_json or {}, pitch=pitch, init_from=init_from, bf16=not no_bf16))
+        adversary=adversary, model=model_json or {}, loss=loss_json or {}, pitch=pitch, init_from=init_from, bf16=not no_bf16))

@@ -353,7 +353,7 @@ or a reference recording of any voice: a path to an audio file (a str naming an 
 _NO_CONVERSION_MODEL = (
     "no speaker conversion model is installed in {folder}: speaker conversion (`vqcodec convert`, "
     "vqcodec.convert_speaker) needs the optional weights component of role conversion, which vqcodec ships "
-    "(audio_conversion_v2.safetensors): reinstall vqcodec, or unset $VQCODEC_WEIGHTS_DIR, or copy that file into "
+    "(audio_conversion_v3.safetensors): reinstall vqcodec, or unset $VQCODEC_WEIGHTS_DIR, or copy that file into "
     "this folder as audio_conversion.safetensors (a folder without a manifest), or train one with `vqcodec train "
     "conversion --data SPEECH_DIR --out RUN` and put RUN/conversion_model.safetensors there under that name. "
     "Coding does not need it.")

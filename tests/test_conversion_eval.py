@@ -135,6 +135,27 @@ def test_whole_evaluation_with_fake_scorers(setup, tmp_path):
     assert ce.summary_line(res).startswith("conversion_eval: by id ")
 
 
+def test_wer_pools_every_training_voice_by_default(setup, tmp_path):
+    """Without --quick or --wer-targets every training speaker of the manifest is a WER target (F/M interleaved),
+    and each gets its own WER; --wer-targets N keeps the first N."""
+    argv = [a for a in _argv(setup, tmp_path) if a != "--quick"] + ["--pairs", "2", "--wer-clips", "2",
+                                                                     "--speaker-utts", "2"]
+    args = ce.parse_args(argv)
+    assert args.wer_targets == 0
+    tools = _fake_tools()
+    res = ce.run(args, tools=tools)
+    w = res["wer"]
+    assert sorted(w["targets"]) == ["tr_f1", "tr_f2", "tr_m1", "tr_m2"]
+    assert [SPEAKERS[t] for t in w["targets"]] == ["f", "m", "f", "m"]
+    assert set(w["per_target"]) == set(w["targets"])
+    assert all(v["gender"] == SPEAKERS[t] and v["wer"] == pytest.approx(1 / 3) for t, v in w["per_target"].items())
+    assert w["wer_converted"] == pytest.approx(1 / 3)
+    assert "per target voice" in ce.markdown(res)
+    two = ce.parse_args(argv + ["--wer-targets", "2"])
+    res2 = ce.run(two, tools=tools)
+    assert res2["wer"]["targets"] == w["targets"][:2]
+
+
 def test_pair_selection_is_balanced_seeded_and_never_self():
     genders = {"a": "f", "b": "f", "c": "m", "d": "m", "x": "f", "y": "m"}
     sources = {s: [Path(f"{s}/{i}.wav") for i in range(2)] for s in "abcd"}

@@ -11,7 +11,8 @@ from vqcodec.audio.conversion import (ConversionConfig, ConversionDecoder, Conve
                                       pitch_stats, retarget_f0)
 from vqcodec.audio.harmonic import HarmonicConfig
 from vqcodec.testing import speechlike
-from vqcodec.training.conversion import CACHE, EXPORT_NAME, TrainConversionConfig, train_conversion
+from vqcodec.training.conversion import (CACHE, EXPORT_NAME, SpeakerAdversary, TrainConversionConfig,
+                                         _WithAdversary, reverse_gradient, train_conversion)
 
 TINY = dict(hop=80, content_stride=2, latent_dim=8, num_codes=16, width=32, mlp_ratio=2.0, kernel=3, enc_blocks=1,
             dec_blocks=1, ref_blocks=1, enc_stft_hop=40, enc_n_fft=80, istft_hop=40, istft_n_fft=80, speaker_dim=8,
@@ -161,7 +162,7 @@ def test_trains_resumes_exactly_exports_and_converts(tmp_path, speech_folder):
     assert '"mel_own"' in log and '"mel_swap"' in log and '"usage"' in log
 
     model, model_id = load_conversion_model(tmp_path / "a" / EXPORT_NAME)
-    assert model_id == "audio-conversion-v2" and model.cfg.speakers == ("11", "22", "33")
+    assert model_id == "audio-conversion-v3" and model.cfg.speakers == ("11", "22", "33")
     assert model.speaker_embeddings.shape == (3, 8) and model.speaker_f0.shape == (3, 2)
     assert torch.allclose(model.speaker_embeddings.norm(dim=-1), torch.ones(3), atol=1e-2)  # float16 file
     assert bool(((model.speaker_f0[:, 0] > 6) & (model.speaker_f0[:, 0] < 8)).all())  # 64..256 Hz
@@ -209,6 +210,64 @@ def test_init_from_a_one_stage_model_adds_a_fresh_content_stage(tmp_path, speech
     with pytest.raises(ValueError, match="does not match this run's model"):
         train_conversion(_train_config(tmp_path, speech_folder, "bad", steps=1, model=wide,
                                        init_from=str(tmp_path / "one" / EXPORT_NAME)))
+
+
+def test_reverse_gradient_negates_only_the_gradient():
+    x = torch.randn(3, 4, requires_grad=True)
+    y = reverse_gradient(x)
+    assert torch.equal(y, x)
+    (y * torch.arange(4.0)).sum().backward()
+    assert torch.equal(x.grad, -torch.arange(4.0).expand(3, 4))
+
+
+def test_speaker_adversary_pushes_the_encoder_against_the_classifier():
+    """The adversary's cross-entropy reaches the encoder reversed: the encoder's gradient through the
+    gradient-reversal layer is the negation of the plain one, and the classifier's own gradient is unchanged."""
+    torch.manual_seed(0)
+    model = ConversionModel(_cfg(content_stages=2)).eval()  # eval: no codebook updates between the passes
+    wrapped = _WithAdversary(model, SpeakerAdversary(model.cfg.latent_dim, 3))
+    x = torch.from_numpy(speechlike(0.4, 16000, 2, seed=5).T.copy()).float()[:, :6400]
+    f0, voiced = _pitch(2, 6400 // model.cfg.harmonic.ctrl_hop)
+    target = torch.tensor([0, 2])
+    grads = []
+    for reverse in (True, False):
+        wrapped.zero_grad()
+        if reverse:
+            y, q, logits = wrapped(x, x, f0, voiced)
+            assert y.shape == x.shape and logits.shape == (2, 3)
+        else:
+            _, q = model(x, x, f0, voiced)
+            logits = wrapped.adversary(q.quantized.reshape(2, -1, model.cfg.latent_dim))
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        grads.append((model.encoder.merge.weight.grad.clone(), wrapped.adversary.out.weight.grad.clone()))
+    (enc_r, adv_r), (enc_p, adv_p) = grads
+    assert enc_p.abs().sum() > 0 and torch.allclose(enc_r, -enc_p, atol=1e-7)
+    assert torch.allclose(adv_r, adv_p, atol=1e-7)
+
+
+def test_a_run_with_a_speaker_adversary_resumes_exactly_and_exports_no_adversary(tmp_path, speech_folder):
+    straight = train_conversion(_train_config(tmp_path, speech_folder, "adv_a", adversary=0.5))
+    train_conversion(_train_config(tmp_path, speech_folder, "adv_b", adversary=0.5, stop_at_step=2))
+    resumed = train_conversion(_train_config(tmp_path, speech_folder, "adv_b", adversary=0.5, resume=True))
+    assert isinstance(straight, ConversionModel)
+    for (k, x), y in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(x, y), k
+    log = (tmp_path / "adv_a" / "log.jsonl").read_text()
+    assert '"adversary_ce"' in log and '"adversary_acc"' in log
+    from vqcodec.training.checkpoint import load_checkpoint
+
+    keys = load_checkpoint(tmp_path / "adv_a" / "checkpoint.pt")["model"].keys()
+    assert any(k.startswith("adversary.") for k in keys) and any(k.startswith("model.encoder.") for k in keys)
+    from vqcodec.weights.io import load_weights
+
+    tensors, _, _ = load_weights(tmp_path / "adv_a" / EXPORT_NAME)
+    assert not any("adversary" in k for k in tensors)
+    model, _ = load_conversion_model(tmp_path / "adv_a" / EXPORT_NAME)
+    assert model.cfg.speakers == ("11", "22", "33")
+    train_conversion(_train_config(tmp_path, speech_folder, "adv_off", steps=1))
+    assert '"adversary_ce"' not in (tmp_path / "adv_off" / "log.jsonl").read_text()
+    with pytest.raises(ValueError, match="adversary must be >= 0"):
+        _train_config(tmp_path, speech_folder, "neg", adversary=-1.0).check()
 
 
 def test_pitch_tracker_is_recorded_and_a_resume_with_another_relabels(tmp_path, speech_folder):

@@ -331,7 +331,8 @@ def test_a_bare_librispeech_id_of_0_6_is_pointed_to_its_ls_name(tiny_audio_weigh
 
 
 def test_the_shipped_conversion_model():
-    """0.8.0 ships audio-conversion-v2 (optional role "conversion"; v1 of 0.7.0 is retired, no file names it):
+    """0.9.0 ships audio-conversion-v3 (optional role "conversion"; v1 of 0.7.0 and v2 of 0.8.0 are retired, no file
+    names a conversion model):
     float16, a 2-stage content code, its 279-speaker table, and it converts a clip to two table speakers
     differently, keeping the clip's rate and length."""
     from safetensors import safe_open
@@ -341,8 +342,9 @@ def test_the_shipped_conversion_model():
 
     registry = ModelRegistry(WEIGHTS_DIR)
     comp = registry.optional("audio", "conversion")
-    assert comp is not None and comp.model_id == "audio-conversion-v2" and comp.path.stat().st_size < 12e6
+    assert comp is not None and comp.model_id == "audio-conversion-v3" and comp.path.stat().st_size < 12e6
     assert any(r["model_id"] == "audio-conversion-v1" and r["releases"] == "0.7.0" for r in registry.retired)
+    assert any(r["model_id"] == "audio-conversion-v2" and r["releases"] == "0.8.0" for r in registry.retired)
     with safe_open(str(comp.path), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
     converter = Converter.load(comp.path)

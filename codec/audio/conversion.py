@@ -46,7 +46,7 @@ __all__ = ["ConversionConfig", "ContentEncoder", "ReferenceEncoder", "Conversion
            "pitch_stats", "retarget_f0", "save_conversion_model", "load_conversion_model", "CONVERSION_MODEL_ID",
            "PITCH_STD_FLOOR"]
 
-CONVERSION_MODEL_ID = "audio-conversion-v2"
+CONVERSION_MODEL_ID = "audio-conversion-v3"
 """The default model id of an exported conversion model."""
 
 PITCH_STD_FLOOR = 0.05

@@ -24,6 +24,13 @@ crop to its content code, quantizes it (EMA codebook, commitment 0.25, dead-code
 embeds the reference and decodes with the crop's own f0 / voicing (teacher forcing). Loss: `AudioLoss` (phase-free
 by default: complex 0, wave 0, since the oscillators make their own phase) + the quantizer's commitment loss.
 
+Speaker adversary (`adversary` > 0, off by default). A small classifier (`SpeakerAdversary`, training only: never
+exported) guesses each crop's training speaker from its quantized content code (straight-through, before the
+jitter) through a gradient-reversal layer: the classifier learns to name the speaker, the encoder receives the
+reversed gradient and learns to leave the voice out of the code (as domain-adversarial training, Ganin and
+Lempitsky 2015; for voice conversion, e.g. Chou et al. 2018). Its cross-entropy times `adversary` is added to the
+loss; the run's checkpoint then holds the model and the classifier (`model.` and `adversary.` keys).
+
 Files written to `out`: checkpoint.pt, log.jsonl (loss terms, commit, usage, perplexity; validation {"val":
 {"mel_own", "mel_swap", "usage", "perplexity", "utterances"}}), train_cache.pt, and conversion_model.safetensors
 (at every checkpoint, with the speaker table: per training speaker, the normalised mean embedding of the first
@@ -51,14 +58,14 @@ from vqcodec.audio.model import SAMPLE_RATE
 from vqcodec.audio.pitch import PITCH_HOP, pitch_labels
 from vqcodec.audio.speaker_model import speaker_of
 from vqcodec.files import atomic_write
-from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS
+from vqcodec.quantization.residual_vq import TRAINING_ONLY_BUFFERS, VQOutput
 from vqcodec.training.audio_losses import AudioLoss, AudioLossConfig
 from vqcodec.training.loop import Built, LoopConfig, OptimizerSpec, RunContext, Task, TrainingLoop
 from vqcodec.training.pitch_cache import labels_as_asked
 from vqcodec.weights.io import load_weights
 
 __all__ = ["TrainConversionConfig", "ConversionTask", "train_conversion", "read_speaker_files", "EXPORT_NAME",
-           "PHASE_FREE_LOSS"]
+           "PHASE_FREE_LOSS", "SpeakerAdversary", "reverse_gradient"]
 
 log = logging.getLogger(__name__)
 EXPORT_NAME = "conversion_model.safetensors"
@@ -74,6 +81,7 @@ class TrainConversionConfig(LoopConfig):
 
     crop_frames: frames (`hop` samples) per training crop, a multiple of the model's content_stride.
     ref_seconds: length of a reference crop. jitter: probability that a code position reads a neighbour's code.
+    adversary: weight of the speaker adversary's cross-entropy (0: no adversary; see the module docstring).
     model: ConversionConfig fields to change ("harmonic" as a dict of HarmonicConfig fields). loss:
     AudioLossConfig fields, applied over PHASE_FREE_LOSS. val_utterances / val_seconds: held-out utterances
     scored at each validation (one per speaker first), and their length. table_utterances (0: all) /
@@ -94,6 +102,7 @@ class TrainConversionConfig(LoopConfig):
     crop_frames: int = 100
     ref_seconds: float = 3.0
     jitter: float = 0.1
+    adversary: float = 0.0
     val_utterances: int = 8
     val_seconds: float = 4.0
     table_utterances: int = 8
@@ -129,6 +138,8 @@ class TrainConversionConfig(LoopConfig):
             bad.append("batch_size must be >= 1; holdout_per_speaker, val_utterances, table_utterances >= 0")
         if not 0 <= self.jitter <= 1:
             bad.append(f"jitter must be a probability in [0, 1], got {self.jitter}")
+        if not self.adversary >= 0:
+            bad.append(f"adversary must be >= 0 (0: off), got {self.adversary}")
         if not (self.ref_seconds > 0 and self.val_seconds > 0 and self.table_seconds > 0):
             bad.append("ref_seconds, val_seconds and table_seconds must be > 0")
         try:
@@ -176,6 +187,55 @@ def read_speaker_files(data: str | Path, speakers_csv: str | Path | None = None)
     return sorted(out)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see reverse_gradient
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return -grad
+
+
+def reverse_gradient(x: torch.Tensor) -> torch.Tensor:
+    """x unchanged forward; its gradient negated backward (the gradient-reversal layer)."""
+    return _ReverseGradient.apply(x)
+
+
+class SpeakerAdversary(nn.Module):
+    """(B, Nc, D) content vectors -> (B, num_speakers) speaker logits, float32: two 1-d convolutions (kernel 5,
+    GELU) over the content frames, the mean over time, one Linear. A training-only probe (see the module
+    docstring)."""
+
+    def __init__(self, latent_dim: int, num_speakers: int, width: int = 256) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv1d(latent_dim, width, 5, padding=2), nn.GELU(),
+                                   nn.Conv1d(width, width, 5, padding=2), nn.GELU())
+        self.out = nn.Linear(width, num_speakers)
+
+    def forward(self, content: torch.Tensor) -> torch.Tensor:
+        return self.out(self.convs(content.float().transpose(1, 2)).mean(-1))
+
+
+class _WithAdversary(nn.Module):
+    """The module a run with a speaker adversary trains and checkpoints: `model` (the ConversionModel) and
+    `adversary` (`SpeakerAdversary`). forward: the model's, plus the adversary's logits on the reversed-gradient
+    quantized content."""
+
+    def __init__(self, model: ConversionModel, adversary: SpeakerAdversary) -> None:
+        super().__init__()
+        self.model = model
+        self.adversary = adversary
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor, f0: torch.Tensor, voiced: torch.Tensor,
+                reference_lengths: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                start: "int | torch.Tensor" = 0) -> tuple[torch.Tensor, VQOutput, torch.Tensor]:
+        """`ConversionModel.forward`'s (reconstruction, quantizer output) and (B, speakers) logits."""
+        y, q = self.model(x, reference, f0, voiced, reference_lengths, positions, start)
+        content = q.quantized.reshape(x.shape[0], -1, self.model.cfg.latent_dim)  # straight-through, unjittered
+        return y, q, self.adversary(reverse_gradient(content))
+
+
 def _to_int16(x: torch.Tensor) -> torch.Tensor:
     return (x * 32768.0).round().clamp(-32768, 32767).to(torch.int16)
 
@@ -189,7 +249,8 @@ class ConversionTask(Task):
 
     name = "audio-conversion"
     run_defining = ("speakers_csv", "holdout_per_speaker", "exclude_speakers", "batch_size", "crop_frames",
-                    "ref_seconds", "jitter", "model", "loss")  # init_from only starts a run: a resume ignores it
+                    "ref_seconds", "jitter", "adversary", "model", "loss")  # init_from only starts a run: a resume
+    # ignores it
     progress_keys = ("mel", "usage")
     config: TrainConversionConfig
 
@@ -244,9 +305,13 @@ class ConversionTask(Task):
         if cfg.init_from and not ctx.resuming:
             self._init_from(cfg.init_from)
         self.loss_fn = AudioLoss(AudioLossConfig(**{**PHASE_FREE_LOSS, **cfg.loss}))
+        self.speaker_index = {s: k for k, s in enumerate(self.speakers)}
         log.info("conversion: %d training utterances of %d speakers, %d held out; content code %.0f bit/s",
                  len(c["audio"]), len(self.speakers), len(held), self.mcfg.bits_per_second)
-        return Built(self.model, None, OptimizerSpec("adamw", betas=(0.8, 0.99), grad_clip=cfg.grad_clip))
+        trained: nn.Module = self.model
+        if cfg.adversary > 0:
+            trained = _WithAdversary(self.model, SpeakerAdversary(self.mcfg.latent_dim, len(self.speakers)))
+        return Built(trained, None, OptimizerSpec("adamw", betas=(0.8, 0.99), grad_clip=cfg.grad_clip))
 
     def _init_from(self, path: str) -> None:
         """Start the model from a conversion weights file (e.g. a shipped model): every tensor whose name and shape
@@ -290,13 +355,15 @@ class ConversionTask(Task):
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """{"audio" (B, L) float32, "f0" (B, L / 80) Hz, "voiced" (B, L / 80) float, "reference" (B, R) float32
         zero-padded, "reference_lengths" (B,) int64, "positions" (B, L / content_hop) int64, "starts" (B,) int64
-        noise keys}, L = crop samples."""
+        noise keys, "speaker" (B,) int64 row of the crop's speaker in the sorted training speakers}, L = crop
+        samples."""
         cfg, g, c = self.config, self.gen, self.cache
         n, hop, sub = cfg.crop_frames, self.hop, self.sub
         picks = torch.multinomial(self.weights, cfg.batch_size, replacement=True, generator=g)
-        audio, f0, voiced, refs, starts = [], [], [], [], []
+        audio, f0, voiced, refs, starts, speakers = [], [], [], [], [], []
         for k in picks.tolist():
             i = self.usable[k]
+            speakers.append(self.speaker_index[c["speakers"][i]])
             start = int(torch.randint(0, c["audio"][i].numel() // hop - n + 1, (1,), generator=g))
             audio.append(_to_float(c["audio"][i][start * hop:(start + n) * hop]))
             starts.append(i * (1 << 22) + start * hop)  # keys the decoder's noise: another stretch per crop
@@ -311,17 +378,24 @@ class ConversionTask(Task):
         positions = (torch.arange(nc) + shift).clamp(0, nc - 1)
         return {"audio": torch.stack(audio), "f0": torch.stack(f0), "voiced": torch.stack(voiced),
                 "reference": reference, "reference_lengths": lengths, "positions": positions,
-                "starts": torch.tensor(starts)}
+                "starts": torch.tensor(starts), "speaker": torch.tensor(speakers)}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x = batch["audio"]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-            y, q = model(x, batch["reference"], batch["f0"], batch["voiced"], batch["reference_lengths"],
-                         batch["positions"], batch["starts"])
+            out = model(x, batch["reference"], batch["f0"], batch["voiced"], batch["reference_lengths"],
+                        batch["positions"], batch["starts"])
+        y, q = out[0], out[1]
         rec, terms = self.loss_fn(x, y.float())
         metrics = {k: v.item() for k, v in terms.items()}
         metrics.update(commit=q.loss.item(), usage=q.usage.item(), perplexity=q.perplexity.item())
-        return rec + q.loss, metrics
+        total = rec + q.loss
+        if len(out) > 2:  # the speaker adversary's logits (B, speakers)
+            logits, target = out[2].float(), batch["speaker"]
+            ce = F.cross_entropy(logits, target)
+            metrics.update(adversary_ce=ce.item(), adversary_acc=(logits.argmax(-1) == target).float().mean().item())
+            total = total + self.config.adversary * ce
+        return total, metrics
 
     def log_fields(self, model: nn.Module) -> dict:
         return {"restarts": [vq.restarts for vq in self.model.content_quantizers]}
@@ -462,5 +536,8 @@ def _val_set(held: list[tuple[Path, str]], cache: dict, utts_of: dict[str, list[
 
 
 def train_conversion(cfg: TrainConversionConfig) -> ConversionModel:
-    """Run (or with cfg.resume, continue) the run described by `cfg`. Returns the trained `ConversionModel`."""
-    return TrainingLoop(ConversionTask(cfg)).run().model
+    """Run (or with cfg.resume, continue) the run described by `cfg`. Returns the trained `ConversionModel`
+    (without the speaker adversary of a run that has one)."""
+    task = ConversionTask(cfg)
+    TrainingLoop(task).run()
+    return task.model
