@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue #23, session 17: the 2-stage conversion model with a speaker adversary on its content code (gradient reversal,
-# --adversary W), started from conversion_s2c2's export (data/audio_conversion_s2c2.safetensors, = audio-conversion-v3's
-# tensors); constant lr 3e-4. The Harvest pitch cache is copied from conversion_s2c2 (the same files).
+# --adversary W), started from conversion_s2c2's export (data/audio_conversion_s2c2.safetensors: the
+# 2-stage model of benchmarks/results/audio/conversion_s2c2_step8896); constant lr 3e-4. The Harvest pitch cache is copied from conversion_s2c2 (the same files).
 # Usage: ./conversion_adv.sh RUN W. Resume: the same command.
 . ~/venv/bin/activate
 cd ~/vqcodec-runs
