@@ -791,11 +791,11 @@ def markdown(res: dict) -> str:
     if w.get("wer_own_voice") is not None:
         lines.append(f"| transcribed clips: in their own voice (the next clip as reference: the content path alone) "
                      f"| {pct(w['wer_own_voice'])} | | | | |")
-    per = sorted((w.get("per_target") or {}).items(), key=lambda kv: (kv[1]["wer"], kv[0]))
     for key, label in (("by_id", "by-id pairs"), ("by_reference", "by-reference pairs"), ("all", "all conversions")):
         v = nat[key]
         lines.append(f"| {label} | | {fmt(v['source'])} | {fmt(v['converted'])} | {fmt(v['difference'], '+.2f')} "
                      f"| {fmt(v['baseline'])} |")
+    per = sorted((w.get("per_target") or {}).items(), key=lambda kv: (kv[1]["wer"], kv[0]))
     if per:
         lines += ["", "WER of the converted clips per target voice (best first): "
                   + ", ".join(f"{t} ({v['gender']}) {pct(v['wer'])}" for t, v in per) + "."]

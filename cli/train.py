@@ -582,4 +582,5 @@ def conversion_command(data, speakers_csv, exclude_speakers, holdout_per_speaker
     train_conversion(TrainConversionConfig(
         **loop, data=data, speakers_csv=speakers_csv, exclude_speakers=excluded,
         holdout_per_speaker=holdout_per_speaker, batch_size=batch_size, crop_frames=crop_frames, jitter=jitter,
-        adversary=adversary, model=model_json or {}, loss=loss_json or {}, pitch=pitch, init_from=init_from, bf16=not no_bf16))
+        adversary=adversary, model=model_json or {}, loss=loss_json or {}, pitch=pitch, init_from=init_from,
+        bf16=not no_bf16))

@@ -248,9 +248,9 @@ class ConversionTask(Task):
     """The conversion model as a `Task` (see the module docstring)."""
 
     name = "audio-conversion"
+    # init_from only starts a run: a resume ignores it
     run_defining = ("speakers_csv", "holdout_per_speaker", "exclude_speakers", "batch_size", "crop_frames",
-                    "ref_seconds", "jitter", "adversary", "model", "loss")  # init_from only starts a run: a resume
-    # ignores it
+                    "ref_seconds", "jitter", "adversary", "model", "loss")
     progress_keys = ("mel", "usage")
     config: TrainConversionConfig
 
@@ -383,15 +383,14 @@ class ConversionTask(Task):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         x = batch["audio"]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-            out = model(x, batch["reference"], batch["f0"], batch["voiced"], batch["reference_lengths"],
-                        batch["positions"], batch["starts"])
-        y, q = out[0], out[1]
+            y, q, *adversary = model(x, batch["reference"], batch["f0"], batch["voiced"], batch["reference_lengths"],
+                                     batch["positions"], batch["starts"])
         rec, terms = self.loss_fn(x, y.float())
         metrics = {k: v.item() for k, v in terms.items()}
         metrics.update(commit=q.loss.item(), usage=q.usage.item(), perplexity=q.perplexity.item())
         total = rec + q.loss
-        if len(out) > 2:  # the speaker adversary's logits (B, speakers)
-            logits, target = out[2].float(), batch["speaker"]
+        if adversary:  # the speaker adversary's logits (B, speakers)
+            logits, target = adversary[0].float(), batch["speaker"]
             ce = F.cross_entropy(logits, target)
             metrics.update(adversary_ce=ce.item(), adversary_acc=(logits.argmax(-1) == target).float().mean().item())
             total = total + self.config.adversary * ce
